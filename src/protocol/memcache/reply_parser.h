@@ -1,0 +1,36 @@
+#pragma once
+// Scans memcached ASCII replies coming back from a backend.
+
+#include <cstddef>
+#include <string_view>
+
+#include "protocol/memcache/command.h"
+#include "protocol/parse_result.h"
+
+namespace dproxy::protocol::memcache {
+
+// Finds the end of the first reply in `in`, which must be of shape `kind` (or an error line:
+// ERROR / CLIENT_ERROR ... / SERVER_ERROR ...).
+// kOk: consumed = size of the reply. kNeedMore: incomplete. kError: the bytes cannot be a
+// reply of that shape (the backend connection is out of sync and must be closed).
+// `is_error` (optional) is set to true when the reply is an error line.
+ParseResult scan_reply(std::string_view in, ReplyKind kind, bool* is_error = nullptr);
+
+// One "VALUE key flags bytes [cas]\r\n<data>\r\n" item of a complete retrieval reply.
+struct ValueItem {
+  std::string_view key;
+  std::string_view bytes;  // the whole item: VALUE line, data block and trailing CRLF
+};
+
+// Iterates the items of a complete retrieval reply (as accepted by scan_reply), in order.
+class ValueIterator {
+ public:
+  explicit ValueIterator(std::string_view reply) : rest_(reply) {}
+  // Returns false at "END" (or on anything that is not a well-formed item).
+  bool next(ValueItem& item);
+
+ private:
+  std::string_view rest_;
+};
+
+}  // namespace dproxy::protocol::memcache
