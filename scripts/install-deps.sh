@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the Debian packages dproxy needs to build, test and run (only the missing ones).
+set -euo pipefail
+
+PACKAGES=(
+  cmake g++ make pkg-config
+  libasio-dev libhiredis-dev nlohmann-json3-dev doctest-dev
+  memcached redis-server redis-tools nutcracker libmemcached-tools
+  python3 python3-pymemcache python3-redis
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+echo "install-deps: installing ${missing[*]}"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

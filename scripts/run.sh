@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Builds dproxy, starts two memcached servers on loopback and runs dproxy in front of them with
+# configs/pools.json, in the foreground. Ctrl-C stops everything this script started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+scripts/build.sh release
+
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT INT TERM
+
+for port in 21211 21212; do
+  memcached -u "$(id -un)" -l 127.0.0.1 -p "$port" -U 0 -m 64 &
+  pids+=($!)
+done
+sleep 0.3
+cat <<MSG
+dproxy is starting with configs/pools.json:
+  memcached pool: 127.0.0.1:22121  (backends 127.0.0.1:21211, 127.0.0.1:21212)
+Try:  printf 'set k 0 0 5\r\nhello\r\nget k\r\n' | nc -q1 127.0.0.1 22121
+      memcstat/memccat: memccat --servers=127.0.0.1:22121 k
+Press Ctrl-C to stop.
+MSG
+./build/dproxy --config configs/pools.json &
+pids+=($!)
+wait "${pids[-1]}"

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds the normal and the ASan+UBSan builds, and runs every test
+# (unit + integration against real memcached / nutcracker on loopback) in both.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+
+echo "== build (release)"
+scripts/build.sh release
+echo "== build (asan+ubsan)"
+scripts/build.sh asan
+
+export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+status=0
+echo "== tests (release)"
+(cd build && ctest --output-on-failure --timeout 900) || status=1
+echo "== tests (asan+ubsan)"
+(cd build-asan && ctest --output-on-failure --timeout 900) || status=1
+if [ "$status" -ne 0 ]; then
+  echo "test.sh: FAILED"
+else
+  echo "test.sh: all tests passed"
+fi
+exit "$status"

@@ -1,0 +1,370 @@
+#include "core/client_session.h"
+
+#include <cstring>
+
+#include "core/log.h"
+#include "core/pool_runtime.h"
+#include "core/worker.h"
+#include "protocol/memcache/reply_parser.h"
+
+namespace dproxy::core {
+
+using protocol::ParseStatus;
+using protocol::Request;
+
+namespace {
+constexpr size_t kMaxLineBytes = 2 * 1024 * 1024;
+}  // namespace
+
+ClientSession::ClientSession(Worker& worker, PoolRuntime& pool,
+                             asio::generic::stream_protocol::socket socket, uint64_t id)
+    : worker_(worker),
+      pool_(pool),
+      socket_(std::move(socket)),
+      id_(id),
+      mc_parser_(protocol::memcache::RequestLimits{250, pool.config().max_value_bytes,
+                                                   kMaxLineBytes}) {}
+
+void ClientSession::start() {
+  if (socket_.local_endpoint().protocol().family() != AF_UNIX) {
+    asio::error_code ignored;
+    socket_.set_option(asio::ip::tcp::no_delay(true), ignored);
+  }
+  rbuf_.resize(kInitialReadBuffer);
+  start_read();
+}
+
+bool ClientSession::paused() const {
+  return slots_.size() >= kMaxPendingSlots ||
+         out_.size() + writing_buf_.size() >= kMaxBufferedReplyBytes;
+}
+
+void ClientSession::start_read() {
+  if (reading_ || closed_ || stop_input_ || paused()) return;
+  if (rstart_ == rend_) rstart_ = rend_ = 0;
+  size_t want = std::max(need_, rend_ - rstart_ + 1);
+  if (rbuf_.size() - rstart_ < want || rend_ == rbuf_.size()) {
+    // Compact, then grow when the pending frame still does not fit.
+    if (rstart_ > 0) {
+      std::memmove(rbuf_.data(), rbuf_.data() + rstart_, rend_ - rstart_);
+      rend_ -= rstart_;
+      rstart_ = 0;
+    }
+    if (rbuf_.size() < want || rend_ == rbuf_.size())
+      rbuf_.resize(std::max(want, rbuf_.size() * 2));
+  }
+  reading_ = true;
+  socket_.async_read_some(asio::buffer(rbuf_.data() + rend_, rbuf_.size() - rend_),
+                          [self = shared_from_this()](const asio::error_code& ec, size_t n) {
+                            self->on_read(ec, n);
+                          });
+}
+
+void ClientSession::on_read(const asio::error_code& ec, size_t n) {
+  reading_ = false;
+  if (closed_) return;
+  if (ec) {
+    if (ec != asio::error::eof && ec != asio::error::operation_aborted)
+      LOG_DEBUG("client %llu: read error: %s", static_cast<unsigned long long>(id_),
+                ec.message().c_str());
+    close();
+    return;
+  }
+  rend_ += n;
+  process();
+  start_read();
+}
+
+void ClientSession::process() {
+  while (!stop_input_ && !closed_) {
+    if (discard_ > 0) {
+      size_t n = std::min(discard_, rend_ - rstart_);
+      rstart_ += n;
+      discard_ -= n;
+      if (discard_ > 0) break;
+    }
+    if (rstart_ == rend_ || paused()) break;
+    std::string_view in(rbuf_.data() + rstart_, rend_ - rstart_);
+    protocol::ParseResult r = mc_parser_.parse(in, req_);
+    if (r.status == ParseStatus::kNeedMore) {
+      need_ = r.size_hint;
+      break;
+    }
+    need_ = 0;
+    if (r.status == ParseStatus::kError) {
+      ReplySlot* slot = ready_slot(r.error);
+      rstart_ += std::min(r.consumed, in.size());
+      discard_ = r.skip;
+      if (r.close) {
+        slot->close_after = true;
+        stop_input_ = true;
+      }
+      continue;
+    }
+    dispatch_memcache(req_);
+    rstart_ += r.consumed;
+  }
+  worker_.flush_dirty();
+  drain();
+}
+
+void ClientSession::append_frame(std::string& out, const Request& req) {
+  if (req.noreply_token.empty()) {
+    out.append(req.frame);
+    return;
+  }
+  // Forward without "noreply" so the backend always answers and replies stay matched.
+  size_t cut = static_cast<size_t>(req.noreply_token.data() - req.frame.data());
+  out.append(req.frame.substr(0, cut));
+  out.append(req.frame.substr(cut + req.noreply_token.size()));
+}
+
+void ClientSession::dispatch_memcache(const Request& req) {
+  namespace mc = protocol::memcache;
+  auto cmd = static_cast<mc::Command>(req.command);
+  if (req.has(protocol::kFlagRejected) || cmd == mc::Command::kUnsupported) {
+    ReplySlot* slot = ready_slot("CLIENT_ERROR command '");
+    slot->data.append(req.name);
+    slot->data.append("' is not supported by dproxy\r\n");
+    return;
+  }
+  switch (cmd) {
+    case mc::Command::kVersion:
+      ready_slot("VERSION " DPROXY_VERSION " dproxy\r\n");
+      return;
+    case mc::Command::kVerbosity:
+      if (!req.has(protocol::kFlagNoreply)) ready_slot("OK\r\n");
+      return;
+    case mc::Command::kQuit: {
+      ReplySlot* slot = ready_slot("");
+      slot->close_after = true;
+      stop_input_ = true;
+      return;
+    }
+    case mc::Command::kFlushAll:
+      forward_memcache_broadcast(req);
+      return;
+    default:
+      break;
+  }
+  if (req.has(protocol::kFlagMultiKey) && req.keys.size() > 1) {
+    forward_memcache_multiget(req);
+    return;
+  }
+  uint32_t server = pool_.server_for(req.keys[0]);
+  ServerConnection& conn = pool_.connection(server, id_);
+  ReplySlot* slot = new_slot(ReplySlot::Kind::kForward);
+  slot->outstanding = 1;
+  slot->noreply = req.has(protocol::kFlagNoreply);
+  append_frame(conn.out(), req);
+  conn.push(shared_from_this(), slot, 0, mc::reply_kind(cmd));
+}
+
+void ClientSession::forward_memcache_multiget(const Request& req) {
+  namespace mc = protocol::memcache;
+  frag_of_server_.assign(pool_.server_count(), -1);
+  frag_servers_.clear();
+  ReplySlot* slot = new_slot(ReplySlot::Kind::kMultiGet);
+  for (std::string_view key : req.keys) {
+    uint32_t server = pool_.server_for(key);
+    int32_t frag = frag_of_server_[server];
+    if (frag < 0) {
+      frag = static_cast<int32_t>(frag_servers_.size());
+      frag_of_server_[server] = frag;
+      frag_servers_.push_back(server);
+    }
+    slot->keys.append(key);
+    slot->key_len.push_back(static_cast<uint32_t>(key.size()));
+    slot->key_frag.push_back(static_cast<uint16_t>(frag));
+  }
+  size_t nfrags = frag_servers_.size();
+  if (nfrags == 1) {
+    // Every key on one server: forward the frame untouched.
+    slot->kind = ReplySlot::Kind::kForward;
+    slot->outstanding = 1;
+    ServerConnection& conn = pool_.connection(frag_servers_[0], id_);
+    conn.out().append(req.frame);
+    conn.push(shared_from_this(), slot, 0, mc::ReplyKind::kRetrieval);
+    return;
+  }
+  slot->outstanding = static_cast<uint32_t>(nfrags);
+  if (slot->frags.size() < nfrags) slot->frags.resize(nfrags);
+  slot->frag_error.assign(nfrags, 0);
+  // "get " or "gat <exptime> ": everything before the first key.
+  std::string_view prefix(req.frame.data(),
+                          static_cast<size_t>(req.keys[0].data() - req.frame.data()));
+  auto self = shared_from_this();
+  for (size_t f = 0; f < nfrags; ++f) {
+    ServerConnection& conn = pool_.connection(frag_servers_[f], id_);
+    std::string& out = conn.out();
+    out.append(prefix);
+    bool first = true;
+    for (size_t i = 0; i < req.keys.size(); ++i) {
+      if (slot->key_frag[i] != f) continue;
+      if (!first) out.push_back(' ');
+      out.append(req.keys[i]);
+      first = false;
+    }
+    out.append("\r\n");
+    conn.push(self, slot, static_cast<uint16_t>(f), mc::ReplyKind::kRetrieval);
+  }
+}
+
+void ClientSession::forward_memcache_broadcast(const Request& req) {
+  size_t n = pool_.server_count();
+  ReplySlot* slot = new_slot(ReplySlot::Kind::kBroadcast);
+  slot->noreply = req.has(protocol::kFlagNoreply);
+  slot->outstanding = static_cast<uint32_t>(n);
+  if (slot->frags.size() < n) slot->frags.resize(n);
+  slot->frag_error.assign(n, 0);
+  auto self = shared_from_this();
+  for (uint32_t s = 0; s < n; ++s) {
+    ServerConnection& conn = pool_.connection(s, id_);
+    append_frame(conn.out(), req);
+    conn.push(self, slot, static_cast<uint16_t>(s), protocol::memcache::ReplyKind::kLine);
+  }
+}
+
+ReplySlot* ClientSession::new_slot(ReplySlot::Kind kind) {
+  ReplySlot* slot;
+  if (free_slots_.empty()) {
+    slot_storage_.push_back(std::make_unique<ReplySlot>());
+    slot = slot_storage_.back().get();
+  } else {
+    slot = free_slots_.back();
+    free_slots_.pop_back();
+    slot->reset();
+  }
+  slot->kind = kind;
+  slots_.push_back(slot);
+  return slot;
+}
+
+ReplySlot* ClientSession::ready_slot(std::string_view reply) {
+  ReplySlot* slot = new_slot(ReplySlot::Kind::kReady);
+  slot->data.assign(reply);
+  slot->done = true;
+  return slot;
+}
+
+void ClientSession::on_backend_reply(ReplySlot* slot, uint16_t frag, std::string_view bytes,
+                                     bool is_error) {
+  if (slot->kind == ReplySlot::Kind::kForward) {
+    slot->outstanding = 0;
+    if (!slot->noreply && !closed_ && slots_.front() == slot) {
+      // The common case: the oldest request's reply goes straight to the output buffer.
+      out_.append(bytes);
+      free_slots_.push_back(slots_.pop_front());
+    } else {
+      slot->data.assign(bytes);
+      slot->done = true;
+    }
+    drain();
+    return;
+  }
+  slot->frags[frag].assign(bytes);
+  slot->frag_error[frag] = is_error ? 1 : 0;
+  if (--slot->outstanding > 0) return;
+  if (slot->kind == ReplySlot::Kind::kMultiGet) {
+    finish_multiget(slot);
+  } else {
+    finish_broadcast(slot);
+  }
+  slot->done = true;
+  drain();
+}
+
+void ClientSession::finish_multiget(ReplySlot* slot) {
+  namespace mc = protocol::memcache;
+  size_t nfrags = slot->frag_error.size();
+  for (size_t f = 0; f < nfrags; ++f) {
+    if (slot->frag_error[f]) {
+      // One shard failed: the whole reply is that shard's error (documented in the README).
+      slot->data.assign(slot->frags[f]);
+      return;
+    }
+  }
+  iters_.clear();
+  peeked_.clear();
+  for (size_t f = 0; f < nfrags; ++f) {
+    iters_.emplace_back(slot->frags[f]);
+    peeked_.emplace_back();
+    peeked_.back().valid = iters_.back().next(peeked_.back().item);
+  }
+  slot->data.clear();
+  size_t off = 0;
+  for (size_t i = 0; i < slot->key_len.size(); ++i) {
+    std::string_view key(slot->keys.data() + off, slot->key_len[i]);
+    off += slot->key_len[i];
+    Peeked& p = peeked_[slot->key_frag[i]];
+    if (p.valid && p.item.key == key) {
+      slot->data.append(p.item.bytes);
+      p.valid = iters_[slot->key_frag[i]].next(p.item);
+    }
+  }
+  slot->data.append("END\r\n");
+}
+
+void ClientSession::finish_broadcast(ReplySlot* slot) {
+  for (size_t f = 0; f < slot->frag_error.size(); ++f) {
+    if (slot->frag_error[f] || slot->frags[f] != "OK\r\n") {
+      slot->data.assign(slot->frags[f]);
+      return;
+    }
+  }
+  slot->data.assign("OK\r\n");
+}
+
+void ClientSession::drain() {
+  while (!slots_.empty() && slots_.front()->done) {
+    ReplySlot* slot = slots_.pop_front();
+    if (!slot->noreply && !closed_) out_.append(slot->data);
+    bool close_after = slot->close_after;
+    free_slots_.push_back(slot);
+    if (close_after) {
+      close_after_write_ = true;
+      break;
+    }
+  }
+  start_write();
+  if (!reading_ && !closed_ && !stop_input_ && !paused() && !resume_posted_) {
+    // Reading was paused by backpressure: resume outside the current call stack.
+    resume_posted_ = true;
+    asio::post(socket_.get_executor(), [self = shared_from_this()] {
+      self->resume_posted_ = false;
+      self->process();
+      self->start_read();
+    });
+  }
+}
+
+void ClientSession::start_write() {
+  if (closed_ || writing_) return;
+  if (out_.empty()) {
+    if (close_after_write_) close();
+    return;
+  }
+  writing_ = true;
+  std::swap(out_, writing_buf_);
+  asio::async_write(socket_, asio::buffer(writing_buf_),
+                    [self = shared_from_this()](const asio::error_code& ec, size_t) {
+                      self->writing_ = false;
+                      self->writing_buf_.clear();
+                      if (ec) {
+                        self->close();
+                        return;
+                      }
+                      self->drain();
+                    });
+}
+
+void ClientSession::close() {
+  if (closed_) return;
+  closed_ = true;
+  asio::error_code ignored;
+  socket_.shutdown(asio::socket_base::shutdown_both, ignored);
+  socket_.close(ignored);
+  out_.clear();
+}
+
+}  // namespace dproxy::core

@@ -1,0 +1,299 @@
+#include "core/config.h"
+
+#include <cerrno>
+#include <charconv>
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+
+namespace dproxy::core {
+namespace {
+
+using nlohmann::json;
+
+// Thrown only inside config loading (never on the data path) and turned into `error`.
+struct ConfigError {
+  std::string message;
+};
+
+[[noreturn]] void fail(const std::string& path, const std::string& what) {
+  throw ConfigError{path + ": " + what};
+}
+
+std::string json_quote(const std::string& s) { return json(s).dump(); }
+
+const char* type_name(const json& v) { return v.type_name(); }
+
+bool parse_u64(std::string_view s, uint64_t& out) {
+  if (s.empty()) return false;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+  return ec == std::errc() && p == s.data() + s.size();
+}
+
+uint64_t get_uint(const json& v, const std::string& path, uint64_t min, uint64_t max) {
+  if (!v.is_number_integer() || (v.is_number_integer() && !v.is_number_unsigned() && v.get<int64_t>() < 0))
+    fail(path, std::string("expected a non-negative integer, got ") +
+                   (v.is_number() ? v.dump() : type_name(v)));
+  uint64_t n = v.get<uint64_t>();
+  if (n < min || n > max)
+    fail(path, v.dump() + " is out of range [" + std::to_string(min) + ", " +
+                   std::to_string(max) + "]");
+  return n;
+}
+
+const std::string& get_string(const json& v, const std::string& path) {
+  if (!v.is_string()) fail(path, std::string("expected a string, got ") + type_name(v));
+  return v.get_ref<const std::string&>();
+}
+
+// "host:port" or "/path/to/socket".
+ListenAddress parse_listen(const std::string& s, const std::string& path) {
+  ListenAddress a;
+  if (!s.empty() && s[0] == '/') {
+    a.host = s;
+    a.is_unix = true;
+    return a;
+  }
+  auto colon = s.rfind(':');
+  uint64_t port = 0;
+  if (colon == std::string::npos || colon == 0 ||
+      !parse_u64(std::string_view(s).substr(colon + 1), port) || port == 0 || port > 65535)
+    fail(path, json_quote(s) + " is not host:port or an absolute unix socket path");
+  a.host = s.substr(0, colon);
+  a.port = static_cast<uint16_t>(port);
+  return a;
+}
+
+// "host:port[:weight] [name]" or "/socket/path[:weight] [name]".
+routing::ServerSpec parse_server_string(const std::string& s, const std::string& path) {
+  const std::string bad = json_quote(s) + " is not host:port[:weight] [name]";
+  routing::ServerSpec spec;
+  std::string addr = s;
+  auto space = s.find(' ');
+  if (space != std::string::npos) {
+    addr = s.substr(0, space);
+    spec.name = s.substr(space + 1);
+    if (spec.name.empty() || spec.name.find(' ') != std::string::npos) fail(path, bad);
+  }
+  std::vector<std::string> parts;
+  size_t start = 0;
+  while (true) {
+    auto c = addr.find(':', start);
+    parts.push_back(addr.substr(start, c == std::string::npos ? std::string::npos : c - start));
+    if (c == std::string::npos) break;
+    start = c + 1;
+  }
+  uint64_t n = 0;
+  if (!addr.empty() && addr[0] == '/') {
+    if (parts.size() > 2) fail(path, bad);
+    spec.host = parts[0];
+    spec.port = 0;
+    if (parts.size() == 2) {
+      if (!parse_u64(parts[1], n) || n > 1000000) fail(path, bad);
+      spec.weight = static_cast<uint32_t>(n);
+    }
+    return spec;
+  }
+  if (parts.size() < 2 || parts.size() > 3 || parts[0].empty()) fail(path, bad);
+  spec.host = parts[0];
+  if (!parse_u64(parts[1], n) || n == 0 || n > 65535) fail(path, bad);
+  spec.port = static_cast<uint16_t>(n);
+  if (parts.size() == 3) {
+    if (!parse_u64(parts[2], n) || n > 1000000) fail(path, bad);
+    spec.weight = static_cast<uint32_t>(n);
+  }
+  return spec;
+}
+
+routing::ServerSpec parse_server(const json& v, const std::string& path) {
+  if (v.is_string()) return parse_server_string(v.get<std::string>(), path);
+  if (!v.is_object())
+    fail(path, std::string("expected a server string or object, got ") + type_name(v));
+  routing::ServerSpec spec;
+  bool have_address = false;
+  for (auto& [key, value] : v.items()) {
+    std::string p = path + "." + key;
+    if (key == "address") {
+      const std::string& a = get_string(value, p);
+      routing::ServerSpec parsed = parse_server_string(a, p);
+      long colons = std::count(a.begin(), a.end(), ':');
+      if (!parsed.name.empty() || colons != (a[0] == '/' ? 0 : 1))
+        fail(p, json_quote(a) + " is not host:port or a socket path (weight and name have keys of their own)");
+      spec.host = parsed.host;
+      spec.port = parsed.port;
+      have_address = true;
+    } else if (key == "weight") {
+      spec.weight = static_cast<uint32_t>(get_uint(value, p, 0, 1000000));
+    } else if (key == "name") {
+      spec.name = get_string(value, p);
+      if (spec.name.empty() || spec.name.find_first_of(" \t\r\n") != std::string::npos)
+        fail(p, json_quote(spec.name) + " must be non-empty and contain no whitespace");
+    } else {
+      fail(p, "unknown key (expected address, weight, name)");
+    }
+  }
+  if (!have_address) fail(path, "missing required key \"address\"");
+  return spec;
+}
+
+PoolConfig parse_pool(const std::string& name, const json& v, const std::string& path) {
+  if (!v.is_object()) fail(path, std::string("expected an object, got ") + type_name(v));
+  PoolConfig pool;
+  pool.name = name;
+  bool have_listen = false, have_servers = false, have_protocol = false;
+  for (auto& [key, value] : v.items()) {
+    std::string p = path + "." + key;
+    if (key == "protocol") {
+      const std::string& s = get_string(value, p);
+      if (s == "memcached") {
+        pool.protocol = Protocol::kMemcached;
+      } else if (s == "redis") {
+        fail(p, "\"redis\" pools are not supported by this build yet (only \"memcached\")");
+      } else {
+        fail(p, json_quote(s) + " is not a protocol (expected \"memcached\" or \"redis\")");
+      }
+      have_protocol = true;
+    } else if (key == "listen") {
+      pool.listen = parse_listen(get_string(value, p), p);
+      have_listen = true;
+    } else if (key == "policy") {
+      const std::string& s = get_string(value, p);
+      if (s == "ketama") {
+        pool.policy = routing::DistributionKind::kKetama;
+      } else if (s == "modula") {
+        pool.policy = routing::DistributionKind::kModula;
+      } else if (s == "random") {
+        pool.policy = routing::DistributionKind::kRandom;
+      } else if (s == "fanout" || s == "replicated") {
+        fail(p, json_quote(s) + " is not supported by this build yet (expected ketama, modula, random)");
+      } else {
+        fail(p, json_quote(s) + " is not a policy (expected ketama, modula, random)");
+      }
+    } else if (key == "hash") {
+      const std::string& s = get_string(value, p);
+      auto kind = routing::parse_hash_name(s);
+      if (!kind)
+        fail(p, json_quote(s) + " is not a hash (expected one of " +
+                    std::string(routing::all_hash_names()) + ")");
+      pool.hash = *kind;
+    } else if (key == "hash_tag") {
+      const std::string& s = get_string(value, p);
+      if (s.size() != 2) fail(p, json_quote(s) + " must be exactly two characters, e.g. \"{}\"");
+      pool.hash_tag = s;
+    } else if (key == "timeout_ms") {
+      pool.timeout_ms = static_cast<uint32_t>(get_uint(value, p, 1, 3600 * 1000));
+    } else if (key == "server_connections") {
+      pool.server_connections = static_cast<uint32_t>(get_uint(value, p, 1, 64));
+    } else if (key == "max_value_bytes") {
+      pool.max_value_bytes = get_uint(value, p, 1, 512ull * 1024 * 1024);
+    } else if (key == "servers") {
+      if (!value.is_array()) fail(p, std::string("expected an array, got ") + type_name(value));
+      if (value.empty()) fail(p, "a pool needs at least one server");
+      for (size_t i = 0; i < value.size(); ++i)
+        pool.servers.push_back(parse_server(value[i], p + "[" + std::to_string(i) + "]"));
+      have_servers = true;
+    } else {
+      fail(p,
+           "unknown key (expected protocol, listen, policy, hash, hash_tag, timeout_ms, "
+           "server_connections, max_value_bytes, servers)");
+    }
+  }
+  if (!have_protocol) fail(path, "missing required key \"protocol\"");
+  if (!have_listen) fail(path, "missing required key \"listen\"");
+  if (!have_servers) fail(path, "missing required key \"servers\"");
+  uint64_t total_weight = 0;
+  std::set<std::string> names, addresses;
+  for (size_t i = 0; i < pool.servers.size(); ++i) {
+    const auto& s = pool.servers[i];
+    std::string p = path + ".servers[" + std::to_string(i) + "]";
+    total_weight += s.weight;
+    if (!s.name.empty() && !names.insert(s.name).second)
+      fail(p, "duplicate server name " + json_quote(s.name));
+    if (!addresses.insert(s.address()).second)
+      fail(p, "duplicate server address " + json_quote(s.address()));
+  }
+  if (total_weight == 0) fail(path + ".servers", "every server has weight 0: no key could be placed");
+  return pool;
+}
+
+}  // namespace
+
+std::string ListenAddress::to_string() const {
+  return is_unix ? host : host + ":" + std::to_string(port);
+}
+
+bool parse_config(const std::string& text, Config& out, std::string& error) {
+  try {
+    json doc = json::parse(text);
+    if (!doc.is_object()) fail("(top level)", std::string("expected an object, got ") + type_name(doc));
+    bool have_pools = false;
+    std::set<std::string> listens;
+    for (auto& [key, value] : doc.items()) {
+      if (key == "pools") {
+        if (!value.is_object())
+          fail("pools", std::string("expected an object keyed by pool name, got ") + type_name(value));
+        if (value.empty()) fail("pools", "no pools defined");
+        for (auto& [name, pool] : value.items()) {
+          std::string p = "pools." + name;
+          out.pools.push_back(parse_pool(name, pool, p));
+          if (!listens.insert(out.pools.back().listen.to_string()).second)
+            fail(p + ".listen", json_quote(out.pools.back().listen.to_string()) +
+                                    " is already used by another pool");
+        }
+        have_pools = true;
+      } else {
+        fail(key, "unknown top-level key (expected pools)");
+      }
+    }
+    if (!have_pools) fail("(top level)", "missing required key \"pools\"");
+    return true;
+  } catch (const ConfigError& e) {
+    error = e.message;
+  } catch (const nlohmann::json::exception& e) {
+    error = std::string("invalid JSON: ") + e.what();
+  }
+  out = Config{};
+  return false;
+}
+
+bool load_config(const std::string& path, Config& out, std::string& error) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    error = path + ": cannot read config file: " + std::strerror(errno);
+    return false;
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  if (!parse_config(ss.str(), out, error)) {
+    error = path + ": " + error;
+    return false;
+  }
+  return true;
+}
+
+std::string describe_config(const Config& config) {
+  std::ostringstream os;
+  for (const auto& p : config.pools) {
+    const char* policy = p.policy == routing::DistributionKind::kKetama   ? "ketama"
+                         : p.policy == routing::DistributionKind::kModula ? "modula"
+                                                                          : "random";
+    os << "pool " << p.name << ": protocol="
+       << (p.protocol == Protocol::kMemcached ? "memcached" : "redis")
+       << " listen=" << p.listen.to_string() << " policy=" << policy
+       << " hash=" << routing::hash_name(p.hash);
+    if (!p.hash_tag.empty()) os << " hash_tag=" << p.hash_tag;
+    os << " timeout_ms=" << p.timeout_ms << " server_connections=" << p.server_connections
+       << " max_value_bytes=" << p.max_value_bytes << " servers=" << p.servers.size() << "\n";
+    for (const auto& s : p.servers) {
+      os << "  " << s.address() << " weight=" << s.weight;
+      if (!s.name.empty()) os << " name=" << s.name;
+      os << "\n";
+    }
+  }
+  return os.str();
+}
+
+}  // namespace dproxy::core

@@ -1,0 +1,50 @@
+#pragma once
+// The proxy configuration: plain structs, validated completely at load, immutable afterwards.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "routing/distribution.h"
+#include "routing/hash.h"
+#include "routing/server_spec.h"
+
+namespace dproxy::core {
+
+enum class Protocol : uint8_t { kMemcached, kRedis };
+
+struct ListenAddress {
+  std::string host;  // IP address, or a unix socket path when is_unix
+  uint16_t port = 0;
+  bool is_unix = false;
+  std::string to_string() const;
+};
+
+struct PoolConfig {
+  std::string name;
+  Protocol protocol = Protocol::kMemcached;
+  ListenAddress listen;
+  routing::DistributionKind policy = routing::DistributionKind::kKetama;
+  routing::HashKind hash = routing::HashKind::kFnv1a_64;
+  std::string hash_tag;  // empty or exactly two characters
+  uint32_t timeout_ms = 1000;
+  uint32_t server_connections = 1;  // backend connections per server per worker thread
+  uint64_t max_value_bytes = 1024 * 1024;
+  std::vector<routing::ServerSpec> servers;
+};
+
+struct Config {
+  std::vector<PoolConfig> pools;
+};
+
+// Parses and validates a config document. On failure returns false and sets `error` to one
+// line naming the JSON path and the problem, e.g.
+//   pools.cache.servers[2]: "10.0.0.1:abc" is not host:port[:weight] [name]
+bool parse_config(const std::string& text, Config& out, std::string& error);
+// Reads `path` and parses it; errors are prefixed with the path.
+bool load_config(const std::string& path, Config& out, std::string& error);
+
+// A human-readable multi-line summary (for --test-config).
+std::string describe_config(const Config& config);
+
+}  // namespace dproxy::core

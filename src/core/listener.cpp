@@ -1,0 +1,85 @@
+#include "core/listener.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/client_session.h"
+#include "core/log.h"
+#include "core/pool_runtime.h"
+#include "core/worker.h"
+
+namespace dproxy::core {
+
+Listener::Listener(asio::io_context& io, size_t pool_index, const PoolConfig& pool,
+                   std::vector<std::unique_ptr<Worker>>& workers)
+    : io_(io), pool_index_(pool_index), pool_(pool), workers_(workers), acceptor_(io) {}
+
+Listener::~Listener() { close(); }
+
+bool Listener::open(std::string& error) {
+  const std::string where = "pools." + pool_.name + ".listen: cannot listen on " +
+                            pool_.listen.to_string() + ": ";
+  asio::error_code ec;
+  asio::generic::stream_protocol::endpoint endpoint;
+  if (pool_.listen.is_unix) {
+    struct stat st{};
+    // A stale socket file from an earlier run would make bind fail; never remove anything else.
+    if (::stat(pool_.listen.host.c_str(), &st) == 0 && S_ISSOCK(st.st_mode))
+      ::unlink(pool_.listen.host.c_str());
+    endpoint = asio::local::stream_protocol::endpoint(pool_.listen.host);
+  } else {
+    asio::ip::address addr = asio::ip::make_address(pool_.listen.host, ec);
+    if (ec) {
+      error = where + "\"" + pool_.listen.host + "\" is not an IP address";
+      return false;
+    }
+    endpoint = asio::ip::tcp::endpoint(addr, pool_.listen.port);
+  }
+  acceptor_.open(endpoint.protocol(), ec);
+  if (!ec && !pool_.listen.is_unix) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor_.bind(endpoint, ec);
+  if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    error = where + ec.message();
+    asio::error_code ignored;
+    acceptor_.close(ignored);
+    return false;
+  }
+  unlink_on_close_ = pool_.listen.is_unix;
+  LOG_INFO("pool %s: listening on %s (%s)", pool_.name.c_str(), pool_.listen.to_string().c_str(),
+           pool_.protocol == Protocol::kMemcached ? "memcached" : "redis");
+  return true;
+}
+
+void Listener::start() { accept_next(); }
+
+void Listener::close() {
+  if (!acceptor_.is_open()) return;
+  asio::error_code ignored;
+  acceptor_.close(ignored);
+  if (unlink_on_close_) ::unlink(pool_.listen.host.c_str());
+}
+
+void Listener::accept_next() {
+  Worker& worker = *workers_[next_worker_];
+  next_worker_ = (next_worker_ + 1) % workers_.size();
+  acceptor_.async_accept(
+      asio::any_io_executor(worker.io().get_executor()),
+      [this, &worker](const asio::error_code& ec, asio::generic::stream_protocol::socket socket) {
+        if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
+        if (ec) {
+          LOG_WARN("pool %s: accept failed: %s", pool_.name.c_str(), ec.message().c_str());
+        } else {
+          uint64_t id = next_id_++;
+          // NOTE: the session is created and started on its socket's own worker thread.
+          asio::post(worker.io(), [&worker, pool = pool_index_, id,
+                                   s = std::make_shared<asio::generic::stream_protocol::socket>(
+                                       std::move(socket))]() mutable {
+            std::make_shared<ClientSession>(worker, worker.pool(pool), std::move(*s), id)->start();
+          });
+        }
+        accept_next();
+      });
+}
+
+}  // namespace dproxy::core

@@ -1,0 +1,71 @@
+#include "core/proxy.h"
+
+#include <csignal>
+
+#include "core/listener.h"
+#include "core/log.h"
+#include "core/worker.h"
+
+namespace dproxy::core {
+
+Proxy::Proxy(Config config, unsigned threads) : config_(std::move(config)), threads_(threads) {}
+
+Proxy::~Proxy() {
+  listeners_.clear();
+  for (auto& w : workers_) w->stop();
+  for (auto& w : workers_) w->join();
+  workers_.clear();
+}
+
+bool Proxy::start(std::string& error) {
+  std::signal(SIGPIPE, SIG_IGN);
+  std::vector<std::vector<asio::generic::stream_protocol::endpoint>> endpoints(config_.pools.size());
+  asio::ip::tcp::resolver resolver(io_);
+  for (size_t p = 0; p < config_.pools.size(); ++p) {
+    const PoolConfig& pool = config_.pools[p];
+    for (size_t i = 0; i < pool.servers.size(); ++i) {
+      const auto& server = pool.servers[i];
+      if (server.port == 0) {
+        endpoints[p].push_back(asio::local::stream_protocol::endpoint(server.host));
+        continue;
+      }
+      asio::error_code ec;
+      auto results = resolver.resolve(server.host, std::to_string(server.port), ec);
+      if (ec || results.empty()) {
+        error = "pools." + pool.name + ".servers[" + std::to_string(i) + "]: cannot resolve \"" +
+                server.host + "\": " + (ec ? ec.message() : std::string("no address"));
+        return false;
+      }
+      endpoints[p].push_back(results.begin()->endpoint());
+    }
+  }
+  for (unsigned t = 0; t < threads_; ++t)
+    workers_.push_back(std::make_unique<Worker>(t, config_, endpoints));
+  for (size_t p = 0; p < config_.pools.size(); ++p) {
+    auto listener = std::make_unique<Listener>(io_, p, config_.pools[p], workers_);
+    if (!listener->open(error)) return false;
+    listeners_.push_back(std::move(listener));
+  }
+  for (auto& w : workers_) w->start();
+  for (auto& l : listeners_) l->start();
+  LOG_INFO("dproxy " DPROXY_VERSION " started: %zu pool(s), %u worker thread(s)",
+           config_.pools.size(), threads_);
+  return true;
+}
+
+int Proxy::run() {
+  asio::signal_set signals(io_, SIGINT, SIGTERM);
+  signals.async_wait([this](const asio::error_code& ec, int signo) {
+    if (ec) return;
+    LOG_INFO("received %s: shutting down", signo == SIGINT ? "SIGINT" : "SIGTERM");
+    for (auto& l : listeners_) l->close();
+    io_.stop();
+  });
+  io_.run();
+  for (auto& w : workers_) w->stop();
+  for (auto& w : workers_) w->join();
+  LOG_INFO("dproxy stopped");
+  return 0;
+}
+
+}  // namespace dproxy::core

@@ -1,0 +1,249 @@
+#include "core/server_connection.h"
+
+#include "core/client_session.h"
+#include "core/log.h"
+#include "core/worker.h"
+#include "protocol/memcache/reply_parser.h"
+
+namespace dproxy::core {
+
+using Clock = std::chrono::steady_clock;
+namespace mc = protocol::memcache;
+
+namespace {
+constexpr size_t kReadChunk = 16 * 1024;
+constexpr size_t kMaxAbandoned = 65536;  // a backend this far behind is treated as dead
+constexpr std::chrono::milliseconds kMinBackoff{50};
+constexpr std::chrono::milliseconds kMaxBackoff{2000};
+}  // namespace
+
+ServerConnection::ServerConnection(Worker& worker,
+                                   asio::generic::stream_protocol::endpoint endpoint,
+                                   std::string address, uint32_t timeout_ms)
+    : worker_(worker),
+      endpoint_(std::move(endpoint)),
+      address_(std::move(address)),
+      timeout_(timeout_ms),
+      socket_(worker.io()),
+      timer_(worker.io()) {}
+
+ServerConnection::~ServerConnection() {
+  *alive_ = false;
+  asio::error_code ignored;
+  socket_.close(ignored);
+  timer_.cancel();
+}
+
+void ServerConnection::push(std::shared_ptr<ClientSession> session, ReplySlot* slot,
+                            uint16_t frag, mc::ReplyKind kind) {
+  pending_.push_back(Pending{std::move(session), slot, frag, kind, false, Clock::now() + timeout_});
+  if (!dirty_) {
+    dirty_ = true;
+    worker_.mark_dirty(this);
+  }
+}
+
+void ServerConnection::flush() {
+  dirty_ = false;
+  switch (state_) {
+    case State::kConnected:
+      if (!writing_) start_write();
+      break;
+    case State::kConnecting:
+      break;  // written once connected
+    case State::kDisconnected:
+      if (Clock::now() < retry_after_) {
+        // The server failed moments ago: fail fast instead of piling up requests.
+        fail_all(last_error_);
+        return;
+      }
+      start_connect();
+      break;
+  }
+  arm_timer();
+}
+
+void ServerConnection::start_connect() {
+  state_ = State::kConnecting;
+  asio::error_code ec;
+  socket_.close(ec);
+  socket_ = asio::generic::stream_protocol::socket(worker_.io());
+  LOG_DEBUG("backend %s: connecting", address_.c_str());
+  uint64_t gen = ++gen_;
+  socket_.async_connect(endpoint_, [this, alive = alive_, gen](const asio::error_code& err) {
+    if (!*alive || gen != gen_) return;
+    if (err) {
+      if (err == asio::error::operation_aborted) return;
+      LOG_WARN("backend %s: connect failed: %s", address_.c_str(), err.message().c_str());
+      backoff_ = backoff_.count() == 0 ? kMinBackoff : std::min(backoff_ * 2, kMaxBackoff);
+      retry_after_ = Clock::now() + backoff_;
+      fail_all("connect failed: " + err.message());
+      return;
+    }
+    if (endpoint_.protocol().family() != AF_UNIX) {
+      asio::error_code ignored;
+      socket_.set_option(asio::ip::tcp::no_delay(true), ignored);
+    }
+    LOG_INFO("backend %s: connected", address_.c_str());
+    state_ = State::kConnected;
+    backoff_ = std::chrono::milliseconds(0);
+    start_read();
+    if (!out_.empty()) start_write();
+  });
+}
+
+void ServerConnection::start_write() {
+  if (out_.empty()) return;
+  writing_ = true;
+  std::swap(out_, writing_buf_);
+  asio::async_write(socket_, asio::buffer(writing_buf_),
+                    [this, alive = alive_, gen = gen_](const asio::error_code& err, size_t) {
+                      if (!*alive || gen != gen_) return;
+                      writing_ = false;
+                      writing_buf_.clear();
+                      if (err) {
+                        if (state_ == State::kConnected)
+                          fail_all("write failed: " + err.message());
+                        return;
+                      }
+                      if (!out_.empty()) start_write();
+                    });
+}
+
+void ServerConnection::start_read() {
+  if (in_.size() - in_end_ < kReadChunk / 2) {
+    if (in_start_ > 0) {
+      std::memmove(in_.data(), in_.data() + in_start_, in_end_ - in_start_);
+      in_end_ -= in_start_;
+      in_start_ = 0;
+    }
+    if (in_.size() - in_end_ < kReadChunk / 2) in_.resize(std::max(in_.size() * 2, kReadChunk));
+  }
+  socket_.async_read_some(
+      asio::buffer(in_.data() + in_end_, in_.size() - in_end_),
+      [this, alive = alive_, gen = gen_](const asio::error_code& err, size_t n) {
+        if (!*alive || gen != gen_) return;
+        if (err) {
+          if (err == asio::error::operation_aborted || state_ != State::kConnected) return;
+          fail_all(err == asio::error::eof ? std::string("closed the connection")
+                                           : "connection lost: " + err.message());
+          return;
+        }
+        on_read(n);
+      });
+}
+
+void ServerConnection::on_read(size_t n) {
+  in_end_ += n;
+  while (in_start_ < in_end_) {
+    if (pending_.empty()) {
+      LOG_WARN("backend %s: unexpected bytes with no request pending; reconnecting",
+               address_.c_str());
+      fail_all("sent an unexpected reply");
+      return;
+    }
+    Pending& p = pending_.front();
+    bool is_error = false;
+    std::string_view view(in_.data() + in_start_, in_end_ - in_start_);
+    protocol::ParseResult r = mc::scan_reply(view, p.kind, &is_error);
+    if (r.status == protocol::ParseStatus::kNeedMore) break;
+    if (r.status == protocol::ParseStatus::kError) {
+      LOG_WARN("backend %s: malformed reply; reconnecting", address_.c_str());
+      fail_all("sent a malformed reply");
+      return;
+    }
+    Pending done = pending_.pop_front();
+    in_start_ += r.consumed;
+    if (done.abandoned) {
+      --abandoned_;
+      continue;
+    }
+    done.session->on_backend_reply(done.slot, done.frag, view.substr(0, r.consumed), is_error);
+  }
+  if (in_start_ == in_end_) in_start_ = in_end_ = 0;
+  worker_.flush_dirty();
+  start_read();
+}
+
+void ServerConnection::arm_timer() {
+  if (timer_armed_) return;
+  for (size_t i = 0; i < pending_.size(); ++i) {
+    Pending& p = pending_[i];
+    if (p.abandoned) continue;
+    timer_armed_ = true;
+    timer_.expires_at(p.deadline);
+    timer_.async_wait([this, alive = alive_](const asio::error_code& err) {
+      if (!*alive || err == asio::error::operation_aborted) return;
+      timer_armed_ = false;
+      on_timer();
+    });
+    return;
+  }
+}
+
+void ServerConnection::on_timer() {
+  auto now = Clock::now();
+  bool any = false;
+  for (size_t i = 0; i < pending_.size(); ++i) {
+    Pending& p = pending_[i];
+    if (p.abandoned) continue;
+    if (p.deadline > now) break;
+    if (!any) LOG_WARN("backend %s: request timed out", address_.c_str());
+    any = true;
+    deliver_error(p, "timed out");
+    p.abandoned = true;
+    p.session.reset();
+    ++abandoned_;
+  }
+  if (state_ == State::kConnecting && any) {
+    // Could not even connect in time: give up on this attempt.
+    fail_all("connect timed out");
+    return;
+  }
+  if (abandoned_ > kMaxAbandoned) {
+    fail_all("is not answering");
+    return;
+  }
+  worker_.flush_dirty();
+  arm_timer();
+}
+
+void ServerConnection::deliver_error(Pending& p, std::string_view why) {
+  error_scratch_.assign("SERVER_ERROR backend ");
+  error_scratch_.append(address_);
+  error_scratch_.push_back(' ');
+  error_scratch_.append(why);
+  error_scratch_.append("\r\n");
+  p.session->on_backend_reply(p.slot, p.frag, error_scratch_, true);
+}
+
+void ServerConnection::fail_all(std::string_view why) {
+  last_error_.assign(why);
+  if (state_ != State::kDisconnected) LOG_WARN("backend %s: %s", address_.c_str(), last_error_.c_str());
+  state_ = State::kDisconnected;
+  ++gen_;
+  writing_ = false;
+  writing_buf_.clear();
+  asio::error_code ignored;
+  socket_.close(ignored);
+  timer_.cancel();
+  timer_armed_ = false;
+  out_.clear();
+  in_start_ = in_end_ = 0;
+  abandoned_ = 0;
+  if (retry_after_ < Clock::now()) {
+    backoff_ = backoff_.count() == 0 ? kMinBackoff : std::min(backoff_ * 2, kMaxBackoff);
+    retry_after_ = Clock::now() + backoff_;
+  }
+  // Move the queue out first: delivering may make sessions enqueue new requests on us.
+  RingQueue<Pending> failed;
+  std::swap(failed, pending_);
+  std::string why_copy(last_error_);
+  while (!failed.empty()) {
+    Pending p = failed.pop_front();
+    if (!p.abandoned) deliver_error(p, why_copy);
+  }
+  worker_.flush_dirty();
+}
+
+}  // namespace dproxy::core

@@ -1,0 +1,95 @@
+#pragma once
+// One pipelined connection from a worker thread to one backend server.
+
+#include <asio.hpp>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/reply_slot.h"
+#include "core/ring_queue.h"
+#include "protocol/memcache/command.h"
+
+namespace dproxy::core {
+
+class ClientSession;
+class Worker;
+
+// A request written (or about to be written) to the backend, waiting for its reply.
+struct Pending {
+  std::shared_ptr<ClientSession> session;  // keeps the slot alive
+  ReplySlot* slot = nullptr;
+  uint16_t frag = 0;
+  protocol::memcache::ReplyKind kind = protocol::memcache::ReplyKind::kLine;
+  bool abandoned = false;  // timed out: its late reply is read and discarded
+  std::chrono::steady_clock::time_point deadline;
+};
+
+// Lives on one worker thread; never touched from another. Requests are appended to the outgoing
+// buffer with out() + push(), sent by flush() (once per batch), and their replies are matched
+// FIFO. On a connection failure every pending request fails with a SERVER_ERROR naming the
+// backend; the next request reconnects (after a short backoff while the server keeps failing).
+class ServerConnection {
+ public:
+  ServerConnection(Worker& worker, asio::generic::stream_protocol::endpoint endpoint,
+                   std::string address, uint32_t timeout_ms);
+  ~ServerConnection();
+  ServerConnection(const ServerConnection&) = delete;
+  ServerConnection& operator=(const ServerConnection&) = delete;
+
+  // Outgoing bytes not yet handed to the socket. Append the request frame, then call push().
+  std::string& out() { return out_; }
+  // Registers the reply expected for the bytes just appended, and schedules a flush at the end
+  // of the current batch.
+  void push(std::shared_ptr<ClientSession> session, ReplySlot* slot, uint16_t frag,
+            protocol::memcache::ReplyKind kind);
+  // Sends what out() holds (connecting first if needed). Called by the worker once per batch.
+  void flush();
+
+  const std::string& address() const { return address_; }
+  size_t pending() const { return pending_.size(); }
+
+ private:
+  enum class State : uint8_t { kDisconnected, kConnecting, kConnected };
+
+  void start_connect();
+  void start_write();
+  void start_read();
+  void on_read(size_t n);
+  void arm_timer();
+  void on_timer();
+  // Fails every pending request with "SERVER_ERROR backend <addr> <why>" and closes the socket.
+  void fail_all(std::string_view why);
+  void deliver_error(Pending& p, std::string_view why);
+
+  Worker& worker_;
+  asio::generic::stream_protocol::endpoint endpoint_;
+  std::string address_;
+  std::chrono::milliseconds timeout_;
+  asio::generic::stream_protocol::socket socket_;
+  asio::steady_timer timer_;
+  State state_ = State::kDisconnected;
+  bool writing_ = false;
+  uint64_t gen_ = 0;  // bumped per connection attempt; stale callbacks compare and return
+  bool timer_armed_ = false;
+  bool dirty_ = false;
+  std::string out_;      // accumulating
+  std::string writing_buf_;  // in flight
+  std::vector<char> in_;
+  size_t in_start_ = 0;
+  size_t in_end_ = 0;
+  RingQueue<Pending> pending_;
+  size_t abandoned_ = 0;
+  std::string error_scratch_;
+  std::chrono::steady_clock::time_point retry_after_{};
+  std::chrono::milliseconds backoff_{0};
+  std::string last_error_;
+  // Guards callbacks that outlive the connection (sockets are closed in the destructor).
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+
+  friend class Worker;
+};
+
+}  // namespace dproxy::core

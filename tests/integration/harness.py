@@ -1,0 +1,188 @@
+"""Test fixtures: real memcached / nutcracker / dproxy processes on free loopback ports.
+
+Every process is started by the fixture, tracked by PID and killed by PID on teardown.
+"""
+import argparse
+import json
+import os
+import pwd
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HOST = "127.0.0.1"
+
+
+def parse_args():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dproxy", required=True, help="path to the dproxy binary")
+    args, rest = ap.parse_known_args()
+    sys.argv = [sys.argv[0]] + rest
+    return args
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc=None, timeout=10.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited early with {proc.returncode}")
+        try:
+            with socket.create_connection((HOST, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"port {port} did not open in {timeout}s")
+
+
+class Processes:
+    """Owns child processes; kills them (by PID) on close."""
+
+    def __init__(self):
+        self.procs = []
+        self.tmp = tempfile.TemporaryDirectory(prefix="dproxy-test-")
+
+    def spawn(self, argv, **kw):
+        kw.setdefault("stdout", subprocess.DEVNULL)
+        kw.setdefault("stderr", subprocess.DEVNULL)
+        p = subprocess.Popen(argv, **kw)
+        self.procs.append(p)
+        return p
+
+    def kill(self, p, sig=signal.SIGKILL):
+        if p.poll() is None:
+            os.kill(p.pid, sig)
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.kill(p.pid, signal.SIGKILL)
+                p.wait()
+
+    def memcached(self, port=None):
+        port = port or free_port()
+        p = self.spawn(["memcached", "-u", pwd.getpwuid(os.getuid()).pw_name,
+                        "-l", HOST, "-p", str(port), "-U", "0", "-m", "256",
+                        "-t", "1", "-I", "8m"])
+        wait_port(port, p)
+        p.port = port
+        return p
+
+    def close(self):
+        for p in reversed(self.procs):
+            try:
+                self.kill(p, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        self.procs = []
+        self.tmp.cleanup()
+
+
+class Dproxy:
+    """A dproxy process started with a config built from `pools` (dict pool-name -> pool)."""
+
+    def __init__(self, procs, binary, pools, threads=2, extra_args=()):
+        self.procs = procs
+        self.config_path = os.path.join(procs.tmp.name, f"pools-{time.monotonic_ns()}.json")
+        with open(self.config_path, "w") as f:
+            json.dump({"pools": pools}, f, indent=2)
+        self.log_path = self.config_path + ".log"
+        self.log = open(self.log_path, "w")
+        self.proc = procs.spawn([binary, "--config", self.config_path, "--threads", str(threads),
+                                 *extra_args], stderr=self.log)
+        for pool in pools.values():
+            listen = pool["listen"]
+            if not listen.startswith("/"):
+                wait_port(int(listen.rsplit(":", 1)[1]), self.proc)
+
+    def log_text(self):
+        self.log.flush()
+        with open(self.log_path) as f:
+            return f.read()
+
+    def stop(self):
+        self.procs.kill(self.proc, signal.SIGTERM)
+        return self.proc.returncode
+
+
+class RawClient:
+    """A plain socket client for exact protocol checks."""
+
+    def __init__(self, port, timeout=10.0):
+        self.sock = socket.create_connection((HOST, port), timeout=timeout)
+        self.buf = b""
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def read_exact(self, n):
+        while len(self.buf) < n:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError("connection closed")
+            self.buf += chunk
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def read_line(self):
+        while b"\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError(f"connection closed, partial {self.buf!r}")
+            self.buf += chunk
+        i = self.buf.index(b"\r\n") + 2
+        out, self.buf = self.buf[:i], self.buf[i:]
+        return out
+
+    def read_until(self, terminator):
+        while terminator not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError(f"connection closed, partial {self.buf[:200]!r}")
+            self.buf += chunk
+        i = self.buf.index(terminator) + len(terminator)
+        out, self.buf = self.buf[:i], self.buf[i:]
+        return out
+
+    def read_retrieval(self):
+        """Reads one get reply; returns list of (key, flags, value[, cas]) or an error line."""
+        items = []
+        while True:
+            line = self.read_line()
+            if line == b"END\r\n":
+                return items
+            if not line.startswith(b"VALUE "):
+                return line
+            parts = line.split()
+            n = int(parts[3])
+            data = self.read_exact(n + 2)
+            assert data.endswith(b"\r\n"), data[-10:]
+            items.append((parts[1], int(parts[2]), data[:-2]) + tuple(int(x) for x in parts[4:]))
+
+    def is_closed(self, timeout=2.0):
+        self.sock.settimeout(timeout)
+        try:
+            return self.sock.recv(1) == b""
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+
+    def close(self):
+        self.sock.close()
+
+
+def backend_get(port, key):
+    """Asks one memcached directly for `key`; returns the value or None."""
+    c = RawClient(port)
+    try:
+        c.send(b"get " + key + b"\r\n")
+        items = c.read_retrieval()
+        return items[0][2] if items else None
+    finally:
+        c.close()
