@@ -186,3 +186,67 @@ def backend_get(port, key):
         return items[0][2] if items else None
     finally:
         c.close()
+
+
+# --- twemproxy (nutcracker) reference process -------------------------------------------------
+
+NUTCRACKER = "/usr/sbin/nutcracker"
+
+
+def _yaml_scalar(value):
+    """A YAML scalar for a nutcracker config value (JSON string syntax is valid YAML)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    return json.dumps(str(value))
+
+
+class Nutcracker:
+    """A Debian /usr/sbin/nutcracker (twemproxy 0.5) process serving one memcached pool.
+
+    `pool` holds the YAML keys of the pool (hash, distribution, hash_tag, ...) plus "servers", a
+    list of twemproxy server strings ("127.0.0.1:PORT:WEIGHT [NAME]"). The listen port, stats
+    port, pid file and log file are chosen here; the stats port is a free port so parallel runs
+    never collide on 22222.
+    """
+
+    def __init__(self, procs, pool, pool_name="pool", binary=NUTCRACKER):
+        self.procs = procs
+        self.port = free_port()
+        self.stats_port = free_port()
+        stem = os.path.join(procs.tmp.name, f"nutcracker-{time.monotonic_ns()}")
+        self.config_path = stem + ".yml"
+        self.log_path = stem + ".log"
+        self.pid_path = stem + ".pid"
+        settings = {"listen": f"{HOST}:{self.port}", "auto_eject_hosts": False,
+                    "timeout": 5000, "preconnect": True}
+        settings.update({k: v for k, v in pool.items() if k != "servers"})
+        lines = [f"{pool_name}:"]
+        for key, value in settings.items():
+            lines.append(f"  {key}: {_yaml_scalar(value)}")
+        lines.append("  servers:")
+        for server in pool["servers"]:
+            lines.append(f"   - {_yaml_scalar(server)}")
+        with open(self.config_path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        self.proc = procs.spawn([binary, "-c", self.config_path, "-p", self.pid_path,
+                                 "-o", self.log_path, "-s", str(self.stats_port),
+                                 "-a", HOST])
+        wait_port(self.port, self.proc)
+
+    def log_text(self):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def stop(self):
+        self.procs.kill(self.proc, signal.SIGTERM)
+        return self.proc.returncode
+
+
+def run_dproxy(binary, args, timeout=10.0, **kw):
+    """Runs dproxy to completion (e.g. --test-config, --help); returns CompletedProcess (text)."""
+    return subprocess.run([binary, *args], capture_output=True, text=True, timeout=timeout, **kw)

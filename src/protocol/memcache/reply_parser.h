@@ -9,11 +9,23 @@
 
 namespace dproxy::protocol::memcache {
 
+// A reply line (VALUE line, status line, error line) without "\r\n" within this many bytes is
+// malformed: scan_reply returns kError rather than buffering without bound.
+inline constexpr size_t kMaxReplyLineBytes = 64 * 1024;
+
+// The `error` of a kError from scan_reply (the backend connection is out of sync).
+inline constexpr std::string_view kBadReplyError = "SERVER_ERROR bad reply from backend\r\n";
+
 // Finds the end of the first reply in `in`, which must be of shape `kind` (or an error line:
 // ERROR / CLIENT_ERROR ... / SERVER_ERROR ...).
 // kOk: consumed = size of the reply. kNeedMore: incomplete. kError: the bytes cannot be a
 // reply of that shape (the backend connection is out of sync and must be closed).
-// `is_error` (optional) is set to true when the reply is an error line.
+// `is_error` (optional) is set to true when the reply is an error line, false otherwise.
+// Every line must end with "\r\n" (memcached never sends a bare "\n"); a data block must be
+// followed by "\r\n". kLine accepts any single line. kRetrieval accepts VALUE items then
+// "END", or an error line where an item could start (even after some items: the reply ends
+// there). kError: consumed = in.size(), close = true, error = kBadReplyError.
+// kNeedMore: size_hint = a lower bound of the reply size once a VALUE line is complete.
 ParseResult scan_reply(std::string_view in, ReplyKind kind, bool* is_error = nullptr);
 
 // One "VALUE key flags bytes [cas]\r\n<data>\r\n" item of a complete retrieval reply.

@@ -10,9 +10,23 @@
 
 namespace dproxy::protocol::memcache {
 
+// The exact error replies RequestParser returns (string literals: static storage, valid forever).
+namespace errors {
+inline constexpr std::string_view kError = "ERROR\r\n";
+inline constexpr std::string_view kBadFormat = "CLIENT_ERROR bad command line format\r\n";
+inline constexpr std::string_view kKeyTooLong250 = "CLIENT_ERROR key longer than 250 bytes\r\n";
+inline constexpr std::string_view kKeyTooLong = "CLIENT_ERROR key too long\r\n";
+inline constexpr std::string_view kKeyControlChar =
+    "CLIENT_ERROR key contains a control character\r\n";
+inline constexpr std::string_view kBadDelta = "CLIENT_ERROR invalid numeric delta argument\r\n";
+inline constexpr std::string_view kTooLarge = "SERVER_ERROR object too large for cache\r\n";
+inline constexpr std::string_view kBadDataChunk = "CLIENT_ERROR bad data chunk\r\n";
+inline constexpr std::string_view kLineTooLong = "CLIENT_ERROR line too long\r\n";
+}  // namespace errors
+
 struct RequestLimits {
   size_t max_key_bytes = 250;
-  size_t max_value_bytes = 1024 * 1024;  // storage data blocks larger than this are refused
+  size_t max_value_bytes = 1024 * 1024;     // storage data blocks larger than this are refused
   size_t max_line_bytes = 2 * 1024 * 1024;  // a command line without "\n" longer than this: error
 };
 
@@ -21,9 +35,19 @@ class RequestParser {
   explicit RequestParser(RequestLimits limits = {}) : limits_(limits) {}
 
   // Parses the first frame at the start of `in`.
-  // kOk: `out` describes the frame (out.frame = in.substr(0, consumed)); string_views point into `in`.
+  // kOk: `out` describes the frame (out.frame = in.substr(0, consumed)); its string_views
+  //   point into `in`.
   // kNeedMore: `in` holds no complete frame; call again with the same bytes plus more.
-  // kError: `error` is the exact reply line to send; drop `consumed` bytes then `skip` more.
+  //   size_hint = the total frame size once known (storage commands after their line), else 0.
+  // kError: `error` is the exact reply line to send (one of `errors::`); drop `consumed` bytes
+  //   then `skip` more. consumed = the bad line with its terminator, except:
+  //   - kBadDataChunk: consumed = line + <bytes> + 2 (the whole would-be frame), close = true;
+  //   - kLineTooLong: consumed = in.size() (everything buffered), close = true.
+  //   skip = <bytes> + 2 only for a storage line (or `ms`) that is refused for its key or its
+  //   size while <bytes> itself is valid; errors in the line format never skip (as memcached).
+  //   out.name / out.command are set when the command was recognized (name is empty for an
+  //   unknown command); every other field of `out` is reset.
+  // The result is a pure function of the bytes: any split of the input gives the same frames.
   // Never allocates except to grow out.keys past its previous capacity.
   ParseResult parse(std::string_view in, Request& out) const;
 

@@ -1,0 +1,149 @@
+// memcached ASCII reply scanner. See reply_parser.h for the contract.
+
+#include "protocol/memcache/reply_parser.h"
+
+#include <charconv>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+
+namespace dproxy::protocol::memcache {
+namespace {
+
+// A VALUE data block longer than this is treated as a corrupt length (memcached's own limit).
+constexpr uint64_t kMaxValueBytes = static_cast<uint64_t>(std::numeric_limits<int32_t>::max()) - 2;
+
+enum class LineStatus : uint8_t { kOk, kNeedMore, kBad };
+
+// Finds the "\r\n"-terminated line starting at `pos`: `line` gets its content (without the
+// terminator) and `next` the offset just past it.
+LineStatus find_line(std::string_view in, size_t pos, std::string_view& line, size_t& next) {
+  const size_t avail = in.size() - pos;
+  const size_t scan = avail < kMaxReplyLineBytes ? avail : kMaxReplyLineBytes;
+  const void* nl = scan == 0 ? nullptr : std::memchr(in.data() + pos, '\n', scan);
+  if (nl == nullptr) return avail >= kMaxReplyLineBytes ? LineStatus::kBad : LineStatus::kNeedMore;
+  const size_t end = static_cast<size_t>(static_cast<const char*>(nl) - in.data());
+  if (end == pos || in[end - 1] != '\r') return LineStatus::kBad;
+  line = in.substr(pos, end - 1 - pos);
+  next = end + 1;
+  return LineStatus::kOk;
+}
+
+bool starts_with_word(std::string_view line, std::string_view word) {
+  return line.size() >= word.size() && std::memcmp(line.data(), word.data(), word.size()) == 0 &&
+         (line.size() == word.size() || line[word.size()] == ' ');
+}
+
+// ERROR / CLIENT_ERROR ... / SERVER_ERROR ...
+bool is_error_line(std::string_view line) {
+  switch (line.empty() ? '\0' : line[0]) {
+    case 'E':
+      return starts_with_word(line, "ERROR");
+    case 'C':
+      return starts_with_word(line, "CLIENT_ERROR");
+    case 'S':
+      return starts_with_word(line, "SERVER_ERROR");
+    default:
+      return false;
+  }
+}
+
+// Next token of `s` (separated by one or more spaces), advancing `s`; false when none is left.
+bool next_token(std::string_view& s, std::string_view& tok) {
+  size_t i = 0;
+  while (i < s.size() && s[i] == ' ') ++i;
+  if (i == s.size()) return false;
+  size_t j = i;
+  while (j < s.size() && s[j] != ' ') ++j;
+  tok = s.substr(i, j - i);
+  s.remove_prefix(j);
+  return true;
+}
+
+bool parse_unsigned(std::string_view s, uint64_t max, uint64_t& v) {
+  if (s.empty() || s[0] < '0' || s[0] > '9') return false;
+  const char* end = s.data() + s.size();
+  auto [ptr, ec] = std::from_chars(s.data(), end, v);
+  return ec == std::errc() && ptr == end && v <= max;
+}
+
+// Parses "VALUE <key> <flags> <bytes> [<cas>]" (line content without "\r\n").
+bool parse_value_line(std::string_view line, std::string_view& key, uint64_t& bytes) {
+  std::string_view tok;
+  if (!next_token(line, tok) || tok != "VALUE") return false;
+  if (!next_token(line, key)) return false;
+  uint64_t ignored = 0;
+  if (!next_token(line, tok) ||
+      !parse_unsigned(tok, std::numeric_limits<uint32_t>::max(), ignored)) {
+    return false;
+  }
+  if (!next_token(line, tok) || !parse_unsigned(tok, kMaxValueBytes, bytes)) return false;
+  if (next_token(line, tok)) {
+    if (!parse_unsigned(tok, std::numeric_limits<uint64_t>::max(), ignored)) return false;
+    if (next_token(line, tok)) return false;
+  }
+  return true;
+}
+
+bool is_value_line(std::string_view line) {
+  return line.size() > 6 && line.substr(0, 6) == "VALUE ";
+}
+
+ParseResult bad_reply(std::string_view in) {
+  return ParseResult::Error(kBadReplyError, in.size(), 0, true);
+}
+
+}  // namespace
+
+ParseResult scan_reply(std::string_view in, ReplyKind kind, bool* is_error) {
+  if (is_error != nullptr) *is_error = false;
+  std::string_view line;
+  size_t pos = 0;
+  size_t next = 0;
+  for (;;) {
+    switch (find_line(in, pos, line, next)) {
+      case LineStatus::kNeedMore:
+        return ParseResult::NeedMore(pos == 0 ? 0 : pos + 5);
+      case LineStatus::kBad:
+        return bad_reply(in);
+      case LineStatus::kOk:
+        break;
+    }
+    if (kind == ReplyKind::kLine || is_error_line(line)) {
+      if (is_error != nullptr) *is_error = is_error_line(line);
+      return ParseResult::Ok(next);
+    }
+    if (line == "END") return ParseResult::Ok(next);
+    std::string_view key;
+    uint64_t bytes = 0;
+    if (!is_value_line(line) || !parse_value_line(line, key, bytes)) return bad_reply(in);
+    const size_t item_end = next + static_cast<size_t>(bytes) + 2;
+    // At least "END\r\n" follows the item.
+    if (in.size() < item_end) return ParseResult::NeedMore(item_end + 5);
+    if (in[item_end - 2] != '\r' || in[item_end - 1] != '\n') return bad_reply(in);
+    pos = item_end;
+  }
+}
+
+bool ValueIterator::next(ValueItem& item) {
+  std::string_view line;
+  size_t next = 0;
+  std::string_view key;
+  uint64_t bytes = 0;
+  if (rest_.empty() || find_line(rest_, 0, line, next) != LineStatus::kOk || !is_value_line(line) ||
+      !parse_value_line(line, key, bytes)) {
+    rest_ = {};
+    return false;
+  }
+  const size_t item_end = next + static_cast<size_t>(bytes) + 2;
+  if (rest_.size() < item_end || rest_[item_end - 2] != '\r' || rest_[item_end - 1] != '\n') {
+    rest_ = {};
+    return false;
+  }
+  item.key = key;
+  item.bytes = rest_.substr(0, item_end);
+  rest_.remove_prefix(item_end);
+  return true;
+}
+
+}  // namespace dproxy::protocol::memcache

@@ -1,0 +1,416 @@
+// Incremental memcached ASCII request parser. See request_parser.h for the contract.
+
+#include "protocol/memcache/request_parser.h"
+
+#include <charconv>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+
+namespace dproxy::protocol::memcache {
+namespace {
+
+// memcached refuses data block lengths above INT_MAX - 2 as a bad command line.
+constexpr uint64_t kMaxDataBytes = static_cast<uint64_t>(std::numeric_limits<int32_t>::max()) - 2;
+
+constexpr std::string_view kNoreply = "noreply";
+
+// Splits a command line into tokens separated by one or more spaces.
+class Tokenizer {
+ public:
+  explicit Tokenizer(std::string_view line) : p_(line.data()), end_(line.data() + line.size()) {}
+
+  // Stores the next token in `tok`; false when the line holds no more tokens.
+  bool next(std::string_view& tok) {
+    while (p_ != end_ && *p_ == ' ') ++p_;
+    if (p_ == end_) return false;
+    const char* start = p_;
+    while (p_ != end_ && *p_ != ' ') ++p_;
+    tok = std::string_view(start, static_cast<size_t>(p_ - start));
+    return true;
+  }
+
+ private:
+  const char* p_;
+  const char* end_;
+};
+
+// The tokens of a fixed-arity command line. More than kMax tokens: `overflow`.
+struct Tokens {
+  static constexpr size_t kMax = 8;
+  std::string_view tok[kMax];
+  size_t count = 0;
+  bool overflow = false;
+
+  // tok[0] = the command name, already taken from `tz`; the rest of the line follows.
+  Tokens(std::string_view name, Tokenizer& tz) {
+    tok[count++] = name;
+    std::string_view t;
+    while (tz.next(t)) {
+      if (count == kMax) {
+        overflow = true;
+        return;
+      }
+      tok[count++] = t;
+    }
+  }
+  // Bytes from the end of token i-1 to the end of token i (token i with its leading spaces).
+  std::string_view with_leading_spaces(size_t i) const {
+    const char* begin = tok[i - 1].data() + tok[i - 1].size();
+    return std::string_view(begin, static_cast<size_t>(tok[i].data() + tok[i].size() - begin));
+  }
+};
+
+// Decimal digits only (no sign, no spaces), value <= max.
+bool parse_unsigned(std::string_view s, uint64_t max, uint64_t& v) {
+  if (s.empty() || s[0] < '0' || s[0] > '9') return false;
+  const char* end = s.data() + s.size();
+  auto [ptr, ec] = std::from_chars(s.data(), end, v);
+  return ec == std::errc() && ptr == end && v <= max;
+}
+
+// Optional '-' then decimal digits, fitting an int32 (memcached exptime / delay).
+bool parse_int32(std::string_view s) {
+  const size_t sign = (!s.empty() && s[0] == '-') ? 1 : 0;
+  if (s.size() <= sign || s[sign] < '0' || s[sign] > '9') return false;
+  int32_t v = 0;
+  const char* end = s.data() + s.size();
+  auto [ptr, ec] = std::from_chars(s.data(), end, v);
+  return ec == std::errc() && ptr == end;
+}
+
+bool parse_u32(std::string_view s) {
+  uint64_t v = 0;
+  return parse_unsigned(s, std::numeric_limits<uint32_t>::max(), v);
+}
+
+bool parse_u64(std::string_view s) {
+  uint64_t v = 0;
+  return parse_unsigned(s, std::numeric_limits<uint64_t>::max(), v);
+}
+
+struct CommandName {
+  std::string_view name;
+  Command command;
+};
+
+// Every command memcached knows, the most frequent first.
+constexpr CommandName kCommands[] = {
+    {"get", Command::kGet},
+    {"set", Command::kSet},
+    {"gets", Command::kGets},
+    {"delete", Command::kDelete},
+    {"incr", Command::kIncr},
+    {"decr", Command::kDecr},
+    {"add", Command::kAdd},
+    {"cas", Command::kCas},
+    {"touch", Command::kTouch},
+    {"gat", Command::kGat},
+    {"gats", Command::kGats},
+    {"replace", Command::kReplace},
+    {"append", Command::kAppend},
+    {"prepend", Command::kPrepend},
+    {"version", Command::kVersion},
+    {"quit", Command::kQuit},
+    {"flush_all", Command::kFlushAll},
+    {"verbosity", Command::kVerbosity},
+    {"mg", Command::kUnsupported},
+    {"ms", Command::kUnsupported},
+    {"md", Command::kUnsupported},
+    {"ma", Command::kUnsupported},
+    {"mn", Command::kUnsupported},
+    {"me", Command::kUnsupported},
+    {"stats", Command::kUnsupported},
+    {"slabs", Command::kUnsupported},
+    {"lru", Command::kUnsupported},
+    {"lru_crawler", Command::kUnsupported},
+    {"watch", Command::kUnsupported},
+    {"shutdown", Command::kUnsupported},
+    {"cache_memlimit", Command::kUnsupported},
+    {"misbehave", Command::kUnsupported},
+    {"extstore", Command::kUnsupported},
+    {"debugtime", Command::kUnsupported},
+};
+
+// Maps a command name (case-sensitive) to its Command; false for a name memcached does not know.
+bool lookup_command(std::string_view n, Command& c) {
+  for (const CommandName& e : kCommands) {
+    if (e.name.size() == n.size() && std::memcmp(e.name.data(), n.data(), n.size()) == 0) {
+      c = e.command;
+      return true;
+    }
+  }
+  return false;
+}
+
+// One parse step over the line in[0, line_len) (line_len includes the "\n").
+class LineParser {
+ public:
+  LineParser(const RequestLimits& limits, std::string_view in, size_t line_len, Request& out)
+      : limits_(limits), in_(in), line_len_(line_len), out_(out) {}
+
+  ParseResult parse(std::string_view line);
+
+ private:
+  ParseResult retrieval(Tokenizer& tz, bool with_exptime);
+  ParseResult storage(const Tokens& t, bool is_cas);
+  ParseResult del(const Tokens& t);
+  ParseResult arith(const Tokens& t);
+  ParseResult touch(const Tokens& t);
+  ParseResult flush_all(const Tokens& t);
+  ParseResult verbosity(const Tokens& t);
+  ParseResult no_args(const Tokens& t, uint32_t flags);
+  ParseResult unsupported(const Tokens& t);
+  // Completes a frame that carries `bytes` of data after the line.
+  ParseResult with_data(uint64_t bytes);
+
+  // The error for an invalid key, or an empty view when the key is acceptable.
+  std::string_view key_error(std::string_view key) const {
+    if (key.size() > limits_.max_key_bytes) {
+      return limits_.max_key_bytes == 250 ? errors::kKeyTooLong250 : errors::kKeyTooLong;
+    }
+    for (char ch : key) {
+      auto b = static_cast<unsigned char>(ch);
+      if (b < 0x20 || b == 0x7f) return errors::kKeyControlChar;
+    }
+    return {};
+  }
+  ParseResult line_error(std::string_view err, size_t skip = 0) const {
+    return ParseResult::Error(err, line_len_, skip);
+  }
+  ParseResult ok_line() {
+    out_.frame = in_.substr(0, line_len_);
+    return ParseResult::Ok(line_len_);
+  }
+  // Sets kFlagNoreply and noreply_token if t.tok[i] is "noreply"; false otherwise.
+  bool take_noreply(const Tokens& t, size_t i) {
+    if (t.tok[i] != kNoreply) return false;
+    out_.flags |= kFlagNoreply;
+    out_.noreply_token = t.with_leading_spaces(i);
+    return true;
+  }
+
+  const RequestLimits& limits_;
+  std::string_view in_;
+  size_t line_len_;
+  Request& out_;
+};
+
+ParseResult LineParser::parse(std::string_view line) {
+  Tokenizer tz(line);
+  std::string_view name;
+  Command cmd = Command::kUnsupported;
+  if (!tz.next(name) || !lookup_command(name, cmd)) return line_error(errors::kError);
+  out_.name = name;
+  out_.command = static_cast<uint16_t>(cmd);
+
+  switch (cmd) {
+    case Command::kGet:
+    case Command::kGets:
+      return retrieval(tz, false);
+    case Command::kGat:
+    case Command::kGats:
+      return retrieval(tz, true);
+    default:
+      break;
+  }
+
+  Tokens t(name, tz);
+  if (t.overflow) {
+    // Too many tokens for any fixed-arity command. An unsupported command is still framed.
+    if (cmd != Command::kUnsupported) return line_error(errors::kBadFormat);
+  }
+  // t.tok[0] is the command name; t.count includes it.
+  switch (cmd) {
+    case Command::kSet:
+    case Command::kAdd:
+    case Command::kReplace:
+    case Command::kAppend:
+    case Command::kPrepend:
+      return storage(t, false);
+    case Command::kCas:
+      return storage(t, true);
+    case Command::kDelete:
+      return del(t);
+    case Command::kIncr:
+    case Command::kDecr:
+      return arith(t);
+    case Command::kTouch:
+      return touch(t);
+    case Command::kVersion:
+      return no_args(t, kFlagLocal);
+    case Command::kQuit:
+      return no_args(t, kFlagQuit | kFlagLocal);
+    case Command::kFlushAll:
+      return flush_all(t);
+    case Command::kVerbosity:
+      return verbosity(t);
+    default:
+      return unsupported(t);
+  }
+}
+
+// get|gets <key>+ ; gat|gats <exptime> <key>+
+ParseResult LineParser::retrieval(Tokenizer& tz, bool with_exptime) {
+  std::string_view tok;
+  bool bad_exptime = false;
+  if (with_exptime) {
+    if (!tz.next(tok)) return line_error(errors::kError);
+    bad_exptime = !parse_int32(tok);
+  }
+  while (tz.next(tok)) {
+    std::string_view err = key_error(tok);
+    if (!err.empty()) return line_error(err);
+    out_.keys.push_back(tok);
+  }
+  // memcached checks the token count before the arguments: no keys at all is "ERROR".
+  if (out_.keys.empty()) return line_error(errors::kError);
+  if (bad_exptime) return line_error(errors::kBadFormat);
+  out_.flags = kFlagRead | kFlagMultiKey;
+  return ok_line();
+}
+
+// set|add|replace|append|prepend <key> <flags> <exptime> <bytes> [noreply]
+// cas <key> <flags> <exptime> <bytes> <cas unique> [noreply]
+ParseResult LineParser::storage(const Tokens& t, bool is_cas) {
+  const size_t base = is_cas ? 6 : 5;
+  if (t.count != base && t.count != base + 1) return line_error(errors::kBadFormat);
+  uint64_t bytes = 0;
+  const bool bytes_ok = parse_unsigned(t.tok[4], kMaxDataBytes, bytes);
+  std::string_view err = key_error(t.tok[1]);
+  if (!err.empty()) return line_error(err, bytes_ok ? bytes + 2 : 0);
+  if (!bytes_ok || !parse_u32(t.tok[2]) || !parse_int32(t.tok[3]) ||
+      (is_cas && !parse_u64(t.tok[5]))) {
+    return line_error(errors::kBadFormat);
+  }
+  if (t.count == base + 1 && !take_noreply(t, base)) return line_error(errors::kBadFormat);
+  if (bytes > limits_.max_value_bytes) return line_error(errors::kTooLarge, bytes + 2);
+  out_.keys.push_back(t.tok[1]);
+  out_.flags |= kFlagWrite | kFlagHasData;
+  return with_data(bytes);
+}
+
+ParseResult LineParser::with_data(uint64_t bytes) {
+  const size_t total = line_len_ + static_cast<size_t>(bytes) + 2;
+  if (in_.size() < total) return ParseResult::NeedMore(total);
+  if (in_[total - 2] != '\r' || in_[total - 1] != '\n') {
+    return ParseResult::Error(errors::kBadDataChunk, total, 0, true);
+  }
+  out_.frame = in_.substr(0, total);
+  return ParseResult::Ok(total);
+}
+
+// delete <key> [0] [noreply]
+ParseResult LineParser::del(const Tokens& t) {
+  if (t.count < 2 || t.count > 4) return line_error(errors::kBadFormat);
+  std::string_view err = key_error(t.tok[1]);
+  if (!err.empty()) return line_error(err);
+  if (t.count == 3) {
+    if (t.tok[2] != "0" && !take_noreply(t, 2)) return line_error(errors::kBadFormat);
+  } else if (t.count == 4) {
+    if (t.tok[2] != "0" || !take_noreply(t, 3)) return line_error(errors::kBadFormat);
+  }
+  out_.keys.push_back(t.tok[1]);
+  out_.flags |= kFlagWrite;
+  return ok_line();
+}
+
+// incr|decr <key> <delta> [noreply]
+ParseResult LineParser::arith(const Tokens& t) {
+  if (t.count != 3 && t.count != 4) return line_error(errors::kBadFormat);
+  std::string_view err = key_error(t.tok[1]);
+  if (!err.empty()) return line_error(err);
+  if (!parse_u64(t.tok[2])) return line_error(errors::kBadDelta);
+  if (t.count == 4 && !take_noreply(t, 3)) return line_error(errors::kBadFormat);
+  out_.keys.push_back(t.tok[1]);
+  out_.flags |= kFlagWrite;
+  return ok_line();
+}
+
+// touch <key> <exptime> [noreply]
+ParseResult LineParser::touch(const Tokens& t) {
+  if (t.count != 3 && t.count != 4) return line_error(errors::kBadFormat);
+  std::string_view err = key_error(t.tok[1]);
+  if (!err.empty()) return line_error(err);
+  if (!parse_int32(t.tok[2])) return line_error(errors::kBadFormat);
+  if (t.count == 4 && !take_noreply(t, 3)) return line_error(errors::kBadFormat);
+  out_.keys.push_back(t.tok[1]);
+  out_.flags |= kFlagWrite;
+  return ok_line();
+}
+
+// flush_all [delay] [noreply]
+ParseResult LineParser::flush_all(const Tokens& t) {
+  if (t.count > 3) return line_error(errors::kBadFormat);
+  size_t args = t.count - 1;
+  if (args > 0 && take_noreply(t, t.count - 1)) --args;
+  if (args > 1 || (args == 1 && !parse_int32(t.tok[1]))) return line_error(errors::kBadFormat);
+  out_.flags |= kFlagBroadcast | kFlagWrite;
+  return ok_line();
+}
+
+// verbosity <level> [noreply]
+ParseResult LineParser::verbosity(const Tokens& t) {
+  if (t.count != 2 && t.count != 3) return line_error(errors::kBadFormat);
+  if (!parse_u32(t.tok[1])) return line_error(errors::kBadFormat);
+  if (t.count == 3 && !take_noreply(t, 2)) return line_error(errors::kBadFormat);
+  out_.flags |= kFlagLocal;
+  return ok_line();
+}
+
+// version, quit: no arguments.
+ParseResult LineParser::no_args(const Tokens& t, uint32_t flags) {
+  if (t.count != 1) return line_error(errors::kBadFormat);
+  out_.flags = flags;
+  return ok_line();
+}
+
+// A known command dproxy refuses. `ms <key> <datalen> ...` carries a data block that is framed
+// too, so the stream stays in sync; with an unparseable datalen only the line is framed.
+ParseResult LineParser::unsupported(const Tokens& t) {
+  out_.flags = kFlagRejected;
+  uint64_t bytes = 0;
+  if (out_.name == "ms" && t.count >= 3 && parse_unsigned(t.tok[2], kMaxDataBytes, bytes)) {
+    if (bytes > limits_.max_value_bytes) return line_error(errors::kTooLarge, bytes + 2);
+    return with_data(bytes);
+  }
+  return ok_line();
+}
+
+ParseResult parse_frame(const RequestLimits& limits, std::string_view in, Request& out) {
+  if (in.empty()) return ParseResult::NeedMore();
+  // Only the first max_line_bytes + 1 bytes may hold the "\n": a line whose content is longer
+  // than max_line_bytes is refused however the bytes arrive.
+  const size_t scan = in.size() > limits.max_line_bytes ? limits.max_line_bytes + 1 : in.size();
+  const void* nl = std::memchr(in.data(), '\n', scan);
+  if (nl == nullptr) {
+    if (in.size() > limits.max_line_bytes) {
+      return ParseResult::Error(errors::kLineTooLong, in.size(), 0, true);
+    }
+    return ParseResult::NeedMore();
+  }
+  const size_t line_len = static_cast<size_t>(static_cast<const char*>(nl) - in.data()) + 1;
+  size_t content_len = line_len - 1;
+  if (content_len > 0 && in[content_len - 1] == '\r') --content_len;
+  LineParser p(limits, in, line_len, out);
+  return p.parse(in.substr(0, content_len));
+}
+
+}  // namespace
+
+ParseResult RequestParser::parse(std::string_view in, Request& out) const {
+  out.reset();
+  ParseResult r = parse_frame(limits_, in, out);
+  if (r.status != ParseStatus::kOk) {
+    const std::string_view name = out.name;
+    const uint16_t command = out.command;
+    out.reset();
+    if (r.status == ParseStatus::kError) {
+      out.name = name;
+      out.command = command;
+    }
+  }
+  return r;
+}
+
+}  // namespace dproxy::protocol::memcache
