@@ -22,14 +22,14 @@ ClientSession::ClientSession(Worker& worker, PoolRuntime& pool,
       pool_(pool),
       socket_(std::move(socket)),
       id_(id),
-      mc_parser_(protocol::memcache::RequestLimits{250, pool.config().max_value_bytes,
-                                                   kMaxLineBytes}) {}
+      mc_parser_(
+          protocol::memcache::RequestLimits{250, pool.config().max_value_bytes, kMaxLineBytes}) {}
 
 void ClientSession::start() {
-  if (socket_.local_endpoint().protocol().family() != AF_UNIX) {
-    asio::error_code ignored;
-    socket_.set_option(asio::ip::tcp::no_delay(true), ignored);
-  }
+  asio::error_code ec;
+  auto local = socket_.local_endpoint(ec);
+  if (!ec && local.protocol().family() != AF_UNIX)
+    socket_.set_option(asio::ip::tcp::no_delay(true), ec);
   rbuf_.resize(kInitialReadBuffer);
   start_read();
 }
@@ -54,10 +54,9 @@ void ClientSession::start_read() {
       rbuf_.resize(std::max(want, rbuf_.size() * 2));
   }
   reading_ = true;
-  socket_.async_read_some(asio::buffer(rbuf_.data() + rend_, rbuf_.size() - rend_),
-                          [self = shared_from_this()](const asio::error_code& ec, size_t n) {
-                            self->on_read(ec, n);
-                          });
+  socket_.async_read_some(
+      asio::buffer(rbuf_.data() + rend_, rbuf_.size() - rend_),
+      [self = shared_from_this()](const asio::error_code& ec, size_t n) { self->on_read(ec, n); });
 }
 
 void ClientSession::on_read(const asio::error_code& ec, size_t n) {

@@ -33,7 +33,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
 
  private:
   static constexpr size_t kInitialReadBuffer = 4096;
-  static constexpr size_t kMaxPendingSlots = 4096;        // stop reading past this many
+  static constexpr size_t kMaxPendingSlots = 4096;           // stop reading past this many
   static constexpr size_t kMaxBufferedReplyBytes = 8 << 20;  // or this many unsent reply bytes
 
   void start_read();
@@ -69,11 +69,11 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   size_t discard_ = 0;  // bytes still to swallow (data block of a refused value)
   bool reading_ = false;
   bool writing_ = false;
-  bool closed_ = false;       // socket closed; replies still arriving are dropped
-  bool stop_input_ = false;   // quit or fatal parse error seen: parse nothing more
+  bool closed_ = false;      // socket closed; replies still arriving are dropped
+  bool stop_input_ = false;  // quit or fatal parse error seen: parse nothing more
   bool resume_posted_ = false;
   bool close_after_write_ = false;  // close once the output buffer is written
-  size_t need_ = 0;  // size of the incomplete frame at rstart_, when the parser knows it
+  size_t need_ = 0;          // size of the incomplete frame at rstart_, when the parser knows it
   std::string out_;          // accumulating replies
   std::string writing_buf_;  // in flight
   RingQueue<ReplySlot*> slots_;

@@ -1,8 +1,8 @@
 #include "core/config.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
-#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -23,9 +23,13 @@ struct ConfigError {
   throw ConfigError{path + ": " + what};
 }
 
-std::string json_quote(const std::string& s) { return json(s).dump(); }
+std::string json_quote(const std::string& s) {
+  return json(s).dump();
+}
 
-const char* type_name(const json& v) { return v.type_name(); }
+const char* type_name(const json& v) {
+  return v.type_name();
+}
 
 bool parse_u64(std::string_view s, uint64_t& out) {
   if (s.empty()) return false;
@@ -34,13 +38,14 @@ bool parse_u64(std::string_view s, uint64_t& out) {
 }
 
 uint64_t get_uint(const json& v, const std::string& path, uint64_t min, uint64_t max) {
-  if (!v.is_number_integer() || (v.is_number_integer() && !v.is_number_unsigned() && v.get<int64_t>() < 0))
+  if (!v.is_number_integer() ||
+      (v.is_number_integer() && !v.is_number_unsigned() && v.get<int64_t>() < 0))
     fail(path, std::string("expected a non-negative integer, got ") +
                    (v.is_number() ? v.dump() : type_name(v)));
   uint64_t n = v.get<uint64_t>();
   if (n < min || n > max)
-    fail(path, v.dump() + " is out of range [" + std::to_string(min) + ", " +
-                   std::to_string(max) + "]");
+    fail(path,
+         v.dump() + " is out of range [" + std::to_string(min) + ", " + std::to_string(max) + "]");
   return n;
 }
 
@@ -121,7 +126,8 @@ routing::ServerSpec parse_server(const json& v, const std::string& path) {
       routing::ServerSpec parsed = parse_server_string(a, p);
       long colons = std::count(a.begin(), a.end(), ':');
       if (!parsed.name.empty() || colons != (a[0] == '/' ? 0 : 1))
-        fail(p, json_quote(a) + " is not host:port or a socket path (weight and name have keys of their own)");
+        fail(p, json_quote(a) +
+                    " is not host:port or a socket path (weight and name have keys of their own)");
       spec.host = parsed.host;
       spec.port = parsed.port;
       have_address = true;
@@ -168,7 +174,8 @@ PoolConfig parse_pool(const std::string& name, const json& v, const std::string&
       } else if (s == "random") {
         pool.policy = routing::DistributionKind::kRandom;
       } else if (s == "fanout" || s == "replicated") {
-        fail(p, json_quote(s) + " is not supported by this build yet (expected ketama, modula, random)");
+        fail(p, json_quote(s) +
+                    " is not supported by this build yet (expected ketama, modula, random)");
       } else {
         fail(p, json_quote(s) + " is not a policy (expected ketama, modula, random)");
       }
@@ -215,7 +222,8 @@ PoolConfig parse_pool(const std::string& name, const json& v, const std::string&
     if (!addresses.insert(s.address()).second)
       fail(p, "duplicate server address " + json_quote(s.address()));
   }
-  if (total_weight == 0) fail(path + ".servers", "every server has weight 0: no key could be placed");
+  if (total_weight == 0)
+    fail(path + ".servers", "every server has weight 0: no key could be placed");
   return pool;
 }
 
@@ -228,13 +236,15 @@ std::string ListenAddress::to_string() const {
 bool parse_config(const std::string& text, Config& out, std::string& error) {
   try {
     json doc = json::parse(text);
-    if (!doc.is_object()) fail("(top level)", std::string("expected an object, got ") + type_name(doc));
+    if (!doc.is_object())
+      fail("(top level)", std::string("expected an object, got ") + type_name(doc));
     bool have_pools = false;
     std::set<std::string> listens;
     for (auto& [key, value] : doc.items()) {
       if (key == "pools") {
         if (!value.is_object())
-          fail("pools", std::string("expected an object keyed by pool name, got ") + type_name(value));
+          fail("pools",
+               std::string("expected an object keyed by pool name, got ") + type_name(value));
         if (value.empty()) fail("pools", "no pools defined");
         for (auto& [name, pool] : value.items()) {
           std::string p = "pools." + name;
@@ -280,8 +290,8 @@ std::string describe_config(const Config& config) {
     const char* policy = p.policy == routing::DistributionKind::kKetama   ? "ketama"
                          : p.policy == routing::DistributionKind::kModula ? "modula"
                                                                           : "random";
-    os << "pool " << p.name << ": protocol="
-       << (p.protocol == Protocol::kMemcached ? "memcached" : "redis")
+    os << "pool " << p.name
+       << ": protocol=" << (p.protocol == Protocol::kMemcached ? "memcached" : "redis")
        << " listen=" << p.listen.to_string() << " policy=" << policy
        << " hash=" << routing::hash_name(p.hash);
     if (!p.hash_tag.empty()) os << " hash_tag=" << p.hash_tag;

@@ -14,15 +14,17 @@ Listener::Listener(asio::io_context& io, size_t pool_index, const PoolConfig& po
                    std::vector<std::unique_ptr<Worker>>& workers)
     : io_(io), pool_index_(pool_index), pool_(pool), workers_(workers), acceptor_(io) {}
 
-Listener::~Listener() { close(); }
+Listener::~Listener() {
+  close();
+}
 
 bool Listener::open(std::string& error) {
-  const std::string where = "pools." + pool_.name + ".listen: cannot listen on " +
-                            pool_.listen.to_string() + ": ";
+  const std::string where =
+      "pools." + pool_.name + ".listen: cannot listen on " + pool_.listen.to_string() + ": ";
   asio::error_code ec;
   asio::generic::stream_protocol::endpoint endpoint;
   if (pool_.listen.is_unix) {
-    struct stat st{};
+    struct stat st {};
     // A stale socket file from an earlier run would make bind fail; never remove anything else.
     if (::stat(pool_.listen.host.c_str(), &st) == 0 && S_ISSOCK(st.st_mode))
       ::unlink(pool_.listen.host.c_str());
@@ -36,7 +38,8 @@ bool Listener::open(std::string& error) {
     endpoint = asio::ip::tcp::endpoint(addr, pool_.listen.port);
   }
   acceptor_.open(endpoint.protocol(), ec);
-  if (!ec && !pool_.listen.is_unix) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec && !pool_.listen.is_unix)
+    acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) acceptor_.bind(endpoint, ec);
   if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) {
@@ -51,7 +54,9 @@ bool Listener::open(std::string& error) {
   return true;
 }
 
-void Listener::start() { accept_next(); }
+void Listener::start() {
+  accept_next();
+}
 
 void Listener::close() {
   if (!acceptor_.is_open()) return;

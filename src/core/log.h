@@ -20,9 +20,9 @@ void log_message(LogLevel level, const char* fmt, ...) __attribute__((format(pri
 
 }  // namespace dproxy::core
 
-#define DPROXY_LOG(level, ...)                                       \
-  do {                                                               \
-    if (::dproxy::core::log_enabled(::dproxy::core::LogLevel::level)) \
+#define DPROXY_LOG(level, ...)                                                   \
+  do {                                                                           \
+    if (::dproxy::core::log_enabled(::dproxy::core::LogLevel::level))            \
       ::dproxy::core::log_message(::dproxy::core::LogLevel::level, __VA_ARGS__); \
   } while (0)
 #define LOG_ERROR(...) DPROXY_LOG(kError, __VA_ARGS__)

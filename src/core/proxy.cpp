@@ -19,7 +19,8 @@ Proxy::~Proxy() {
 
 bool Proxy::start(std::string& error) {
   std::signal(SIGPIPE, SIG_IGN);
-  std::vector<std::vector<asio::generic::stream_protocol::endpoint>> endpoints(config_.pools.size());
+  std::vector<std::vector<asio::generic::stream_protocol::endpoint>> endpoints(
+      config_.pools.size());
   asio::ip::tcp::resolver resolver(io_);
   for (size_t p = 0; p < config_.pools.size(); ++p) {
     const PoolConfig& pool = config_.pools[p];

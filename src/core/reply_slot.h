@@ -18,10 +18,10 @@ struct ReplySlot {
     kBroadcast,  // sent to every server; "OK" only when all say OK (flush_all)
   };
   Kind kind = Kind::kReady;
-  bool noreply = false;       // drop the reply instead of sending it
-  bool close_after = false;   // close the client connection once this reply is written
-  bool done = false;          // `data` holds the final reply
-  uint32_t outstanding = 0;   // backend fragments still expected
+  bool noreply = false;      // drop the reply instead of sending it
+  bool close_after = false;  // close the client connection once this reply is written
+  bool done = false;         // `data` holds the final reply
+  uint32_t outstanding = 0;  // backend fragments still expected
   std::string data;
   // kMultiGet / kBroadcast: per-fragment replies and whether each was an error.
   std::vector<std::string> frags;

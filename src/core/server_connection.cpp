@@ -34,8 +34,8 @@ ServerConnection::~ServerConnection() {
   timer_.cancel();
 }
 
-void ServerConnection::push(std::shared_ptr<ClientSession> session, ReplySlot* slot,
-                            uint16_t frag, mc::ReplyKind kind) {
+void ServerConnection::push(std::shared_ptr<ClientSession> session, ReplySlot* slot, uint16_t frag,
+                            mc::ReplyKind kind) {
   pending_.push_back(Pending{std::move(session), slot, frag, kind, false, Clock::now() + timeout_});
   if (!dirty_) {
     dirty_ = true;
@@ -102,8 +102,7 @@ void ServerConnection::start_write() {
                       writing_ = false;
                       writing_buf_.clear();
                       if (err) {
-                        if (state_ == State::kConnected)
-                          fail_all("write failed: " + err.message());
+                        if (state_ == State::kConnected) fail_all("write failed: " + err.message());
                         return;
                       }
                       if (!out_.empty()) start_write();
@@ -219,7 +218,8 @@ void ServerConnection::deliver_error(Pending& p, std::string_view why) {
 
 void ServerConnection::fail_all(std::string_view why) {
   last_error_.assign(why);
-  if (state_ != State::kDisconnected) LOG_WARN("backend %s: %s", address_.c_str(), last_error_.c_str());
+  if (state_ != State::kDisconnected)
+    LOG_WARN("backend %s: %s", address_.c_str(), last_error_.c_str());
   state_ = State::kDisconnected;
   ++gen_;
   writing_ = false;

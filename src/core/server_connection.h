@@ -75,7 +75,7 @@ class ServerConnection {
   uint64_t gen_ = 0;  // bumped per connection attempt; stale callbacks compare and return
   bool timer_armed_ = false;
   bool dirty_ = false;
-  std::string out_;      // accumulating
+  std::string out_;          // accumulating
   std::string writing_buf_;  // in flight
   std::vector<char> in_;
   size_t in_start_ = 0;

@@ -24,10 +24,10 @@ enum RequestFlag : uint32_t {
 // that buffer is consumed or compacted. A Request object is meant to be reused: the parser
 // clears `keys` without releasing its capacity, so steady-state parsing does not allocate.
 struct Request {
-  std::string_view frame;    // the whole frame, including any data block and trailing CRLF
-  std::string_view name;     // the command name as sent by the client
-  uint16_t command = 0;      // protocol-specific command id (e.g. memcache::Command)
-  uint32_t flags = 0;        // RequestFlag bits
+  std::string_view frame;  // the whole frame, including any data block and trailing CRLF
+  std::string_view name;   // the command name as sent by the client
+  uint16_t command = 0;    // protocol-specific command id (e.g. memcache::Command)
+  uint32_t flags = 0;      // RequestFlag bits
   std::vector<std::string_view> keys;
   // memcached: the " noreply" token (with its leading space) inside `frame`, empty if absent.
   // Forwarding frame minus this token makes the backend answer, so a backend error can never

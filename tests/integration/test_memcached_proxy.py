@@ -5,6 +5,7 @@ Starts three real memcached servers on free loopback ports and dproxy in front o
 import os
 import signal
 import socket
+import subprocess
 import threading
 import time
 import unittest
@@ -285,6 +286,25 @@ class MemcachedProxyTest(unittest.TestCase):
         mc = Client(self.sock_path, connect_timeout=5, timeout=10)
         self.assertTrue(mc.set(self.k("u"), b"unix", noreply=False))
         self.assertEqual(self.client().get(self.k("u")), b"unix")
+
+    def test_libmemcached_tools(self):
+        server = f"--servers={HOST}:{self.port}"
+        path = os.path.join(self.procs.tmp.name, self.prefix.decode().replace(":", "_"))
+        with open(path, "wb") as f:
+            f.write(b"libmemcached through dproxy\n" * 100)
+        name = os.path.basename(path)
+        run = lambda *a: subprocess.run(a, capture_output=True, timeout=30)
+        self.assertEqual(run("memccp", server, path).returncode, 0)
+        got = run("memccat", server, name)
+        self.assertEqual(got.returncode, 0, got.stderr)
+        # memccat ends its output with one extra newline of its own.
+        self.assertEqual(got.stdout, b"libmemcached through dproxy\n" * 100 + b"\n")
+        self.assertEqual(run("memcexist", server, name).returncode, 0)
+        self.assertEqual(run("memcrm", server, name).returncode, 0)
+        self.assertNotEqual(run("memcexist", server, name).returncode, 0)
+        # A bounded load from memcslap: 4 concurrent connections, 2000 operations.
+        slap = run("memcslap", server, "--concurrency=4", "--execute-number=500")
+        self.assertEqual(slap.returncode, 0, slap.stderr)
 
     # --- bad input: exact error, connection stays usable --------------------------------
 
