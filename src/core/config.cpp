@@ -222,6 +222,9 @@ PoolConfig parse_pool(const std::string& name, const json& v, const std::string&
     if (!addresses.insert(s.address()).second)
       fail(p, "duplicate server address " + json_quote(s.address()));
   }
+  if (auto dup = routing::duplicate_ketama_name(pool.servers))
+    fail(path + ".servers", "two servers share the ketama name " + json_quote(*dup) +
+                                " (twemproxy refuses this too; give them distinct names)");
   if (total_weight == 0)
     fail(path + ".servers", "every server has weight 0: no key could be placed");
   return pool;

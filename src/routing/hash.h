@@ -31,6 +31,10 @@ std::string_view all_hash_names();
 // The 32-bit value twemproxy's pool->key_hash returns for this key.
 uint32_t hash_key(HashKind kind, std::string_view key);
 
+// The hash twemproxy actually dispatches on for a (hash-tagged) key: 0 for the empty key, which
+// twemproxy never hashes (e.g. Redis `GET ""`), else hash_key(kind, key).
+uint32_t placement_hash(HashKind kind, std::string_view key);
+
 // twemproxy's hash_tag rule: with tag "{}" and key "a{user1}b", returns "user1"; when the key
 // has no non-empty tagged section (or tag is empty), returns the key itself.
 std::string_view apply_hash_tag(std::string_view key, std::string_view tag);

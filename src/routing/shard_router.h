@@ -23,7 +23,7 @@ class ShardRouter {
   // Index (into the server list given at construction) of the server that owns `key`.
   // Does not allocate.
   uint32_t server_for(std::string_view key) const {
-    return distribution_->pick(hash_key(hash_, apply_hash_tag(key, hash_tag_)));
+    return distribution_->pick(placement_hash(hash_, apply_hash_tag(key, hash_tag_)));
   }
 
  private:
