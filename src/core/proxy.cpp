@@ -11,6 +11,11 @@ namespace dproxy::core {
 Proxy::Proxy(Config config, unsigned threads) : config_(std::move(config)), threads_(threads) {}
 
 Proxy::~Proxy() {
+  // NOTE: a pending accept holds a socket of a worker's io_context; let the aborted accepts
+  // complete before any worker (and its socket service) is destroyed.
+  for (auto& l : listeners_) l->close();
+  io_.restart();
+  io_.poll();
   listeners_.clear();
   for (auto& w : workers_) w->stop();
   for (auto& w : workers_) w->join();

@@ -29,6 +29,8 @@ struct Request {
   uint16_t command = 0;    // protocol-specific command id (e.g. memcache::Command)
   uint32_t flags = 0;      // RequestFlag bits
   std::vector<std::string_view> keys;
+  // RESP: every argument of the command, args[0] being the command name. Unused by memcached.
+  std::vector<std::string_view> args;
   // memcached: the " noreply" token (with its leading space) inside `frame`, empty if absent.
   // Forwarding frame minus this token makes the backend answer, so a backend error can never
   // shift the reply order; dproxy then drops the answer.
@@ -41,6 +43,7 @@ struct Request {
     command = 0;
     flags = 0;
     keys.clear();
+    args.clear();
     noreply_token = {};
   }
 };
