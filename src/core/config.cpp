@@ -1,9 +1,12 @@
 #include "core/config.h"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -12,7 +15,8 @@
 namespace dproxy::core {
 namespace {
 
-using nlohmann::json;
+// ordered_json keeps pools in file order (they are listed and started in that order).
+using json = nlohmann::ordered_json;
 
 // Thrown only inside config loading (never on the data path) and turned into `error`.
 struct ConfigError {
@@ -54,7 +58,12 @@ const std::string& get_string(const json& v, const std::string& path) {
   return v.get_ref<const std::string&>();
 }
 
-// "host:port" or "/path/to/socket".
+bool is_ip_address(const std::string& host) {
+  unsigned char buf[sizeof(in6_addr)];
+  return inet_pton(AF_INET, host.c_str(), buf) == 1 || inet_pton(AF_INET6, host.c_str(), buf) == 1;
+}
+
+// "ip:port", "[ipv6]:port" or "/path/to/socket".
 ListenAddress parse_listen(const std::string& s, const std::string& path) {
   ListenAddress a;
   if (!s.empty() && s[0] == '/') {
@@ -62,12 +71,18 @@ ListenAddress parse_listen(const std::string& s, const std::string& path) {
     a.is_unix = true;
     return a;
   }
+  const std::string bad =
+      json_quote(s) + " is not ip:port, [ipv6]:port or an absolute unix socket path";
   auto colon = s.rfind(':');
   uint64_t port = 0;
   if (colon == std::string::npos || colon == 0 ||
       !parse_u64(std::string_view(s).substr(colon + 1), port) || port == 0 || port > 65535)
-    fail(path, json_quote(s) + " is not host:port or an absolute unix socket path");
+    fail(path, bad);
   a.host = s.substr(0, colon);
+  if (a.host.size() > 2 && a.host.front() == '[' && a.host.back() == ']')
+    a.host = a.host.substr(1, a.host.size() - 2);
+  if (!is_ip_address(a.host))
+    fail(path, json_quote(a.host) + " is not an IP address (listen takes a numeric address)");
   a.port = static_cast<uint16_t>(port);
   return a;
 }
@@ -233,12 +248,45 @@ PoolConfig parse_pool(const std::string& name, const json& v, const std::string&
 }  // namespace
 
 std::string ListenAddress::to_string() const {
-  return is_unix ? host : host + ":" + std::to_string(port);
+  if (is_unix) return host;
+  if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
+  return host + ":" + std::to_string(port);
 }
 
 bool parse_config(const std::string& text, Config& out, std::string& error) {
   try {
-    json doc = json::parse(text);
+    // Duplicate keys are errors: with plain JSON parsing the last one would silently win.
+    std::vector<std::pair<std::string, std::set<std::string>>> objects;  // (path, keys seen)
+    std::string pending_key;
+    json::parser_callback_t reject_duplicates = [&](int, json::parse_event_t event, json& parsed) {
+      switch (event) {
+        case json::parse_event_t::object_start: {
+          std::string p = objects.empty() ? "" : objects.back().first;
+          if (!pending_key.empty()) p = p.empty() ? pending_key : p + "." + pending_key;
+          objects.push_back({p, {}});
+          pending_key.clear();
+          break;
+        }
+        case json::parse_event_t::object_end:
+          objects.pop_back();
+          break;
+        case json::parse_event_t::key: {
+          const std::string& k = parsed.get_ref<const std::string&>();
+          auto& [p, seen] = objects.back();
+          if (!seen.insert(k).second)
+            fail(p.empty() ? std::string("(top level)") : p, "duplicate key " + json_quote(k));
+          pending_key = k;
+          break;
+        }
+        case json::parse_event_t::array_start:
+          pending_key.clear();
+          break;
+        default:
+          break;
+      }
+      return true;
+    };
+    json doc = json::parse(text, reject_duplicates);
     if (!doc.is_object())
       fail("(top level)", std::string("expected an object, got ") + type_name(doc));
     bool have_pools = false;
@@ -273,6 +321,11 @@ bool parse_config(const std::string& text, Config& out, std::string& error) {
 }
 
 bool load_config(const std::string& path, Config& out, std::string& error) {
+  std::error_code fs_error;
+  if (std::filesystem::is_directory(path, fs_error)) {
+    error = path + ": cannot read config file: " + std::strerror(EISDIR);
+    return false;
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     error = path + ": cannot read config file: " + std::strerror(errno);

@@ -250,3 +250,19 @@ class Nutcracker:
 def run_dproxy(binary, args, timeout=10.0, **kw):
     """Runs dproxy to completion (e.g. --test-config, --help); returns CompletedProcess (text)."""
     return subprocess.run([binary, *args], capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def wait_unix_socket(path, proc=None, timeout=10.0):
+    """Waits until a unix stream socket at `path` accepts connections."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited early with {proc.returncode}")
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.settimeout(0.5)
+                s.connect(path)
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"unix socket {path} did not open in {timeout}s")
