@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds dproxy, starts two memcached servers on loopback and runs dproxy in front of them with
+# Builds dproxy, starts two memcached and two redis-server processes on loopback and runs dproxy in front of them with
 # configs/pools.json, in the foreground. Ctrl-C stops everything this script started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,12 +17,17 @@ for port in 21211 21212; do
   memcached -u "$(id -un)" -l 127.0.0.1 -p "$port" -U 0 -m 64 &
   pids+=($!)
 done
+for port in 26379 26380; do
+  redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no --loglevel warning &
+  pids+=($!)
+done
 sleep 0.3
 cat <<MSG
 dproxy is starting with configs/pools.json:
-  memcached pool: 127.0.0.1:22121  (backends 127.0.0.1:21211, 127.0.0.1:21212)
-Try:  printf 'set k 0 0 5\r\nhello\r\nget k\r\n' | nc -q1 127.0.0.1 22121
-      memcstat/memccat: memccat --servers=127.0.0.1:22121 k
+  memcached pool "cache": 127.0.0.1:22121  (backends 127.0.0.1:21211, 127.0.0.1:21212)
+  redis pool "store":     127.0.0.1:22122  (backends 127.0.0.1:26379, 127.0.0.1:26380)
+Try:  redis-cli -p 22122 set hello world; redis-cli -p 22122 mget hello other
+      memccp --servers=127.0.0.1:22121 /etc/hostname; memccat --servers=127.0.0.1:22121 hostname
 Press Ctrl-C to stop.
 MSG
 ./build/dproxy --config configs/pools.json &

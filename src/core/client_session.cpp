@@ -22,8 +22,12 @@ ClientSession::ClientSession(Worker& worker, PoolRuntime& pool,
       pool_(pool),
       socket_(std::move(socket)),
       id_(id),
+      redis_(pool.config().protocol == Protocol::kRedis),
       mc_parser_(
-          protocol::memcache::RequestLimits{250, pool.config().max_value_bytes, kMaxLineBytes}) {}
+          protocol::memcache::RequestLimits{250, pool.config().max_value_bytes, kMaxLineBytes}),
+      resp_parser_(
+          protocol::resp::RequestLimits{pool.config().max_value_bytes, 1024 * 1024, 64 * 1024}),
+      authenticated_(pool.config().client_password.empty()) {}
 
 void ClientSession::start() {
   asio::error_code ec;
@@ -84,7 +88,7 @@ void ClientSession::process() {
     }
     if (rstart_ == rend_ || paused()) break;
     std::string_view in(rbuf_.data() + rstart_, rend_ - rstart_);
-    protocol::ParseResult r = mc_parser_.parse(in, req_);
+    protocol::ParseResult r = redis_ ? resp_parser_.parse(in, req_) : mc_parser_.parse(in, req_);
     if (r.status == ParseStatus::kNeedMore) {
       need_ = r.size_hint;
       break;
@@ -100,7 +104,11 @@ void ClientSession::process() {
       }
       continue;
     }
-    dispatch_memcache(req_);
+    if (!redis_) {
+      dispatch_memcache(req_);
+    } else if (!req_.args.empty()) {
+      dispatch_redis(req_);
+    }
     rstart_ += r.consumed;
   }
   worker_.flush_dirty();
@@ -264,10 +272,22 @@ void ClientSession::on_backend_reply(ReplySlot* slot, uint16_t frag, std::string
   slot->frags[frag].assign(bytes);
   slot->frag_error[frag] = is_error ? 1 : 0;
   if (--slot->outstanding > 0) return;
-  if (slot->kind == ReplySlot::Kind::kMultiGet) {
-    finish_multiget(slot);
-  } else {
-    finish_broadcast(slot);
+  switch (slot->kind) {
+    case ReplySlot::Kind::kMultiGet:
+      finish_multiget(slot);
+      break;
+    case ReplySlot::Kind::kRespArray:
+      finish_resp_array(slot);
+      break;
+    case ReplySlot::Kind::kRespAllOk:
+      finish_resp_all_ok(slot);
+      break;
+    case ReplySlot::Kind::kRespSum:
+      finish_resp_sum(slot);
+      break;
+    default:
+      finish_broadcast(slot);
+      break;
   }
   slot->done = true;
   drain();

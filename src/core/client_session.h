@@ -12,6 +12,9 @@
 #include "protocol/memcache/reply_parser.h"
 #include "protocol/memcache/request_parser.h"
 #include "protocol/request.h"
+#include "protocol/resp/command_table.h"
+#include "protocol/resp/reply_parser.h"
+#include "protocol/resp/request_parser.h"
 
 namespace dproxy::core {
 
@@ -47,6 +50,19 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // Appends `frame` minus the noreply token (if any) to `out`.
   static void append_frame(std::string& out, const protocol::Request& req);
 
+  // Redis (client_session_redis.cpp).
+  void dispatch_redis(const protocol::Request& req);
+  void redis_local(const protocol::resp::CommandInfo& cmd, const protocol::Request& req);
+  void redis_split(const protocol::resp::CommandInfo& cmd, const protocol::Request& req);
+  void redis_forward(const protocol::Request& req, uint32_t server);
+  void redis_error(std::string_view message);  // "-<message>\r\n" as the next reply
+  void redis_command_reply(const protocol::Request& req);
+  void redis_info_reply();
+  bool redis_auth(std::string_view user, std::string_view password);
+  void finish_resp_array(ReplySlot* slot);
+  void finish_resp_all_ok(ReplySlot* slot);
+  void finish_resp_sum(ReplySlot* slot);
+
   ReplySlot* new_slot(ReplySlot::Kind kind);
   ReplySlot* ready_slot(std::string_view reply);
   void complete(ReplySlot* slot);
@@ -61,7 +77,13 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   PoolRuntime& pool_;
   asio::generic::stream_protocol::socket socket_;
   uint64_t id_;
+  const bool redis_;
   protocol::memcache::RequestParser mc_parser_;
+  protocol::resp::RequestParser resp_parser_;
+  bool authenticated_ = false;
+  std::string client_name_;
+  std::vector<uint32_t> key_idx_;           // scratch: key argument indices of a request
+  std::vector<std::string_view> sub_args_;  // scratch: arguments of one split sub-command
   protocol::Request req_;
   std::vector<char> rbuf_;
   size_t rstart_ = 0;
@@ -87,6 +109,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   };
   std::vector<protocol::memcache::ValueIterator> iters_;  // scratch for merging
   std::vector<Peeked> peeked_;
+  std::vector<protocol::resp::ArrayReader> readers_;  // scratch for merging Redis arrays
 };
 
 }  // namespace dproxy::core

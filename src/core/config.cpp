@@ -165,6 +165,8 @@ PoolConfig parse_pool(const std::string& name, const json& v, const std::string&
   PoolConfig pool;
   pool.name = name;
   bool have_listen = false, have_servers = false, have_protocol = false;
+  std::vector<std::string> redis_only;  // paths of keys that only a redis pool takes
+  bool have_max_value = false;
   for (auto& [key, value] : v.items()) {
     std::string p = path + "." + key;
     if (key == "protocol") {
@@ -172,7 +174,7 @@ PoolConfig parse_pool(const std::string& name, const json& v, const std::string&
       if (s == "memcached") {
         pool.protocol = Protocol::kMemcached;
       } else if (s == "redis") {
-        fail(p, "\"redis\" pools are not supported by this build yet (only \"memcached\")");
+        pool.protocol = Protocol::kRedis;
       } else {
         fail(p, json_quote(s) + " is not a protocol (expected \"memcached\" or \"redis\")");
       }
@@ -211,6 +213,15 @@ PoolConfig parse_pool(const std::string& name, const json& v, const std::string&
       pool.server_connections = static_cast<uint32_t>(get_uint(value, p, 1, 64));
     } else if (key == "max_value_bytes") {
       pool.max_value_bytes = get_uint(value, p, 1, 512ull * 1024 * 1024);
+      have_max_value = true;
+    } else if (key == "client_password" || key == "server_password") {
+      const std::string& pw = get_string(value, p);
+      if (pw.empty()) fail(p, "must not be empty (leave the key out instead)");
+      (key == "client_password" ? pool.client_password : pool.server_password) = pw;
+      redis_only.push_back(p);
+    } else if (key == "db") {
+      pool.db = static_cast<uint32_t>(get_uint(value, p, 0, 1000000));
+      redis_only.push_back(p);
     } else if (key == "servers") {
       if (!value.is_array()) fail(p, std::string("expected an array, got ") + type_name(value));
       if (value.empty()) fail(p, "a pool needs at least one server");
@@ -220,12 +231,16 @@ PoolConfig parse_pool(const std::string& name, const json& v, const std::string&
     } else {
       fail(p,
            "unknown key (expected protocol, listen, policy, hash, hash_tag, timeout_ms, "
-           "server_connections, max_value_bytes, servers)");
+           "server_connections, max_value_bytes, servers, client_password, server_password, db)");
     }
   }
   if (!have_protocol) fail(path, "missing required key \"protocol\"");
   if (!have_listen) fail(path, "missing required key \"listen\"");
   if (!have_servers) fail(path, "missing required key \"servers\"");
+  if (pool.protocol != Protocol::kRedis && !redis_only.empty())
+    fail(redis_only.front(), "only a redis pool takes this key");
+  // Redis's own limit for one bulk string (proto-max-bulk-len) is 512 MiB.
+  if (pool.protocol == Protocol::kRedis && !have_max_value) pool.max_value_bytes = 512ull << 20;
   uint64_t total_weight = 0;
   std::set<std::string> names, addresses;
   for (size_t i = 0; i < pool.servers.size(); ++i) {

@@ -31,6 +31,10 @@ struct PoolConfig {
   uint32_t server_connections = 1;  // backend connections per server per worker thread
   uint64_t max_value_bytes = 1024 * 1024;
   std::vector<routing::ServerSpec> servers;
+  // redis only
+  std::string client_password;  // clients must AUTH with this before anything else
+  std::string server_password;  // dproxy sends AUTH with this on each new backend connection
+  uint32_t db = 0;              // dproxy sends SELECT db on each new backend connection
 };
 
 struct Config {

@@ -16,6 +16,9 @@ struct ReplySlot {
     kForward,    // one backend fragment; its reply is the client's reply
     kMultiGet,   // memcached get split over servers; merged in key order
     kBroadcast,  // sent to every server; "OK" only when all say OK (flush_all)
+    kRespArray,  // Redis MGET split over servers: one array in key order
+    kRespAllOk,  // Redis MSET split: +OK when every part says +OK
+    kRespSum,    // Redis DEL/UNLINK/EXISTS/TOUCH split: the sum of the integer replies
   };
   Kind kind = Kind::kReady;
   bool noreply = false;      // drop the reply instead of sending it
@@ -27,6 +30,7 @@ struct ReplySlot {
   std::vector<std::string> frags;
   std::vector<uint8_t> frag_error;
   // kMultiGet: copy of the requested keys (concatenated) with each key's fragment, in order.
+  // kRespArray: key_frag only.
   std::string keys;
   std::vector<uint32_t> key_len;
   std::vector<uint16_t> key_frag;

@@ -19,13 +19,17 @@ constexpr std::chrono::milliseconds kMaxBackoff{2000};
 
 ServerConnection::ServerConnection(Worker& worker,
                                    asio::generic::stream_protocol::endpoint endpoint,
-                                   std::string address, uint32_t timeout_ms)
+                                   std::string address, uint32_t timeout_ms, bool redis,
+                                   std::string setup, uint32_t setup_replies)
     : worker_(worker),
       endpoint_(std::move(endpoint)),
       address_(std::move(address)),
       timeout_(timeout_ms),
       socket_(worker.io()),
-      timer_(worker.io()) {}
+      timer_(worker.io()),
+      redis_(redis),
+      setup_(std::move(setup)),
+      setup_replies_(setup_replies) {}
 
 ServerConnection::~ServerConnection() {
   *alive_ = false;
@@ -87,6 +91,11 @@ void ServerConnection::start_connect() {
     LOG_INFO("backend %s: connected", address_.c_str());
     state_ = State::kConnected;
     backoff_ = std::chrono::milliseconds(0);
+    scan_state_ = {};
+    if (!setup_.empty()) {
+      out_.insert(0, setup_);
+      setup_pending_ = setup_replies_;
+    }
     start_read();
     if (!out_.empty()) start_write();
   });
@@ -135,6 +144,24 @@ void ServerConnection::start_read() {
 void ServerConnection::on_read(size_t n) {
   in_end_ += n;
   while (in_start_ < in_end_) {
+    if (setup_pending_ > 0) {
+      // Replies to AUTH / SELECT sent on connect come before any request's reply.
+      bool is_error = false;
+      std::string_view view(in_.data() + in_start_, in_end_ - in_start_);
+      protocol::ParseResult r = protocol::resp::scan_reply(view, &is_error);
+      if (r.status == protocol::ParseStatus::kNeedMore) break;
+      if (r.status == protocol::ParseStatus::kError || is_error) {
+        std::string_view reply = view.substr(0, r.consumed);
+        while (!reply.empty() && (reply.back() == '\n' || reply.back() == '\r'))
+          reply.remove_suffix(1);
+        if (!reply.empty() && reply.front() == '-') reply.remove_prefix(1);
+        fail_all("refused the connection setup (AUTH/SELECT): " + std::string(reply));
+        return;
+      }
+      in_start_ += r.consumed;
+      --setup_pending_;
+      continue;
+    }
     if (pending_.empty()) {
       LOG_WARN("backend %s: unexpected bytes with no request pending; reconnecting",
                address_.c_str());
@@ -144,7 +171,8 @@ void ServerConnection::on_read(size_t n) {
     Pending& p = pending_.front();
     bool is_error = false;
     std::string_view view(in_.data() + in_start_, in_end_ - in_start_);
-    protocol::ParseResult r = mc::scan_reply(view, p.kind, &is_error);
+    protocol::ParseResult r = redis_ ? protocol::resp::scan_reply(view, scan_state_, &is_error)
+                                     : mc::scan_reply(view, p.kind, &is_error);
     if (r.status == protocol::ParseStatus::kNeedMore) break;
     if (r.status == protocol::ParseStatus::kError) {
       LOG_WARN("backend %s: malformed reply; reconnecting", address_.c_str());
@@ -153,6 +181,7 @@ void ServerConnection::on_read(size_t n) {
     }
     Pending done = pending_.pop_front();
     in_start_ += r.consumed;
+    scan_state_ = {};
     if (done.abandoned) {
       --abandoned_;
       continue;
@@ -208,7 +237,7 @@ void ServerConnection::on_timer() {
 }
 
 void ServerConnection::deliver_error(Pending& p, std::string_view why) {
-  error_scratch_.assign("SERVER_ERROR backend ");
+  error_scratch_.assign(redis_ ? "-ERR dproxy: backend " : "SERVER_ERROR backend ");
   error_scratch_.append(address_);
   error_scratch_.push_back(' ');
   error_scratch_.append(why);
@@ -231,6 +260,8 @@ void ServerConnection::fail_all(std::string_view why) {
   out_.clear();
   in_start_ = in_end_ = 0;
   abandoned_ = 0;
+  setup_pending_ = 0;
+  scan_state_ = {};
   if (retry_after_ < Clock::now()) {
     backoff_ = backoff_.count() == 0 ? kMinBackoff : std::min(backoff_ * 2, kMaxBackoff);
     retry_after_ = Clock::now() + backoff_;

@@ -11,6 +11,7 @@
 #include "core/reply_slot.h"
 #include "core/ring_queue.h"
 #include "protocol/memcache/command.h"
+#include "protocol/resp/reply_parser.h"
 
 namespace dproxy::core {
 
@@ -33,8 +34,11 @@ struct Pending {
 // backend; the next request reconnects (after a short backoff while the server keeps failing).
 class ServerConnection {
  public:
+  // `setup` is sent first on every new connection (Redis AUTH / SELECT), `setup_replies` is how
+  // many replies it produces; an error reply to it fails the connection.
   ServerConnection(Worker& worker, asio::generic::stream_protocol::endpoint endpoint,
-                   std::string address, uint32_t timeout_ms);
+                   std::string address, uint32_t timeout_ms, bool redis, std::string setup = {},
+                   uint32_t setup_replies = 0);
   ~ServerConnection();
   ServerConnection(const ServerConnection&) = delete;
   ServerConnection& operator=(const ServerConnection&) = delete;
@@ -83,6 +87,11 @@ class ServerConnection {
   RingQueue<Pending> pending_;
   size_t abandoned_ = 0;
   std::string error_scratch_;
+  bool redis_;
+  std::string setup_;
+  uint32_t setup_replies_;
+  uint32_t setup_pending_ = 0;  // setup replies still expected on this connection
+  protocol::resp::ReplyScanState scan_state_;
   std::chrono::steady_clock::time_point retry_after_{};
   std::chrono::milliseconds backoff_{0};
   std::string last_error_;

@@ -75,6 +75,15 @@ class Processes:
         p.port = port
         return p
 
+    def redis(self, port=None, extra=()):
+        port = port or free_port()
+        p = self.spawn(["redis-server", "--bind", HOST, "--port", str(port), "--save", "",
+                        "--appendonly", "no", "--dir", self.tmp.name,
+                        "--dbfilename", f"dump-{port}.rdb", *extra])
+        wait_port(port, p)
+        p.port = port
+        return p
+
     def close(self):
         for p in reversed(self.procs):
             try:

@@ -235,7 +235,8 @@ class ConfigErrorTest(CliTestBase):
     def test_unknown_pool_key(self):
         self.config_error(doc(cache=pool(hahs="md5")),
                           "pools.cache.hahs: unknown key (expected protocol, listen, policy, hash, "
-                          "hash_tag, timeout_ms, server_connections, max_value_bytes, servers)")
+                          "hash_tag, timeout_ms, server_connections, max_value_bytes, servers, "
+                          "client_password, server_password, db)")
 
     def test_bad_protocol(self):
         self.config_error(doc(cache=pool(protocol="memcache")),
@@ -332,10 +333,8 @@ class ConfigErrorTest(CliTestBase):
         self.config_error(doc(cache=pool(timeout_ms=3600001)),
                           "pools.cache.timeout_ms: 3600001 is out of range [1, 3600000]")
 
-    def test_redis_not_supported_yet(self):
-        self.config_error(doc(cache=pool(protocol="redis")),
-                          'pools.cache.protocol: "redis" pools are not supported by this build '
-                          'yet (only "memcached")')
+    def test_redis_only_keys_on_a_memcached_pool(self):
+        self.config_error(doc(cache=pool(db=2)), "pools.cache.db: only a redis pool takes this key")
 
 
 class ListenTest(CliTestBase):

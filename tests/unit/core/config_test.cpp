@@ -279,7 +279,8 @@ TEST_CASE("config: missing and unknown pool keys") {
       R"(pools.cache: missing required key "servers")");
   CHECK(parse_error(pool_doc(R"("hahs": "md5", )")) ==
         "pools.cache.hahs: unknown key (expected protocol, listen, policy, hash, hash_tag, "
-        "timeout_ms, server_connections, max_value_bytes, servers)");
+        "timeout_ms, server_connections, max_value_bytes, servers, client_password, "
+        "server_password, db)");
   CHECK(parse_error(pool_doc("", "[]")) == "pools.cache.servers: a pool needs at least one server");
   CHECK(parse_error(pool_doc("", R"({"a": "10.0.0.1:1"})")) ==
         "pools.cache.servers: expected an array, got object");
@@ -380,11 +381,24 @@ TEST_CASE("config: integer options") {
         "pools.cache.max_value_bytes: 0 is out of range [1, 536870912]");
 }
 
-TEST_CASE("config: redis is rejected for now") {
-  CHECK(
-      parse_error(R"({"pools": {"r": {"protocol": "redis", "listen": "127.0.0.1:6380",
-                                        "servers": ["10.0.0.1:6379"]}}})") ==
-      R"(pools.r.protocol: "redis" pools are not supported by this build yet (only "memcached"))");
+TEST_CASE("config: redis pools and their redis-only keys") {
+  auto config = parse_ok(R"({"pools": {"r": {"protocol": "redis", "listen": "127.0.0.1:6380",
+      "client_password": "pw", "server_password": "spw", "db": 3,
+      "servers": ["10.0.0.1:6379"]}}})");
+  REQUIRE(config.pools.size() == 1);
+  const auto& r = config.pools[0];
+  CHECK(r.protocol == dproxy::core::Protocol::kRedis);
+  CHECK(r.client_password == "pw");
+  CHECK(r.server_password == "spw");
+  CHECK(r.db == 3);
+  CHECK(r.max_value_bytes == 512u * 1024 * 1024);  // Redis's own bulk limit by default
+  CHECK(parse_error(pool_doc(R"("db": 1, )")) ==
+        "pools.cache.db: only a redis pool takes this key");
+  CHECK(parse_error(pool_doc(R"("client_password": "x", )")) ==
+        "pools.cache.client_password: only a redis pool takes this key");
+  CHECK(parse_error(R"({"pools": {"r": {"protocol": "redis", "listen": "127.0.0.1:6380",
+      "server_password": "", "servers": ["10.0.0.1:6379"]}}})") ==
+        "pools.r.server_password: must not be empty (leave the key out instead)");
 }
 
 TEST_CASE("config: load_config reads files and prefixes errors with the path") {

@@ -1,0 +1,478 @@
+// ClientSession: the Redis (RESP2) side. Routing by key, split/merge of multi-key commands,
+// commands answered by dproxy, and rejections with an error naming the reason.
+
+#include <chrono>
+#include <cstring>
+
+#include "core/client_session.h"
+#include "core/pool_runtime.h"
+#include "core/server_connection.h"
+#include "protocol/resp/reply_parser.h"
+#include "protocol/resp/reply_writer.h"
+
+namespace dproxy::core {
+
+namespace resp = protocol::resp;
+using protocol::Request;
+using resp::Routing;
+
+namespace {
+
+const auto kProcessStart = std::chrono::steady_clock::now();
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    char x = a[i], y = b[i];
+    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
+    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
+    if (x != y) return false;
+  }
+  return true;
+}
+
+// Appends `name` upper-cased ("client|setname" -> "CLIENT SETNAME").
+void append_upper(std::string& out, std::string_view name) {
+  for (char c : name) {
+    if (c == '|') c = ' ';
+    out.push_back(c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : c);
+  }
+}
+
+}  // namespace
+
+void ClientSession::redis_error(std::string_view message) {
+  ReplySlot* slot = ready_slot("-");
+  slot->data.append(message);
+  slot->data.append("\r\n");
+}
+
+void ClientSession::dispatch_redis(const Request& req) {
+  const auto& args = req.args;
+  const resp::CommandInfo* cmd = resp::find_command(args[0]);
+  if (cmd == nullptr) {
+    // Redis 7's own wording.
+    ReplySlot* slot = ready_slot("-ERR unknown command '");
+    slot->data.append(args[0].substr(0, 128));
+    slot->data.append("', with args beginning with: ");
+    for (size_t i = 1; i < args.size() && slot->data.size() < 512; ++i) {
+      slot->data.push_back('\'');
+      slot->data.append(args[i].substr(0, 128));
+      slot->data.append("' ");
+    }
+    slot->data.append("\r\n");
+    return;
+  }
+  if (cmd->has_subcommands && args.size() >= 2) {
+    const resp::CommandInfo* sub = resp::find_subcommand(*cmd, args[1]);
+    if (sub == nullptr) {
+      ReplySlot* slot = ready_slot("-ERR unknown subcommand '");
+      slot->data.append(args[1].substr(0, 128));
+      slot->data.append("'. Try ");
+      append_upper(slot->data, cmd->name);
+      slot->data.append(" HELP.\r\n");
+      return;
+    }
+    cmd = sub;
+  }
+  if (!authenticated_ && cmd->name != "auth" && cmd->name != "hello" && cmd->name != "quit") {
+    redis_error("NOAUTH Authentication required.");
+    return;
+  }
+  switch (resp::find_keys(*cmd, args, key_idx_)) {
+    case resp::KeyStatus::kOk:
+      break;
+    case resp::KeyStatus::kWrongArity: {
+      ReplySlot* slot = ready_slot("-ERR wrong number of arguments for '");
+      slot->data.append(cmd->name);
+      slot->data.append("' command\r\n");
+      return;
+    }
+    case resp::KeyStatus::kBadNumkeys: {
+      ReplySlot* slot = ready_slot("-ERR dproxy: malformed key arguments for '");
+      append_upper(slot->data, cmd->name);
+      slot->data.append("' (check numkeys or the STREAMS list)\r\n");
+      return;
+    }
+    case resp::KeyStatus::kRejectedOption: {
+      ReplySlot* slot = ready_slot("-ERR dproxy: ");
+      append_upper(slot->data, cmd->name);
+      slot->data.append(" with BLOCK is not supported (");
+      slot->data.append(resp::reasons::kBlocking);
+      slot->data.append(")\r\n");
+      return;
+    }
+  }
+  switch (cmd->routing) {
+    case Routing::kLocal:
+      redis_local(*cmd, req);
+      return;
+    case Routing::kRejected: {
+      ReplySlot* slot = ready_slot("-ERR dproxy: ");
+      append_upper(slot->data, cmd->name);
+      slot->data.append(" is not supported (");
+      slot->data.append(cmd->reject_reason);
+      slot->data.append(")\r\n");
+      return;
+    }
+    case Routing::kNoKeyForward:
+      // Any server gives the right answer.
+      redis_forward(req, static_cast<uint32_t>(id_ % pool_.server_count()));
+      return;
+    case Routing::kSingleKey:
+      if (key_idx_.empty()) break;
+      redis_forward(req, pool_.server_for(args[key_idx_[0]]));
+      return;
+    case Routing::kMultiKeySplit:
+      if (key_idx_.empty()) break;
+      redis_split(*cmd, req);
+      return;
+    case Routing::kSameServer: {
+      if (key_idx_.empty()) break;
+      uint32_t server = pool_.server_for(args[key_idx_[0]]);
+      for (size_t i = 1; i < key_idx_.size(); ++i) {
+        if (pool_.server_for(args[key_idx_[i]]) != server) {
+          ReplySlot* slot = ready_slot("-CROSSSLOT dproxy: the keys of ");
+          append_upper(slot->data, cmd->name);
+          slot->data.append(
+              " map to different servers; keep them together with a hash tag, e.g. "
+              "{user1}.a and {user1}.b");
+          if (pool_.config().hash_tag.empty()) slot->data.append(" (set the pool's hash_tag)");
+          slot->data.append("\r\n");
+          return;
+        }
+      }
+      redis_forward(req, server);
+      return;
+    }
+  }
+  // A command that routes by key but names none (EVAL with numkeys 0, ...).
+  ReplySlot* slot = ready_slot("-ERR dproxy: ");
+  append_upper(slot->data, cmd->name);
+  slot->data.append(
+      " names no key, so there is no server to route it to (pass at least one key)\r\n");
+}
+
+void ClientSession::redis_forward(const Request& req, uint32_t server) {
+  ServerConnection& conn = pool_.connection(server, id_);
+  ReplySlot* slot = new_slot(ReplySlot::Kind::kForward);
+  slot->outstanding = 1;
+  conn.out().append(req.frame);
+  conn.push(shared_from_this(), slot, 0, protocol::memcache::ReplyKind::kLine);
+}
+
+void ClientSession::redis_split(const resp::CommandInfo& cmd, const Request& req) {
+  const auto& args = req.args;
+  const bool pairs = cmd.name == "mset";  // MSET k v [k v ...]: a key's value follows it
+  frag_of_server_.assign(pool_.server_count(), -1);
+  frag_servers_.clear();
+  ReplySlot* slot = new_slot(ReplySlot::Kind::kRespSum);
+  for (uint32_t idx : key_idx_) {
+    uint32_t server = pool_.server_for(args[idx]);
+    int32_t frag = frag_of_server_[server];
+    if (frag < 0) {
+      frag = static_cast<int32_t>(frag_servers_.size());
+      frag_of_server_[server] = frag;
+      frag_servers_.push_back(server);
+    }
+    slot->key_frag.push_back(static_cast<uint16_t>(frag));
+  }
+  const size_t nfrags = frag_servers_.size();
+  if (nfrags == 1) {
+    slot->kind = ReplySlot::Kind::kForward;
+    slot->outstanding = 1;
+    ServerConnection& conn = pool_.connection(frag_servers_[0], id_);
+    conn.out().append(req.frame);
+    conn.push(shared_from_this(), slot, 0, protocol::memcache::ReplyKind::kLine);
+    return;
+  }
+  if (cmd.name == "mget") {
+    slot->kind = ReplySlot::Kind::kRespArray;
+  } else if (pairs) {
+    slot->kind = ReplySlot::Kind::kRespAllOk;
+  }
+  slot->outstanding = static_cast<uint32_t>(nfrags);
+  if (slot->frags.size() < nfrags) slot->frags.resize(nfrags);
+  slot->frag_error.assign(nfrags, 0);
+  auto self = shared_from_this();
+  for (size_t f = 0; f < nfrags; ++f) {
+    sub_args_.clear();
+    sub_args_.push_back(args[0]);
+    for (size_t i = 0; i < key_idx_.size(); ++i) {
+      if (slot->key_frag[i] != f) continue;
+      sub_args_.push_back(args[key_idx_[i]]);
+      if (pairs) sub_args_.push_back(args[key_idx_[i] + 1]);
+    }
+    ServerConnection& conn = pool_.connection(frag_servers_[f], id_);
+    resp::append_command(conn.out(), sub_args_);
+    conn.push(self, slot, static_cast<uint16_t>(f), protocol::memcache::ReplyKind::kLine);
+  }
+}
+
+// The first failed fragment's reply, if any, becomes the whole reply. Returns true then.
+static bool take_first_error(ReplySlot* slot) {
+  for (size_t f = 0; f < slot->frag_error.size(); ++f) {
+    if (slot->frag_error[f]) {
+      slot->data.assign(slot->frags[f]);
+      return true;
+    }
+  }
+  return false;
+}
+
+void ClientSession::finish_resp_array(ReplySlot* slot) {
+  if (take_first_error(slot)) return;
+  size_t nfrags = slot->frag_error.size();
+  readers_.clear();
+  for (size_t f = 0; f < nfrags; ++f) readers_.emplace_back(slot->frags[f]);
+  slot->data.clear();
+  resp::append_array_header(slot->data, slot->key_frag.size());
+  std::string_view element;
+  for (uint16_t f : slot->key_frag) {
+    if (!readers_[f].next(element)) {
+      slot->data.assign("-ERR dproxy: backend sent an MGET reply of the wrong shape\r\n");
+      return;
+    }
+    slot->data.append(element);
+  }
+}
+
+void ClientSession::finish_resp_all_ok(ReplySlot* slot) {
+  if (take_first_error(slot)) return;
+  for (const auto& frag : slot->frags) {
+    if (frag != "+OK\r\n" && !frag.empty()) {
+      slot->data.assign(frag);
+      return;
+    }
+  }
+  slot->data.assign("+OK\r\n");
+}
+
+void ClientSession::finish_resp_sum(ReplySlot* slot) {
+  if (take_first_error(slot)) return;
+  int64_t total = 0;
+  for (size_t f = 0; f < slot->frag_error.size(); ++f) {
+    int64_t n = 0;
+    if (!resp::parse_integer_reply(slot->frags[f], n)) {
+      slot->data.assign("-ERR dproxy: backend sent a non-integer reply to a counting command\r\n");
+      return;
+    }
+    total += n;
+  }
+  slot->data.clear();
+  resp::append_integer(slot->data, total);
+}
+
+bool ClientSession::redis_auth(std::string_view user, std::string_view password) {
+  const std::string& expected = pool_.config().client_password;
+  if (expected.empty()) {
+    redis_error(
+        "ERR AUTH <password> called without any password configured for the default user. Are "
+        "you sure your configuration is correct?");
+    return false;
+  }
+  if (!iequals(user, "default") || password != expected) {
+    redis_error("WRONGPASS invalid username-password pair or user is disabled.");
+    return false;
+  }
+  authenticated_ = true;
+  return true;
+}
+
+void ClientSession::redis_local(const resp::CommandInfo& cmd, const Request& req) {
+  const auto& args = req.args;
+  std::string_view name = cmd.name;
+  if (name == "ping") {
+    if (args.size() > 2) {
+      redis_error("ERR wrong number of arguments for 'ping' command");
+    } else if (args.size() == 2) {
+      resp::append_bulk(ready_slot("")->data, args[1]);
+    } else {
+      ready_slot("+PONG\r\n");
+    }
+  } else if (name == "echo") {
+    resp::append_bulk(ready_slot("")->data, args[1]);
+  } else if (name == "quit") {
+    ReplySlot* slot = ready_slot("+OK\r\n");
+    slot->close_after = true;
+    stop_input_ = true;
+  } else if (name == "auth") {
+    bool ok = args.size() == 2   ? redis_auth("default", args[1])
+              : args.size() == 3 ? redis_auth(args[1], args[2])
+                                 : (redis_error("ERR syntax error"), false);
+    if (ok) ready_slot("+OK\r\n");
+  } else if (name == "hello") {
+    size_t i = 1;
+    if (args.size() > 1) {
+      if (args[1] != "2") {
+        if (args[1] == "3") {
+          redis_error("NOPROTO sorry, this protocol version is not supported.");
+        } else {
+          redis_error("NOPROTO unsupported protocol version");
+        }
+        return;
+      }
+      i = 2;
+    }
+    for (; i < args.size(); ++i) {
+      if (iequals(args[i], "auth") && i + 2 < args.size()) {
+        if (!redis_auth(args[i + 1], args[i + 2])) return;
+        i += 2;
+      } else if (iequals(args[i], "setname") && i + 1 < args.size()) {
+        client_name_.assign(args[++i]);
+      } else {
+        ReplySlot* slot = ready_slot("-ERR Syntax error in HELLO option '");
+        slot->data.append(args[i].substr(0, 128));
+        slot->data.append("'\r\n");
+        return;
+      }
+    }
+    if (!authenticated_) {
+      redis_error(
+          "NOAUTH HELLO must be called with the client already authenticated, otherwise "
+          "the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the "
+          "client and select the RESP protocol version at the same time");
+      return;
+    }
+    std::string& out = ready_slot("*14\r\n")->data;
+    resp::append_bulk(out, "server");
+    resp::append_bulk(out, "dproxy");
+    resp::append_bulk(out, "version");
+    resp::append_bulk(out, DPROXY_VERSION);
+    resp::append_bulk(out, "proto");
+    resp::append_integer(out, 2);
+    resp::append_bulk(out, "id");
+    resp::append_integer(out, static_cast<int64_t>(id_));
+    resp::append_bulk(out, "mode");
+    resp::append_bulk(out, "proxy");
+    resp::append_bulk(out, "role");
+    resp::append_bulk(out, "master");
+    resp::append_bulk(out, "modules");
+    resp::append_array_header(out, 0);
+  } else if (name == "select") {
+    if (args[1] == "0") {
+      ready_slot("+OK\r\n");
+    } else {
+      redis_error(
+          "ERR dproxy: SELECT is limited to database 0 (each pool maps it to the database set "
+          "by its \"db\" option)");
+    }
+  } else if (name == "client|setname") {
+    for (char c : args[2]) {
+      if (c < '!' || c > '~') {
+        redis_error("ERR Client names cannot contain spaces, newlines or special characters.");
+        return;
+      }
+    }
+    client_name_.assign(args[2]);
+    ready_slot("+OK\r\n");
+  } else if (name == "client|getname") {
+    ReplySlot* slot = ready_slot("");
+    if (client_name_.empty()) {
+      resp::append_null_bulk(slot->data);
+    } else {
+      resp::append_bulk(slot->data, client_name_);
+    }
+  } else if (name == "client|id") {
+    resp::append_integer(ready_slot("")->data, static_cast<int64_t>(id_));
+  } else if (name == "info") {
+    redis_info_reply();
+  } else if (name == "command" || name.starts_with("command|")) {
+    redis_command_reply(req);
+  } else {
+    ReplySlot* slot = ready_slot("-ERR dproxy: ");
+    append_upper(slot->data, name);
+    slot->data.append(" is not supported\r\n");
+  }
+}
+
+void ClientSession::redis_command_reply(const Request& req) {
+  const auto& args = req.args;
+  std::string_view sub = args.size() > 1 ? args[1] : std::string_view();
+  auto commands = resp::all_commands();
+  if (args.size() == 1) {
+    std::string& out = ready_slot("")->data;
+    resp::append_array_header(out, commands.size());
+    for (const auto& c : commands) out.append(c.info_reply);
+  } else if (iequals(sub, "count")) {
+    resp::append_integer(ready_slot("")->data, static_cast<int64_t>(commands.size()));
+  } else if (iequals(sub, "list")) {
+    auto subcommands = resp::all_subcommands();
+    std::string& out = ready_slot("")->data;
+    resp::append_array_header(out, commands.size() + subcommands.size());
+    for (const auto& c : commands) resp::append_bulk(out, c.name);
+    for (const auto& c : subcommands) resp::append_bulk(out, c.name);
+  } else if (iequals(sub, "info") || iequals(sub, "docs")) {
+    const bool docs = iequals(sub, "docs");
+    std::string& out = ready_slot("")->data;
+    if (args.size() == 2) {
+      resp::append_array_header(out, docs ? commands.size() * 2 : commands.size());
+      for (const auto& c : commands) out.append(docs ? c.docs_reply : c.info_reply);
+      return;
+    }
+    size_t found = 0;
+    std::string body;
+    for (size_t i = 2; i < args.size(); ++i) {
+      const resp::CommandInfo* c = resp::find_command_by_full_name(args[i]);
+      if (c != nullptr) {
+        body.append(docs ? c->docs_reply : c->info_reply);
+        ++found;
+      } else if (!docs) {
+        resp::append_null_bulk(body);  // what Redis 7.0 answers for an unknown name
+        ++found;
+      }
+    }
+    resp::append_array_header(out, docs ? found * 2 : found);
+    out.append(body);
+  } else if (iequals(sub, "getkeys") || iequals(sub, "getkeysandflags")) {
+    if (args.size() < 3) {
+      redis_error("ERR wrong number of arguments for 'command|getkeys' command");
+      return;
+    }
+    std::span<const std::string_view> target(args.data() + 2, args.size() - 2);
+    const resp::CommandInfo* c = resp::find_command(target[0]);
+    if (c != nullptr && c->has_subcommands && target.size() > 1)
+      c = resp::find_subcommand(*c, target[1]);
+    if (c == nullptr) {
+      redis_error("ERR Invalid command specified");
+      return;
+    }
+    std::vector<uint32_t> idx;
+    if (resp::find_keys(*c, target, idx) != resp::KeyStatus::kOk) {
+      redis_error("ERR Invalid number of arguments specified for command");
+      return;
+    }
+    if (idx.empty()) {
+      redis_error("ERR The command has no key arguments");
+      return;
+    }
+    std::string& out = ready_slot("")->data;
+    resp::append_array_header(out, idx.size());
+    for (uint32_t i : idx) resp::append_bulk(out, target[i]);
+  } else {
+    ReplySlot* slot = ready_slot("-ERR unknown subcommand '");
+    slot->data.append(sub.substr(0, 128));
+    slot->data.append("'. Try COMMAND HELP.\r\n");
+  }
+}
+
+void ClientSession::redis_info_reply() {
+  const PoolConfig& config = pool_.config();
+  auto uptime = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() -
+                                                                 kProcessStart)
+                    .count();
+  std::string text = "# dproxy\r\ndproxy_version:" DPROXY_VERSION "\r\n";
+  text += "uptime_in_seconds:" + std::to_string(uptime) + "\r\n";
+  text += "pool:" + config.name + "\r\n";
+  text += "pool_listen:" + config.listen.to_string() + "\r\n";
+  text += "pool_servers:" + std::to_string(config.servers.size()) + "\r\n";
+  for (size_t i = 0; i < config.servers.size(); ++i) {
+    const auto& s = config.servers[i];
+    text += "server" + std::to_string(i) + ":address=" + s.address() +
+            ",weight=" + std::to_string(s.weight) + ",name=" + s.name + "\r\n";
+  }
+  text += "redis_commands_table:" + std::string(resp::redis_version()) + "\r\n";
+  resp::append_bulk(ready_slot("")->data, text);
+}
+
+}  // namespace dproxy::core

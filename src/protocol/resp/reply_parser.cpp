@@ -1,0 +1,219 @@
+// RESP2 reply scanner and readers. See reply_parser.h for the contract.
+
+#include "protocol/resp/reply_parser.h"
+
+#include <cstring>
+#include <limits>
+
+namespace dproxy::protocol::resp {
+
+namespace detail {
+
+// The longest valid integer line content ("-9223372036854775808") plus its "\r".
+constexpr size_t kIntegerLineWindow = 21;
+
+LineStatus read_integer_line(std::string_view in, size_t pos, int64_t& value, size_t& next) {
+  if (pos >= in.size()) return LineStatus::kNeedMore;
+  const char* p = in.data() + pos;
+  const size_t avail = in.size() - pos;
+  const size_t window = avail < kIntegerLineWindow ? avail : kIntegerLineWindow;
+  size_t k = 0;
+  while (k < window && p[k] != '\r') ++k;
+  if (k == window) {
+    if (avail < kIntegerLineWindow) return LineStatus::kNeedMore;
+    next = pos + kIntegerLineWindow;
+    return LineStatus::kBad;
+  }
+  if (k + 1 == avail) return LineStatus::kNeedMore;
+  next = pos + k + 2;
+  if (p[k + 1] != '\n' || !parse_int64(std::string_view(p, k), value)) return LineStatus::kBad;
+  return LineStatus::kOk;
+}
+
+}  // namespace detail
+
+namespace {
+
+using detail::LineStatus;
+using detail::read_integer_line;
+
+ParseResult bad_reply(std::string_view in) {
+  return ParseResult::Error(kBadReplyError, in.size(), 0, true);
+}
+
+}  // namespace
+
+bool parse_int64(std::string_view s, int64_t& out) {
+  const size_t n = s.size();
+  if (n == 0 || n > 20) return false;
+  size_t i = 0;
+  const bool negative = s[0] == '-';
+  if (negative) i = 1;
+  if (i == n) return false;
+  if (s[i] == '0') {
+    if (n != 1) return false;  // leading zero, or "-0"
+    out = 0;
+    return true;
+  }
+  uint64_t acc = 0;
+  for (; i < n; ++i) {
+    const unsigned d = static_cast<unsigned char>(s[i]) - static_cast<unsigned>('0');
+    if (d > 9) return false;
+    if (acc > (std::numeric_limits<uint64_t>::max() - d) / 10) return false;
+    acc = acc * 10 + d;
+  }
+  constexpr auto kMax = static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
+  if (negative) {
+    if (acc > kMax + 1) return false;
+    out = acc == kMax + 1 ? std::numeric_limits<int64_t>::min() : -static_cast<int64_t>(acc);
+  } else {
+    if (acc > kMax) return false;
+    out = static_cast<int64_t>(acc);
+  }
+  return true;
+}
+
+ParseResult scan_reply(std::string_view in, bool* is_error) {
+  ReplyScanState state;
+  return scan_reply(in, state, is_error);
+}
+
+// Reads values one after the other, counting how many are still pending: an array of n
+// elements is one value that adds n pending ones. The reply ends when none is pending.
+ParseResult scan_reply(std::string_view in, ReplyScanState& state, bool* is_error) {
+  if (is_error != nullptr) *is_error = false;
+  size_t pos = 0;
+  uint64_t pending = 1;
+  if (state.pending != 0 && state.pos <= in.size()) {
+    pos = state.pos;
+    pending = state.pending;
+  }
+  state = {};
+  const auto need_more = [&](size_t hint) {
+    state.pos = pos;
+    state.pending = pending;
+    return ParseResult::NeedMore(hint);
+  };
+  while (pending > 0) {
+    if (pos == in.size()) return need_more(0);
+    int64_t n = 0;
+    size_t next = 0;
+    switch (in[pos]) {
+      case '+':
+      case '-': {
+        // Content, then "\r\n" within kMaxReplyLineBytes + 2 bytes.
+        const size_t avail = in.size() - pos - 1;
+        const size_t window = avail < kMaxReplyLineBytes + 2 ? avail : kMaxReplyLineBytes + 2;
+        const void* nl = std::memchr(in.data() + pos + 1, '\n', window);
+        if (nl == nullptr) {
+          if (window == kMaxReplyLineBytes + 2) return bad_reply(in);
+          return need_more(0);
+        }
+        const size_t end = static_cast<size_t>(static_cast<const char*>(nl) - in.data());
+        if (in[end - 1] != '\r') return bad_reply(in);  // in[pos] when the line is empty
+        pos = end + 1;
+        --pending;
+        break;
+      }
+      case ':':
+        switch (read_integer_line(in, pos + 1, n, next)) {
+          case LineStatus::kNeedMore:
+            return need_more(0);
+          case LineStatus::kBad:
+            return bad_reply(in);
+          case LineStatus::kOk:
+            break;
+        }
+        pos = next;
+        --pending;
+        break;
+      case '$': {
+        switch (read_integer_line(in, pos + 1, n, next)) {
+          case LineStatus::kNeedMore:
+            return need_more(0);
+          case LineStatus::kBad:
+            return bad_reply(in);
+          case LineStatus::kOk:
+            break;
+        }
+        if (n < -1 || n > kMaxReplyBulkBytes) return bad_reply(in);
+        if (n == -1) {
+          pos = next;
+        } else {
+          const size_t end = next + static_cast<size_t>(n) + 2;
+          if (in.size() < end) return need_more(end);
+          if (in[end - 2] != '\r' || in[end - 1] != '\n') return bad_reply(in);
+          pos = end;
+        }
+        --pending;
+        break;
+      }
+      case '*':
+        switch (read_integer_line(in, pos + 1, n, next)) {
+          case LineStatus::kNeedMore:
+            return need_more(0);
+          case LineStatus::kBad:
+            return bad_reply(in);
+          case LineStatus::kOk:
+            break;
+        }
+        if (n < -1 || n > kMaxReplyArrayElements) return bad_reply(in);
+        pos = next;
+        --pending;
+        if (n > 0) {
+          if (pending > std::numeric_limits<uint64_t>::max() - static_cast<uint64_t>(n)) {
+            return bad_reply(in);
+          }
+          pending += static_cast<uint64_t>(n);
+        }
+        break;
+      default:
+        return bad_reply(in);
+    }
+  }
+  if (is_error != nullptr) *is_error = in[0] == '-';
+  return ParseResult::Ok(pos);
+}
+
+bool parse_integer_reply(std::string_view reply, int64_t& out) {
+  if (reply.size() < 4 || reply[0] != ':') return false;
+  int64_t v = 0;
+  size_t next = 0;
+  if (read_integer_line(reply, 1, v, next) != LineStatus::kOk || next != reply.size()) {
+    return false;
+  }
+  out = v;
+  return true;
+}
+
+ArrayReader::ArrayReader(std::string_view reply) {
+  if (reply.empty() || reply[0] != '*') return;
+  int64_t n = 0;
+  size_t next = 0;
+  if (read_integer_line(reply, 1, n, next) != LineStatus::kOk || n < -1 ||
+      n > kMaxReplyArrayElements) {
+    return;
+  }
+  ok_ = true;
+  size_ = n;
+  left_ = n > 0 ? n : 0;
+  rest_ = reply.substr(next);
+}
+
+bool ArrayReader::next(std::string_view& element) {
+  if (left_ == 0) return false;
+  const ParseResult r = scan_reply(rest_);
+  if (r.status != ParseStatus::kOk) {
+    ok_ = false;
+    size_ = -1;
+    left_ = 0;
+    rest_ = {};
+    return false;
+  }
+  element = rest_.substr(0, r.consumed);
+  rest_.remove_prefix(r.consumed);
+  --left_;
+  return true;
+}
+
+}  // namespace dproxy::protocol::resp

@@ -1,0 +1,38 @@
+#pragma once
+// Appends RESP2 replies and commands to a std::string. No allocation beyond the string's growth.
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace dproxy::protocol::resp {
+
+// "+<s>\r\n". A '\r' or '\n' inside `s` is written as ' ' (as Redis does) to keep one line.
+void append_simple(std::string& out, std::string_view s);
+
+// "-<message>\r\n", e.g. append_error(out, "ERR unknown command"). '\r' / '\n' become ' '.
+void append_error(std::string& out, std::string_view message);
+
+// ":<v>\r\n".
+void append_integer(std::string& out, int64_t v);
+
+// "$<len>\r\n<bytes>\r\n" (binary safe).
+void append_bulk(std::string& out, std::string_view bytes);
+
+// "$-1\r\n".
+void append_null_bulk(std::string& out);
+
+// "*-1\r\n".
+void append_null_array(std::string& out);
+
+// "*<n>\r\n"; the caller appends the n elements.
+void append_array_header(std::string& out, size_t n);
+
+// The multibulk encoding of a command: "*<argc>\r\n" then one bulk per argument, args[0] being
+// the command name (e.g. re-encoding "MGET k1 k3" or "MSET k1 v1" for one backend). Byte for
+// byte what hiredis's redisFormatCommandArgv produces.
+void append_command(std::string& out, std::span<const std::string_view> args);
+
+}  // namespace dproxy::protocol::resp
