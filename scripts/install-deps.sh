@@ -7,6 +7,7 @@ PACKAGES=(
   libasio-dev libhiredis-dev nlohmann-json3-dev doctest-dev
   memcached redis-server redis-tools nutcracker libmemcached-tools
   python3 python3-pymemcache python3-redis clang-format
+  clang libclang-rt-14-dev
 )
 
 missing=()

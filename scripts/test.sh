@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds the normal and the ASan+UBSan builds, and runs every test
-# (unit + integration against real memcached / nutcracker on loopback) in both.
+# (unit + integration against real memcached / redis-server / nutcracker on loopback) in both,
+# then runs each libFuzzer target for a bounded time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -9,6 +10,8 @@ echo "== build (release)"
 scripts/build.sh release
 echo "== build (asan+ubsan)"
 scripts/build.sh asan
+echo "== build (libFuzzer targets, clang)"
+scripts/build.sh fuzz
 
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
@@ -17,6 +20,8 @@ echo "== tests (release)"
 (cd build && ctest --output-on-failure --timeout 900) || status=1
 echo "== tests (asan+ubsan)"
 (cd build-asan && ctest --output-on-failure --timeout 900) || status=1
+echo "== fuzz (bounded run of every parser target, committed corpus first)"
+(cd build-fuzz && ctest --output-on-failure -R '^fuzz\.') || status=1
 if [ "$status" -ne 0 ]; then
   echo "test.sh: FAILED"
 else

@@ -1,0 +1,57 @@
+// libFuzzer target: memcached reply scanner (both reply shapes) and the VALUE item iterator.
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "fuzz_common.h"
+#include "protocol/memcache/reply_parser.h"
+
+namespace {
+
+namespace mc = dproxy::protocol::memcache;
+using dproxy::protocol::ParseStatus;
+
+std::string drive(std::string_view input, size_t first, size_t step, mc::ReplyKind kind) {
+  dproxy_fuzz::Feeder feeder(input, first, step);
+  std::string log;
+  while (feeder.ready()) {
+    std::string_view buf = feeder.buffer();
+    bool is_error = false;
+    auto r = mc::scan_reply(buf, kind, &is_error);
+    if (r.status == ParseStatus::kNeedMore) {
+      if (!feeder.feed()) break;
+      continue;
+    }
+    if (r.status == ParseStatus::kError) {
+      log.append("bad\n");
+      break;  // the connection would be closed
+    }
+    FUZZ_ASSERT(r.consumed > 0 && r.consumed <= buf.size());
+    std::string_view reply = buf.substr(0, r.consumed);
+    log.append(is_error ? "error:" : "ok:").append(reply).append("\n");
+    if (kind == mc::ReplyKind::kRetrieval && !is_error) {
+      mc::ValueIterator it(reply);
+      mc::ValueItem item;
+      while (it.next(item)) {
+        FUZZ_ASSERT(item.bytes.data() >= reply.data() &&
+                    item.bytes.data() + item.bytes.size() <= reply.data() + reply.size());
+        FUZZ_ASSERT(item.bytes.substr(0, 6) == "VALUE ");
+      }
+    }
+    feeder.consume(r.consumed, 0);
+  }
+  return log;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size == 0) return 0;
+  auto kind = (data[0] & 1) ? mc::ReplyKind::kRetrieval : mc::ReplyKind::kLine;
+  dproxy_fuzz::check_split_invariance(data + 1, size - 1,
+                                      [kind](std::string_view in, size_t first, size_t step) {
+                                        return drive(in, first, step, kind);
+                                      });
+  return 0;
+}

@@ -1,0 +1,55 @@
+// libFuzzer target: RESP reply scanner (resumable form) and ArrayReader.
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "fuzz_common.h"
+#include "protocol/resp/reply_parser.h"
+
+namespace {
+
+namespace resp = dproxy::protocol::resp;
+using dproxy::protocol::ParseStatus;
+
+std::string drive(std::string_view input, size_t first, size_t step) {
+  dproxy_fuzz::Feeder feeder(input, first, step);
+  resp::ReplyScanState state;
+  std::string log;
+  while (feeder.ready()) {
+    std::string_view buf = feeder.buffer();
+    bool is_error = false;
+    auto r = resp::scan_reply(buf, state, &is_error);
+    if (r.status == ParseStatus::kNeedMore) {
+      if (!feeder.feed()) break;
+      continue;
+    }
+    if (r.status == ParseStatus::kError) {
+      log.append("bad\n");
+      break;
+    }
+    FUZZ_ASSERT(r.consumed > 0 && r.consumed <= buf.size());
+    std::string_view reply = buf.substr(0, r.consumed);
+    // The stateless form agrees with the resumable one on a complete reply.
+    bool again = false;
+    auto r2 = resp::scan_reply(reply, &again);
+    FUZZ_ASSERT(r2.status == ParseStatus::kOk && r2.consumed == r.consumed && again == is_error);
+    if (reply[0] == '*') {
+      resp::ArrayReader reader(reply);
+      std::string_view element;
+      int64_t n = 0;
+      while (reader.next(element)) ++n;
+      FUZZ_ASSERT(reader.ok() && n == (reader.size() < 0 ? 0 : reader.size()));
+    }
+    log.append(is_error ? "error:" : "ok:").append(reply).append("\n");
+    feeder.consume(r.consumed, 0);
+  }
+  return log;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  dproxy_fuzz::check_split_invariance(data, size, drive);
+  return 0;
+}
