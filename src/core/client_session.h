@@ -58,7 +58,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   void redis_error(std::string_view message);  // "-<message>\r\n" as the next reply
   void redis_command_reply(const protocol::Request& req);
   void redis_info_reply();
-  bool redis_auth(std::string_view user, std::string_view password);
+  // AUTH check against the pool's client_password; on failure queues the error reply.
+  // `password_only`: the one-argument form (AUTH <password>).
+  bool redis_auth(std::string_view user, std::string_view password, bool password_only);
   void finish_resp_array(ReplySlot* slot);
   void finish_resp_all_ok(ReplySlot* slot);
   void finish_resp_sum(ReplySlot* slot);

@@ -31,12 +31,26 @@ bool iequals(std::string_view a, std::string_view b) {
   return true;
 }
 
+// Appends client bytes to a one-line error as Redis does: CR and LF become spaces, so the
+// error can never be mistaken for more than one reply.
+void append_one_line(std::string& out, std::string_view bytes) {
+  for (char c : bytes) out.push_back(c == '\r' || c == '\n' ? ' ' : c);
+}
+
 // Appends `name` upper-cased ("client|setname" -> "CLIENT SETNAME").
 void append_upper(std::string& out, std::string_view name) {
   for (char c : name) {
     if (c == '|') c = ' ';
     out.push_back(c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : c);
   }
+}
+
+// Redis's rule for CLIENT SETNAME / HELLO SETNAME: printable ASCII without spaces.
+bool valid_client_name(std::string_view name) {
+  for (char c : name) {
+    if (c < '!' || c > '~') return false;
+  }
+  return true;
 }
 
 }  // namespace
@@ -52,12 +66,17 @@ void ClientSession::dispatch_redis(const Request& req) {
   const resp::CommandInfo* cmd = resp::find_command(args[0]);
   if (cmd == nullptr) {
     // Redis 7's own wording.
+    // Redis 7's own wording and truncation: the name up to 128 bytes, then arguments until the
+    // list reaches 128 bytes.
     ReplySlot* slot = ready_slot("-ERR unknown command '");
-    slot->data.append(args[0].substr(0, 128));
+    append_one_line(slot->data, args[0].substr(0, 128));
     slot->data.append("', with args beginning with: ");
-    for (size_t i = 1; i < args.size() && slot->data.size() < 512; ++i) {
+    size_t list_start = slot->data.size();
+    for (size_t i = 1; i < args.size(); ++i) {
+      size_t used = slot->data.size() - list_start;
+      if (used >= 128) break;
       slot->data.push_back('\'');
-      slot->data.append(args[i].substr(0, 128));
+      append_one_line(slot->data, args[i].substr(0, 128 - used));
       slot->data.append("' ");
     }
     slot->data.append("\r\n");
@@ -67,7 +86,7 @@ void ClientSession::dispatch_redis(const Request& req) {
     const resp::CommandInfo* sub = resp::find_subcommand(*cmd, args[1]);
     if (sub == nullptr) {
       ReplySlot* slot = ready_slot("-ERR unknown subcommand '");
-      slot->data.append(args[1].substr(0, 128));
+      append_one_line(slot->data, args[1].substr(0, 128));
       slot->data.append("'. Try ");
       append_upper(slot->data, cmd->name);
       slot->data.append(" HELP.\r\n");
@@ -153,11 +172,21 @@ void ClientSession::dispatch_redis(const Request& req) {
       " names no key, so there is no server to route it to (pass at least one key)\r\n");
 }
 
+// Multibulk frames are forwarded byte for byte; an inline command (typed by hand) is re-encoded
+// as multibulk so the backend sees exactly the arguments dproxy routed on.
+static void append_request(std::string& out, const Request& req) {
+  if (!req.frame.empty() && req.frame[0] == '*') {
+    out.append(req.frame);
+  } else {
+    resp::append_command(out, req.args);
+  }
+}
+
 void ClientSession::redis_forward(const Request& req, uint32_t server) {
   ServerConnection& conn = pool_.connection(server, id_);
   ReplySlot* slot = new_slot(ReplySlot::Kind::kForward);
   slot->outstanding = 1;
-  conn.out().append(req.frame);
+  append_request(conn.out(), req);
   conn.push(shared_from_this(), slot, 0, protocol::memcache::ReplyKind::kLine);
 }
 
@@ -182,7 +211,7 @@ void ClientSession::redis_split(const resp::CommandInfo& cmd, const Request& req
     slot->kind = ReplySlot::Kind::kForward;
     slot->outstanding = 1;
     ServerConnection& conn = pool_.connection(frag_servers_[0], id_);
-    conn.out().append(req.frame);
+    append_request(conn.out(), req);
     conn.push(shared_from_this(), slot, 0, protocol::memcache::ReplyKind::kLine);
     return;
   }
@@ -263,12 +292,19 @@ void ClientSession::finish_resp_sum(ReplySlot* slot) {
   resp::append_integer(slot->data, total);
 }
 
-bool ClientSession::redis_auth(std::string_view user, std::string_view password) {
+bool ClientSession::redis_auth(std::string_view user, std::string_view password,
+                               bool password_only) {
   const std::string& expected = pool_.config().client_password;
   if (expected.empty()) {
-    redis_error(
-        "ERR AUTH <password> called without any password configured for the default user. Are "
-        "you sure your configuration is correct?");
+    // As Redis 7 with no password: the default user is "nopass" and takes any password.
+    if (iequals(user, "default") && !password_only) return true;
+    if (password_only) {
+      redis_error(
+          "ERR AUTH <password> called without any password configured for the default user. "
+          "Are you sure your configuration is correct?");
+    } else {
+      redis_error("WRONGPASS invalid username-password pair or user is disabled.");
+    }
     return false;
   }
   if (!iequals(user, "default") || password != expected) {
@@ -297,43 +333,57 @@ void ClientSession::redis_local(const resp::CommandInfo& cmd, const Request& req
     slot->close_after = true;
     stop_input_ = true;
   } else if (name == "auth") {
-    bool ok = args.size() == 2   ? redis_auth("default", args[1])
-              : args.size() == 3 ? redis_auth(args[1], args[2])
+    bool ok = args.size() == 2   ? redis_auth("default", args[1], true)
+              : args.size() == 3 ? redis_auth(args[1], args[2], false)
                                  : (redis_error("ERR syntax error"), false);
     if (ok) ready_slot("+OK\r\n");
   } else if (name == "hello") {
     size_t i = 1;
     if (args.size() > 1) {
-      if (args[1] != "2") {
-        if (args[1] == "3") {
-          redis_error("NOPROTO sorry, this protocol version is not supported.");
-        } else {
-          redis_error("NOPROTO unsupported protocol version");
-        }
+      int64_t version = 0;
+      if (!resp::parse_int64(args[1], version)) {
+        redis_error("ERR Protocol version is not an integer or out of range");
+        return;
+      }
+      if (version == 3) {
+        redis_error("NOPROTO sorry, this protocol version is not supported.");
+        return;
+      }
+      if (version != 2) {
+        redis_error("NOPROTO unsupported protocol version");
         return;
       }
       i = 2;
     }
+    std::string_view new_name;
+    bool set_name = false;
     for (; i < args.size(); ++i) {
       if (iequals(args[i], "auth") && i + 2 < args.size()) {
-        if (!redis_auth(args[i + 1], args[i + 2])) return;
+        if (!redis_auth(args[i + 1], args[i + 2], false)) return;
         i += 2;
       } else if (iequals(args[i], "setname") && i + 1 < args.size()) {
-        client_name_.assign(args[++i]);
+        new_name = args[++i];
+        if (!valid_client_name(new_name)) {
+          redis_error("ERR Client names cannot contain spaces, newlines or special characters.");
+          return;
+        }
+        set_name = true;
       } else {
         ReplySlot* slot = ready_slot("-ERR Syntax error in HELLO option '");
-        slot->data.append(args[i].substr(0, 128));
+        append_one_line(slot->data, args[i].substr(0, 128));
         slot->data.append("'\r\n");
         return;
       }
     }
     if (!authenticated_) {
+      // Redis 7.0's wording.
       redis_error(
-          "NOAUTH HELLO must be called with the client already authenticated, otherwise "
-          "the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the "
-          "client and select the RESP protocol version at the same time");
+          "NOAUTH HELLO must be called with the client already authenticated, otherwise the "
+          "HELLO AUTH <user> <pass> option can be used to authenticate the client and select "
+          "the RESP protocol version at the same time");
       return;
     }
+    if (set_name) client_name_.assign(new_name);
     std::string& out = ready_slot("*14\r\n")->data;
     resp::append_bulk(out, "server");
     resp::append_bulk(out, "dproxy");
@@ -358,11 +408,9 @@ void ClientSession::redis_local(const resp::CommandInfo& cmd, const Request& req
           "by its \"db\" option)");
     }
   } else if (name == "client|setname") {
-    for (char c : args[2]) {
-      if (c < '!' || c > '~') {
-        redis_error("ERR Client names cannot contain spaces, newlines or special characters.");
-        return;
-      }
+    if (!valid_client_name(args[2])) {
+      redis_error("ERR Client names cannot contain spaces, newlines or special characters.");
+      return;
     }
     client_name_.assign(args[2]);
     ready_slot("+OK\r\n");
@@ -451,7 +499,7 @@ void ClientSession::redis_command_reply(const Request& req) {
     for (uint32_t i : idx) resp::append_bulk(out, target[i]);
   } else {
     ReplySlot* slot = ready_slot("-ERR unknown subcommand '");
-    slot->data.append(sub.substr(0, 128));
+    append_one_line(slot->data, sub.substr(0, 128));
     slot->data.append("'. Try COMMAND HELP.\r\n");
   }
 }

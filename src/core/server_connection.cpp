@@ -92,19 +92,28 @@ void ServerConnection::start_connect() {
     state_ = State::kConnected;
     backoff_ = std::chrono::milliseconds(0);
     scan_state_ = {};
-    if (!setup_.empty()) {
-      out_.insert(0, setup_);
-      setup_pending_ = setup_replies_;
-    }
     start_read();
-    if (!out_.empty()) start_write();
+    if (!setup_.empty()) {
+      // AUTH / SELECT go alone: requests are written only once every setup reply is +OK, so a
+      // refused setup can never let a request run unauthenticated or in the wrong database.
+      setup_pending_ = setup_replies_;
+      writing_ = true;
+      writing_buf_.assign(setup_);
+      write_buffer();
+      return;
+    }
+    start_write();
   });
 }
 
 void ServerConnection::start_write() {
-  if (out_.empty()) return;
+  if (out_.empty() || setup_pending_ > 0) return;
   writing_ = true;
   std::swap(out_, writing_buf_);
+  write_buffer();
+}
+
+void ServerConnection::write_buffer() {
   asio::async_write(socket_, asio::buffer(writing_buf_),
                     [this, alive = alive_, gen = gen_](const asio::error_code& err, size_t) {
                       if (!*alive || gen != gen_) return;
@@ -159,7 +168,7 @@ void ServerConnection::on_read(size_t n) {
         return;
       }
       in_start_ += r.consumed;
-      --setup_pending_;
+      if (--setup_pending_ == 0 && !writing_) start_write();
       continue;
     }
     if (pending_.empty()) {

@@ -60,6 +60,7 @@ class ServerConnection {
 
   void start_connect();
   void start_write();
+  void write_buffer();  // writes writing_buf_, then whatever out_ gathered meanwhile
   void start_read();
   void on_read(size_t n);
   void arm_timer();

@@ -275,3 +275,150 @@ def wait_unix_socket(path, proc=None, timeout=10.0):
         except OSError:
             time.sleep(0.02)
     raise RuntimeError(f"unix socket {path} did not open in {timeout}s")
+
+
+# --- Redis (RESP2) helpers --------------------------------------------------------------------
+
+
+class RespError(bytes):
+    """An error reply ("-ERR ..."), without the leading '-' and the trailing CRLF."""
+
+
+def resp_command(*args):
+    """Encodes one command as a RESP multibulk (str arguments are UTF-8 encoded)."""
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        if isinstance(a, str):
+            a = a.encode()
+        elif isinstance(a, int):
+            a = str(a).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+
+class RespClient(RawClient):
+    """A raw RESP2 socket client: exact bytes in, parsed (or exact) replies out.
+
+    read_reply() returns bytes (simple or bulk string), None (null bulk / null array), int,
+    list, or RespError. read_raw_reply() returns the exact bytes of one reply.
+    """
+
+    def call(self, *args):
+        self.send(resp_command(*args))
+        return self.read_reply()
+
+    def read_reply(self):
+        line = self.read_line()
+        kind, rest = line[:1], line[1:-2]
+        if kind == b"+":
+            return rest
+        if kind == b"-":
+            return RespError(rest)
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            n = int(rest)
+            if n < 0:
+                return None
+            data = self.read_exact(n + 2)
+            assert data.endswith(b"\r\n"), data[-10:]
+            return data[:-2]
+        if kind == b"*":
+            n = int(rest)
+            if n < 0:
+                return None
+            return [self.read_reply() for _ in range(n)]
+        raise AssertionError(f"not a RESP reply: {line!r}")
+
+    def read_raw_reply(self):
+        line = self.read_line()
+        kind, rest = line[:1], line[1:-2]
+        if kind == b"$" and int(rest) >= 0:
+            return line + self.read_exact(int(rest) + 2)
+        if kind == b"*" and int(rest) > 0:
+            return line + b"".join(self.read_raw_reply() for _ in range(int(rest)))
+        return line
+
+
+def redis_direct(port, password=None, db=0):
+    """A redis-py client connected straight to one redis-server (not through dproxy)."""
+    import redis  # only the Redis tests need python3-redis
+
+    return redis.Redis(host=HOST, port=port, password=password, db=db, socket_timeout=10)
+
+
+def redis_key_on(ports, keys, password=None, db=0):
+    """For each key, the list of the redis-servers (of `ports`) that hold it (asked directly)."""
+    found = {k: [] for k in keys}
+    for port in ports:
+        r = redis_direct(port, password=password, db=db)
+        try:
+            pipe = r.pipeline(transaction=False)
+            for k in keys:
+                pipe.exists(k)
+            for k, n in zip(keys, pipe.execute()):
+                if n:
+                    found[k].append(port)
+        finally:
+            r.close()
+    return found
+
+
+class RedisTestMixin:
+    """Helpers for unittest.TestCase classes testing a Redis pool of dproxy.
+
+    The class sets `port` (dproxy's listen port) and `ports` (the backend redis-servers) in
+    setUpClass; every test gets a unique key prefix.
+    """
+
+    def setUp(self):
+        self.prefix = f"{self._testMethodName}:{time.monotonic_ns()}:"
+
+    def k(self, name):
+        return self.prefix + str(name)
+
+    def client(self, port=None, decode=False, **kw):
+        """A redis-py client connected to dproxy (closed at the end of the test)."""
+        import redis
+
+        r = redis.Redis(host=HOST, port=port or self.port, decode_responses=decode,
+                        socket_timeout=30, **kw)
+        self.addCleanup(r.close)
+        return r
+
+    def raw(self, port=None):
+        c = RespClient(port or self.port)
+        self.addCleanup(c.close)
+        return c
+
+    def direct(self, port, **kw):
+        r = redis_direct(port, **kw)
+        self.addCleanup(r.close)
+        return r
+
+    def where(self, keys):
+        """For each key, the backends (of self.ports) holding it."""
+        return redis_key_on(self.ports, keys)
+
+    def keys_on_distinct_servers(self, n):
+        """`n` keys (with this test's prefix) that live on `n` different backends."""
+        r = self.client()
+        chosen, used = [], set()
+        for _ in range(400):
+            key = self.k(os.urandom(4).hex())
+            r.set(key, "x")
+            port = self.where([key])[key][0]
+            r.delete(key)
+            if port not in used:
+                used.add(port)
+                chosen.append(key)
+                if len(chosen) == n:
+                    return chosen
+        raise AssertionError(f"could not find {n} keys on distinct servers")
+
+    def assert_alive(self, c):
+        """The same raw connection still serves requests (forwarded and local)."""
+        key = self.k(f"alive{os.urandom(3).hex()}")
+        self.assertEqual(c.call("SET", key, "ok"), b"OK")
+        self.assertEqual(c.call("GET", key), b"ok")
+        self.assertEqual(c.call("PING"), b"PONG")

@@ -12,7 +12,7 @@ namespace detail {
 // The longest valid integer line content ("-9223372036854775808") plus its "\r".
 constexpr size_t kIntegerLineWindow = 21;
 
-LineStatus read_integer_line(std::string_view in, size_t pos, int64_t& value, size_t& next) {
+LineStatus read_integer_line_slow(std::string_view in, size_t pos, int64_t& value, size_t& next) {
   if (pos >= in.size()) return LineStatus::kNeedMore;
   const char* p = in.data() + pos;
   const size_t avail = in.size() - pos;

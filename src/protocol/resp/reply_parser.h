@@ -77,7 +77,32 @@ enum class LineStatus : uint8_t { kOk, kNeedMore, kBad };
 // Reads the integer line starting at in[pos] (just after its type byte): parse_int64 digits then
 // "\r\n", found within 21 bytes (the longest int64 is 20 characters). kOk: `value` and `next`
 // (the offset after "\n"). kBad: `next` = the offset just past the bytes that make it bad.
-LineStatus read_integer_line(std::string_view in, size_t pos, int64_t& value, size_t& next);
+LineStatus read_integer_line_slow(std::string_view in, size_t pos, int64_t& value, size_t& next);
+
+// The same; inline for the common case (an optional '-', 1 to 18 digits, "\r\n": no overflow
+// possible), read in one pass.
+inline LineStatus read_integer_line(std::string_view in, size_t pos, int64_t& value, size_t& next) {
+  if (pos < in.size()) {
+    const char* p = in.data() + pos;
+    const size_t avail = in.size() - pos;
+    const size_t first = p[0] == '-' ? 1 : 0;
+    const size_t limit = avail < first + 18 ? avail : first + 18;
+    size_t k = first;
+    uint64_t acc = 0;
+    for (; k < limit; ++k) {
+      const unsigned d = static_cast<unsigned char>(p[k]) - static_cast<unsigned>('0');
+      if (d > 9) break;
+      acc = acc * 10 + d;
+    }
+    if (k > first && k + 1 < avail && p[k] == '\r' && p[k + 1] == '\n' &&
+        (p[first] != '0' || k == 1)) {
+      value = first == 0 ? static_cast<int64_t>(acc) : -static_cast<int64_t>(acc);
+      next = pos + k + 2;
+      return LineStatus::kOk;
+    }
+  }
+  return read_integer_line_slow(in, pos, value, next);
+}
 
 }  // namespace detail
 

@@ -376,6 +376,47 @@ TEST_CASE("resp reply: parse_int64") {
   }
 }
 
+TEST_CASE("resp reply: the one-pass integer line reader agrees with the general one") {
+  namespace detail = resp::detail;
+  std::mt19937 rng(3);
+  const char alphabet[] = "0123456789-\r\nx";
+  std::vector<std::string> inputs = {"0\r\n",
+                                     "-0\r\n",
+                                     "00\r\n",
+                                     "-\r\n",
+                                     "\r\n",
+                                     "123456789012345678\r\n",
+                                     "-123456789012345678\r\n",
+                                     "1234567890123456789\r\n",
+                                     "9223372036854775807\r\n",
+                                     "-9223372036854775808\r\n",
+                                     "9223372036854775808\r\n"};
+  for (int i = 0; i < 200000; ++i) {
+    std::string s;
+    const size_t len = rng() % 24;
+    for (size_t j = 0; j < len; ++j) {
+      s += rng() % 4 == 0 ? alphabet[rng() % (sizeof(alphabet) - 1)]
+                          : static_cast<char>('0' + rng() % 10);
+    }
+    if (rng() % 2 == 0) s += "\r\n";
+    inputs.push_back(std::move(s));
+  }
+  for (const auto& s : inputs) {
+    for (size_t pos : {size_t{0}, size_t{1}}) {
+      int64_t v1 = 11;
+      int64_t v2 = 11;
+      size_t n1 = 22;
+      size_t n2 = 22;
+      const auto s1 = detail::read_integer_line(s, pos, v1, n1);
+      const auto s2 = detail::read_integer_line_slow(s, pos, v2, n2);
+      INFO(escape(s), " at ", pos);
+      REQUIRE(s1 == s2);
+      if (s1 != detail::LineStatus::kNeedMore) CHECK(n1 == n2);
+      if (s1 == detail::LineStatus::kOk) CHECK(v1 == v2);
+    }
+  }
+}
+
 TEST_CASE("resp reply: parse_integer_reply") {
   int64_t v = 0;
   CHECK(resp::parse_integer_reply(":0\r\n", v));
