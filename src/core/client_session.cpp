@@ -20,6 +20,7 @@ ClientSession::ClientSession(Worker& worker, PoolRuntime& pool,
                              asio::generic::stream_protocol::socket socket, uint64_t id)
     : worker_(worker),
       pool_(pool),
+      health_(pool.health()),
       socket_(std::move(socket)),
       id_(id),
       redis_(pool.config().protocol == Protocol::kRedis),
@@ -27,9 +28,15 @@ ClientSession::ClientSession(Worker& worker, PoolRuntime& pool,
           protocol::memcache::RequestLimits{250, pool.config().max_value_bytes, kMaxLineBytes}),
       resp_parser_(
           protocol::resp::RequestLimits{pool.config().max_value_bytes, 1024 * 1024, 64 * 1024}),
-      authenticated_(pool.config().client_password.empty()) {}
+      authenticated_(pool.config().client_password.empty()),
+      max_request_bytes_(pool.config().max_value_bytes + kMaxLineBytes + (1 << 20)) {}
+
+ClientSession::~ClientSession() {
+  health_.client_count.fetch_sub(1);
+}
 
 void ClientSession::start() {
+  worker_.add_session(id_, weak_from_this());
   asio::error_code ec;
   auto local = socket_.local_endpoint(ec);
   if (!ec && local.protocol().family() != AF_UNIX)
@@ -40,12 +47,21 @@ void ClientSession::start() {
 
 bool ClientSession::paused() const {
   return slots_.size() >= kMaxPendingSlots ||
-         out_.size() + writing_buf_.size() >= kMaxBufferedReplyBytes;
+         out_.size() + writing_buf_.size() + held_bytes_ >= kMaxBufferedReplyBytes;
 }
 
 void ClientSession::start_read() {
   if (reading_ || closed_ || stop_input_ || paused()) return;
   if (rstart_ == rend_) rstart_ = rend_ = 0;
+  if (rend_ - rstart_ >= max_request_bytes_ || need_ > max_request_bytes_) {
+    // One request bigger than any value this pool accepts: refuse it rather than buffer more.
+    ReplySlot* slot = ready_slot(redis_ ? "-ERR dproxy: request too large\r\n"
+                                        : "SERVER_ERROR request too large\r\n");
+    slot->close_after = true;
+    stop_input_ = true;
+    drain();
+    return;
+  }
   size_t want = std::max(need_, rend_ - rstart_ + 1);
   if (rbuf_.size() - rstart_ < want || rend_ == rbuf_.size()) {
     // Compact, then grow when the pending frame still does not fit.
@@ -66,8 +82,15 @@ void ClientSession::start_read() {
 void ClientSession::on_read(const asio::error_code& ec, size_t n) {
   reading_ = false;
   if (closed_) return;
+  if (ec == asio::error::eof) {
+    // The client finished sending (or half-closed): answer everything it sent, then close.
+    stop_input_ = true;
+    close_when_done_ = true;
+    drain();
+    return;
+  }
   if (ec) {
-    if (ec != asio::error::eof && ec != asio::error::operation_aborted)
+    if (ec != asio::error::operation_aborted)
       LOG_DEBUG("client %llu: read error: %s", static_cast<unsigned long long>(id_),
                 ec.message().c_str());
     close();
@@ -76,6 +99,16 @@ void ClientSession::on_read(const asio::error_code& ec, size_t n) {
   rend_ += n;
   process();
   start_read();
+}
+
+void ClientSession::begin_drain() {
+  if (closed_) return;
+  stop_input_ = true;
+  close_when_done_ = true;
+  // A read in progress ends with EOF; nothing more is read from this client.
+  asio::error_code ignored;
+  socket_.shutdown(asio::socket_base::shutdown_receive, ignored);
+  drain();
 }
 
 void ClientSession::process() {
@@ -159,6 +192,10 @@ void ClientSession::dispatch_memcache(const Request& req) {
     return;
   }
   uint32_t server = pool_.server_for(req.keys[0]);
+  if (pool_.is_down(server)) {
+    ready_slot(pool_.down_error(server))->noreply = req.has(protocol::kFlagNoreply);
+    return;
+  }
   ServerConnection& conn = pool_.connection(server, id_);
   ReplySlot* slot = new_slot(ReplySlot::Kind::kForward);
   slot->outstanding = 1;
@@ -185,6 +222,15 @@ void ClientSession::forward_memcache_multiget(const Request& req) {
     slot->key_frag.push_back(static_cast<uint16_t>(frag));
   }
   size_t nfrags = frag_servers_.size();
+  for (uint32_t server : frag_servers_) {
+    if (pool_.is_down(server)) {
+      // As when a shard fails: the whole reply is that server's error.
+      slot->kind = ReplySlot::Kind::kReady;
+      slot->data.assign(pool_.down_error(server));
+      slot->done = true;
+      return;
+    }
+  }
   if (nfrags == 1) {
     // Every key on one server: forward the frame untouched.
     slot->kind = ReplySlot::Kind::kForward;
@@ -219,6 +265,12 @@ void ClientSession::forward_memcache_multiget(const Request& req) {
 
 void ClientSession::forward_memcache_broadcast(const Request& req) {
   size_t n = pool_.server_count();
+  for (uint32_t s = 0; s < n; ++s) {
+    if (pool_.is_down(s)) {
+      ready_slot(pool_.down_error(s))->noreply = req.has(protocol::kFlagNoreply);
+      return;
+    }
+  }
   ReplySlot* slot = new_slot(ReplySlot::Kind::kBroadcast);
   slot->noreply = req.has(protocol::kFlagNoreply);
   slot->outstanding = static_cast<uint32_t>(n);
@@ -264,12 +316,16 @@ void ClientSession::on_backend_reply(ReplySlot* slot, uint16_t frag, std::string
       free_slots_.push_back(slots_.pop_front());
     } else {
       slot->data.assign(bytes);
+      slot->held = bytes.size();
+      held_bytes_ += bytes.size();
       slot->done = true;
     }
     drain();
     return;
   }
   slot->frags[frag].assign(bytes);
+  slot->held += bytes.size();
+  held_bytes_ += bytes.size();
   slot->frag_error[frag] = is_error ? 1 : 0;
   if (--slot->outstanding > 0) return;
   switch (slot->kind) {
@@ -337,6 +393,7 @@ void ClientSession::finish_broadcast(ReplySlot* slot) {
 void ClientSession::drain() {
   while (!slots_.empty() && slots_.front()->done) {
     ReplySlot* slot = slots_.pop_front();
+    held_bytes_ -= slot->held;
     if (!slot->noreply && !closed_) out_.append(slot->data);
     bool close_after = slot->close_after;
     free_slots_.push_back(slot);
@@ -345,6 +402,7 @@ void ClientSession::drain() {
       break;
     }
   }
+  if (close_when_done_ && slots_.empty()) close_after_write_ = true;
   start_write();
   if (!reading_ && !closed_ && !stop_input_ && !paused() && !resume_posted_) {
     // Reading was paused by backpressure: resume outside the current call stack.
@@ -380,6 +438,7 @@ void ClientSession::start_write() {
 void ClientSession::close() {
   if (closed_) return;
   closed_ = true;
+  worker_.remove_session(id_);
   asio::error_code ignored;
   socket_.shutdown(asio::socket_base::shutdown_both, ignored);
   socket_.close(ignored);

@@ -18,6 +18,7 @@
 
 namespace dproxy::core {
 
+class PoolHealth;
 class PoolRuntime;
 class Worker;
 
@@ -28,7 +29,10 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
  public:
   ClientSession(Worker& worker, PoolRuntime& pool, asio::generic::stream_protocol::socket socket,
                 uint64_t id);
+  ~ClientSession();
   void start();
+  // Graceful shutdown: read nothing more, answer what was already read, then close.
+  void begin_drain();
 
   // Backend side: the reply (or a SERVER_ERROR line when is_error and the backend failed) for
   // fragment `frag` of `slot`. `bytes` is only valid during the call.
@@ -77,6 +81,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
 
   Worker& worker_;
   PoolRuntime& pool_;
+  PoolHealth& health_;  // outlives the worker threads (and so every session)
   asio::generic::stream_protocol::socket socket_;
   uint64_t id_;
   const bool redis_;
@@ -97,6 +102,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   bool stop_input_ = false;  // quit or fatal parse error seen: parse nothing more
   bool resume_posted_ = false;
   bool close_after_write_ = false;  // close once the output buffer is written
+  bool close_when_done_ = false;    // input ended: close once every reply is written
+  size_t held_bytes_ = 0;           // reply bytes stored in slots not yet at the head of the queue
+  size_t max_request_bytes_;        // one request may not need more buffered bytes than this
   size_t need_ = 0;          // size of the incomplete frame at rstart_, when the parser knows it
   std::string out_;          // accumulating replies
   std::string writing_buf_;  // in flight

@@ -183,6 +183,10 @@ static void append_request(std::string& out, const Request& req) {
 }
 
 void ClientSession::redis_forward(const Request& req, uint32_t server) {
+  if (pool_.is_down(server)) {
+    ready_slot(pool_.down_error(server));
+    return;
+  }
   ServerConnection& conn = pool_.connection(server, id_);
   ReplySlot* slot = new_slot(ReplySlot::Kind::kForward);
   slot->outstanding = 1;
@@ -207,6 +211,14 @@ void ClientSession::redis_split(const resp::CommandInfo& cmd, const Request& req
     slot->key_frag.push_back(static_cast<uint16_t>(frag));
   }
   const size_t nfrags = frag_servers_.size();
+  for (uint32_t server : frag_servers_) {
+    if (pool_.is_down(server)) {
+      slot->kind = ReplySlot::Kind::kReady;
+      slot->data.assign(pool_.down_error(server));
+      slot->done = true;
+      return;
+    }
+  }
   if (nfrags == 1) {
     slot->kind = ReplySlot::Kind::kForward;
     slot->outstanding = 1;

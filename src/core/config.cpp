@@ -209,6 +209,18 @@ PoolConfig parse_pool(const std::string& name, const json& v, const std::string&
       pool.hash_tag = s;
     } else if (key == "timeout_ms") {
       pool.timeout_ms = static_cast<uint32_t>(get_uint(value, p, 1, 3600 * 1000));
+    } else if (key == "connect_timeout_ms") {
+      pool.connect_timeout_ms = static_cast<uint32_t>(get_uint(value, p, 1, 3600 * 1000));
+    } else if (key == "server_failure_limit") {
+      pool.server_failure_limit = static_cast<uint32_t>(get_uint(value, p, 1, 1000000));
+    } else if (key == "server_retry_timeout_ms") {
+      pool.server_retry_timeout_ms = static_cast<uint32_t>(get_uint(value, p, 1, 86400 * 1000));
+    } else if (key == "auto_eject_hosts") {
+      if (!value.is_boolean())
+        fail(p, std::string("expected true or false, got ") + type_name(value));
+      pool.auto_eject_hosts = value.get<bool>();
+    } else if (key == "client_connections") {
+      pool.client_connections = static_cast<uint32_t>(get_uint(value, p, 0, 10000000));
     } else if (key == "server_connections") {
       pool.server_connections = static_cast<uint32_t>(get_uint(value, p, 1, 64));
     } else if (key == "max_value_bytes") {
@@ -231,6 +243,8 @@ PoolConfig parse_pool(const std::string& name, const json& v, const std::string&
     } else {
       fail(p,
            "unknown key (expected protocol, listen, policy, hash, hash_tag, timeout_ms, "
+           "connect_timeout_ms, server_failure_limit, server_retry_timeout_ms, auto_eject_hosts, "
+           "client_connections, "
            "server_connections, max_value_bytes, servers, client_password, server_password, db)");
     }
   }
@@ -320,8 +334,10 @@ bool parse_config(const std::string& text, Config& out, std::string& error) {
                                     " is already used by another pool");
         }
         have_pools = true;
+      } else if (key == "shutdown_timeout_ms") {
+        out.shutdown_timeout_ms = static_cast<uint32_t>(get_uint(value, key, 0, 3600 * 1000));
       } else {
-        fail(key, "unknown top-level key (expected pools)");
+        fail(key, "unknown top-level key (expected pools, shutdown_timeout_ms)");
       }
     }
     if (!have_pools) fail("(top level)", "missing required key \"pools\"");
@@ -366,8 +382,13 @@ std::string describe_config(const Config& config) {
        << " listen=" << p.listen.to_string() << " policy=" << policy
        << " hash=" << routing::hash_name(p.hash);
     if (!p.hash_tag.empty()) os << " hash_tag=" << p.hash_tag;
-    os << " timeout_ms=" << p.timeout_ms << " server_connections=" << p.server_connections
-       << " max_value_bytes=" << p.max_value_bytes << " servers=" << p.servers.size() << "\n";
+    os << " timeout_ms=" << p.timeout_ms << " connect_timeout_ms=" << p.connect_timeout_ms
+       << " server_failure_limit=" << p.server_failure_limit
+       << " server_retry_timeout_ms=" << p.server_retry_timeout_ms
+       << " auto_eject_hosts=" << (p.auto_eject_hosts ? "true" : "false")
+       << " client_connections=" << p.client_connections
+       << " server_connections=" << p.server_connections << " max_value_bytes=" << p.max_value_bytes
+       << " servers=" << p.servers.size() << "\n";
     for (const auto& s : p.servers) {
       os << "  " << s.address() << " weight=" << s.weight;
       if (!s.name.empty()) os << " name=" << s.name;

@@ -26,9 +26,14 @@ struct PoolConfig {
   ListenAddress listen;
   routing::DistributionKind policy = routing::DistributionKind::kKetama;
   routing::HashKind hash = routing::HashKind::kFnv1a_64;
-  std::string hash_tag;  // empty or exactly two characters
-  uint32_t timeout_ms = 1000;
-  uint32_t server_connections = 1;  // backend connections per server per worker thread
+  std::string hash_tag;                      // empty or exactly two characters
+  uint32_t timeout_ms = 1000;                // a request with no reply in this time fails alone
+  uint32_t connect_timeout_ms = 1000;        // a backend connect attempt gives up after this
+  uint32_t server_failure_limit = 2;         // consecutive failures that mark a server down
+  uint32_t server_retry_timeout_ms = 30000;  // a down server is probed after this
+  bool auto_eject_hosts = false;             // down servers leave the distribution (keys move)
+  uint32_t client_connections = 0;           // max client connections to this pool, 0 = no limit
+  uint32_t server_connections = 1;           // backend connections per server per worker thread
   uint64_t max_value_bytes = 1024 * 1024;
   std::vector<routing::ServerSpec> servers;
   // redis only
@@ -39,6 +44,7 @@ struct PoolConfig {
 
 struct Config {
   std::vector<PoolConfig> pools;
+  uint32_t shutdown_timeout_ms = 5000;  // SIGTERM/SIGINT: how long in-flight requests may finish
 };
 
 // Parses and validates a config document. On failure returns false and sets `error` to one

@@ -6,13 +6,25 @@
 #include "core/client_session.h"
 #include "core/log.h"
 #include "core/pool_runtime.h"
+#include "core/server_health.h"
 #include "core/worker.h"
 
 namespace dproxy::core {
 
 Listener::Listener(asio::io_context& io, size_t pool_index, const PoolConfig& pool,
-                   std::vector<std::unique_ptr<Worker>>& workers)
-    : io_(io), pool_index_(pool_index), pool_(pool), workers_(workers), acceptor_(io) {}
+                   PoolHealth& health, std::vector<std::unique_ptr<Worker>>& workers)
+    : io_(io),
+      pool_index_(pool_index),
+      pool_(pool),
+      health_(health),
+      too_many_(pool.protocol == Protocol::kRedis
+                    ? "-ERR max number of clients reached (dproxy pool " + pool.name +
+                          " client_connections=" + std::to_string(pool.client_connections) + ")\r\n"
+                    : "SERVER_ERROR too many client connections (dproxy pool " + pool.name +
+                          " client_connections=" + std::to_string(pool.client_connections) +
+                          ")\r\n"),
+      workers_(workers),
+      acceptor_(io) {}
 
 Listener::~Listener() {
   close();
@@ -74,7 +86,18 @@ void Listener::accept_next() {
         if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
         if (ec) {
           LOG_WARN("pool %s: accept failed: %s", pool_.name.c_str(), ec.message().c_str());
+        } else if (pool_.client_connections != 0 &&
+                   health_.client_count.load() >= pool_.client_connections) {
+          // Over the limit: tell the client why, then close (never blocks: one small write).
+          LOG_WARN("pool %s: refusing a client connection: client_connections=%u reached",
+                   pool_.name.c_str(), pool_.client_connections);
+          asio::error_code ignored;
+          socket.non_blocking(true, ignored);
+          socket.write_some(asio::buffer(too_many_), ignored);
+          socket.shutdown(asio::socket_base::shutdown_both, ignored);
+          socket.close(ignored);
         } else {
+          health_.client_count.fetch_add(1);
           uint64_t id = next_id_++;
           // NOTE: the session is created and started on its socket's own worker thread.
           asio::post(worker.io(), [&worker, pool = pool_index_, id,

@@ -4,6 +4,8 @@
 
 #include "core/listener.h"
 #include "core/log.h"
+#include "core/prober.h"
+#include "core/server_health.h"
 #include "core/worker.h"
 
 namespace dproxy::core {
@@ -45,27 +47,63 @@ bool Proxy::start(std::string& error) {
       endpoints[p].push_back(results.begin()->endpoint());
     }
   }
+  for (const auto& pool : config_.pools) health_.push_back(std::make_unique<PoolHealth>(pool));
+  prober_ = std::make_unique<Prober>(io_, config_, health_, endpoints_);
   for (unsigned t = 0; t < threads_; ++t)
-    workers_.push_back(std::make_unique<Worker>(t, config_, endpoints));
+    workers_.push_back(std::make_unique<Worker>(t, config_, health_, endpoints));
   for (size_t p = 0; p < config_.pools.size(); ++p) {
-    auto listener = std::make_unique<Listener>(io_, p, config_.pools[p], workers_);
+    auto listener = std::make_unique<Listener>(io_, p, config_.pools[p], *health_[p], workers_);
     if (!listener->open(error)) return false;
     listeners_.push_back(std::move(listener));
   }
   for (auto& w : workers_) w->start();
   for (auto& l : listeners_) l->start();
+  prober_->start();
   LOG_INFO("dproxy " DPROXY_VERSION " started: %zu pool(s), %u worker thread(s)",
            config_.pools.size(), threads_);
   return true;
+}
+
+void Proxy::wait_for_drain(std::chrono::steady_clock::time_point deadline) {
+  bool all_idle = true;
+  for (auto& w : workers_) all_idle = all_idle && w->idle_report.load();
+  if (all_idle) {
+    LOG_INFO("shutdown: every in-flight request answered");
+    io_.stop();
+    return;
+  }
+  if (std::chrono::steady_clock::now() >= deadline) {
+    LOG_WARN("shutdown: deadline reached with requests still in flight; closing them");
+    io_.stop();
+    return;
+  }
+  // Ask each worker (on its own thread) whether it is idle; read the answers next round.
+  for (auto& w : workers_) {
+    Worker* worker = w.get();
+    asio::post(worker->io(), [worker] { worker->idle_report.store(worker->idle()); });
+  }
+  drain_timer_.expires_after(std::chrono::milliseconds(20));
+  drain_timer_.async_wait([this, deadline](const asio::error_code& ec) {
+    if (!ec) wait_for_drain(deadline);
+  });
 }
 
 int Proxy::run() {
   asio::signal_set signals(io_, SIGINT, SIGTERM);
   signals.async_wait([this](const asio::error_code& ec, int signo) {
     if (ec) return;
-    LOG_INFO("received %s: shutting down", signo == SIGINT ? "SIGINT" : "SIGTERM");
+    LOG_INFO(
+        "received %s: shutting down: no new connections, finishing in-flight requests "
+        "(up to %u ms)",
+        signo == SIGINT ? "SIGINT" : "SIGTERM", config_.shutdown_timeout_ms);
     for (auto& l : listeners_) l->close();
-    io_.stop();
+    prober_->stop();
+    for (auto& w : workers_) {
+      Worker* worker = w.get();
+      asio::post(worker->io(), [worker] { worker->begin_drain(); });
+    }
+    wait_for_drain(std::chrono::steady_clock::now() +
+                   std::chrono::milliseconds(config_.shutdown_timeout_ms));
   });
   io_.run();
   for (auto& w : workers_) w->stop();

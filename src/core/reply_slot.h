@@ -25,6 +25,7 @@ struct ReplySlot {
   bool close_after = false;  // close the client connection once this reply is written
   bool done = false;         // `data` holds the final reply
   uint32_t outstanding = 0;  // backend fragments still expected
+  size_t held = 0;           // reply bytes stored in this slot (counted against backpressure)
   std::string data;
   // kMultiGet / kBroadcast: per-fragment replies and whether each was an error.
   std::vector<std::string> frags;
@@ -39,6 +40,7 @@ struct ReplySlot {
     kind = Kind::kReady;
     noreply = close_after = done = false;
     outstanding = 0;
+    held = 0;
     data.clear();
     for (auto& f : frags) f.clear();
     frag_error.clear();

@@ -19,15 +19,20 @@ constexpr std::chrono::milliseconds kMaxBackoff{2000};
 
 ServerConnection::ServerConnection(Worker& worker,
                                    asio::generic::stream_protocol::endpoint endpoint,
-                                   std::string address, uint32_t timeout_ms, bool redis,
-                                   std::string setup, uint32_t setup_replies)
+                                   std::string address, const PoolConfig& config,
+                                   PoolHealth& health, uint32_t index, std::string setup,
+                                   uint32_t setup_replies)
     : worker_(worker),
       endpoint_(std::move(endpoint)),
       address_(std::move(address)),
-      timeout_(timeout_ms),
+      timeout_(config.timeout_ms),
+      connect_timeout_(config.connect_timeout_ms),
+      health_(health),
+      index_(index),
       socket_(worker.io()),
       timer_(worker.io()),
-      redis_(redis),
+      connect_timer_(worker.io()),
+      redis_(config.protocol == Protocol::kRedis),
       setup_(std::move(setup)),
       setup_replies_(setup_replies) {}
 
@@ -36,6 +41,7 @@ ServerConnection::~ServerConnection() {
   asio::error_code ignored;
   socket_.close(ignored);
   timer_.cancel();
+  connect_timer_.cancel();
 }
 
 void ServerConnection::push(std::shared_ptr<ClientSession> session, ReplySlot* slot, uint16_t frag,
@@ -58,7 +64,7 @@ void ServerConnection::flush() {
     case State::kDisconnected:
       if (Clock::now() < retry_after_) {
         // The server failed moments ago: fail fast instead of piling up requests.
-        fail_all(last_error_);
+        fail_all(last_error_, false);
         return;
       }
       start_connect();
@@ -74,8 +80,18 @@ void ServerConnection::start_connect() {
   socket_ = asio::generic::stream_protocol::socket(worker_.io());
   LOG_DEBUG("backend %s: connecting", address_.c_str());
   uint64_t gen = ++gen_;
+  connect_timer_.expires_after(connect_timeout_);
+  connect_timer_.async_wait([this, alive = alive_, gen](const asio::error_code& err) {
+    if (!*alive || err || gen != gen_ || state_ != State::kConnecting) return;
+    LOG_WARN("backend %s: connect timed out after %lld ms", address_.c_str(),
+             static_cast<long long>(connect_timeout_.count()));
+    backoff_ = backoff_.count() == 0 ? kMinBackoff : std::min(backoff_ * 2, kMaxBackoff);
+    retry_after_ = Clock::now() + backoff_;
+    fail_all("connect timed out");
+  });
   socket_.async_connect(endpoint_, [this, alive = alive_, gen](const asio::error_code& err) {
     if (!*alive || gen != gen_) return;
+    connect_timer_.cancel();
     if (err) {
       if (err == asio::error::operation_aborted) return;
       LOG_WARN("backend %s: connect failed: %s", address_.c_str(), err.message().c_str());
@@ -195,6 +211,7 @@ void ServerConnection::on_read(size_t n) {
       --abandoned_;
       continue;
     }
+    health_.record_success(index_);
     done.session->on_backend_reply(done.slot, done.frag, view.substr(0, r.consumed), is_error);
   }
   if (in_start_ == in_end_) in_start_ = in_end_ = 0;
@@ -232,11 +249,7 @@ void ServerConnection::on_timer() {
     p.session.reset();
     ++abandoned_;
   }
-  if (state_ == State::kConnecting && any) {
-    // Could not even connect in time: give up on this attempt.
-    fail_all("connect timed out");
-    return;
-  }
+  if (any) health_.record_failure(index_, "request timed out");
   if (abandoned_ > kMaxAbandoned) {
     fail_all("is not answering");
     return;
@@ -254,8 +267,9 @@ void ServerConnection::deliver_error(Pending& p, std::string_view why) {
   p.session->on_backend_reply(p.slot, p.frag, error_scratch_, true);
 }
 
-void ServerConnection::fail_all(std::string_view why) {
-  last_error_.assign(why);
+void ServerConnection::fail_all(std::string_view why, bool failure) {
+  if (why.data() != last_error_.data()) last_error_.assign(why);
+  if (failure) health_.record_failure(index_, why);
   if (state_ != State::kDisconnected)
     LOG_WARN("backend %s: %s", address_.c_str(), last_error_.c_str());
   state_ = State::kDisconnected;
@@ -265,6 +279,7 @@ void ServerConnection::fail_all(std::string_view why) {
   asio::error_code ignored;
   socket_.close(ignored);
   timer_.cancel();
+  connect_timer_.cancel();
   timer_armed_ = false;
   out_.clear();
   in_start_ = in_end_ = 0;

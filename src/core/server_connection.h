@@ -8,8 +8,10 @@
 #include <string_view>
 #include <vector>
 
+#include "core/config.h"
 #include "core/reply_slot.h"
 #include "core/ring_queue.h"
+#include "core/server_health.h"
 #include "protocol/memcache/command.h"
 #include "protocol/resp/reply_parser.h"
 
@@ -36,9 +38,10 @@ class ServerConnection {
  public:
   // `setup` is sent first on every new connection (Redis AUTH / SELECT), `setup_replies` is how
   // many replies it produces; an error reply to it fails the connection.
+  // Failures and successes are reported to `health` (server `index` of its pool).
   ServerConnection(Worker& worker, asio::generic::stream_protocol::endpoint endpoint,
-                   std::string address, uint32_t timeout_ms, bool redis, std::string setup = {},
-                   uint32_t setup_replies = 0);
+                   std::string address, const PoolConfig& config, PoolHealth& health,
+                   uint32_t index, std::string setup = {}, uint32_t setup_replies = 0);
   ~ServerConnection();
   ServerConnection(const ServerConnection&) = delete;
   ServerConnection& operator=(const ServerConnection&) = delete;
@@ -66,15 +69,20 @@ class ServerConnection {
   void arm_timer();
   void on_timer();
   // Fails every pending request with "SERVER_ERROR backend <addr> <why>" and closes the socket.
-  void fail_all(std::string_view why);
+  // `failure`: counts as one failure of the server (for ejection).
+  void fail_all(std::string_view why, bool failure = true);
   void deliver_error(Pending& p, std::string_view why);
 
   Worker& worker_;
   asio::generic::stream_protocol::endpoint endpoint_;
   std::string address_;
   std::chrono::milliseconds timeout_;
+  std::chrono::milliseconds connect_timeout_;
+  PoolHealth& health_;
+  uint32_t index_;
   asio::generic::stream_protocol::socket socket_;
   asio::steady_timer timer_;
+  asio::steady_timer connect_timer_;
   State state_ = State::kDisconnected;
   bool writing_ = false;
   uint64_t gen_ = 0;  // bumped per connection attempt; stale callbacks compare and return

@@ -1,5 +1,6 @@
 #include "core/worker.h"
 
+#include "core/client_session.h"
 #include "core/log.h"
 #include "core/pool_runtime.h"
 #include "core/server_connection.h"
@@ -7,10 +8,37 @@
 namespace dproxy::core {
 
 Worker::Worker(unsigned index, const Config& config,
+               const std::vector<std::unique_ptr<PoolHealth>>& health,
                const std::vector<std::vector<asio::generic::stream_protocol::endpoint>>& endpoints)
     : index_(index), work_(asio::make_work_guard(io_)) {
   for (size_t i = 0; i < config.pools.size(); ++i)
-    pools_.push_back(std::make_unique<PoolRuntime>(*this, config.pools[i], endpoints[i]));
+    pools_.push_back(
+        std::make_unique<PoolRuntime>(*this, config.pools[i], *health[i], endpoints[i]));
+}
+
+void Worker::add_session(uint64_t id, std::weak_ptr<ClientSession> session) {
+  sessions_.emplace(id, std::move(session));
+  if (draining_) {
+    if (auto s = sessions_[id].lock()) s->begin_drain();
+  }
+}
+
+void Worker::begin_drain() {
+  draining_ = true;
+  // Copy first: draining a session may close it, which removes it from the map.
+  std::vector<std::shared_ptr<ClientSession>> live;
+  for (auto& [id, weak] : sessions_) {
+    if (auto s = weak.lock()) live.push_back(std::move(s));
+  }
+  for (auto& s : live) s->begin_drain();
+}
+
+bool Worker::idle() const {
+  if (!sessions_.empty()) return false;
+  for (const auto& pool : pools_) {
+    if (pool->pending() > 0) return false;
+  }
+  return true;
 }
 
 Worker::~Worker() {

@@ -2,20 +2,25 @@
 // A worker thread: one io_context, the sessions accepted onto it and its own backend connections.
 
 #include <asio.hpp>
+#include <atomic>
 #include <memory>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "core/config.h"
 
 namespace dproxy::core {
 
+class ClientSession;
+class PoolHealth;
 class PoolRuntime;
 class ServerConnection;
 
 class Worker {
  public:
   Worker(unsigned index, const Config& config,
+         const std::vector<std::unique_ptr<PoolHealth>>& health,
          const std::vector<std::vector<asio::generic::stream_protocol::endpoint>>& endpoints);
   ~Worker();
 
@@ -31,6 +36,18 @@ class Worker {
   void mark_dirty(ServerConnection* c) { dirty_.push_back(c); }
   void flush_dirty();
 
+  // Sessions register while their socket is open (worker thread only).
+  void add_session(uint64_t id, std::weak_ptr<ClientSession> session);
+  void remove_session(uint64_t id) { sessions_.erase(id); }
+  // Graceful shutdown (worker thread): every session stops reading, finishes what it has in
+  // flight, writes the replies and closes.
+  void begin_drain();
+  bool draining() const { return draining_; }
+  // Worker thread: no open session and no request waiting for a backend.
+  bool idle() const;
+  // Written by the worker thread when asked, read by the main thread.
+  std::atomic<bool> idle_report{false};
+
  private:
   unsigned index_;
   asio::io_context io_{1};
@@ -39,6 +56,8 @@ class Worker {
   std::vector<ServerConnection*> dirty_;
   std::vector<ServerConnection*> flushing_;
   bool flushing_now_ = false;
+  bool draining_ = false;
+  std::unordered_map<uint64_t, std::weak_ptr<ClientSession>> sessions_;
   std::thread thread_;
 };
 

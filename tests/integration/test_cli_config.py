@@ -213,7 +213,7 @@ class ConfigErrorTest(CliTestBase):
         self.config_error("[]", "(top level): expected an object, got array")
         self.config_error("{}", '(top level): missing required key "pools"')
         self.config_error(json.dumps({"pools": {"cache": pool()}, "pool": {}}),
-                          "pool: unknown top-level key (expected pools)")
+                          "pool: unknown top-level key (expected pools, shutdown_timeout_ms)")
         self.config_error(json.dumps({"pools": {}}), "pools: no pools defined")
         self.config_error(json.dumps({"pools": []}),
                           "pools: expected an object keyed by pool name, got array")
@@ -235,7 +235,9 @@ class ConfigErrorTest(CliTestBase):
     def test_unknown_pool_key(self):
         self.config_error(doc(cache=pool(hahs="md5")),
                           "pools.cache.hahs: unknown key (expected protocol, listen, policy, hash, "
-                          "hash_tag, timeout_ms, server_connections, max_value_bytes, servers, "
+                          "hash_tag, timeout_ms, connect_timeout_ms, server_failure_limit, "
+                          "server_retry_timeout_ms, auto_eject_hosts, client_connections, "
+                          "server_connections, max_value_bytes, servers, "
                           "client_password, server_password, db)")
 
     def test_bad_protocol(self):

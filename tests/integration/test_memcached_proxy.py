@@ -40,6 +40,7 @@ class MemcachedProxyTest(unittest.TestCase):
                      "servers": servers},
             "halfdown": {"protocol": "memcached", "listen": f"{HOST}:{cls.down_port}",
                          "policy": "modula", "hash": "fnv1a_64", "timeout_ms": 500,
+                         "server_failure_limit": 1000000,
                          "servers": [f"{HOST}:{cls.backends[0].port}",
                                      f"{HOST}:{cls.dead_port}"]},
             "unix": {"protocol": "memcached", "listen": cls.sock_path, "hash": "md5",
@@ -417,6 +418,7 @@ class MemcachedProxyTest(unittest.TestCase):
         port = free_port()
         Dproxy(procs, ARGS.dproxy, {"t": {
             "protocol": "memcached", "listen": f"{HOST}:{port}", "timeout_ms": 300,
+            "server_failure_limit": 1000000,
             "servers": [f"{HOST}:{backend.port}"]}}, threads=1)
         c = RawClient(port)
         self.addCleanup(c.close)

@@ -258,7 +258,8 @@ TEST_CASE("config: top-level errors") {
   CHECK(parse_error(R"({"pools": {}})") == "pools: no pools defined");
   CHECK(parse_error(R"({"pools": []})") ==
         "pools: expected an object keyed by pool name, got array");
-  CHECK(parse_error(R"({"pool": {}})") == "pool: unknown top-level key (expected pools)");
+  CHECK(parse_error(R"({"pool": {}})") ==
+        "pool: unknown top-level key (expected pools, shutdown_timeout_ms)");
   CHECK(parse_error(R"({"pools": {"cache": 3}})") == "pools.cache: expected an object, got number");
 }
 
@@ -279,7 +280,9 @@ TEST_CASE("config: missing and unknown pool keys") {
       R"(pools.cache: missing required key "servers")");
   CHECK(parse_error(pool_doc(R"("hahs": "md5", )")) ==
         "pools.cache.hahs: unknown key (expected protocol, listen, policy, hash, hash_tag, "
-        "timeout_ms, server_connections, max_value_bytes, servers, client_password, "
+        "timeout_ms, connect_timeout_ms, server_failure_limit, server_retry_timeout_ms, "
+        "auto_eject_hosts, client_connections, server_connections, max_value_bytes, servers, "
+        "client_password, "
         "server_password, db)");
   CHECK(parse_error(pool_doc("", "[]")) == "pools.cache.servers: a pool needs at least one server");
   CHECK(parse_error(pool_doc("", R"({"a": "10.0.0.1:1"})")) ==
@@ -438,7 +441,9 @@ TEST_CASE("config: describe_config summary") {
       "servers": ["10.0.0.1:11211:2 alpha", {"address": "/tmp/mc.sock", "weight": 3}]}}})");
   CHECK(describe_config(config) ==
         "pool cache: protocol=memcached listen=127.0.0.1:22121 policy=modula hash=md5 "
-        "hash_tag={} timeout_ms=250 server_connections=1 max_value_bytes=1048576 servers=2\n"
+        "hash_tag={} timeout_ms=250 connect_timeout_ms=1000 server_failure_limit=2 "
+        "server_retry_timeout_ms=30000 auto_eject_hosts=false client_connections=0 "
+        "server_connections=1 max_value_bytes=1048576 servers=2\n"
         "  10.0.0.1:11211 weight=2 name=alpha\n"
         "  /tmp/mc.sock weight=3\n");
 }

@@ -1,0 +1,62 @@
+#pragma once
+// Health of a pool's servers, shared by every worker thread. Written only when a server's state
+// changes or a failure is counted; read with one relaxed load per routed request.
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string_view>
+
+#include "core/config.h"
+
+namespace dproxy::core {
+
+struct ServerHealth {
+  std::atomic<uint32_t> failures{0};  // consecutive failures (refused, reset, timeout)
+  std::atomic<bool> down{false};
+  std::atomic<int64_t> retry_at_ms{0};  // steady-clock ms when the next probe is due
+  std::atomic<bool> probing{false};
+};
+
+class PoolHealth {
+ public:
+  PoolHealth(const PoolConfig& config)
+      : config_(config), servers_(std::make_unique<ServerHealth[]>(config.servers.size())) {}
+
+  const PoolConfig& config() const { return config_; }
+  ServerHealth& server(size_t i) { return servers_[i]; }
+  size_t size() const { return config_.servers.size(); }
+  // Bumped whenever a server goes down or comes back; workers rebuild their routing on change.
+  uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
+  bool is_down(size_t i) const { return servers_[i].down.load(std::memory_order_relaxed); }
+
+  // One failure event of server i (a refused/reset connection, a timeout). Marks the server
+  // down at server_failure_limit consecutive failures, and logs that.
+  void record_failure(size_t i, std::string_view why);
+  // A reply arrived from server i: the consecutive failure count starts again.
+  void record_success(size_t i) {
+    if (servers_[i].failures.load(std::memory_order_relaxed) != 0)
+      servers_[i].failures.store(0, std::memory_order_relaxed);
+  }
+  // A probe of server i answered: it is up again.
+  void mark_up(size_t i);
+  // A probe of server i failed: try again after server_retry_timeout_ms.
+  void probe_failed(size_t i, std::string_view why);
+
+  // Open client connections of this pool, over all threads (client_connections limit).
+  std::atomic<uint32_t> client_count{0};
+
+  static int64_t now_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+  }
+
+ private:
+  const PoolConfig& config_;
+  std::unique_ptr<ServerHealth[]> servers_;
+  std::atomic<uint64_t> generation_{0};
+};
+
+}  // namespace dproxy::core
