@@ -125,6 +125,7 @@ SPECIAL_KEY_FINDERS = {
 LOCAL = ("kLocal", None)
 FORWARD = ("kNoKeyForward", None)
 SPLIT = ("kMultiKeySplit", None)
+BROADCAST = ("kBroadcast", None)
 KEYED = ("KEYED", None)
 
 
@@ -156,8 +157,10 @@ _explicit("memory|usage", KEYED)
 _explicit("monitor", rejected("kMonitor"))
 _explicit("wait", rejected("kBlocking"))
 _explicit("pubsub pubsub|*", rejected("kPubSub"))
-_explicit("keys scan randomkey dbsize flushall flushdb script script|* function function|*",
-          rejected("kNotRouted"))
+# Sent to every server (or walked server by server: SCAN) and merged by dproxy.
+_explicit("keys scan randomkey dbsize flushall flushdb script|load script|exists script|flush",
+          BROADCAST)
+_explicit("script script|* function function|*", rejected("kNotRouted"))
 _explicit("swapdb move", rejected("kMultiDb"))
 _explicit("cluster cluster|* readonly readwrite asking restore-asking", rejected("kCluster"))
 _explicit("reset client", rejected("kConnection"))

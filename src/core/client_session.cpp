@@ -187,6 +187,10 @@ void ClientSession::dispatch_memcache(const Request& req) {
     default:
       break;
   }
+  if (pool_.route_kind() != routing::Route::Kind::kShard) {
+    dispatch_memcache_routed(req);
+    return;
+  }
   if (req.has(protocol::kFlagMultiKey) && req.keys.size() > 1) {
     forward_memcache_multiget(req);
     return;
@@ -308,6 +312,18 @@ ReplySlot* ClientSession::ready_slot(std::string_view reply) {
 
 void ClientSession::on_backend_reply(ReplySlot* slot, uint16_t frag, std::string_view bytes,
                                      bool is_error) {
+  if (slot->orphaned) {
+    if (--slot->outstanding == 0) free_slots_.push_back(slot);
+    return;
+  }
+  if (slot->kind == ReplySlot::Kind::kAck) {
+    on_ack_reply(slot, frag, bytes, is_error);
+    return;
+  }
+  if (slot->kind == ReplySlot::Kind::kFailover) {
+    on_failover_reply(slot, bytes, is_error);
+    return;
+  }
   if (slot->kind == ReplySlot::Kind::kForward) {
     slot->outstanding = 0;
     if (!slot->noreply && !closed_ && slots_.front() == slot) {
@@ -340,6 +356,12 @@ void ClientSession::on_backend_reply(ReplySlot* slot, uint16_t frag, std::string
       break;
     case ReplySlot::Kind::kRespSum:
       finish_resp_sum(slot);
+      break;
+    case ReplySlot::Kind::kRespConcat:
+    case ReplySlot::Kind::kRespAllSame:
+    case ReplySlot::Kind::kRespAndArray:
+    case ReplySlot::Kind::kRespScan:
+      finish_resp_broadcast(slot);
       break;
     default:
       finish_broadcast(slot);
@@ -394,9 +416,16 @@ void ClientSession::drain() {
   while (!slots_.empty() && slots_.front()->done) {
     ReplySlot* slot = slots_.pop_front();
     held_bytes_ -= slot->held;
+    slot->held = 0;
     if (!slot->noreply && !closed_) out_.append(slot->data);
     bool close_after = slot->close_after;
-    free_slots_.push_back(slot);
+    if (slot->outstanding > 0) {
+      // Answered before every fragment came back (write_ack majority/one): the late ones still
+      // point at this slot, so it is recycled when the last arrives.
+      slot->orphaned = true;
+    } else {
+      free_slots_.push_back(slot);
+    }
     if (close_after) {
       close_after_write_ = true;
       break;

@@ -3,6 +3,7 @@
 
 #include <asio.hpp>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -15,6 +16,7 @@
 #include "protocol/resp/command_table.h"
 #include "protocol/resp/reply_parser.h"
 #include "protocol/resp/request_parser.h"
+#include "routing/route.h"
 
 namespace dproxy::core {
 
@@ -53,6 +55,24 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   void forward_memcache_broadcast(const protocol::Request& req);
   // Appends `frame` minus the noreply token (if any) to `out`.
   static void append_frame(std::string& out, const protocol::Request& req);
+
+  // Replicated and fanout pools (client_session_routes.cpp).
+  void dispatch_memcache_routed(const protocol::Request& req);
+  void dispatch_redis_routed(const protocol::resp::CommandInfo& cmd, const protocol::Request& req);
+  // True when, in every child, all `keys` map to one server (else queues an error reply).
+  bool keys_together_per_child(std::span<const std::string_view> keys);
+  // Sends `frame` to the key's server in every child; the reply follows `mode`.
+  void send_to_children(std::string_view frame, std::string_view noreply_cut, std::string_view key,
+                        routing::AckMode mode, bool noreply, uint8_t reply_kind);
+  // Sends `frame` to one child, failing over to the next ones.
+  void send_with_failover(std::string_view frame, std::string_view key, uint8_t reply_kind);
+  void failover_next(ReplySlot* slot);
+  void on_ack_reply(ReplySlot* slot, uint16_t frag, std::string_view bytes, bool is_error);
+  void on_failover_reply(ReplySlot* slot, std::string_view bytes, bool is_error);
+  uint8_t reply_rank(std::string_view bytes, bool is_error) const;
+  // Redis commands sent to every server (or walked server by server: SCAN).
+  void redis_broadcast(const protocol::resp::CommandInfo& cmd, const protocol::Request& req);
+  void finish_resp_broadcast(ReplySlot* slot);
 
   // Redis (client_session_redis.cpp).
   void dispatch_redis(const protocol::Request& req);
@@ -120,6 +140,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   std::vector<protocol::memcache::ValueIterator> iters_;  // scratch for merging
   std::vector<Peeked> peeked_;
   std::vector<protocol::resp::ArrayReader> readers_;  // scratch for merging Redis arrays
+  uint64_t read_turn_ = 0;                            // replicated read: round_robin counter
+  std::vector<std::string_view> args_scratch_;
+  std::string inline_scratch_;
 };
 
 }  // namespace dproxy::core

@@ -20,6 +20,9 @@ namespace {
 
 const auto kProcessStart = std::chrono::steady_clock::now();
 
+// SCAN cursors: a backend cursor (up to 64 bits) times the server count plus the position.
+__extension__ typedef unsigned __int128 U128;
+
 bool iequals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   for (size_t i = 0; i < a.size(); ++i) {
@@ -122,7 +125,25 @@ void ClientSession::dispatch_redis(const Request& req) {
       return;
     }
   }
+  if (cmd->routing == Routing::kBroadcast) {
+    redis_broadcast(*cmd, req);
+    return;
+  }
+  if (pool_.route_kind() != routing::Route::Kind::kShard && cmd->routing != Routing::kLocal &&
+      cmd->routing != Routing::kRejected) {
+    if (key_idx_.empty() && cmd->routing != Routing::kNoKeyForward) {
+      ReplySlot* slot = ready_slot("-ERR dproxy: ");
+      append_upper(slot->data, cmd->name);
+      slot->data.append(
+          " names no key, so there is no server to route it to (pass at least one key)\r\n");
+      return;
+    }
+    dispatch_redis_routed(*cmd, req);
+    return;
+  }
   switch (cmd->routing) {
+    case Routing::kBroadcast:
+      return;  // handled above
     case Routing::kLocal:
       redis_local(*cmd, req);
       return;
@@ -302,6 +323,158 @@ void ClientSession::finish_resp_sum(ReplySlot* slot) {
   }
   slot->data.clear();
   resp::append_integer(slot->data, total);
+}
+
+void ClientSession::redis_broadcast(const resp::CommandInfo& cmd, const Request& req) {
+  const std::string_view name = cmd.name;
+  const bool write =
+      name == "flushall" || name == "flushdb" || name == "script|load" || name == "script|flush";
+  // Writes reach every server; reads ask one copy of the data: every server of a sharded pool,
+  // the first child's servers of a replicated or fanout pool.
+  frag_servers_.clear();
+  if (write || pool_.route_kind() == routing::Route::Kind::kShard) {
+    for (uint32_t i = 0; i < pool_.server_count(); ++i) frag_servers_.push_back(i);
+  } else {
+    frag_servers_ = pool_.first_child_servers();
+  }
+  for (uint32_t server : frag_servers_) {
+    if (pool_.is_down(server)) {
+      ready_slot(pool_.down_error(server));
+      return;
+    }
+  }
+  const auto n = static_cast<uint32_t>(frag_servers_.size());
+  if (name == "randomkey") {
+    redis_forward(req, frag_servers_[read_turn_++ % n]);
+    return;
+  }
+  if (name == "scan") {
+    // The client's cursor = backend cursor * n + server position (see README); 0 starts at the
+    // first server and a reply of 0 means every server was walked.
+    U128 cursor = 0;
+    for (char c : req.args[1]) {
+      if (c < '0' || c > '9' || cursor > (~static_cast<U128>(0)) / 10 - 10) {
+        redis_error("ERR invalid cursor");
+        return;
+      }
+      cursor = cursor * 10 + static_cast<unsigned>(c - '0');
+    }
+    const auto position = static_cast<uint32_t>(cursor % n);
+    const U128 backend = cursor / n;
+    if (req.args[1].empty() || backend > UINT64_MAX) {
+      redis_error("ERR invalid cursor");
+      return;
+    }
+    std::string backend_cursor = std::to_string(static_cast<uint64_t>(backend));
+    args_scratch_.assign(req.args.begin(), req.args.end());
+    args_scratch_[1] = backend_cursor;
+    ReplySlot* slot = new_slot(ReplySlot::Kind::kRespScan);
+    slot->child = position;
+    slot->tried = n;
+    slot->outstanding = 1;
+    if (slot->frags.empty()) slot->frags.resize(1);
+    slot->frag_error.assign(1, 0);
+    ServerConnection& conn = pool_.connection(frag_servers_[position], id_);
+    resp::append_command(conn.out(), args_scratch_);
+    conn.push(shared_from_this(), slot, 0, protocol::memcache::ReplyKind::kLine);
+    return;
+  }
+  ReplySlot::Kind kind = ReplySlot::Kind::kRespAllOk;  // flushall, flushdb, script flush
+  if (name == "dbsize") kind = ReplySlot::Kind::kRespSum;
+  if (name == "keys") kind = ReplySlot::Kind::kRespConcat;
+  if (name == "script|load") kind = ReplySlot::Kind::kRespAllSame;
+  if (name == "script|exists") kind = ReplySlot::Kind::kRespAndArray;
+  ReplySlot* slot = new_slot(kind);
+  slot->outstanding = n;
+  if (slot->frags.size() < n) slot->frags.resize(n);
+  slot->frag_error.assign(n, 0);
+  auto self = shared_from_this();
+  for (uint32_t f = 0; f < n; ++f) {
+    ServerConnection& conn = pool_.connection(frag_servers_[f], id_);
+    append_request(conn.out(), req);
+    conn.push(self, slot, static_cast<uint16_t>(f), protocol::memcache::ReplyKind::kLine);
+  }
+}
+
+void ClientSession::finish_resp_broadcast(ReplySlot* slot) {
+  if (take_first_error(slot)) return;
+  const size_t n = slot->frag_error.size();
+  std::string_view element;
+  switch (slot->kind) {
+    case ReplySlot::Kind::kRespAllSame:
+      slot->data.assign(slot->frags[0]);
+      return;
+    case ReplySlot::Kind::kRespConcat: {
+      int64_t total = 0;
+      for (size_t f = 0; f < n; ++f) {
+        resp::ArrayReader reader(slot->frags[f]);
+        if (!reader.ok() || reader.size() < 0) {
+          slot->data.assign("-ERR dproxy: backend sent a KEYS reply of the wrong shape\r\n");
+          return;
+        }
+        total += reader.size();
+      }
+      slot->data.clear();
+      resp::append_array_header(slot->data, static_cast<size_t>(total));
+      for (size_t f = 0; f < n; ++f) {
+        resp::ArrayReader reader(slot->frags[f]);
+        while (reader.next(element)) slot->data.append(element);
+      }
+      return;
+    }
+    case ReplySlot::Kind::kRespAndArray: {
+      readers_.clear();
+      for (size_t f = 0; f < n; ++f) readers_.emplace_back(slot->frags[f]);
+      const int64_t count = readers_[0].size();
+      slot->data.clear();
+      resp::append_array_header(slot->data, static_cast<size_t>(count < 0 ? 0 : count));
+      for (int64_t i = 0; i < count; ++i) {
+        bool all = true;
+        for (auto& reader : readers_) {
+          if (!reader.next(element) || element != ":1\r\n") all = false;
+        }
+        resp::append_integer(slot->data, all ? 1 : 0);
+      }
+      return;
+    }
+    case ReplySlot::Kind::kRespScan: {
+      resp::ArrayReader reader(slot->frags[0]);
+      std::string_view cursor_bulk, keys;
+      int64_t len = 0;
+      if (!reader.next(cursor_bulk) || !reader.next(keys) || cursor_bulk.size() < 4 ||
+          cursor_bulk[0] != '$') {
+        slot->data.assign("-ERR dproxy: backend sent a SCAN reply of the wrong shape\r\n");
+        return;
+      }
+      size_t line_end = cursor_bulk.find("\r\n");
+      if (!resp::parse_int64(cursor_bulk.substr(1, line_end - 1), len) || len < 0) {
+        slot->data.assign("-ERR dproxy: backend sent a SCAN reply of the wrong shape\r\n");
+        return;
+      }
+      uint64_t next = 0;
+      for (char c : cursor_bulk.substr(line_end + 2, static_cast<size_t>(len)))
+        next = next * 10 + static_cast<uint64_t>(c - '0');
+      const uint32_t position = slot->child, count = slot->tried;
+      U128 out = 0;
+      if (next != 0) {
+        out = static_cast<U128>(next) * count + position;
+      } else if (position + 1 < count) {
+        out = position + 1;  // this server is done: the next one, from its start
+      }
+      char digits[48];
+      size_t d = sizeof digits;
+      do {
+        digits[--d] = static_cast<char>('0' + static_cast<unsigned>(out % 10));
+        out /= 10;
+      } while (out != 0);
+      slot->data.assign("*2\r\n");
+      resp::append_bulk(slot->data, std::string_view(digits + d, sizeof digits - d));
+      slot->data.append(keys);
+      return;
+    }
+    default:
+      return;
+  }
 }
 
 bool ClientSession::redis_auth(std::string_view user, std::string_view password,

@@ -160,16 +160,174 @@ routing::ServerSpec parse_server(const json& v, const std::string& path) {
   return spec;
 }
 
+bool is_route_key(const std::string& key) {
+  return key == "policy" || key == "hash" || key == "servers" || key == "children" ||
+         key == "write_ack" || key == "read" || key == "failover_on_miss" || key == "reply";
+}
+
+routing::AckMode parse_ack(const json& v, const std::string& path) {
+  const std::string& s = get_string(v, path);
+  if (s == "all") return routing::AckMode::kAll;
+  if (s == "majority") return routing::AckMode::kMajority;
+  if (s == "one" || s == "first") {
+    // write_ack takes "one", reply takes "first"; both mean "the first success".
+    return routing::AckMode::kOne;
+  }
+  fail(path, json_quote(s) + " is not one of all, majority, " +
+                 (path.ends_with(".reply") ? "first" : "one"));
+}
+
+// Adds a server to the pool's flat server list; returns its index.
+uint32_t add_server(PoolConfig& pool, const json& v, const std::string& path) {
+  routing::ServerSpec spec = parse_server(v, path);
+  for (const auto& other : pool.servers) {
+    if (!spec.name.empty() && spec.name == other.name)
+      fail(path, "duplicate server name " + json_quote(spec.name));
+    if (spec.address() == other.address())
+      fail(path, "duplicate server address " + json_quote(spec.address()));
+  }
+  pool.servers.push_back(std::move(spec));
+  pool.server_paths.push_back(path);
+  return static_cast<uint32_t>(pool.servers.size() - 1);
+}
+
+// Checks a shard node's servers: names unique for ketama, some weight.
+void check_shard(const PoolConfig& pool, const routing::RouteSpec& spec, const std::string& path) {
+  std::vector<routing::ServerSpec> members;
+  uint64_t total_weight = 0;
+  for (uint32_t i : spec.servers) {
+    members.push_back(pool.servers[i]);
+    total_weight += pool.servers[i].weight;
+  }
+  if (auto dup = routing::duplicate_ketama_name(members))
+    fail(path, "two servers share the ketama name " + json_quote(*dup) +
+                   " (twemproxy refuses this too; give them distinct names)");
+  if (total_weight == 0) fail(path, "every server has weight 0: no key could be placed");
+}
+
+// Reads the route keys of a pool (root) or of a nested route object into `spec`; servers go
+// into the pool's flat list. A nested route object takes only route keys.
+void parse_route(const json& obj, const std::string& path, PoolConfig& pool,
+                 routing::RouteSpec& spec, bool root) {
+  spec.policy = "ketama";
+  spec.hash = pool.hash;
+  spec.hash_tag = pool.hash_tag;
+  if (obj.contains("policy")) {
+    const std::string p = path + ".policy";
+    spec.policy = get_string(obj["policy"], p);
+    std::string error;
+    if (!routing::policy_takes_children(spec.policy) && spec.policy != "ketama" &&
+        spec.policy != "modula" && spec.policy != "random")
+      fail(p, json_quote(spec.policy) + " is not a policy (expected " +
+                  std::string(routing::route_policy_names()) + ")");
+  }
+  if (obj.contains("hash")) {
+    const std::string p = path + ".hash";
+    const std::string& s = get_string(obj["hash"], p);
+    auto kind = routing::parse_hash_name(s);
+    if (!kind)
+      fail(p, json_quote(s) + " is not a hash (expected one of " +
+                  std::string(routing::all_hash_names()) + ")");
+    spec.hash = *kind;
+  }
+  const bool takes_children = routing::policy_takes_children(spec.policy);
+  bool have_servers = false, have_children = false;
+  for (auto& [key, value] : obj.items()) {
+    const std::string p = path + "." + key;
+    if (!is_route_key(key)) {
+      if (!root)
+        fail(p,
+             "unknown key in a route (expected policy, hash, servers, children, write_ack, "
+             "read, failover_on_miss, reply)");
+      continue;
+    }
+    if (key == "servers") {
+      if (takes_children)
+        fail(p, "a " + spec.policy + " route takes \"children\", not \"servers\"");
+      if (!value.is_array()) fail(p, std::string("expected an array, got ") + type_name(value));
+      if (value.empty()) fail(p, std::string(root ? "a pool" : "a route") + " needs at least one server");
+      for (size_t i = 0; i < value.size(); ++i)
+        spec.servers.push_back(add_server(pool, value[i], p + "[" + std::to_string(i) + "]"));
+      have_servers = true;
+    } else if (key == "children") {
+      if (!takes_children)
+        fail(p, "a " + spec.policy + " route takes \"servers\", not \"children\"");
+      if (!value.is_array()) fail(p, std::string("expected an array, got ") + type_name(value));
+      if (value.empty()) fail(p, "a " + spec.policy + " route needs at least one child");
+      for (size_t i = 0; i < value.size(); ++i) {
+        const std::string cp = p + "[" + std::to_string(i) + "]";
+        const json& c = value[i];
+        routing::RouteSpec child;
+        if (c.is_string() || (c.is_object() && c.contains("address"))) {
+          // A server: a one-server shard.
+          child.policy = "ketama";
+          child.hash = spec.hash;
+          child.hash_tag = spec.hash_tag;
+          child.servers.push_back(add_server(pool, c, cp));
+        } else if (c.is_object()) {
+          parse_route(c, cp, pool, child, false);
+          if (routing::policy_takes_children(child.policy))
+            fail(cp + ".policy",
+                 "a replicated or fanout route cannot be nested inside another replicated or "
+                 "fanout route (children are servers or ketama/modula/random routes)");
+        } else {
+          fail(cp, std::string("expected a server (\"host:port\" or {\"address\": ...}) or a "
+                               "route ({\"policy\": ...}), got ") +
+                       type_name(c));
+        }
+        spec.children.push_back(std::move(child));
+      }
+      have_children = true;
+    } else if (key == "write_ack" || key == "read" || key == "failover_on_miss") {
+      if (spec.policy != "replicated")
+        fail(p, "only a replicated route takes " + key + " (this one is " + spec.policy + ")");
+      if (key == "write_ack") {
+        if (value.is_string() && value.get<std::string>() == "first")
+          fail(p, "\"first\" is not one of all, majority, one");
+        spec.write_ack = parse_ack(value, p);
+      } else if (key == "read") {
+        const std::string& s = get_string(value, p);
+        if (s == "first") {
+          spec.read = routing::ReadMode::kFirst;
+        } else if (s == "round_robin") {
+          spec.read = routing::ReadMode::kRoundRobin;
+        } else if (s == "hash") {
+          spec.read = routing::ReadMode::kHash;
+        } else {
+          fail(p, json_quote(s) + " is not one of first, round_robin, hash");
+        }
+      } else {
+        if (!value.is_boolean())
+          fail(p, std::string("expected true or false, got ") + type_name(value));
+        spec.failover_on_miss = value.get<bool>();
+      }
+    } else if (key == "reply") {
+      if (spec.policy != "fanout")
+        fail(p, "only a fanout route takes reply (this one is " + spec.policy + ")");
+      if (value.is_string() && value.get<std::string>() == "one")
+        fail(p, "\"one\" is not one of all, majority, first");
+      spec.reply = parse_ack(value, p);
+    }
+  }
+  if (takes_children && !have_children) fail(path, "missing required key \"children\"");
+  if (!takes_children) {
+    if (!have_servers) fail(path, "missing required key \"servers\"");
+    check_shard(pool, spec, path + ".servers");
+  }
+}
+
 PoolConfig parse_pool(const std::string& name, const json& v, const std::string& path) {
   if (!v.is_object()) fail(path, std::string("expected an object, got ") + type_name(v));
   PoolConfig pool;
   pool.name = name;
-  bool have_listen = false, have_servers = false, have_protocol = false;
+  bool have_listen = false, have_protocol = false;
   std::vector<std::string> redis_only;  // paths of keys that only a redis pool takes
   bool have_max_value = false;
   for (auto& [key, value] : v.items()) {
     std::string p = path + "." + key;
-    if (key == "protocol") {
+    if (is_route_key(key)) {
+      continue;  // parse_route below
+    } else if (key == "protocol") {
       const std::string& s = get_string(value, p);
       if (s == "memcached") {
         pool.protocol = Protocol::kMemcached;
@@ -182,27 +340,6 @@ PoolConfig parse_pool(const std::string& name, const json& v, const std::string&
     } else if (key == "listen") {
       pool.listen = parse_listen(get_string(value, p), p);
       have_listen = true;
-    } else if (key == "policy") {
-      const std::string& s = get_string(value, p);
-      if (s == "ketama") {
-        pool.policy = routing::DistributionKind::kKetama;
-      } else if (s == "modula") {
-        pool.policy = routing::DistributionKind::kModula;
-      } else if (s == "random") {
-        pool.policy = routing::DistributionKind::kRandom;
-      } else if (s == "fanout" || s == "replicated") {
-        fail(p, json_quote(s) +
-                    " is not supported by this build yet (expected ketama, modula, random)");
-      } else {
-        fail(p, json_quote(s) + " is not a policy (expected ketama, modula, random)");
-      }
-    } else if (key == "hash") {
-      const std::string& s = get_string(value, p);
-      auto kind = routing::parse_hash_name(s);
-      if (!kind)
-        fail(p, json_quote(s) + " is not a hash (expected one of " +
-                    std::string(routing::all_hash_names()) + ")");
-      pool.hash = *kind;
     } else if (key == "hash_tag") {
       const std::string& s = get_string(value, p);
       if (s.size() != 2) fail(p, json_quote(s) + " must be exactly two characters, e.g. \"{}\"");
@@ -234,43 +371,27 @@ PoolConfig parse_pool(const std::string& name, const json& v, const std::string&
     } else if (key == "db") {
       pool.db = static_cast<uint32_t>(get_uint(value, p, 0, 1000000));
       redis_only.push_back(p);
-    } else if (key == "servers") {
-      if (!value.is_array()) fail(p, std::string("expected an array, got ") + type_name(value));
-      if (value.empty()) fail(p, "a pool needs at least one server");
-      for (size_t i = 0; i < value.size(); ++i)
-        pool.servers.push_back(parse_server(value[i], p + "[" + std::to_string(i) + "]"));
-      have_servers = true;
     } else {
       fail(p,
            "unknown key (expected protocol, listen, policy, hash, hash_tag, timeout_ms, "
            "connect_timeout_ms, server_failure_limit, server_retry_timeout_ms, auto_eject_hosts, "
            "client_connections, "
-           "server_connections, max_value_bytes, servers, client_password, server_password, db)");
+           "server_connections, max_value_bytes, servers, client_password, server_password, db, "
+           "children, write_ack, read, failover_on_miss, reply)");
     }
   }
   if (!have_protocol) fail(path, "missing required key \"protocol\"");
   if (!have_listen) fail(path, "missing required key \"listen\"");
-  if (!have_servers) fail(path, "missing required key \"servers\"");
+  // The hash_tag applies to the whole tree: read it before the routes.
+  if (v.contains("hash")) {
+    auto kind = routing::parse_hash_name(get_string(v["hash"], path + ".hash"));
+    if (kind) pool.hash = *kind;
+  }
+  parse_route(v, path, pool, pool.route, true);
   if (pool.protocol != Protocol::kRedis && !redis_only.empty())
     fail(redis_only.front(), "only a redis pool takes this key");
   // Redis's own limit for one bulk string (proto-max-bulk-len) is 512 MiB.
   if (pool.protocol == Protocol::kRedis && !have_max_value) pool.max_value_bytes = 512ull << 20;
-  uint64_t total_weight = 0;
-  std::set<std::string> names, addresses;
-  for (size_t i = 0; i < pool.servers.size(); ++i) {
-    const auto& s = pool.servers[i];
-    std::string p = path + ".servers[" + std::to_string(i) + "]";
-    total_weight += s.weight;
-    if (!s.name.empty() && !names.insert(s.name).second)
-      fail(p, "duplicate server name " + json_quote(s.name));
-    if (!addresses.insert(s.address()).second)
-      fail(p, "duplicate server address " + json_quote(s.address()));
-  }
-  if (auto dup = routing::duplicate_ketama_name(pool.servers))
-    fail(path + ".servers", "two servers share the ketama name " + json_quote(*dup) +
-                                " (twemproxy refuses this too; give them distinct names)");
-  if (total_weight == 0)
-    fail(path + ".servers", "every server has weight 0: no key could be placed");
   return pool;
 }
 
@@ -374,9 +495,7 @@ bool load_config(const std::string& path, Config& out, std::string& error) {
 std::string describe_config(const Config& config) {
   std::ostringstream os;
   for (const auto& p : config.pools) {
-    const char* policy = p.policy == routing::DistributionKind::kKetama   ? "ketama"
-                         : p.policy == routing::DistributionKind::kModula ? "modula"
-                                                                          : "random";
+    const std::string& policy = p.route.policy;
     os << "pool " << p.name
        << ": protocol=" << (p.protocol == Protocol::kMemcached ? "memcached" : "redis")
        << " listen=" << p.listen.to_string() << " policy=" << policy
@@ -389,10 +508,21 @@ std::string describe_config(const Config& config) {
        << " client_connections=" << p.client_connections
        << " server_connections=" << p.server_connections << " max_value_bytes=" << p.max_value_bytes
        << " servers=" << p.servers.size() << "\n";
-    for (const auto& s : p.servers) {
-      os << "  " << s.address() << " weight=" << s.weight;
+    auto server_line = [&](uint32_t i, const char* indent) {
+      const auto& s = p.servers[i];
+      os << indent << s.address() << " weight=" << s.weight;
       if (!s.name.empty()) os << " name=" << s.name;
       os << "\n";
+    };
+    if (p.route.children.empty()) {
+      for (uint32_t i : p.route.servers) server_line(i, "  ");
+      continue;
+    }
+    for (size_t c = 0; c < p.route.children.size(); ++c) {
+      const auto& child = p.route.children[c];
+      os << "  child[" << c << "]: " << child.policy << " hash=" << routing::hash_name(child.hash)
+         << "\n";
+      for (uint32_t i : child.servers) server_line(i, "    ");
     }
   }
   return os.str();

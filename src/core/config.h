@@ -7,6 +7,7 @@
 
 #include "routing/distribution.h"
 #include "routing/hash.h"
+#include "routing/route.h"
 #include "routing/server_spec.h"
 
 namespace dproxy::core {
@@ -24,7 +25,6 @@ struct PoolConfig {
   std::string name;
   Protocol protocol = Protocol::kMemcached;
   ListenAddress listen;
-  routing::DistributionKind policy = routing::DistributionKind::kKetama;
   routing::HashKind hash = routing::HashKind::kFnv1a_64;
   std::string hash_tag;                      // empty or exactly two characters
   uint32_t timeout_ms = 1000;                // a request with no reply in this time fails alone
@@ -35,7 +35,12 @@ struct PoolConfig {
   uint32_t client_connections = 0;           // max client connections to this pool, 0 = no limit
   uint32_t server_connections = 1;           // backend connections per server per worker thread
   uint64_t max_value_bytes = 1024 * 1024;
+  // Every server of the pool (all leaves of the route tree, in config order), and the JSON path
+  // each came from (for messages).
   std::vector<routing::ServerSpec> servers;
+  std::vector<std::string> server_paths;
+  // The route tree; its shard nodes hold indices into `servers`.
+  routing::RouteSpec route;
   // redis only
   std::string client_password;  // clients must AUTH with this before anything else
   std::string server_password;  // dproxy sends AUTH with this on each new backend connection

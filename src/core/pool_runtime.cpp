@@ -1,5 +1,7 @@
 #include "core/pool_runtime.h"
 
+#include <cstdlib>
+
 #include "core/log.h"
 #include "core/worker.h"
 #include "protocol/resp/reply_writer.h"
@@ -35,31 +37,36 @@ PoolRuntime::PoolRuntime(Worker& worker, const PoolConfig& config, PoolHealth& h
           worker, endpoints[i], address, config, health, i, setup, setup_replies));
     }
   }
+  std::string error;
+  route_ = routing::make_route(config.route, config.servers, error);
+  if (!route_) {
+    // The config loader validated the tree; this cannot happen with a loaded config.
+    LOG_ERROR("pool %s: %s", config.name.c_str(), error.c_str());
+    std::abort();
+  }
+  switch (route_->kind()) {
+    case routing::Route::Kind::kShard:
+      shard_ = static_cast<routing::ShardRoute*>(route_.get());
+      break;
+    case routing::Route::Kind::kReplicated:
+      replicated_ = static_cast<const routing::ReplicatedRoute*>(route_.get());
+      children_ = &replicated_->children();
+      break;
+    case routing::Route::Kind::kFanout:
+      fanout_ = static_cast<const routing::FanoutRoute*>(route_.get());
+      children_ = &fanout_->children();
+      break;
+  }
   rebuild();
 }
 
 void PoolRuntime::rebuild() {
   generation_ = health_.generation();
-  std::vector<routing::ServerSpec> live_specs;
-  live_.clear();
-  uint64_t live_weight = 0;
-  for (uint32_t i = 0; i < config_.servers.size(); ++i) {
-    if (config_.auto_eject_hosts && health_.is_down(i)) continue;
-    live_specs.push_back(config_.servers[i]);
-    live_.push_back(i);
-    live_weight += config_.servers[i].weight;
+  std::vector<bool> live(config_.servers.size(), true);
+  if (config_.auto_eject_hosts) {
+    for (uint32_t i = 0; i < live.size(); ++i) live[i] = !health_.is_down(i);
   }
-  if (live_weight == 0) {
-    live_specs.clear();
-    live_.clear();
-    // Every server is down: keep the full distribution; requests fail fast with down_error().
-    for (uint32_t i = 0; i < config_.servers.size(); ++i) {
-      live_specs.push_back(config_.servers[i]);
-      live_.push_back(i);
-    }
-  }
-  router_ = std::make_unique<routing::ShardRouter>(config_.policy, config_.hash, config_.hash_tag,
-                                                   live_specs);
+  route_->rebuild(live);
 }
 
 }  // namespace dproxy::core

@@ -8,7 +8,10 @@
 #include "core/config.h"
 #include "core/server_connection.h"
 #include "core/server_health.h"
-#include "routing/shard_router.h"
+#include "routing/fanout_route.h"
+#include "routing/replicated_route.h"
+#include "routing/route.h"
+#include "routing/shard_route.h"
 
 namespace dproxy::core {
 
@@ -23,13 +26,25 @@ class PoolRuntime {
   PoolHealth& health() { return health_; }
   size_t server_count() const { return servers_.size(); }
 
-  // Index of the server that owns `key`. With auto_eject_hosts, servers marked down are left out
-  // of the distribution (rebuilt over the live servers, as twemproxy does) until a probe
-  // re-adds them. Allocates only when the set of live servers changed.
+  routing::Route::Kind route_kind() const { return route_->kind(); }
+
+  // Sharded pools: index of the server that owns `key`. With auto_eject_hosts, servers marked
+  // down are left out of the distribution (rebuilt over the live servers, as twemproxy does)
+  // until a probe re-adds them. Allocates only when the set of live servers changed.
   uint32_t server_for(std::string_view key) {
-    if (config_.auto_eject_hosts && health_.generation() != generation_) rebuild();
-    return live_[router_->server_for(key)];
+    refresh();
+    return shard_->pick(key);
   }
+  // Replicated / fanout pools: the children, each a shard route over some of the servers.
+  size_t child_count() const { return children_->size(); }
+  uint32_t child_server(size_t child, std::string_view key) {
+    refresh();
+    return (*children_)[child]->pick(key);
+  }
+  // The servers holding one copy of the data: the first child's (replicated / fanout pools).
+  const std::vector<uint32_t>& first_child_servers() const { return (*children_)[0]->members(); }
+  const routing::ReplicatedRoute* replicated() const { return replicated_; }
+  const routing::FanoutRoute* fanout() const { return fanout_; }
   // True when server `index` is marked down: requests for it fail at once with down_error().
   bool is_down(uint32_t index) const { return health_.is_down(index); }
   // The complete error reply for a request to a down server (protocol-specific).
@@ -50,13 +65,19 @@ class PoolRuntime {
   }
 
  private:
+  void refresh() {
+    if (config_.auto_eject_hosts && health_.generation() != generation_) rebuild();
+  }
   void rebuild();
 
   const PoolConfig& config_;
   PoolHealth& health_;
   uint64_t generation_ = 0;
-  std::unique_ptr<routing::ShardRouter> router_;
-  std::vector<uint32_t> live_;  // router index -> server index
+  std::unique_ptr<routing::Route> route_;
+  routing::ShardRoute* shard_ = nullptr;  // route_ when it is a shard route
+  const routing::ReplicatedRoute* replicated_ = nullptr;
+  const routing::FanoutRoute* fanout_ = nullptr;
+  const std::vector<std::unique_ptr<routing::ShardRoute>>* children_ = nullptr;
   std::vector<std::string> down_errors_;
   std::vector<std::vector<std::unique_ptr<ServerConnection>>> servers_;
 };

@@ -12,13 +12,19 @@ namespace dproxy::core {
 // outlives every backend reference to it because pending backend records hold the session.
 struct ReplySlot {
   enum class Kind : uint8_t {
-    kReady,      // `data` is the complete reply (local answers, parse errors)
-    kForward,    // one backend fragment; its reply is the client's reply
-    kMultiGet,   // memcached get split over servers; merged in key order
-    kBroadcast,  // sent to every server; "OK" only when all say OK (flush_all)
-    kRespArray,  // Redis MGET split over servers: one array in key order
-    kRespAllOk,  // Redis MSET split: +OK when every part says +OK
-    kRespSum,    // Redis DEL/UNLINK/EXISTS/TOUCH split: the sum of the integer replies
+    kReady,         // `data` is the complete reply (local answers, parse errors)
+    kForward,       // one backend fragment; its reply is the client's reply
+    kMultiGet,      // memcached get split over servers; merged in key order
+    kBroadcast,     // sent to every server; "OK" only when all say OK (flush_all)
+    kRespArray,     // Redis MGET split over servers: one array in key order
+    kRespAllOk,     // Redis MSET split: +OK when every part says +OK
+    kRespSum,       // Redis DEL/UNLINK/EXISTS/TOUCH split: the sum of the integer replies
+    kRespConcat,    // Redis KEYS on every server: the arrays concatenated
+    kRespAllSame,   // Redis SCRIPT LOAD on every server: the first reply when none failed
+    kRespAndArray,  // Redis SCRIPT EXISTS on every server: 1 only where every server says 1
+    kRespScan,      // Redis SCAN on one server: the cursor rewritten to encode the server
+    kAck,           // replicated write / fanout: one fragment per child, reply per ack mode
+    kFailover,      // replicated read: one child at a time, the next one on failure (or miss)
   };
   Kind kind = Kind::kReady;
   bool noreply = false;      // drop the reply instead of sending it
@@ -26,6 +32,7 @@ struct ReplySlot {
   bool done = false;         // `data` holds the final reply
   uint32_t outstanding = 0;  // backend fragments still expected
   size_t held = 0;           // reply bytes stored in this slot (counted against backpressure)
+  bool orphaned = false;     // sent to the client while fragments are still expected (kAck)
   std::string data;
   // kMultiGet / kBroadcast: per-fragment replies and whether each was an error.
   std::vector<std::string> frags;
@@ -35,11 +42,30 @@ struct ReplySlot {
   std::string keys;
   std::vector<uint32_t> key_len;
   std::vector<uint16_t> key_frag;
+  // kAck: what each child answered (rank: 0 success, 1 negative, 2 error, 3 backend failure),
+  // the acknowledgements needed, and the tallies so far.
+  std::vector<uint8_t> frag_rank;
+  uint32_t acks_needed = 0;
+  uint32_t acks = 0;
+  uint32_t fails = 0;
+  // kFailover: the request frame and routing key (copied: the read buffer moves on), the child
+  // tried first and how many children were tried. kRespScan: `child` is the server index.
+  std::string frame;
+  uint32_t child = 0;
+  uint32_t tried = 0;
+  bool failover_on_miss = false;
+  uint8_t reply_kind = 0;  // memcache::ReplyKind for a re-sent memcached request
 
   void reset() {
     kind = Kind::kReady;
-    noreply = close_after = done = false;
+    noreply = close_after = done = orphaned = false;
     outstanding = 0;
+    frag_rank.clear();
+    acks_needed = acks = fails = 0;
+    frame.clear();
+    child = tried = 0;
+    failover_on_miss = false;
+    reply_kind = 0;
     held = 0;
     data.clear();
     for (auto& f : frags) f.clear();

@@ -238,7 +238,8 @@ class ConfigErrorTest(CliTestBase):
                           "hash_tag, timeout_ms, connect_timeout_ms, server_failure_limit, "
                           "server_retry_timeout_ms, auto_eject_hosts, client_connections, "
                           "server_connections, max_value_bytes, servers, "
-                          "client_password, server_password, db)")
+                          "client_password, server_password, db, children, write_ack, read, "
+                          "failover_on_miss, reply)")
 
     def test_bad_protocol(self):
         self.config_error(doc(cache=pool(protocol="memcache")),
@@ -250,7 +251,7 @@ class ConfigErrorTest(CliTestBase):
     def test_bad_policy(self):
         self.config_error(doc(cache=pool(policy="ketamma")),
                           'pools.cache.policy: "ketamma" is not a policy '
-                          '(expected ketama, modula, random)')
+                          '(expected ketama, modula, random, replicated, fanout)')
 
     def test_bad_hash_lists_valid_names(self):
         self.config_error(doc(cache=pool(hash="sha1")),

@@ -22,8 +22,9 @@
 //   |    MONITOR                                            | kRejected      | kMonitor        |
 //   |    WAIT                                               | kRejected      | kBlocking       |
 //   |    PUBSUB, PUBSUB *                                   | kRejected      | kPubSub         |
-//   |    KEYS SCAN RANDOMKEY DBSIZE FLUSHALL FLUSHDB,       | kRejected      | kNotRouted      |
-//   |    SCRIPT, SCRIPT *, FUNCTION, FUNCTION *             |                |                 |
+//   |    KEYS SCAN RANDOMKEY DBSIZE FLUSHALL FLUSHDB,       | kBroadcast     |                 |
+//   |    SCRIPT LOAD/EXISTS/FLUSH                           |                |                 |
+//   |    SCRIPT, other SCRIPT *, FUNCTION, FUNCTION *       | kRejected      | kNotRouted      |
 //   |    SWAPDB MOVE                                        | kRejected      | kMultiDb        |
 //   |    CLUSTER, CLUSTER *, READONLY READWRITE ASKING      | kRejected      | kCluster        |
 //   |    RESTORE-ASKING                                     |                |                 |
@@ -174,6 +175,8 @@ enum class Routing : uint8_t {
   kSameServer,     // keys may be many: forward only when they all map to one server
   kNoKeyForward,   // no key, any server gives the right answer (TIME, OBJECT HELP...)
   kLocal,          // answered by dproxy itself
+  kBroadcast,      // FLUSHALL FLUSHDB DBSIZE KEYS SCAN RANDOMKEY SCRIPT LOAD/EXISTS/FLUSH: sent to
+                   // every server (SCAN: one server at a time) and merged by dproxy
   kRejected,       // never forwarded: reply with an error built from reject_reason
 };
 

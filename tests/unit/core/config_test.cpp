@@ -66,7 +66,7 @@ TEST_CASE("config: defaults of a minimal pool") {
   CHECK(p.listen.port == 22121);
   CHECK_FALSE(p.listen.is_unix);
   CHECK(p.listen.to_string() == "127.0.0.1:22121");
-  CHECK(p.policy == DistributionKind::kKetama);
+  CHECK(p.route.policy == "ketama");
   CHECK(p.hash == HashKind::kFnv1a_64);
   CHECK(p.hash_tag.empty());
   CHECK(p.timeout_ms == 1000);
@@ -84,16 +84,14 @@ TEST_CASE("config: every pool option") {
       R"("policy": "modula", "hash": "murmur", "hash_tag": "{}", "timeout_ms": 250,
          "server_connections": 4, "max_value_bytes": 2048, )"));
   const PoolConfig& p = only_pool(config);
-  CHECK(p.policy == DistributionKind::kModula);
+  CHECK(p.route.policy == "modula");
   CHECK(p.hash == HashKind::kMurmur);
   CHECK(p.hash_tag == "{}");
   CHECK(p.timeout_ms == 250);
   CHECK(p.server_connections == 4);
   CHECK(p.max_value_bytes == 2048);
-  CHECK(only_pool(parse_ok(pool_doc(R"("policy": "random", )"))).policy ==
-        DistributionKind::kRandom);
-  CHECK(only_pool(parse_ok(pool_doc(R"("policy": "ketama", )"))).policy ==
-        DistributionKind::kKetama);
+  CHECK(only_pool(parse_ok(pool_doc(R"("policy": "random", )"))).route.policy == "random");
+  CHECK(only_pool(parse_ok(pool_doc(R"("policy": "ketama", )"))).route.policy == "ketama");
 }
 
 TEST_CASE("config: every twemproxy hash name") {
@@ -283,7 +281,7 @@ TEST_CASE("config: missing and unknown pool keys") {
         "timeout_ms, connect_timeout_ms, server_failure_limit, server_retry_timeout_ms, "
         "auto_eject_hosts, client_connections, server_connections, max_value_bytes, servers, "
         "client_password, "
-        "server_password, db)");
+        "server_password, db, children, write_ack, read, failover_on_miss, reply)");
   CHECK(parse_error(pool_doc("", "[]")) == "pools.cache.servers: a pool needs at least one server");
   CHECK(parse_error(pool_doc("", R"({"a": "10.0.0.1:1"})")) ==
         "pools.cache.servers: expected an array, got object");
@@ -293,10 +291,10 @@ TEST_CASE("config: bad enumerations") {
   CHECK(parse_error(pool_doc("").replace(pool_doc("").find("memcached"), 9, "memcache")) ==
         R"(pools.cache.protocol: "memcache" is not a protocol (expected "memcached" or "redis"))");
   CHECK(parse_error(pool_doc(R"("policy": "consistent", )")) ==
-        R"(pools.cache.policy: "consistent" is not a policy (expected ketama, modula, random))");
+        R"(pools.cache.policy: "consistent" is not a policy (expected ketama, modula, random, )"
+        R"(replicated, fanout))");
   CHECK(parse_error(pool_doc(R"("policy": "fanout", )")) ==
-        R"(pools.cache.policy: "fanout" is not supported by this build yet )"
-        "(expected ketama, modula, random)");
+        R"(pools.cache.servers: a fanout route takes "children", not "servers")");
   CHECK(parse_error(pool_doc(R"("hash": "sha1", )")) ==
         R"(pools.cache.hash: "sha1" is not a hash (expected one of one_at_a_time, md5, crc16, )"
         R"(crc32, crc32a, fnv1_64, fnv1a_64, fnv1_32, fnv1a_32, hsieh, murmur, jenkins))");
@@ -446,4 +444,61 @@ TEST_CASE("config: describe_config summary") {
         "server_connections=1 max_value_bytes=1048576 servers=2\n"
         "  10.0.0.1:11211 weight=2 name=alpha\n"
         "  /tmp/mc.sock weight=3\n");
+}
+
+TEST_CASE("config: route trees") {
+  auto config = parse_ok(R"({"pools": {"r": {"protocol": "memcached", "listen": "127.0.0.1:1",
+      "policy": "replicated", "write_ack": "majority", "read": "round_robin",
+      "failover_on_miss": true, "children": [
+        "10.0.0.1:11211",
+        {"address": "10.0.0.2:11211", "name": "b"},
+        {"policy": "ketama", "hash": "md5", "servers": ["10.0.1.1:1 s1", "10.0.1.2:1 s2"]}]}}})");
+  const auto& p = config.pools[0];
+  CHECK(p.route.policy == "replicated");
+  CHECK(p.route.write_ack == dproxy::routing::AckMode::kMajority);
+  CHECK(p.route.read == dproxy::routing::ReadMode::kRoundRobin);
+  CHECK(p.route.failover_on_miss);
+  REQUIRE(p.route.children.size() == 3);
+  CHECK(p.servers.size() == 4);
+  CHECK(p.route.children[0].servers == std::vector<uint32_t>{0});
+  CHECK(p.route.children[1].servers == std::vector<uint32_t>{1});
+  CHECK(p.route.children[2].servers == std::vector<uint32_t>{2, 3});
+  CHECK(p.route.children[2].hash == HashKind::kMd5);
+  CHECK(p.server_paths[3] == "pools.r.children[2].servers[1]");
+
+  auto tree = [](const std::string& route) {
+    return parse_error(R"({"pools": {"r": {"protocol": "memcached", "listen": "127.0.0.1:1", )" +
+                       route + "}}}");
+  };
+  CHECK(tree(R"("policy": "replicated", "children": [])") ==
+        "pools.r.children: a replicated route needs at least one child");
+  CHECK(tree(R"("policy": "fanout")") == R"(pools.r: missing required key "children")");
+  CHECK(tree(R"("policy": "ketama", "write_ack": "all", "servers": ["10.0.0.1:1"])") ==
+        "pools.r.write_ack: only a replicated route takes write_ack (this one is ketama)");
+  CHECK(tree(R"("policy": "fanout", "write_ack": "all", "children": ["10.0.0.1:1"])") ==
+        "pools.r.write_ack: only a replicated route takes write_ack (this one is fanout)");
+  CHECK(tree(R"("policy": "replicated", "reply": "all", "children": ["10.0.0.1:1"])") ==
+        "pools.r.reply: only a fanout route takes reply (this one is replicated)");
+  CHECK(tree(R"("policy": "replicated", "write_ack": "most", "children": ["10.0.0.1:1"])") ==
+        R"(pools.r.write_ack: "most" is not one of all, majority, one)");
+  CHECK(
+      tree(
+          R"("policy": "replicated", "children": [{"policy": "fanout", "children": ["10.0.0.1:1"]}])") ==
+      "pools.r.children[0].policy: a replicated or fanout route cannot be nested inside another "
+      "replicated or fanout route (children are servers or ketama/modula/random routes)");
+  CHECK(
+      tree(
+          R"("policy": "replicated", "children": [{"policy": "ketamma", "servers": ["10.0.0.1:1"]}])") ==
+      R"(pools.r.children[0].policy: "ketamma" is not a policy (expected ketama, modula, random, )"
+      R"(replicated, fanout))");
+  CHECK(tree(R"("policy": "replicated", "children": [{"policy": "ketama", "severs": []}])") ==
+        "pools.r.children[0].severs: unknown key in a route (expected policy, hash, servers, "
+        "children, write_ack, read, failover_on_miss, reply)");
+  CHECK(tree(R"("policy": "replicated", "children": [42])") ==
+        R"(pools.r.children[0]: expected a server ("host:port" or {"address": ...}) or a route )"
+        R"(({"policy": ...}), got number)");
+  CHECK(tree(R"("policy": "replicated", "children": ["10.0.0.1:1", "10.0.0.1:1"])") ==
+        R"(pools.r.children[1]: duplicate server address "10.0.0.1:1")");
+  CHECK(tree(R"("policy": "ketama", "children": ["10.0.0.1:1"])") ==
+        R"(pools.r.children: a ketama route takes "servers", not "children")");
 }

@@ -449,11 +449,17 @@ TEST_CASE("routing classes") {
   }
   CHECK(subcommand("cluster", "nodes").reject_reason == reasons::kCluster);
   CHECK(subcommand("cluster", "addslots").reject_reason == reasons::kCluster);  // admin, too
-  for (std::string_view n :
-       {"keys", "scan", "randomkey", "dbsize", "flushall", "flushdb", "script", "function"}) {
+  // Broadcast: sent to every server and merged (SCAN walks them one by one).
+  for (std::string_view n : {"keys", "scan", "randomkey", "dbsize", "flushall", "flushdb"}) {
+    CHECK_MESSAGE(command(n).routing == Routing::kBroadcast, n);
+  }
+  for (std::string_view n : {"load", "exists", "flush"}) {
+    CHECK_MESSAGE(subcommand("script", n).routing == Routing::kBroadcast, n);
+  }
+  for (std::string_view n : {"script", "function"}) {
     CHECK_MESSAGE(reason(n) == reasons::kNotRouted, n);
   }
-  CHECK(subcommand("script", "load").reject_reason == reasons::kNotRouted);
+  CHECK(subcommand("script", "kill").reject_reason == reasons::kNotRouted);
   CHECK(subcommand("function", "list").reject_reason == reasons::kNotRouted);
   CHECK(reason("swapdb") == reasons::kMultiDb);
   CHECK(reason("reset") == reasons::kConnection);
@@ -470,5 +476,5 @@ TEST_CASE("routing classes") {
       CHECK_MESSAGE(!c.key_specs.empty(), c.name);
     }
   }
-  CHECK(seen.size() == 6);
+  CHECK(seen.size() == 7);
 }

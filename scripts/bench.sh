@@ -1,0 +1,553 @@
+#!/usr/bin/env bash
+# Benchmarks dproxy against Debian's nutcracker (twemproxy 0.5) and against the backends directly,
+# on loopback, and prints one throughput/latency table plus an efficiency table:
+#
+#   throughput  6 workloads (Redis GET+SET, memcached get+set, each unpipelined and pipeline 16;
+#               100-key multi-get: Redis MGET and memcached get) x 3 targets (dproxy, nutcracker,
+#               direct = the first backend alone), run A/B/C, B/C/A, C/A/B ... so that drift on
+#               this shared machine hits every target alike; the median of the rounds is reported
+#   syscalls    perf stat on the proxy during a fixed request count after warm-up:
+#               syscalls (and their breakdown), user/kernel instructions, cycles per request
+#   callgrind   user-space instructions per request under valgrind --tool=callgrind (dproxy with
+#               --threads 1): counters zeroed after the warm-up (callgrind_control -z) and dumped
+#               right after the measured requests (callgrind_control -d), on the same, already
+#               warm connections; callgrind_annotate top functions are written to files
+#   memory      VmRSS growth of a fresh proxy per idle client connection (10,000 connections)
+#   malloc      heap allocations per request in steady state, counted by tools' LD_PRELOAD shim
+#               (libdpmalloc.so) between the same warm-up/measure boundaries; call stacks of
+#               dproxy's allocations are sampled into files
+#
+# The load generator is tools/dpbench (built with dproxy): 50 connections, 32-byte values,
+# 100,000-key space, closed loop. It is used for every target and protocol (rather than
+# redis-benchmark) so that both protocols, GET/SET mixes and multi-gets are measured the same way,
+# and so that its warm-up/measure hooks can bracket perf, callgrind and the malloc counter.
+#
+# Usage: scripts/bench.sh
+#   BENCH_QUICK=1          short run (~2 min): 1 round, 2 s per run, 20,000 profiled requests
+#   BENCH_SECTIONS="..."   subset of: throughput syscalls callgrind memory malloc
+#   BENCH_BUILD=0          do not build; use DPROXY (default build/dproxy) and TOOLS (build/tools)
+#   DPROXY_THREADS=N       dproxy worker threads (default: nproc)
+#   BENCH_ROUNDS, BENCH_SECS, BENCH_WARMUP_SECS, BENCH_PROFILE_REQUESTS, BENCH_IDLE_CONNS: override
+#   BENCH_OUT=DIR          where raw results and profiles go (default build/bench)
+# Everything runs on 127.0.0.1, on free ports; every process this script starts is stopped on
+# exit or Ctrl-C (by its PID).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+# ------------------------------------------------------------------------------------------------
+# Hook mode: dpbench runs these between its phases (`scripts/bench.sh __hook NAME ARGS...`).
+if [ "${1:-}" = "__hook" ]; then
+  shift
+  what=$1
+  shift
+  case "$what" in
+    perf-start)  # PID OUTFILE PIDFILE EVENTS
+      perf stat -x, -e "$4" -p "$1" -o "$2" >/dev/null 2>&1 </dev/null &
+      echo $! >"$3"
+      sleep 0.5  # let perf attach to every thread before the measured requests start
+      ;;
+    perf-stop)  # PIDFILE
+      p=$(cat "$1")
+      kill -INT "$p" 2>/dev/null || true
+      for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
+      ;;
+    rss)  # PID MIN_FDS OUTFILE: wait until the proxy holds MIN_FDS descriptors, then record VmRSS
+      for _ in $(seq 400); do
+        n=$(ls "/proc/$1/fd" 2>/dev/null | wc -l)
+        [ "$n" -ge "$2" ] && break
+        sleep 0.05
+      done
+      sleep 0.5
+      echo "fds=$(ls "/proc/$1/fd" | wc -l) $(grep VmRSS "/proc/$1/status" | tr -s ' \t' ' ')" >"$3"
+      ;;
+    *) echo "bench.sh: unknown hook $what" >&2; exit 2 ;;
+  esac
+  exit 0
+fi
+
+QUICK=${BENCH_QUICK:-0}
+if [ "$QUICK" = 1 ]; then
+  ROUNDS=${BENCH_ROUNDS:-1}; SECS=${BENCH_SECS:-2}; WARM=${BENCH_WARMUP_SECS:-0.5}
+  PREQ=${BENCH_PROFILE_REQUESTS:-20000}
+else
+  ROUNDS=${BENCH_ROUNDS:-3}; SECS=${BENCH_SECS:-3}; WARM=${BENCH_WARMUP_SECS:-1}
+  PREQ=${BENCH_PROFILE_REQUESTS:-100000}
+fi
+PWARM=$((PREQ / 5))            # warm-up requests before a profiled phase
+IDLE=${BENCH_IDLE_CONNS:-10000}
+SECTIONS=${BENCH_SECTIONS:-throughput syscalls callgrind memory malloc}
+DPROXY_THREADS=${DPROXY_THREADS:-$(nproc)}
+CONNS=50 KEYS=100000 VALUE=32 PIPE=16 MGET=100
+OUT=${BENCH_OUT:-$ROOT/build/bench}
+has() { case " $SECTIONS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+log() { echo "bench: $*" >&2; }
+T0=$SECONDS
+
+# ------------------------------------------------------------------------------------------------
+# Dependencies and build.
+scripts/install-deps.sh
+extra=()
+for p in nutcracker memcached redis-server redis-tools valgrind linux-perf strace binutils python3; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || extra+=("$p")
+done
+if [ ${#extra[@]} -gt 0 ]; then
+  log "installing ${extra[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${extra[@]}"
+fi
+if [ "${BENCH_BUILD:-1}" = 1 ]; then
+  scripts/build.sh release >/dev/null
+fi
+DPROXY=${DPROXY:-$ROOT/build/dproxy}
+TOOLS=${TOOLS:-$ROOT/build/tools}
+DPBENCH=$TOOLS/dpbench
+SHIM=$TOOLS/libdpmalloc.so
+MCTL=$TOOLS/dpmallocctl
+NUTCRACKER=${NUTCRACKER:-/usr/sbin/nutcracker}
+for f in "$DPROXY" "$DPBENCH" "$SHIM" "$MCTL" "$NUTCRACKER"; do
+  [ -x "$f" ] || [ -f "$f" ] || { echo "bench.sh: missing $f" >&2; exit 1; }
+done
+mkdir -p "$OUT"
+rm -f "$OUT"/*.txt "$OUT"/*.out* "$OUT"/*.log "$OUT"/*.cnt
+# Snapshot the binary: others may rebuild build/dproxy while this runs.
+cp "$DPROXY" "$OUT/dproxy.bin"
+DPROXY=$OUT/dproxy.bin
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if [ "$(ulimit -n)" -lt $((IDLE + 200)) ]; then
+  IDLE=$(( ($(ulimit -n) - 200) / 1000 * 1000 ))
+  log "open-file limit $(ulimit -n): idle-connection test uses $IDLE connections"
+fi
+
+# ------------------------------------------------------------------------------------------------
+# Processes: every PID we start is recorded and stopped on exit.
+PIDS=()
+stop_pid() {  # PID: TERM, wait up to 10 s (callgrind dumps on exit), then KILL
+  local p=$1
+  kill -TERM "$p" 2>/dev/null || return 0
+  for _ in $(seq 200); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
+  kill -KILL "$p" 2>/dev/null || true
+  wait "$p" 2>/dev/null || true
+}
+cleanup() {
+  local p
+  for p in "${PIDS[@]}"; do stop_pid "$p"; done
+  PIDS=()
+}
+trap cleanup EXIT
+trap 'echo "bench: interrupted" >&2; exit 130' INT TERM
+forget_pid() { local p keep=(); for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done; PIDS=("${keep[@]}"); }
+
+free_ports() {  # N: prints N distinct free loopback ports
+  python3 - "$1" <<'PY'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+PY
+}
+wait_port() {  # PORT SECONDS PID
+  local end=$((SECONDS + $2))
+  while [ $SECONDS -le $end ]; do
+    if ! kill -0 "$3" 2>/dev/null; then echo "bench.sh: process $3 died (port $1)" >&2; return 1; fi
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "bench.sh: port $1 did not open in $2 s" >&2
+  return 1
+}
+
+read -r -a P <<<"$(free_ports 64)"
+MC_PORTS=("${P[0]}" "${P[1]}" "${P[2]}" "${P[3]}")
+RD_PORTS=("${P[4]}" "${P[5]}" "${P[6]}" "${P[7]}")
+SPARE=("${P[@]:8}")
+port_i=0
+next_port() { NEXT_PORT=${SPARE[$port_i]}; port_i=$((port_i + 1)); }
+
+log "backends: memcached ${MC_PORTS[*]}, redis-server ${RD_PORTS[*]}; results in $OUT"
+for i in 0 1 2 3; do
+  memcached -u "$(id -un)" -l 127.0.0.1 -p "${MC_PORTS[$i]}" -U 0 -t 1 -m 256 -c 20000 \
+    >"$OUT/memcached$i.log" 2>&1 &
+  PIDS+=($!)
+  redis-server --bind 127.0.0.1 --port "${RD_PORTS[$i]}" --save '' --appendonly no \
+    --loglevel warning --maxclients 20000 >"$OUT/redis$i.log" 2>&1 &
+  PIDS+=($!)
+done
+
+# Configs: the same servers, names, weights, hash and distribution for both proxies.
+write_configs() {  # MC_LISTEN RD_LISTEN SUFFIX
+  local s
+  {
+    echo '{ "pools": {'
+    echo "  \"mc\": { \"protocol\": \"memcached\", \"listen\": \"127.0.0.1:$1\", \"policy\": \"ketama\","
+    echo '    "hash": "fnv1a_64", "servers": ['
+    s=""; for i in 0 1 2 3; do s+="${s:+, }\"127.0.0.1:${MC_PORTS[$i]}:1 mc$i\""; done; echo "      $s ] },"
+    echo "  \"rd\": { \"protocol\": \"redis\", \"listen\": \"127.0.0.1:$2\", \"policy\": \"ketama\","
+    echo '    "hash": "fnv1a_64", "servers": ['
+    s=""; for i in 0 1 2 3; do s+="${s:+, }\"127.0.0.1:${RD_PORTS[$i]}:1 rd$i\""; done; echo "      $s ] }"
+    echo '} }'
+  } >"$OUT/dproxy$3.json"
+  {
+    for pool in mc rd; do
+      echo "$pool:"
+      if [ $pool = mc ]; then echo "  listen: 127.0.0.1:$1"; echo "  redis: false"; else
+        echo "  listen: 127.0.0.1:$2"; echo "  redis: true"; fi
+      echo "  hash: fnv1a_64"
+      echo "  distribution: ketama"
+      echo "  servers:"
+      for i in 0 1 2 3; do
+        if [ $pool = mc ]; then echo "   - 127.0.0.1:${MC_PORTS[$i]}:1 mc$i"; else
+          echo "   - 127.0.0.1:${RD_PORTS[$i]}:1 rd$i"; fi
+      done
+    done
+  } >"$OUT/nutcracker$3.yml"
+}
+
+# start_proxy KIND(dproxy|nutcracker) SUFFIX THREADS WRAPPER... ; sets PROXY_PID, PROXY_MC, PROXY_RD
+start_proxy() {
+  local kind=$1 suffix=$2 threads=$3
+  shift 3
+  next_port; PROXY_MC=$NEXT_PORT
+  next_port; PROXY_RD=$NEXT_PORT
+  write_configs "$PROXY_MC" "$PROXY_RD" "$suffix"
+  if [ "$kind" = dproxy ]; then
+    "$@" "$DPROXY" --config "$OUT/dproxy$suffix.json" --threads "$threads" --log-level warn \
+      >"$OUT/dproxy$suffix.log" 2>&1 &
+  else
+    next_port
+    "$@" "$NUTCRACKER" -c "$OUT/nutcracker$suffix.yml" -s "$NEXT_PORT" -a 127.0.0.1 \
+      -p "$OUT/nutcracker$suffix.pid" -o "$OUT/nutcracker$suffix.log" >/dev/null 2>&1 &
+  fi
+  PROXY_PID=$!
+  PIDS+=("$PROXY_PID")
+  wait_port "$PROXY_MC" 60 "$PROXY_PID"
+  wait_port "$PROXY_RD" 60 "$PROXY_PID"
+}
+
+for i in 0 1 2 3; do
+  wait_port "${MC_PORTS[$i]}" 10 "${PIDS[$((2 * i))]}"
+  wait_port "${RD_PORTS[$i]}" 10 "${PIDS[$((2 * i + 1))]}"
+done
+
+bench() {  # PORT PROTO LABEL ARGS... -> prints the RESULT line
+  local port=$1 proto=$2 label=$3
+  shift 3
+  "$DPBENCH" --port "$port" --protocol "$proto" --connections "$CONNS" --keys "$KEYS" \
+    --value-size "$VALUE" --label "$label" --max-secs 300 "$@"
+}
+
+# Main instances: dproxy (DPROXY_THREADS threads) and nutcracker, used by throughput and syscalls.
+start_proxy dproxy _main "$DPROXY_THREADS"; DP_PID=$PROXY_PID; DP_MC=$PROXY_MC; DP_RD=$PROXY_RD
+start_proxy nutcracker _main 1; NC_PID=$PROXY_PID; NC_MC=$PROXY_MC; NC_RD=$PROXY_RD
+log "dproxy (pid $DP_PID, $DPROXY_THREADS threads) mc:$DP_MC redis:$DP_RD;" \
+  "nutcracker (pid $NC_PID) mc:$NC_MC redis:$NC_RD"
+
+# Prefill: every key through the proxy (same placement for both), and every key on the first
+# backend for the direct target, so that GETs hit.
+bench "$DP_MC" memcached prefill --prefill --pipeline 64 >/dev/null
+bench "$DP_RD" redis prefill --prefill --pipeline 64 >/dev/null
+bench "${MC_PORTS[0]}" memcached prefill --prefill --pipeline 64 >/dev/null
+bench "${RD_PORTS[0]}" redis prefill --prefill --pipeline 64 >/dev/null
+
+# Workloads: NAME|PROTO|dpbench args
+WORKLOADS=(
+  "redis_get_set_p1|redis|--pipeline 1"
+  "redis_get_set_p16|redis|--pipeline $PIPE"
+  "mc_get_set_p1|memcached|--pipeline 1"
+  "mc_get_set_p16|memcached|--pipeline $PIPE"
+  "redis_mget100|redis|--mget $MGET"
+  "mc_get100|memcached|--mget $MGET"
+)
+target_port() {  # TARGET PROTO
+  case "$1:$2" in
+    dproxy:redis) echo "$DP_RD" ;; dproxy:memcached) echo "$DP_MC" ;;
+    nutcracker:redis) echo "$NC_RD" ;; nutcracker:memcached) echo "$NC_MC" ;;
+    direct:redis) echo "${RD_PORTS[0]}" ;; direct:memcached) echo "${MC_PORTS[0]}" ;;
+  esac
+}
+
+# ------------------------------------------------------------------------------------------------
+if has throughput; then
+  log "throughput: ${#WORKLOADS[@]} workloads x 3 targets x $ROUNDS rounds x ${SECS}s (+${WARM}s warm-up)"
+  TARGETS=(dproxy nutcracker direct)
+  for wl in "${WORKLOADS[@]}"; do
+    IFS='|' read -r name proto args <<<"$wl"
+    for r in $(seq "$ROUNDS"); do
+      for k in 0 1 2; do
+        t=${TARGETS[$(((k + r - 1) % 3))]}
+        # shellcheck disable=SC2086
+        line=$(bench "$(target_port "$t" "$proto")" "$proto" "$name/$t/$r" $args \
+          --warmup-secs "$WARM" --secs "$SECS" --seed "$r")
+        echo "$line" >>"$OUT/throughput.txt"
+        log "  $line"
+      done
+    done
+  done
+fi
+
+# ------------------------------------------------------------------------------------------------
+PERF_EVENTS="raw_syscalls:sys_enter,instructions:u,instructions:k,cycles,task-clock"
+for s in read write readv writev recvfrom sendto recvmsg sendmsg epoll_wait epoll_pwait epoll_ctl \
+  futex ioctl accept4 close timerfd_settime getsockopt setsockopt sched_yield; do
+  if grep -qx "syscalls:sys_enter_$s" /sys/kernel/tracing/available_events 2>/dev/null ||
+    grep -qx "syscalls:sys_enter_$s" /sys/kernel/debug/tracing/available_events 2>/dev/null; then
+    PERF_EVENTS+=",syscalls:sys_enter_$s"
+  fi
+done
+PROFILE_WLS=("${WORKLOADS[@]:0:4}")
+
+if has syscalls; then
+  log "syscalls: perf stat on each proxy, $PREQ requests after $PWARM warm-up"
+  TARGETS=("dproxy:$DP_PID:$DP_MC:$DP_RD" "nutcracker:$NC_PID:$NC_MC:$NC_RD")
+  if [ "$DPROXY_THREADS" != 1 ]; then
+    start_proxy dproxy _t1 1
+    TARGETS+=("dproxy_t1:$PROXY_PID:$PROXY_MC:$PROXY_RD")
+    bench "$PROXY_MC" memcached warm --requests 1000 >/dev/null
+  fi
+  for wl in "${PROFILE_WLS[@]}"; do
+    IFS='|' read -r name proto args <<<"$wl"
+    for tg in "${TARGETS[@]}"; do
+      IFS=: read -r t pid mcp rdp <<<"$tg"
+      port=$mcp; [ "$proto" = redis ] && port=$rdp
+      f="$OUT/perf_${name}_$t.txt"
+      # shellcheck disable=SC2086
+      line=$(bench "$port" "$proto" "$name/$t/perf" $args --warmup-requests "$PWARM" \
+        --requests "$PREQ" \
+        --hook-warm "'$ROOT/scripts/bench.sh' __hook perf-start $pid '$f' '$OUT/perf.pid' '$PERF_EVENTS'" \
+        --hook-done "'$ROOT/scripts/bench.sh' __hook perf-stop '$OUT/perf.pid'")
+      echo "$line" >>"$OUT/perf_runs.txt"
+      log "  $t $name: $(grep raw_syscalls "$f" | cut -d, -f1) syscalls / $PREQ requests"
+    done
+  done
+fi
+
+# ------------------------------------------------------------------------------------------------
+if has callgrind; then
+  for kind in dproxy nutcracker; do
+    log "callgrind: $kind (1 thread), $PREQ requests after $PWARM warm-up per workload"
+    cg="$OUT/callgrind_$kind.out"
+    start_proxy "$kind" _cg 1 valgrind --tool=callgrind --callgrind-out-file="$cg"
+    pid=$PROXY_PID
+    part=0
+    for wl in "${PROFILE_WLS[@]}"; do
+      IFS='|' read -r name proto args <<<"$wl"
+      port=$PROXY_MC; [ "$proto" = redis ] && port=$PROXY_RD
+      # shellcheck disable=SC2086
+      line=$(bench "$port" "$proto" "$name/$kind/callgrind" $args --warmup-requests "$PWARM" \
+        --requests "$PREQ" --stall-secs 60 \
+        --hook-warm "callgrind_control -z $pid >/dev/null" \
+        --hook-done "callgrind_control -d $pid >/dev/null")
+      part=$((part + 1))
+      for _ in $(seq 100); do [ -s "$cg.$part" ] && break; sleep 0.1; done
+      mv "$cg.$part" "$OUT/callgrind_${name}_$kind.out"
+      total=$(awk '/^(summary|totals):/ {print $2; exit}' "$OUT/callgrind_${name}_$kind.out")
+      echo "$name $kind $total $PREQ" >>"$OUT/callgrind.txt"
+      callgrind_annotate --auto=no --threshold=100 "$OUT/callgrind_${name}_$kind.out" 2>/dev/null |
+        head -60 >"$OUT/callgrind_${name}_${kind}_self.txt" || true
+      callgrind_annotate --auto=no --inclusive=yes --threshold=100 \
+        "$OUT/callgrind_${name}_$kind.out" 2>/dev/null | head -80 \
+        >"$OUT/callgrind_${name}_${kind}_incl.txt" || true
+      log "  $kind $name: $((total / PREQ)) instructions/request   ($line)"
+    done
+    stop_pid "$pid"; forget_pid "$pid"
+  done
+fi
+
+# ------------------------------------------------------------------------------------------------
+if has memory; then
+  log "memory: VmRSS growth per idle client connection, $IDLE connections, fresh proxies"
+  for kind in dproxy nutcracker; do
+    for proto in memcached redis; do
+      for touch in idle touched; do
+        start_proxy "$kind" _mem "$DPROXY_THREADS"
+        pid=$PROXY_PID
+        port=$PROXY_MC; [ "$proto" = redis ] && port=$PROXY_RD
+        sleep 0.3
+        fds0=$(ls "/proc/$pid/fd" | wc -l)
+        rss0=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
+        extra=(); [ $touch = touched ] && extra=(--idle-touch)
+        bench "$port" "$proto" "idle" --idle "$IDLE" "${extra[@]}" --threads 2 \
+          --hook-warm "'$ROOT/scripts/bench.sh' __hook rss $pid $((fds0 + IDLE)) '$OUT/rss.tmp'" \
+          >/dev/null
+        rss1=$(awk '{for (i = 1; i <= NF; i++) if ($i == "VmRSS:") print $(i + 1)}' "$OUT/rss.tmp")
+        echo "$kind $proto $touch $rss0 $rss1 $IDLE" >>"$OUT/memory.txt"
+        log "  $kind $proto $touch: VmRSS $rss0 -> $rss1 KiB ($(cat "$OUT/rss.tmp"))"
+        stop_pid "$pid"; forget_pid "$pid"
+      done
+    done
+  done
+fi
+
+# ------------------------------------------------------------------------------------------------
+if has malloc; then
+  log "malloc: allocations per request (LD_PRELOAD $SHIM), $PREQ requests after $PWARM warm-up"
+  for kind in dproxy nutcracker; do
+    cnt="$OUT/malloc_$kind.cnt"
+    start_proxy "$kind" _malloc "$DPROXY_THREADS" env DPMALLOC_FILE="$cnt" LD_PRELOAD="$SHIM"
+    pid=$PROXY_PID
+    for wl in "${WORKLOADS[@]}"; do
+      IFS='|' read -r name proto args <<<"$wl"
+      port=$PROXY_MC; [ "$proto" = redis ] && port=$PROXY_RD
+      # shellcheck disable=SC2086
+      bench "$port" "$proto" "$name/$kind/malloc" $args --warmup-requests "$PWARM" \
+        --requests "$PREQ" --hook-warm "'$MCTL' '$cnt' snap >'$OUT/snap0.tmp'" \
+        --hook-done "'$MCTL' '$cnt' snap >'$OUT/snap1.tmp'" >/dev/null
+      echo "$name $kind $PREQ $(cat "$OUT/snap0.tmp") | $(cat "$OUT/snap1.tmp")" >>"$OUT/malloc.txt"
+      a0=$(sed 's/.*allocs=\([0-9]*\).*/\1/' "$OUT/snap0.tmp")
+      a1=$(sed 's/.*allocs=\([0-9]*\).*/\1/' "$OUT/snap1.tmp")
+      log "  $kind $name: $((a1 - a0)) allocations / $PREQ requests"
+      if [ "$kind" = dproxy ] && [ $((a1 - a0)) -gt 0 ]; then
+        # Call stacks of a sample: a shorter run with stack recording on.
+        # shellcheck disable=SC2086
+        bench "$port" "$proto" "$name/$kind/stacks" $args --warmup-requests 1000 \
+          --requests $((PREQ / 5)) \
+          --hook-warm "'$MCTL' '$cnt' bt clear; '$MCTL' '$cnt' bt on" \
+          --hook-done "'$MCTL' '$cnt' bt off" >/dev/null
+        "$MCTL" "$cnt" stacks 12 >"$OUT/malloc_stacks_$name.txt" 2>&1 || true
+      fi
+    done
+    stop_pid "$pid"; forget_pid "$pid"
+  done
+fi
+
+cleanup
+ELAPSED=$((SECONDS - T0))
+
+# ------------------------------------------------------------------------------------------------
+# Report.
+python3 - "$OUT" "$PREQ" "$DPROXY_THREADS" "$ROUNDS" "$SECS" "$ELAPSED" <<'PY'
+import os, re, statistics, sys
+out, preq, threads, rounds, secs, elapsed = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
+
+def kv(line):
+    return dict(p.split("=", 1) for p in line.split()[1:] if "=" in p)
+
+def med(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+WL = ["redis_get_set_p1", "redis_get_set_p16", "mc_get_set_p1", "mc_get_set_p16", "redis_mget100", "mc_get100"]
+NC_TARGET = {"redis_get_set_p1": 1.2, "mc_get_set_p1": 1.2, "redis_get_set_p16": 1.5, "mc_get_set_p16": 1.5,
+             "redis_mget100": 2.0, "mc_get100": 2.0}
+DIRECT_TARGET = {"redis_get_set_p1": 0.9, "redis_get_set_p16": 0.9}
+checks = []
+
+path = os.path.join(out, "throughput.txt")
+if os.path.exists(path):
+    runs = {}
+    for line in open(path):
+        d = kv(line)
+        wl, tgt, _ = d["label"].split("/")
+        runs.setdefault((wl, tgt), []).append(d)
+        if int(d.get("errors", 0)):
+            print(f"WARNING: {d['label']} had {d['errors']} error replies")
+    print(f"\nThroughput: 50 connections, 32-byte values, 100,000 keys; median of {rounds} round(s) x {secs} s;"
+          f" dproxy --threads {threads}; ops = requests (a multi-get of 100 keys is one op)")
+    hdr = f"{'workload':<19}{'target':<11}{'ops/s':>10}{'p50 us':>9}{'p99 us':>9}{'  spread ops/s':>22}{'dp/nc':>7}{'dp/direct':>10}"
+    print(hdr)
+    print("-" * len(hdr))
+    for wl in WL:
+        ops = {}
+        for tgt in ["dproxy", "nutcracker", "direct"]:
+            rs = runs.get((wl, tgt), [])
+            if not rs:
+                continue
+            o = [float(r["ops_per_sec"]) for r in rs]
+            ops[tgt] = med(o)
+            p50 = med([float(r["p50_us"]) for r in rs]); p99 = med([float(r["p99_us"]) for r in rs])
+            spread = f"{min(o):.0f}..{max(o):.0f}" if len(o) > 1 else ""
+            print(f"{wl:<19}{tgt:<11}{ops[tgt]:>10.0f}{p50:>9.0f}{p99:>9.0f}{spread:>22}", end="")
+            if tgt == "dproxy" and (wl, "nutcracker") in runs:
+                nc = med([float(r["ops_per_sec"]) for r in runs[(wl, "nutcracker")]])
+                di = med([float(r["ops_per_sec"]) for r in runs.get((wl, "direct"), [])])
+                ratio_nc, ratio_dir = ops[tgt] / nc, ops[tgt] / di
+                print(f"{ratio_nc:>7.2f}{ratio_dir:>10.2f}", end="")
+                checks.append((f"{wl}: dproxy/nutcracker ops/s", ratio_nc, ">=", NC_TARGET[wl]))
+                if wl in DIRECT_TARGET:
+                    checks.append((f"{wl}: dproxy/direct ops/s", ratio_dir, ">=", DIRECT_TARGET[wl]))
+            print()
+    print()
+
+def perf_file(name, t):
+    p = os.path.join(out, f"perf_{name}_{t}.txt")
+    if not os.path.exists(p):
+        return None
+    d = {}
+    for line in open(p):
+        f = line.strip().split(",")
+        if len(f) > 2 and f[0] and f[0][0].isdigit():
+            d[f[2]] = float(f[0])
+    return d
+
+eff = []  # (metric, workload, dproxy, nutcracker, target, note)
+for wl in WL[:4]:
+    dp, nc, dp1 = perf_file(wl, "dproxy"), perf_file(wl, "nutcracker"), perf_file(wl, "dproxy_t1")
+    if dp and nc:
+        for key, label, tgt in [("raw_syscalls:sys_enter", "syscalls/req", 0.7), ("instructions:u", "user instr/req (perf)", None),
+                                ("instructions:k", "kernel instr/req (perf)", None), ("cycles", "cycles/req (perf)", None),
+                                ("task-clock", "CPU us/req (perf)", None)]:
+            scale = 1000.0 if key == "task-clock" else 1.0  # task-clock is in ms
+            a, b = dp.get(key, 0) / preq * scale, nc.get(key, 0) / preq * scale
+            c = dp1.get(key, 0) / preq * scale if dp1 else None
+            eff.append((label, wl, a, b, tgt, c))
+cg = os.path.join(out, "callgrind.txt")
+if os.path.exists(cg):
+    tot = {}
+    for line in open(cg):
+        name, kind, total, n = line.split()
+        tot[(name, kind)] = int(total) / int(n)
+    for wl in WL[:4]:
+        if (wl, "dproxy") in tot and (wl, "nutcracker") in tot:
+            eff.append(("user instr/req (callgrind, 1 thr)", wl, tot[(wl, "dproxy")], tot[(wl, "nutcracker")], 0.6, None))
+mal = os.path.join(out, "malloc.txt")
+if os.path.exists(mal):
+    al = {}
+    for line in open(mal):
+        name, kind, n = line.split()[:3]
+        a0 = int(re.search(r"allocs=(\d+)", line.split("|")[0]).group(1))
+        a1 = int(re.search(r"allocs=(\d+)", line.split("|")[1]).group(1))
+        al[(name, kind)] = (a1 - a0) / int(n)
+    for wl in WL:
+        if (wl, "dproxy") in al:
+            eff.append(("allocations/req", wl, al[(wl, "dproxy")], al.get((wl, "nutcracker"), float("nan")), "zero", None))
+mem = os.path.join(out, "memory.txt")
+if os.path.exists(mem):
+    m = {}
+    for line in open(mem):
+        kind, proto, touch, r0, r1, n = line.split()
+        m[(kind, proto, touch)] = (int(r1) - int(r0)) / int(n)
+    for proto in ["memcached", "redis"]:
+        for touch in ["idle", "touched"]:
+            if (("dproxy", proto, touch) in m):
+                eff.append((f"KiB RSS/conn ({touch})", proto, m[("dproxy", proto, touch)],
+                            m.get(("nutcracker", proto, touch), float("nan")), "4KiB", None))
+if eff:
+    print(f"Efficiency: profiled phases are {preq} requests after warm-up; perf on dproxy --threads {threads}"
+          f" (dp1 = dproxy --threads 1), callgrind on dproxy --threads 1")
+    hdr = f"{'metric':<34}{'workload':<19}{'dproxy':>11}{'nutcracker':>11}{'ratio':>7}{'dp1':>10}  target"
+    print(hdr)
+    print("-" * len(hdr))
+    for label, wl, a, b, tgt, c in eff:
+        ratio = a / b if b else float("nan")
+        t = ""
+        if tgt == "zero":
+            t = "== 0"; checks.append((f"{wl}: dproxy {label}", a, "==", 0))
+        elif tgt == "4KiB":
+            t = "<= 4 KiB"; checks.append((f"{wl}: dproxy {label}", a, "<=", 4.0))
+        elif tgt is not None:
+            t = f"ratio <= {tgt}"; checks.append((f"{wl}: {label} dproxy/nutcracker", ratio, "<=", tgt))
+        cs = f"{c:>10.2f}" if c is not None else f"{'':>10}"
+        print(f"{label:<34}{wl:<19}{a:>11.2f}{b:>11.2f}{ratio:>7.2f}{cs}  {t}")
+    print()
+
+if checks:
+    print("Targets:")
+    met = 0
+    for what, val, op, tgt in checks:
+        ok = {">=": val >= tgt, "<=": val <= tgt, "==": val == tgt}[op]
+        met += ok
+        print(f"  {'MET ' if ok else 'MISS'}  {what}: {val:.3f} (target {op} {tgt})")
+    print(f"  {met}/{len(checks)} met")
+print(f"\nbench.sh took {elapsed} s; raw results, callgrind profiles and allocation stacks in {out}")
+PY

@@ -1,0 +1,267 @@
+// ClientSession: replicated and fanout pools (both protocols).
+//
+// Write path (replicated writes, every fanout request): the request goes to the key's server in
+// every child; the reply is decided by the ack mode (write_ack / reply):
+//   all       wait for every child; the worst reply wins
+//   majority  the reply that completes a majority of acknowledgements, or the worst reply once
+//             a majority can no longer be reached
+//   one/first the first acknowledgement, or the worst reply when every child failed
+// An acknowledgement is any reply that is not an error. Ranking, best to worst: success (0),
+// negative answer such as NOT_STORED / NOT_FOUND / EXISTS / nil (1), error reply from the
+// server (2), the backend failed: timeout, connection, down (3). Ties go to the first child.
+//
+// Read path (replicated reads): one child (read: first | round_robin | hash), then the next on
+// an error, a timeout, a down server, and also on a miss with failover_on_miss.
+
+#include "core/client_session.h"
+#include "core/pool_runtime.h"
+#include "core/server_connection.h"
+#include "protocol/memcache/command.h"
+#include "protocol/resp/reply_writer.h"
+
+namespace dproxy::core {
+
+namespace mc = protocol::memcache;
+namespace resp = protocol::resp;
+using protocol::Request;
+
+namespace {
+
+constexpr uint8_t kNoReply = 255;
+
+uint32_t acks_needed(routing::AckMode mode, uint32_t n) {
+  switch (mode) {
+    case routing::AckMode::kAll:
+      return n;
+    case routing::AckMode::kMajority:
+      return n / 2 + 1;
+    case routing::AckMode::kOne:
+      return 1;
+  }
+  return n;
+}
+
+// Appends `frame` without the bytes of `cut` (a memcached noreply token inside it), if any.
+void append_without(std::string& out, std::string_view frame, std::string_view cut) {
+  if (cut.empty()) {
+    out.append(frame);
+    return;
+  }
+  size_t at = static_cast<size_t>(cut.data() - frame.data());
+  out.append(frame.substr(0, at));
+  out.append(frame.substr(at + cut.size()));
+}
+
+}  // namespace
+
+uint8_t ClientSession::reply_rank(std::string_view bytes, bool is_error) const {
+  if (redis_) {
+    if (is_error) return bytes.starts_with("-ERR dproxy: backend ") ? 3 : 2;
+    if (bytes == "$-1\r\n" || bytes == "*-1\r\n") return 1;
+    return 0;
+  }
+  if (is_error) return bytes.starts_with("SERVER_ERROR backend ") ? 3 : 2;
+  if (bytes == "NOT_STORED\r\n" || bytes == "EXISTS\r\n" || bytes == "NOT_FOUND\r\n") return 1;
+  return 0;
+}
+
+bool ClientSession::keys_together_per_child(std::span<const std::string_view> keys) {
+  for (size_t c = 0; c < pool_.child_count(); ++c) {
+    uint32_t first = pool_.child_server(c, keys[0]);
+    for (size_t i = 1; i < keys.size(); ++i) {
+      if (pool_.child_server(c, keys[i]) == first) continue;
+      ReplySlot* slot = ready_slot(redis_ ? "-CROSSSLOT dproxy: the keys of this request map to "
+                                            "different servers of child "
+                                          : "CLIENT_ERROR the keys of this request map to "
+                                            "different servers of child ");
+      slot->data.append(std::to_string(c));
+      slot->data.append(
+          " of this replicated/fanout pool; keep them together with a hash tag, e.g. {user1}.a "
+          "and {user1}.b\r\n");
+      return false;
+    }
+  }
+  return true;
+}
+
+void ClientSession::send_to_children(std::string_view frame, std::string_view noreply_cut,
+                                     std::string_view key, routing::AckMode mode, bool noreply,
+                                     uint8_t reply_kind) {
+  const auto n = static_cast<uint32_t>(pool_.child_count());
+  ReplySlot* slot = new_slot(ReplySlot::Kind::kAck);
+  slot->noreply = noreply;
+  slot->outstanding = n;
+  slot->acks_needed = acks_needed(mode, n);
+  if (slot->frags.size() < n) slot->frags.resize(n);
+  slot->frag_rank.assign(n, kNoReply);
+  frag_servers_.clear();  // the children whose server is down
+  auto self = shared_from_this();
+  for (uint32_t c = 0; c < n; ++c) {
+    uint32_t server = pool_.child_server(c, key);
+    if (pool_.is_down(server)) {
+      frag_servers_.push_back(c);
+      continue;
+    }
+    ServerConnection& conn = pool_.connection(server, id_);
+    append_without(conn.out(), frame, noreply_cut);
+    conn.push(self, slot, static_cast<uint16_t>(c), static_cast<mc::ReplyKind>(reply_kind));
+  }
+  // NOTE: answered last, so the slot's fragment count is complete when a decision is made.
+  for (uint32_t c : frag_servers_)
+    on_ack_reply(slot, static_cast<uint16_t>(c), pool_.down_error(pool_.child_server(c, key)),
+                 true);
+}
+
+void ClientSession::on_ack_reply(ReplySlot* slot, uint16_t frag, std::string_view bytes,
+                                 bool is_error) {
+  const uint8_t rank = reply_rank(bytes, is_error);
+  const auto n = static_cast<uint32_t>(slot->frag_rank.size());
+  --slot->outstanding;
+  if (!slot->done) {
+    slot->frags[frag].assign(bytes);
+    slot->held += bytes.size();
+    held_bytes_ += bytes.size();
+    slot->frag_rank[frag] = rank;
+    if (rank <= 1) {
+      ++slot->acks;
+    } else {
+      ++slot->fails;
+    }
+    int decided = -1;  // the fragment whose reply the client gets
+    const bool all = slot->acks_needed == n;
+    if (!all && slot->acks >= slot->acks_needed) {
+      decided = frag;
+    } else if ((all && slot->outstanding == 0) || (!all && slot->fails > n - slot->acks_needed)) {
+      // The worst reply so far (ties: the first child).
+      for (uint32_t c = 0; c < n; ++c) {
+        if (slot->frag_rank[c] == kNoReply) continue;
+        if (decided < 0 || slot->frag_rank[c] > slot->frag_rank[decided])
+          decided = static_cast<int>(c);
+      }
+    }
+    if (decided >= 0) {
+      slot->data.assign(slot->frags[decided]);
+      slot->done = true;
+      drain();
+      return;
+    }
+  }
+  if (slot->orphaned && slot->outstanding == 0) free_slots_.push_back(slot);
+}
+
+void ClientSession::send_with_failover(std::string_view frame, std::string_view key,
+                                       uint8_t reply_kind) {
+  const routing::ReplicatedRoute* route = pool_.replicated();
+  ReplySlot* slot = new_slot(ReplySlot::Kind::kFailover);
+  slot->frame.assign(frame);
+  slot->keys.assign(key);
+  slot->child = route->first_read_child(key, read_turn_++);
+  slot->failover_on_miss = route->failover_on_miss();
+  slot->reply_kind = reply_kind;
+  slot->outstanding = 1;
+  failover_next(slot);
+}
+
+void ClientSession::failover_next(ReplySlot* slot) {
+  const auto n = static_cast<uint32_t>(pool_.child_count());
+  uint32_t down = 0;
+  while (slot->tried < n) {
+    uint32_t c = (slot->child + slot->tried) % n;
+    ++slot->tried;
+    uint32_t server = pool_.child_server(c, slot->keys);
+    if (pool_.is_down(server)) {
+      down = server;
+      continue;
+    }
+    ServerConnection& conn = pool_.connection(server, id_);
+    conn.out().append(slot->frame);
+    conn.push(shared_from_this(), slot, 0, static_cast<mc::ReplyKind>(slot->reply_kind));
+    return;
+  }
+  // Every child left is down.
+  slot->outstanding = 0;
+  slot->data.assign(pool_.down_error(down));
+  slot->done = true;
+  drain();
+}
+
+void ClientSession::on_failover_reply(ReplySlot* slot, std::string_view bytes, bool is_error) {
+  const bool miss = redis_ ? (bytes == "$-1\r\n" || bytes == "*-1\r\n") : bytes == "END\r\n";
+  if ((is_error || (slot->failover_on_miss && miss)) && slot->tried < pool_.child_count()) {
+    // Try the next child; a down one is skipped. If none is left, the reply below stands.
+    const auto n = static_cast<uint32_t>(pool_.child_count());
+    while (slot->tried < n) {
+      uint32_t c = (slot->child + slot->tried) % n;
+      uint32_t server = pool_.child_server(c, slot->keys);
+      if (pool_.is_down(server)) {
+        ++slot->tried;
+        continue;
+      }
+      failover_next(slot);
+      return;
+    }
+  }
+  slot->outstanding = 0;
+  slot->data.assign(bytes);
+  slot->held = bytes.size();
+  held_bytes_ += bytes.size();
+  slot->done = true;
+  drain();
+}
+
+void ClientSession::dispatch_memcache_routed(const Request& req) {
+  auto cmd = static_cast<mc::Command>(req.command);
+  if (cmd == mc::Command::kCas) {
+    ready_slot(
+        "CLIENT_ERROR cas is not supported in a replicated or fanout pool (cas values differ "
+        "between servers)\r\n");
+    return;
+  }
+  if (req.keys.size() > 1 && !keys_together_per_child(req.keys)) return;
+  const uint8_t kind = static_cast<uint8_t>(mc::reply_kind(cmd));
+  const bool noreply = req.has(protocol::kFlagNoreply);
+  if (const routing::FanoutRoute* fanout = pool_.fanout()) {
+    send_to_children(req.frame, req.noreply_token, req.keys[0], fanout->reply(), noreply, kind);
+    return;
+  }
+  if (cmd == mc::Command::kGet || cmd == mc::Command::kGets) {
+    send_with_failover(req.frame, req.keys[0], kind);
+    return;
+  }
+  send_to_children(req.frame, req.noreply_token, req.keys[0], pool_.replicated()->write_ack(),
+                   noreply, kind);
+}
+
+void ClientSession::dispatch_redis_routed(const resp::CommandInfo& cmd, const Request& req) {
+  args_scratch_.clear();
+  for (uint32_t i : key_idx_) args_scratch_.push_back(req.args[i]);
+  if (args_scratch_.size() > 1 && !keys_together_per_child(args_scratch_)) return;
+  std::string_view key = args_scratch_.empty() ? std::string_view() : args_scratch_[0];
+  std::string_view frame = req.frame;
+  if (frame.empty() || frame[0] != '*') {
+    // An inline command: send the multibulk form.
+    inline_scratch_.clear();
+    resp::append_command(inline_scratch_, req.args);
+    frame = inline_scratch_;
+  }
+  if (const routing::FanoutRoute* fanout = pool_.fanout()) {
+    send_to_children(frame, {}, key, fanout->reply(), false, 0);
+    return;
+  }
+  const bool write = cmd.has(resp::kCmdWrite);
+  if (!write && cmd.has(resp::kCmdMayReplicate)) {
+    ReplySlot* slot = ready_slot("-ERR dproxy: ");
+    for (char c : cmd.name) slot->data.push_back(c >= 'a' && c <= 'z' ? char(c - 'a' + 'A') : c);
+    slot->data.append(
+        " is not supported in a replicated pool (its writes would reach one replica only; "
+        "read-only scripts can use EVAL_RO / EVALSHA_RO / FCALL_RO)\r\n");
+    return;
+  }
+  if (write) {
+    send_to_children(frame, {}, key, pool_.replicated()->write_ack(), false, 0);
+  } else {
+    send_with_failover(frame, key, 0);
+  }
+}
+
+}  // namespace dproxy::core
