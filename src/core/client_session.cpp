@@ -144,7 +144,6 @@ void ClientSession::process() {
     }
     rstart_ += r.consumed;
   }
-  worker_.flush_dirty();
   drain();
 }
 

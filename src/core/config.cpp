@@ -245,7 +245,8 @@ void parse_route(const json& obj, const std::string& path, PoolConfig& pool,
       if (takes_children)
         fail(p, "a " + spec.policy + " route takes \"children\", not \"servers\"");
       if (!value.is_array()) fail(p, std::string("expected an array, got ") + type_name(value));
-      if (value.empty()) fail(p, std::string(root ? "a pool" : "a route") + " needs at least one server");
+      if (value.empty())
+        fail(p, std::string(root ? "a pool" : "a route") + " needs at least one server");
       for (size_t i = 0; i < value.size(); ++i)
         spec.servers.push_back(add_server(pool, value[i], p + "[" + std::to_string(i) + "]"));
       have_servers = true;

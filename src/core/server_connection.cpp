@@ -215,7 +215,6 @@ void ServerConnection::on_read(size_t n) {
     done.session->on_backend_reply(done.slot, done.frag, view.substr(0, r.consumed), is_error);
   }
   if (in_start_ == in_end_) in_start_ = in_end_ = 0;
-  worker_.flush_dirty();
   start_read();
 }
 
@@ -254,7 +253,6 @@ void ServerConnection::on_timer() {
     fail_all("is not answering");
     return;
   }
-  worker_.flush_dirty();
   arm_timer();
 }
 
@@ -298,7 +296,6 @@ void ServerConnection::fail_all(std::string_view why, bool failure) {
     Pending p = failed.pop_front();
     if (!p.abandoned) deliver_error(p, why_copy);
   }
-  worker_.flush_dirty();
 }
 
 }  // namespace dproxy::core

@@ -32,8 +32,19 @@ class Worker {
   void stop();
   void join();
 
-  // Connections with bytes to send; flushed once at the end of a processing batch.
-  void mark_dirty(ServerConnection* c) { dirty_.push_back(c); }
+  // Connections with bytes to send. They are flushed by one handler posted behind everything
+  // the event loop has ready now, so the requests of every client served in this loop turn go
+  // to each backend in one write.
+  void mark_dirty(ServerConnection* c) {
+    dirty_.push_back(c);
+    if (!flush_posted_) {
+      flush_posted_ = true;
+      asio::post(io_, [this] {
+        flush_posted_ = false;
+        flush_dirty();
+      });
+    }
+  }
   void flush_dirty();
 
   // Sessions register while their socket is open (worker thread only).
@@ -56,6 +67,7 @@ class Worker {
   std::vector<ServerConnection*> dirty_;
   std::vector<ServerConnection*> flushing_;
   bool flushing_now_ = false;
+  bool flush_posted_ = false;
   bool draining_ = false;
   std::unordered_map<uint64_t, std::weak_ptr<ClientSession>> sessions_;
   std::thread thread_;
