@@ -360,6 +360,7 @@ void ClientSession::on_backend_reply(ReplySlot* slot, uint16_t frag, std::string
     case ReplySlot::Kind::kRespAllSame:
     case ReplySlot::Kind::kRespAndArray:
     case ReplySlot::Kind::kRespScan:
+    case ReplySlot::Kind::kRespAnyKey:
       finish_resp_broadcast(slot);
       break;
     default:

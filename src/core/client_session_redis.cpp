@@ -344,10 +344,7 @@ void ClientSession::redis_broadcast(const resp::CommandInfo& cmd, const Request&
     }
   }
   const auto n = static_cast<uint32_t>(frag_servers_.size());
-  if (name == "randomkey") {
-    redis_forward(req, frag_servers_[read_turn_++ % n]);
-    return;
-  }
+
   if (name == "scan") {
     // The client's cursor = backend cursor * n + server position (see README); 0 starts at the
     // first server and a reply of 0 means every server was walked.
@@ -384,7 +381,9 @@ void ClientSession::redis_broadcast(const resp::CommandInfo& cmd, const Request&
   if (name == "keys") kind = ReplySlot::Kind::kRespConcat;
   if (name == "script|load") kind = ReplySlot::Kind::kRespAllSame;
   if (name == "script|exists") kind = ReplySlot::Kind::kRespAndArray;
+  if (name == "randomkey") kind = ReplySlot::Kind::kRespAnyKey;
   ReplySlot* slot = new_slot(kind);
+  slot->child = static_cast<uint32_t>(read_turn_++ % n);  // RANDOMKEY: where to start looking
   slot->outstanding = n;
   if (slot->frags.size() < n) slot->frags.resize(n);
   slot->frag_error.assign(n, 0);
@@ -403,6 +402,17 @@ void ClientSession::finish_resp_broadcast(ReplySlot* slot) {
   switch (slot->kind) {
     case ReplySlot::Kind::kRespAllSame:
       slot->data.assign(slot->frags[0]);
+      return;
+    case ReplySlot::Kind::kRespAnyKey:
+      // nil only when every server is empty, as Redis answers for an empty database.
+      for (size_t i = 0; i < n; ++i) {
+        const std::string& reply = slot->frags[(slot->child + i) % n];
+        if (reply != "$-1\r\n") {
+          slot->data.assign(reply);
+          return;
+        }
+      }
+      slot->data.assign("$-1\r\n");
       return;
     case ReplySlot::Kind::kRespConcat: {
       int64_t total = 0;

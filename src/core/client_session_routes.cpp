@@ -249,7 +249,9 @@ void ClientSession::dispatch_redis_routed(const resp::CommandInfo& cmd, const Re
     return;
   }
   const bool write = cmd.has(resp::kCmdWrite);
-  if (!write && cmd.has(resp::kCmdMayReplicate)) {
+  // EVAL / EVALSHA / FCALL may write, but the command table cannot say what a script does.
+  const bool script = cmd.in_category(resp::kAclScripting) && !cmd.has(resp::kCmdReadonly);
+  if (script) {
     ReplySlot* slot = ready_slot("-ERR dproxy: ");
     for (char c : cmd.name) slot->data.push_back(c >= 'a' && c <= 'z' ? char(c - 'a' + 'A') : c);
     slot->data.append(

@@ -23,6 +23,7 @@ struct ReplySlot {
     kRespAllSame,   // Redis SCRIPT LOAD on every server: the first reply when none failed
     kRespAndArray,  // Redis SCRIPT EXISTS on every server: 1 only where every server says 1
     kRespScan,      // Redis SCAN on one server: the cursor rewritten to encode the server
+    kRespAnyKey,    // Redis RANDOMKEY on every server: a key from the first that has one
     kAck,           // replicated write / fanout: one fragment per child, reply per ack mode
     kFailover,      // replicated read: one child at a time, the next one on failure (or miss)
   };
