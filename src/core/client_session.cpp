@@ -213,27 +213,12 @@ void ClientSession::forward_memcache_multiget(const Request& req) {
   frag_servers_.clear();
   ReplySlot* slot = new_slot(ReplySlot::Kind::kMultiGet);
   for (std::string_view key : req.keys) {
-    uint32_t server = pool_.server_for(key);
-    int32_t frag = frag_of_server_[server];
-    if (frag < 0) {
-      frag = static_cast<int32_t>(frag_servers_.size());
-      frag_of_server_[server] = frag;
-      frag_servers_.push_back(server);
-    }
     slot->keys.append(key);
     slot->key_len.push_back(static_cast<uint32_t>(key.size()));
-    slot->key_frag.push_back(static_cast<uint16_t>(frag));
+    slot->key_frag.push_back(fragment_of(pool_.server_for(key)));
   }
   size_t nfrags = frag_servers_.size();
-  for (uint32_t server : frag_servers_) {
-    if (pool_.is_down(server)) {
-      // As when a shard fails: the whole reply is that server's error.
-      slot->kind = ReplySlot::Kind::kReady;
-      slot->data.assign(pool_.down_error(server));
-      slot->done = true;
-      return;
-    }
-  }
+  if (split_hits_down_server(slot)) return;
   if (nfrags == 1) {
     // Every key on one server: forward the frame untouched.
     slot->kind = ReplySlot::Kind::kForward;
@@ -264,6 +249,29 @@ void ClientSession::forward_memcache_multiget(const Request& req) {
     out.append("\r\n");
     conn.push(self, slot, static_cast<uint16_t>(f), mc::ReplyKind::kRetrieval);
   }
+}
+
+uint16_t ClientSession::fragment_of(uint32_t server) {
+  int32_t frag = frag_of_server_[server];
+  if (frag < 0) {
+    frag = static_cast<int32_t>(frag_servers_.size());
+    frag_of_server_[server] = frag;
+    frag_servers_.push_back(server);
+  }
+  return static_cast<uint16_t>(frag);
+}
+
+bool ClientSession::split_hits_down_server(ReplySlot* slot) {
+  for (uint32_t server : frag_servers_) {
+    if (pool_.is_down(server)) {
+      // As when a shard fails: the whole reply is that server's error.
+      slot->kind = ReplySlot::Kind::kReady;
+      slot->data.assign(pool_.down_error(server));
+      slot->done = true;
+      return true;
+    }
+  }
+  return false;
 }
 
 void ClientSession::forward_memcache_broadcast(const Request& req) {

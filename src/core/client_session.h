@@ -53,6 +53,11 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   void dispatch_memcache(const protocol::Request& req);
   void forward_memcache_multiget(const protocol::Request& req);
   void forward_memcache_broadcast(const protocol::Request& req);
+  // Split bookkeeping (frag_of_server_ must be reset first): the fragment, one per distinct
+  // server, that a server's keys go to.
+  uint16_t fragment_of(uint32_t server);
+  // A split touching a down server gets that server's error as its whole reply: true then.
+  bool split_hits_down_server(ReplySlot* slot);
   // Appends `frame` minus the noreply token (if any) to `out`.
   static void append_frame(std::string& out, const protocol::Request& req);
 

@@ -221,25 +221,9 @@ void ClientSession::redis_split(const resp::CommandInfo& cmd, const Request& req
   frag_of_server_.assign(pool_.server_count(), -1);
   frag_servers_.clear();
   ReplySlot* slot = new_slot(ReplySlot::Kind::kRespSum);
-  for (uint32_t idx : key_idx_) {
-    uint32_t server = pool_.server_for(args[idx]);
-    int32_t frag = frag_of_server_[server];
-    if (frag < 0) {
-      frag = static_cast<int32_t>(frag_servers_.size());
-      frag_of_server_[server] = frag;
-      frag_servers_.push_back(server);
-    }
-    slot->key_frag.push_back(static_cast<uint16_t>(frag));
-  }
+  for (uint32_t idx : key_idx_) slot->key_frag.push_back(fragment_of(pool_.server_for(args[idx])));
   const size_t nfrags = frag_servers_.size();
-  for (uint32_t server : frag_servers_) {
-    if (pool_.is_down(server)) {
-      slot->kind = ReplySlot::Kind::kReady;
-      slot->data.assign(pool_.down_error(server));
-      slot->done = true;
-      return;
-    }
-  }
+  if (split_hits_down_server(slot)) return;
   if (nfrags == 1) {
     slot->kind = ReplySlot::Kind::kForward;
     slot->outstanding = 1;
