@@ -291,7 +291,7 @@ void ClientSession::forward_memcache_broadcast(const Request& req) {
   for (uint32_t s = 0; s < n; ++s) {
     ServerConnection& conn = pool_.connection(s, id_);
     append_frame(conn.out(), req);
-    conn.push(self, slot, static_cast<uint16_t>(s), protocol::memcache::ReplyKind::kLine);
+    conn.push(self, slot, static_cast<uint16_t>(s), protocol::memcache::ReplyKind::kOk);
   }
 }
 

@@ -73,9 +73,10 @@ class Probe : public std::enable_shared_from_this<Probe> {
     std::string_view in(buffer_.data(), used_);
     while (replies_ > 0) {
       bool is_error = false;
-      protocol::ParseResult r = redis_ ? protocol::resp::scan_reply(in, &is_error)
-                                       : protocol::memcache::scan_reply(
-                                             in, protocol::memcache::ReplyKind::kLine, &is_error);
+      protocol::ParseResult r = redis_
+                                    ? protocol::resp::scan_reply(in, &is_error)
+                                    : protocol::memcache::scan_reply(
+                                          in, protocol::memcache::ReplyKind::kVersion, &is_error);
       if (r.status == protocol::ParseStatus::kNeedMore) return read();
       std::string_view reply =
           in.substr(0, r.status == protocol::ParseStatus::kOk ? r.consumed : 0);

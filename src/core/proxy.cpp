@@ -26,6 +26,7 @@ Proxy::~Proxy() {
 
 bool Proxy::start(std::string& error) {
   std::signal(SIGPIPE, SIG_IGN);
+  handle_signals();
   std::vector<std::vector<asio::generic::stream_protocol::endpoint>> endpoints(
       config_.pools.size());
   asio::ip::tcp::resolver resolver(io_);
@@ -48,6 +49,7 @@ bool Proxy::start(std::string& error) {
     }
   }
   for (const auto& pool : config_.pools) health_.push_back(std::make_unique<PoolHealth>(pool));
+  endpoints_ = endpoints;
   prober_ = std::make_unique<Prober>(io_, config_, health_, endpoints_);
   for (unsigned t = 0; t < threads_; ++t)
     workers_.push_back(std::make_unique<Worker>(t, config_, health_, endpoints));
@@ -88,9 +90,12 @@ void Proxy::wait_for_drain(std::chrono::steady_clock::time_point deadline) {
   });
 }
 
-int Proxy::run() {
-  asio::signal_set signals(io_, SIGINT, SIGTERM);
-  signals.async_wait([this](const asio::error_code& ec, int signo) {
+void Proxy::handle_signals() {
+  // Registered before any listener opens: a signal that arrives while dproxy is still starting
+  // waits for run() instead of killing the process.
+  signals_.add(SIGINT);
+  signals_.add(SIGTERM);
+  signals_.async_wait([this](const asio::error_code& ec, int signo) {
     if (ec) return;
     LOG_INFO(
         "received %s: shutting down: no new connections, finishing in-flight requests "
@@ -105,6 +110,9 @@ int Proxy::run() {
     wait_for_drain(std::chrono::steady_clock::now() +
                    std::chrono::milliseconds(config_.shutdown_timeout_ms));
   });
+}
+
+int Proxy::run() {
   io_.run();
   for (auto& w : workers_) w->stop();
   for (auto& w : workers_) w->join();

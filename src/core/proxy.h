@@ -30,6 +30,7 @@ class Proxy {
   unsigned threads_;
   // Graceful shutdown: waits (polling the workers) until none has work left or the deadline.
   void wait_for_drain(std::chrono::steady_clock::time_point deadline);
+  void handle_signals();
 
   asio::io_context io_{1};
   std::vector<std::vector<asio::generic::stream_protocol::endpoint>> endpoints_;
@@ -38,6 +39,7 @@ class Proxy {
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::unique_ptr<Listener>> listeners_;
   asio::steady_timer drain_timer_{io_};
+  asio::signal_set signals_{io_};
 };
 
 }  // namespace dproxy::core

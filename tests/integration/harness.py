@@ -422,3 +422,331 @@ class RedisTestMixin:
         self.assertEqual(c.call("SET", key, "ok"), b"OK")
         self.assertEqual(c.call("GET", key), b"ok")
         self.assertEqual(c.call("PING"), b"PONG")
+
+
+# --- fault injection helpers (test_faults*.py, test_shutdown*.py) -----------------------------
+
+
+def vm_rss_kb(pid):
+    """Resident set size of process `pid` in KiB (VmRSS from /proc/PID/status)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def fd_count(pid):
+    """Number of open file descriptors of process `pid`."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def is_asan_binary(path):
+    """True when `path` is built with AddressSanitizer (its memory figures are not comparable)."""
+    try:
+        out = subprocess.run(["ldd", path], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        out = ""
+    if "libasan" in out:
+        return True
+    import mmap
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        return m.find(b"AddressSanitizer") >= 0
+
+
+def raise_nofile_limit():
+    """Raises this process's RLIMIT_NOFILE soft limit to the hard limit (children inherit it).
+
+    Returns the (soft, hard) limits in effect afterwards."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
+
+
+def wait_for(predicate, timeout, interval=0.02):
+    """Polls `predicate` until it returns a true value (returned) or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)
+
+
+def wait_log(proxy, text, timeout=10.0, start=0):
+    """Waits until dproxy's log (from character `start`) contains `text`; returns True/False."""
+    return bool(wait_for(lambda: text in proxy.log_text()[start:], timeout))
+
+
+def resume(proc):
+    """SIGCONT a process that may have been stopped (safe if it already exited)."""
+    try:
+        os.kill(proc.pid, signal.SIGCONT)
+    except ProcessLookupError:
+        pass
+
+
+class DproxyTop(Dproxy):
+    """A Dproxy whose config also has top-level keys (e.g. shutdown_timeout_ms)."""
+
+    def __init__(self, procs, binary, pools, top=None, threads=2, extra_args=()):
+        self.procs = procs
+        self.config_path = os.path.join(procs.tmp.name, f"pools-{time.monotonic_ns()}.json")
+        with open(self.config_path, "w") as f:
+            json.dump({"pools": pools, **(top or {})}, f, indent=2)
+        self.log_path = self.config_path + ".log"
+        self.log = open(self.log_path, "w")
+        self.proc = procs.spawn([binary, "--config", self.config_path, "--threads", str(threads),
+                                 *extra_args], stderr=self.log)
+        for pool in pools.values():
+            listen = pool["listen"]
+            if not listen.startswith("/"):
+                wait_port(int(listen.rsplit(":", 1)[1]), self.proc)
+
+
+class FakeServer:
+    """A misbehaving TCP server on 127.0.0.1 run by a thread: for every chunk a connection
+    receives, `respond(data)` gives the bytes to send back (None: close the connection).
+
+    Records every accepted connection, the bytes received, and how many connections the peer
+    closed (EOF). Stop it with close()."""
+
+    def __init__(self, respond, port=None):
+        import threading
+        self.respond = respond
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind((HOST, port or 0))
+        self.listener.listen(128)
+        self.listener.settimeout(0.1)
+        self.port = self.listener.getsockname()[1]
+        self.lock = threading.Lock()
+        self.accepted = 0
+        self.peer_closed = 0
+        self.received = b""
+        self.stopping = False
+        self.threads = []
+        self.conns = []
+        self.thread = threading.Thread(target=self._accept_loop, daemon=True)
+        self.thread.start()
+
+    def _accept_loop(self):
+        import threading
+        while not self.stopping:
+            try:
+                conn, _ = self.listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            with self.lock:
+                self.accepted += 1
+                self.conns.append(conn)
+            t = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            self.threads.append(t)
+            t.start()
+
+    def _serve(self, conn):
+        conn.settimeout(0.1)
+        try:
+            while not self.stopping:
+                try:
+                    data = conn.recv(65536)
+                except socket.timeout:
+                    continue
+                if not data:
+                    with self.lock:
+                        self.peer_closed += 1
+                    return
+                with self.lock:
+                    self.received += data
+                reply = self.respond(data)
+                if reply is None:
+                    return
+                if reply:
+                    conn.sendall(reply)
+        except OSError:
+            with self.lock:
+                self.peer_closed += 1
+        finally:
+            conn.close()
+
+    def close(self):
+        self.stopping = True
+        try:
+            self.listener.close()
+        except OSError:
+            pass
+        self.thread.join(timeout=5)
+        for t in self.threads:
+            t.join(timeout=5)
+
+
+class MemcachedOps:
+    """Protocol adapter for the fault tests: memcached ASCII over a RawClient.
+
+    Results are ("ok", value_or_None) or ("error", text-without-CRLF)."""
+
+    name = "memcached"
+
+    @staticmethod
+    def backend(procs, port=None):
+        return procs.memcached(port)
+
+    @staticmethod
+    def client(port, timeout=10.0):
+        return RawClient(port, timeout=timeout)
+
+    @staticmethod
+    def set_req(key, value):
+        return b"set %s 0 0 %d\r\n%s\r\n" % (key, len(value), value)
+
+    @staticmethod
+    def get_req(key):
+        return b"get %s\r\n" % key
+
+    @staticmethod
+    def read_set(c):
+        line = c.read_line()
+        if line == b"STORED\r\n":
+            return ("ok", None)
+        return ("error", line[:-2].decode(errors="replace"))
+
+    @staticmethod
+    def read_get(c):
+        r = c.read_retrieval()
+        if isinstance(r, bytes):
+            return ("error", r[:-2].decode(errors="replace"))
+        return ("ok", r[0][2] if r else None)
+
+    @staticmethod
+    def direct_get(port, key):
+        return backend_get(port, key)
+
+    @staticmethod
+    def error_prefix(address):
+        """The start of every error dproxy sends for a failing backend `address`."""
+        return f"SERVER_ERROR backend {address} "
+
+
+class RedisOps:
+    """Protocol adapter for the fault tests: Redis RESP2 over a RespClient."""
+
+    name = "redis"
+
+    @staticmethod
+    def backend(procs, port=None):
+        return procs.redis(port)
+
+    @staticmethod
+    def client(port, timeout=10.0):
+        return RespClient(port, timeout=timeout)
+
+    @staticmethod
+    def set_req(key, value):
+        return resp_command(b"SET", key, value)
+
+    @staticmethod
+    def get_req(key):
+        return resp_command(b"GET", key)
+
+    @staticmethod
+    def read_set(c):
+        r = c.read_reply()
+        if isinstance(r, RespError):
+            return ("error", r.decode(errors="replace"))
+        if r == b"OK":
+            return ("ok", None)
+        return ("error", f"unexpected SET reply {r!r}")
+
+    @staticmethod
+    def read_get(c):
+        r = c.read_reply()
+        if isinstance(r, RespError):
+            return ("error", r.decode(errors="replace"))
+        return ("ok", r)
+
+    @staticmethod
+    def direct_get(port, key):
+        c = RespClient(port)
+        try:
+            return c.call(b"GET", key)
+        finally:
+            c.close()
+
+    @staticmethod
+    def error_prefix(address):
+        return f"ERR dproxy: backend {address} "
+
+
+def start_cluster(procs, binary, ops, n=3, pool=None, threads=2, top=None, backends=None):
+    """`n` backends of `ops`'s protocol (or the given `backends`) and a dproxy pool "p" in
+    front of them; `pool` overrides pool keys. Returns (backends, proxy, listen port)."""
+    backends = backends if backends is not None else [ops.backend(procs) for _ in range(n)]
+    port = free_port()
+    cfg = {"protocol": ops.name, "listen": f"{HOST}:{port}", "hash": "md5",
+           "servers": [f"{HOST}:{b.port}" for b in backends]}
+    cfg.update(pool or {})
+    proxy = DproxyTop(procs, binary, {"p": cfg}, top=top, threads=threads)
+    return backends, proxy, port
+
+
+def locate_keys(ops, ports, keys):
+    """For each key, the backends (of `ports`) holding it, asked directly (pipelined gets)."""
+    found = {k: [] for k in keys}
+    for port in ports:
+        c = ops.client(port)
+        try:
+            c.send(b"".join(ops.get_req(k) for k in keys))
+            for k in keys:
+                kind, value = ops.read_get(c)
+                if kind == "ok" and value is not None:
+                    found[k].append(port)
+        finally:
+            c.close()
+    return found
+
+
+def spread_keys(ops, proxy_port, ports, per_server, prefix):
+    """Keys (bytes, starting with `prefix`) stored through dproxy until each backend of
+    `ports` holds `per_server` of them. Returns {port: [keys]}."""
+    out = {p: [] for p in ports}
+    c = ops.client(proxy_port)
+    try:
+        for batch in range(50):
+            keys = [b"%s:%d:%d" % (prefix, batch, i) for i in range(64)]
+            c.send(b"".join(ops.set_req(k, b"seed") for k in keys))
+            for k in keys:
+                kind, text = ops.read_set(c)
+                assert kind == "ok", (k, text)
+            for k, where in locate_keys(ops, ports, keys).items():
+                assert len(where) == 1, (k, where)
+                if len(out[where[0]]) < per_server:
+                    out[where[0]].append(k)
+            if all(len(v) == per_server for v in out.values()):
+                return out
+    finally:
+        c.close()
+    raise AssertionError(f"could not spread keys: { {p: len(v) for p, v in out.items()} }")
+
+
+def freeze(proc, timeout=5.0):
+    """SIGSTOPs `proc` and waits until every one of its threads is stopped (state T)."""
+    os.kill(proc.pid, signal.SIGSTOP)
+
+    def all_stopped():
+        try:
+            tasks = os.listdir(f"/proc/{proc.pid}/task")
+            for t in tasks:
+                with open(f"/proc/{proc.pid}/task/{t}/stat") as f:
+                    state = f.read().rsplit(")", 1)[1].split()[0]
+                if state not in ("T", "t"):
+                    return False
+            return True
+        except FileNotFoundError:
+            return False
+
+    if not wait_for(all_stopped, timeout, interval=0.005):
+        raise RuntimeError(f"process {proc.pid} did not stop")

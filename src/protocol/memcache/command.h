@@ -31,7 +31,13 @@ enum class Command : uint16_t {
 // The shape of the backend reply a command expects.
 enum class ReplyKind : uint8_t {
   kRetrieval,  // zero or more "VALUE ..." items then "END", or one error line
-  kLine,       // exactly one line (STORED, DELETED, a number, OK, VERSION x, an error ...)
+  kLine,       // exactly one line of any content (only where nothing stricter applies)
+  kStorage,    // STORED, NOT_STORED, EXISTS, NOT_FOUND, or an error line
+  kDelete,     // DELETED, NOT_FOUND, or an error line
+  kArith,      // a decimal number, NOT_FOUND, or an error line
+  kTouch,      // TOUCHED, NOT_FOUND, or an error line
+  kOk,         // OK, or an error line (flush_all, verbosity)
+  kVersion,    // VERSION <anything>, or an error line
 };
 
 inline ReplyKind reply_kind(Command c) {
@@ -41,6 +47,25 @@ inline ReplyKind reply_kind(Command c) {
     case Command::kGat:
     case Command::kGats:
       return ReplyKind::kRetrieval;
+    case Command::kSet:
+    case Command::kAdd:
+    case Command::kReplace:
+    case Command::kAppend:
+    case Command::kPrepend:
+    case Command::kCas:
+      return ReplyKind::kStorage;
+    case Command::kDelete:
+      return ReplyKind::kDelete;
+    case Command::kIncr:
+    case Command::kDecr:
+      return ReplyKind::kArith;
+    case Command::kTouch:
+      return ReplyKind::kTouch;
+    case Command::kFlushAll:
+    case Command::kVerbosity:
+      return ReplyKind::kOk;
+    case Command::kVersion:
+      return ReplyKind::kVersion;
     default:
       return ReplyKind::kLine;
   }

@@ -93,6 +93,33 @@ ParseResult bad_reply(std::string_view in) {
   return ParseResult::Error(kBadReplyError, in.size(), 0, true);
 }
 
+// Whether `line` (without CRLF) is a valid non-error answer of shape `kind`.
+bool valid_line(ReplyKind kind, std::string_view line) {
+  switch (kind) {
+    case ReplyKind::kRetrieval:
+    case ReplyKind::kLine:
+      return true;
+    case ReplyKind::kStorage:
+      return line == "STORED" || line == "NOT_STORED" || line == "EXISTS" || line == "NOT_FOUND";
+    case ReplyKind::kDelete:
+      return line == "DELETED" || line == "NOT_FOUND";
+    case ReplyKind::kArith:
+      if (line == "NOT_FOUND") return true;
+      if (line.empty() || line.size() > 20) return false;
+      for (char c : line) {
+        if (c < '0' || c > '9') return false;
+      }
+      return true;
+    case ReplyKind::kTouch:
+      return line == "TOUCHED" || line == "NOT_FOUND";
+    case ReplyKind::kOk:
+      return line == "OK";
+    case ReplyKind::kVersion:
+      return line.starts_with("VERSION ");
+  }
+  return false;
+}
+
 }  // namespace
 
 ParseResult scan_reply(std::string_view in, ReplyKind kind, bool* is_error) {
@@ -109,9 +136,13 @@ ParseResult scan_reply(std::string_view in, ReplyKind kind, bool* is_error) {
       case LineStatus::kOk:
         break;
     }
-    if (kind == ReplyKind::kLine || is_error_line(line)) {
-      if (is_error != nullptr) *is_error = is_error_line(line);
+    if (is_error_line(line)) {
+      if (is_error != nullptr) *is_error = true;
       return ParseResult::Ok(next);
+    }
+    if (kind != ReplyKind::kRetrieval) {
+      // A line that is no answer to the command: the backend is out of sync (or not memcached).
+      return valid_line(kind, line) ? ParseResult::Ok(next) : bad_reply(in);
     }
     if (line == "END") return ParseResult::Ok(next);
     std::string_view key;

@@ -22,8 +22,9 @@ inline constexpr std::string_view kBadReplyError = "SERVER_ERROR bad reply from 
 // reply of that shape (the backend connection is out of sync and must be closed).
 // `is_error` (optional) is set to true when the reply is an error line, false otherwise.
 // Every line must end with "\r\n" (memcached never sends a bare "\n"); a data block must be
-// followed by "\r\n". kLine accepts any single line. kRetrieval accepts VALUE items then
-// "END", or an error line where an item could start (even after some items: the reply ends
+// followed by "\r\n". kLine accepts any single line; the other line kinds accept only the
+// answers that command can give (see ReplyKind) or an error line. kRetrieval accepts VALUE items
+// then "END", or an error line where an item could start (even after some items: the reply ends
 // there). kError: consumed = in.size(), close = true, error = kBadReplyError.
 // kNeedMore: size_hint = a lower bound of the reply size once a VALUE line is complete.
 ParseResult scan_reply(std::string_view in, ReplyKind kind, bool* is_error = nullptr);

@@ -382,3 +382,35 @@ TEST_CASE("memcache reply: randomized retrieval replies") {
 }
 
 }  // namespace
+
+TEST_CASE("memcache reply: each command accepts only its own answers") {
+  using K = ReplyKind;
+  const std::pair<K, std::vector<std::string>> ok[] = {
+      {K::kStorage, {"STORED\r\n", "NOT_STORED\r\n", "EXISTS\r\n", "NOT_FOUND\r\n"}},
+      {K::kDelete, {"DELETED\r\n", "NOT_FOUND\r\n"}},
+      {K::kArith, {"0\r\n", "18446744073709551615\r\n", "NOT_FOUND\r\n"}},
+      {K::kTouch, {"TOUCHED\r\n", "NOT_FOUND\r\n"}},
+      {K::kOk, {"OK\r\n"}},
+      {K::kVersion, {"VERSION 1.6.18\r\n"}},
+  };
+  for (const auto& [kind, replies] : ok) {
+    for (const auto& reply : replies) {
+      CAPTURE(reply);
+      expect_reply(reply, kind, false);
+    }
+    // Error lines are answers to every command.
+    expect_reply("SERVER_ERROR out of memory\r\n", kind, true);
+    expect_reply("CLIENT_ERROR bad data chunk\r\n", kind, true);
+    expect_reply("ERROR\r\n", kind, true);
+    // Anything else means the backend is out of sync (or is not memcached at all).
+    expect_malformed("HTTP/1.1 400 Bad Request\r\n", kind);
+    expect_malformed("END\r\n", kind);
+  }
+  expect_malformed("STORED\r\n", K::kDelete);
+  expect_malformed("DELETED\r\n", K::kStorage);
+  expect_malformed("4a\r\n", K::kArith);
+  expect_malformed("-1\r\n", K::kArith);
+  expect_malformed("123456789012345678901\r\n", K::kArith);
+  expect_malformed("VERSION\r\n", K::kVersion);
+  expect_malformed("TOUCHED\r\n", K::kOk);
+}
