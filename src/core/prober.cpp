@@ -79,9 +79,12 @@ class Probe : public std::enable_shared_from_this<Probe> {
                                           in, protocol::memcache::ReplyKind::kVersion, &is_error);
       if (r.status == protocol::ParseStatus::kNeedMore) return read();
       std::string_view reply =
-          in.substr(0, r.status == protocol::ParseStatus::kOk ? r.consumed : 0);
+          r.status == protocol::ParseStatus::kOk ? in.substr(0, r.consumed) : in.substr(0, 80);
+      // memcached: kVersion accepts only "VERSION ..."; Redis: the last reply must be PING's
+      // +PONG (AUTH / SELECT before it: any success).
+      const bool pong_expected = redis_ && replies_ == 1;
       if (r.status == protocol::ParseStatus::kError || is_error ||
-          (!redis_ && reply.substr(0, 8) != "VERSION ")) {
+          (pong_expected && reply != "+PONG\r\n")) {
         std::string text(reply.substr(0, 200));
         while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
         return finish(false, "unexpected answer: " + text);

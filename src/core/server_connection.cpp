@@ -158,8 +158,12 @@ void ServerConnection::start_read() {
         if (!*alive || gen != gen_) return;
         if (err) {
           if (err == asio::error::operation_aborted || state_ != State::kConnected) return;
+          // A server closing an idle connection (Redis "timeout", memcached idle_timeout) is
+          // not a failure: reconnect on the next request without counting it.
+          const bool idle = pending_.empty() && setup_pending_ == 0 && out_.empty();
           fail_all(err == asio::error::eof ? std::string("closed the connection")
-                                           : "connection lost: " + err.message());
+                                           : "connection lost: " + err.message(),
+                   !idle);
           return;
         }
         on_read(n);
