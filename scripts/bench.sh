@@ -12,7 +12,8 @@
 #               --threads 1): counters zeroed after the warm-up (callgrind_control -z) and dumped
 #               right after the measured requests (callgrind_control -d), on the same, already
 #               warm connections; callgrind_annotate top functions are written to files
-#   memory      VmRSS growth of a fresh proxy per idle client connection (10,000 connections)
+#   memory      VmRSS growth of a fresh proxy per client connection, 10,000 connections that are
+#               idle (never sent anything) or touched (one GET each, then idle)
 #   malloc      heap allocations per request in steady state, counted by tools' LD_PRELOAD shim
 #               (libdpmalloc.so) between the same warm-up/measure boundaries; call stacks of
 #               dproxy's allocations are sampled into files
@@ -22,9 +23,12 @@
 # redis-benchmark) so that both protocols, GET/SET mixes and multi-gets are measured the same way,
 # and so that its warm-up/measure hooks can bracket perf, callgrind and the malloc counter.
 #
-# Usage: scripts/bench.sh
-#   BENCH_QUICK=1          short run (~2 min): 1 round, 2 s per run, 20,000 profiled requests
+# Usage: scripts/bench.sh           (about 8 minutes on the 2-core machine)
+#   BENCH_QUICK=1          short run (~2 min): 1 round, 2 s per run, 10,000 profiled requests
 #   BENCH_SECTIONS="..."   subset of: throughput syscalls callgrind memory malloc
+#   BENCH_ONLY=REGEX       only the workloads whose name matches (redis_get_set_p1, redis_get_set_p16,
+#                          mc_get_set_p1, mc_get_set_p16, redis_mget100, mc_get100)
+#   BENCH_T1=1             throughput of dproxy --threads 1 as a fourth target
 #   BENCH_BUILD=0          do not build; use DPROXY (default build/dproxy) and TOOLS (build/tools)
 #   DPROXY_THREADS=N       dproxy worker threads (default: nproc)
 #   BENCH_ROUNDS, BENCH_SECS, BENCH_WARMUP_SECS, BENCH_PROFILE_REQUESTS, BENCH_IDLE_CONNS: override
@@ -69,10 +73,12 @@ fi
 QUICK=${BENCH_QUICK:-0}
 if [ "$QUICK" = 1 ]; then
   ROUNDS=${BENCH_ROUNDS:-1}; SECS=${BENCH_SECS:-2}; WARM=${BENCH_WARMUP_SECS:-0.5}
-  PREQ=${BENCH_PROFILE_REQUESTS:-20000}
+  PREQ=${BENCH_PROFILE_REQUESTS:-10000}
+  MEM_VARIANTS="idle"
 else
   ROUNDS=${BENCH_ROUNDS:-3}; SECS=${BENCH_SECS:-3}; WARM=${BENCH_WARMUP_SECS:-1}
   PREQ=${BENCH_PROFILE_REQUESTS:-100000}
+  MEM_VARIANTS="idle touched"
 fi
 PWARM=$((PREQ / 5))            # warm-up requests before a profiled phase
 IDLE=${BENCH_IDLE_CONNS:-10000}
@@ -231,6 +237,40 @@ for i in 0 1 2 3; do
   wait_port "${RD_PORTS[$i]}" 10 "${PIDS[$((2 * i + 1))]}"
 done
 
+cg_top() {  # CALLGRIND_OUT REQUESTS: top functions by self and inclusive instructions per request
+  python3 - "$1" "$2" <<'PY'
+import re, subprocess, sys
+f, n = sys.argv[1], int(sys.argv[2])
+def table(incl):
+    args = ["callgrind_annotate", "--auto=no", "--threshold=100"] + (["--inclusive=yes"] if incl else [])
+    out = subprocess.run(args + [f], capture_output=True, text=True).stdout
+    agg = {}
+    total = 0
+    for line in out.splitlines():
+        m = re.match(r"\s*([\d,]+) \([ \d.]+%\)\s+(.*)$", line)
+        if m and "PROGRAM TOTALS" in line:
+            total = int(m.group(1).replace(",", ""))
+        if not m or "PROGRAM TOTALS" in line:
+            continue
+        cost = int(m.group(1).replace(",", ""))
+        fn = re.sub(r" \[[^\]]*\]$", "", m.group(2))
+        fn = fn.split(":", 1)[1] if ":" in fn and not fn.startswith(":") else fn
+        # callgrind splits a function by the file its inlined lines come from: merge them.
+        agg[fn] = max(agg.get(fn, 0), cost) if incl else agg.get(fn, 0) + cost
+    items = sorted(agg.items(), key=lambda kv: -kv[1])
+    if not incl:
+        # A dump taken mid-run charges the frames live at the zero/dump points (thread entry,
+        # main) with everything: those are not self costs.
+        items = [(fn, c) for fn, c in items if c < 0.9 * total]
+    return items
+for incl, title, top in [(False, "self", 30), (True, "inclusive", 40)]:
+    print(f"== {title} instructions per request (top {top}; {f})")
+    for fn, cost in table(incl)[:top]:
+        print(f"{cost / n:10.1f}  {fn[:160]}")
+    print()
+PY
+}
+
 bench() {  # PORT PROTO LABEL ARGS... -> prints the RESULT line
   local port=$1 proto=$2 label=$3
   shift 3
@@ -243,6 +283,11 @@ start_proxy dproxy _main "$DPROXY_THREADS"; DP_PID=$PROXY_PID; DP_MC=$PROXY_MC; 
 start_proxy nutcracker _main 1; NC_PID=$PROXY_PID; NC_MC=$PROXY_MC; NC_RD=$PROXY_RD
 log "dproxy (pid $DP_PID, $DPROXY_THREADS threads) mc:$DP_MC redis:$DP_RD;" \
   "nutcracker (pid $NC_PID) mc:$NC_MC redis:$NC_RD"
+# dproxy with one worker thread too, for comparison (throughput with BENCH_T1=1, and syscalls).
+T1_PID=""
+if [ "$DPROXY_THREADS" != 1 ]; then
+  start_proxy dproxy _t1 1; T1_PID=$PROXY_PID; T1_MC=$PROXY_MC; T1_RD=$PROXY_RD
+fi
 
 # Prefill: every key through the proxy (same placement for both), and every key on the first
 # backend for the direct target, so that GETs hit.
@@ -260,23 +305,31 @@ WORKLOADS=(
   "redis_mget100|redis|--mget $MGET"
   "mc_get100|memcached|--mget $MGET"
 )
+if [ -n "${BENCH_ONLY:-}" ]; then  # regex on workload names, e.g. BENCH_ONLY='p1$|mget'
+  kept=()
+  for wl in "${WORKLOADS[@]}"; do [[ ${wl%%|*} =~ $BENCH_ONLY ]] && kept+=("$wl"); done
+  WORKLOADS=("${kept[@]}")
+fi
 target_port() {  # TARGET PROTO
   case "$1:$2" in
     dproxy:redis) echo "$DP_RD" ;; dproxy:memcached) echo "$DP_MC" ;;
     nutcracker:redis) echo "$NC_RD" ;; nutcracker:memcached) echo "$NC_MC" ;;
     direct:redis) echo "${RD_PORTS[0]}" ;; direct:memcached) echo "${MC_PORTS[0]}" ;;
+    dproxy_t1:redis) echo "$T1_RD" ;; dproxy_t1:memcached) echo "$T1_MC" ;;
   esac
 }
 
 # ------------------------------------------------------------------------------------------------
 if has throughput; then
-  log "throughput: ${#WORKLOADS[@]} workloads x 3 targets x $ROUNDS rounds x ${SECS}s (+${WARM}s warm-up)"
+  log "throughput: ${#WORKLOADS[@]} workloads x targets x $ROUNDS rounds x ${SECS}s (+${WARM}s warm-up)"
   TARGETS=(dproxy nutcracker direct)
+  [ "${BENCH_T1:-0}" = 1 ] && [ -n "$T1_PID" ] && TARGETS+=(dproxy_t1)
+  NT=${#TARGETS[@]}
   for wl in "${WORKLOADS[@]}"; do
     IFS='|' read -r name proto args <<<"$wl"
     for r in $(seq "$ROUNDS"); do
-      for k in 0 1 2; do
-        t=${TARGETS[$(((k + r - 1) % 3))]}
+      for k in $(seq 0 $((NT - 1))); do
+        t=${TARGETS[$(((k + r - 1) % NT))]}
         # shellcheck disable=SC2086
         line=$(bench "$(target_port "$t" "$proto")" "$proto" "$name/$t/$r" $args \
           --warmup-secs "$WARM" --secs "$SECS" --seed "$r")
@@ -289,23 +342,22 @@ fi
 
 # ------------------------------------------------------------------------------------------------
 PERF_EVENTS="raw_syscalls:sys_enter,instructions:u,instructions:k,cycles,task-clock"
-for s in read write readv writev recvfrom sendto recvmsg sendmsg epoll_wait epoll_pwait epoll_ctl \
-  futex ioctl accept4 close timerfd_settime getsockopt setsockopt sched_yield; do
+for s in read write readv writev recvfrom sendto recvmsg sendmsg recvmmsg sendmmsg epoll_wait \
+  epoll_pwait epoll_pwait2 epoll_ctl poll ppoll futex ioctl accept4 close timerfd_settime getsockopt \
+  setsockopt getpeername getsockname sched_yield mmap munmap brk madvise mprotect clock_gettime \
+  gettimeofday nanosleep clock_nanosleep; do
   if grep -qx "syscalls:sys_enter_$s" /sys/kernel/tracing/available_events 2>/dev/null ||
     grep -qx "syscalls:sys_enter_$s" /sys/kernel/debug/tracing/available_events 2>/dev/null; then
     PERF_EVENTS+=",syscalls:sys_enter_$s"
   fi
 done
-PROFILE_WLS=("${WORKLOADS[@]:0:4}")
+PROFILE_WLS=()  # the GET+SET workloads: callgrind and perf stat
+for wl in "${WORKLOADS[@]}"; do [[ ${wl%%|*} == *get_set* ]] && PROFILE_WLS+=("$wl"); done
 
 if has syscalls; then
   log "syscalls: perf stat on each proxy, $PREQ requests after $PWARM warm-up"
   TARGETS=("dproxy:$DP_PID:$DP_MC:$DP_RD" "nutcracker:$NC_PID:$NC_MC:$NC_RD")
-  if [ "$DPROXY_THREADS" != 1 ]; then
-    start_proxy dproxy _t1 1
-    TARGETS+=("dproxy_t1:$PROXY_PID:$PROXY_MC:$PROXY_RD")
-    bench "$PROXY_MC" memcached warm --requests 1000 >/dev/null
-  fi
+  [ -n "$T1_PID" ] && TARGETS+=("dproxy_t1:$T1_PID:$T1_MC:$T1_RD")
   for wl in "${PROFILE_WLS[@]}"; do
     IFS='|' read -r name proto args <<<"$wl"
     for tg in "${TARGETS[@]}"; do
@@ -337,18 +389,14 @@ if has callgrind; then
       # shellcheck disable=SC2086
       line=$(bench "$port" "$proto" "$name/$kind/callgrind" $args --warmup-requests "$PWARM" \
         --requests "$PREQ" --stall-secs 60 \
-        --hook-warm "callgrind_control -z $pid >/dev/null" \
-        --hook-done "callgrind_control -d $pid >/dev/null")
+        --hook-warm "callgrind_control -z $pid >/dev/null 2>&1" \
+        --hook-done "callgrind_control -d $pid >/dev/null 2>&1")
       part=$((part + 1))
       for _ in $(seq 100); do [ -s "$cg.$part" ] && break; sleep 0.1; done
       mv "$cg.$part" "$OUT/callgrind_${name}_$kind.out"
       total=$(awk '/^(summary|totals):/ {print $2; exit}' "$OUT/callgrind_${name}_$kind.out")
       echo "$name $kind $total $PREQ" >>"$OUT/callgrind.txt"
-      callgrind_annotate --auto=no --threshold=100 "$OUT/callgrind_${name}_$kind.out" 2>/dev/null |
-        head -60 >"$OUT/callgrind_${name}_${kind}_self.txt" || true
-      callgrind_annotate --auto=no --inclusive=yes --threshold=100 \
-        "$OUT/callgrind_${name}_$kind.out" 2>/dev/null | head -80 \
-        >"$OUT/callgrind_${name}_${kind}_incl.txt" || true
+      cg_top "$OUT/callgrind_${name}_$kind.out" "$PREQ" >"$OUT/callgrind_${name}_${kind}_top.txt" || true
       log "  $kind $name: $((total / PREQ)) instructions/request   ($line)"
     done
     stop_pid "$pid"; forget_pid "$pid"
@@ -360,7 +408,7 @@ if has memory; then
   log "memory: VmRSS growth per idle client connection, $IDLE connections, fresh proxies"
   for kind in dproxy nutcracker; do
     for proto in memcached redis; do
-      for touch in idle touched; do
+      for touch in $MEM_VARIANTS; do
         start_proxy "$kind" _mem "$DPROXY_THREADS"
         pid=$PROXY_PID
         port=$PROXY_MC; [ "$proto" = redis ] && port=$PROXY_RD
@@ -395,8 +443,8 @@ if has malloc; then
         --requests "$PREQ" --hook-warm "'$MCTL' '$cnt' snap >'$OUT/snap0.tmp'" \
         --hook-done "'$MCTL' '$cnt' snap >'$OUT/snap1.tmp'" >/dev/null
       echo "$name $kind $PREQ $(cat "$OUT/snap0.tmp") | $(cat "$OUT/snap1.tmp")" >>"$OUT/malloc.txt"
-      a0=$(sed 's/.*allocs=\([0-9]*\).*/\1/' "$OUT/snap0.tmp")
-      a1=$(sed 's/.*allocs=\([0-9]*\).*/\1/' "$OUT/snap1.tmp")
+      a0=$(sed 's/^allocs=\([0-9]*\).*/\1/' "$OUT/snap0.tmp")
+      a1=$(sed 's/^allocs=\([0-9]*\).*/\1/' "$OUT/snap1.tmp")
       log "  $kind $name: $((a1 - a0)) allocations / $PREQ requests"
       if [ "$kind" = dproxy ] && [ $((a1 - a0)) -gt 0 ]; then
         # Call stacks of a sample: a shorter run with stack recording on.
@@ -408,6 +456,19 @@ if has malloc; then
         "$MCTL" "$cnt" stacks 12 >"$OUT/malloc_stacks_$name.txt" 2>&1 || true
       fi
     done
+    if [ "$kind" = dproxy ]; then
+      # What one new, idle client connection allocates: 1,000 connections with stacks recorded.
+      n=1000
+      fds0=$(ls "/proc/$pid/fd" | wc -l)
+      "$MCTL" "$cnt" bt clear
+      "$MCTL" "$cnt" snap >"$OUT/snap0.tmp"
+      "$MCTL" "$cnt" bt on
+      bench "$PROXY_MC" memcached idle --idle "$n" --hook-warm \
+        "'$ROOT/scripts/bench.sh' __hook rss $pid $((fds0 + n)) '$OUT/rss.tmp'; '$MCTL' '$cnt' bt off; '$MCTL' '$cnt' snap >'$OUT/snap1.tmp'" \
+        >/dev/null
+      echo "idle_connection $kind $n $(cat "$OUT/snap0.tmp") | $(cat "$OUT/snap1.tmp")" >>"$OUT/malloc.txt"
+      "$MCTL" "$cnt" stacks 12 >"$OUT/malloc_stacks_idle_connection.txt" 2>&1 || true
+    fi
     stop_pid "$pid"; forget_pid "$pid"
   done
 fi
@@ -449,7 +510,7 @@ if os.path.exists(path):
     print("-" * len(hdr))
     for wl in WL:
         ops = {}
-        for tgt in ["dproxy", "nutcracker", "direct"]:
+        for tgt in ["dproxy", "nutcracker", "direct", "dproxy_t1"]:
             rs = runs.get((wl, tgt), [])
             if not rs:
                 continue
@@ -458,11 +519,12 @@ if os.path.exists(path):
             p50 = med([float(r["p50_us"]) for r in rs]); p99 = med([float(r["p99_us"]) for r in rs])
             spread = f"{min(o):.0f}..{max(o):.0f}" if len(o) > 1 else ""
             print(f"{wl:<19}{tgt:<11}{ops[tgt]:>10.0f}{p50:>9.0f}{p99:>9.0f}{spread:>22}", end="")
-            if tgt == "dproxy" and (wl, "nutcracker") in runs:
+            if tgt.startswith("dproxy") and (wl, "nutcracker") in runs:
                 nc = med([float(r["ops_per_sec"]) for r in runs[(wl, "nutcracker")]])
                 di = med([float(r["ops_per_sec"]) for r in runs.get((wl, "direct"), [])])
                 ratio_nc, ratio_dir = ops[tgt] / nc, ops[tgt] / di
                 print(f"{ratio_nc:>7.2f}{ratio_dir:>10.2f}", end="")
+            if tgt == "dproxy" and (wl, "nutcracker") in runs:
                 checks.append((f"{wl}: dproxy/nutcracker ops/s", ratio_nc, ">=", NC_TARGET[wl]))
                 if wl in DIRECT_TARGET:
                     checks.append((f"{wl}: dproxy/direct ops/s", ratio_dir, ">=", DIRECT_TARGET[wl]))
@@ -511,6 +573,8 @@ if os.path.exists(mal):
     for wl in WL:
         if (wl, "dproxy") in al:
             eff.append(("allocations/req", wl, al[(wl, "dproxy")], al.get((wl, "nutcracker"), float("nan")), "zero", None))
+    if ("idle_connection", "dproxy") in al:
+        eff.append(("allocations per new connection", "memcached", al[("idle_connection", "dproxy")], float("nan"), None, None))
 mem = os.path.join(out, "memory.txt")
 if os.path.exists(mem):
     m = {}
@@ -539,6 +603,24 @@ if eff:
             t = f"ratio <= {tgt}"; checks.append((f"{wl}: {label} dproxy/nutcracker", ratio, "<=", tgt))
         cs = f"{c:>10.2f}" if c is not None else f"{'':>10}"
         print(f"{label:<34}{wl:<19}{a:>11.2f}{b:>11.2f}{ratio:>7.2f}{cs}  {t}")
+    print()
+
+rows = []
+for wl in WL[:4]:
+    for t in ["dproxy", "dproxy_t1", "nutcracker"]:
+        d = perf_file(wl, t)
+        if not d:
+            continue
+        total = d.get("raw_syscalls:sys_enter", 0)
+        parts = {k.split("sys_enter_")[1]: v for k, v in d.items() if k.startswith("syscalls:sys_enter_") and v > 0}
+        other = total - sum(parts.values())
+        if other > 0.005 * preq:
+            parts["other"] = other
+        desc = "  ".join(f"{k} {v / preq:.2f}" for k, v in sorted(parts.items(), key=lambda kv: -kv[1]))
+        rows.append(f"  {wl:<19}{t:<11}{total / preq:>6.2f} = {desc}")
+if rows:
+    print("Syscalls per request by call (perf stat tracepoints):")
+    print("\n".join(rows))
     print()
 
 if checks:

@@ -51,7 +51,11 @@ bool ClientSession::paused() const {
 }
 
 void ClientSession::start_read() {
-  if (reading_ || closed_ || stop_input_ || paused()) return;
+  if (reading_ || closed_ || stop_input_) return;
+  if (paused()) {
+    read_paused_ = true;  // drain() resumes reading once replies are written
+    return;
+  }
   if (rstart_ == rend_) rstart_ = rend_ = 0;
   if (rend_ - rstart_ >= max_request_bytes_ || need_ > max_request_bytes_) {
     // One request bigger than any value this pool accepts: refuse it rather than buffer more.
@@ -441,8 +445,9 @@ void ClientSession::drain() {
   }
   if (close_when_done_ && slots_.empty()) close_after_write_ = true;
   start_write();
-  if (!reading_ && !closed_ && !stop_input_ && !paused() && !resume_posted_) {
+  if (read_paused_ && !reading_ && !closed_ && !stop_input_ && !paused() && !resume_posted_) {
     // Reading was paused by backpressure: resume outside the current call stack.
+    read_paused_ = false;
     resume_posted_ = true;
     asio::post(socket_.get_executor(), [self = shared_from_this()] {
       self->resume_posted_ = false;

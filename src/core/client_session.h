@@ -126,6 +126,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   bool closed_ = false;      // socket closed; replies still arriving are dropped
   bool stop_input_ = false;  // quit or fatal parse error seen: parse nothing more
   bool resume_posted_ = false;
+  bool read_paused_ = false;        // start_read() declined because of backpressure
   bool close_after_write_ = false;  // close once the output buffer is written
   bool close_when_done_ = false;    // input ended: close once every reply is written
   size_t held_bytes_ = 0;           // reply bytes stored in slots not yet at the head of the queue
@@ -148,6 +149,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   uint64_t read_turn_ = 0;                            // replicated read: round_robin counter
   std::vector<std::string_view> args_scratch_;
   std::string inline_scratch_;
+  std::string last_command_name_;  // the name of the last command looked up, as sent
+  const protocol::resp::CommandInfo* last_command_ = nullptr;
 };
 
 }  // namespace dproxy::core

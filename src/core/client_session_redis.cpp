@@ -66,7 +66,17 @@ void ClientSession::redis_error(std::string_view message) {
 
 void ClientSession::dispatch_redis(const Request& req) {
   const auto& args = req.args;
-  const resp::CommandInfo* cmd = resp::find_command(args[0]);
+  // Clients tend to repeat a command: remember the last lookup (exact bytes).
+  const resp::CommandInfo* cmd;
+  if (args[0] == last_command_name_ && last_command_ != nullptr) {
+    cmd = last_command_;
+  } else {
+    cmd = resp::find_command(args[0]);
+    if (cmd != nullptr && args[0].size() <= 32) {
+      last_command_name_.assign(args[0]);
+      last_command_ = cmd;
+    }
+  }
   if (cmd == nullptr) {
     // Redis 7's own wording.
     // Redis 7's own wording and truncation: the name up to 128 bytes, then arguments until the
