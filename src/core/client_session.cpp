@@ -41,7 +41,6 @@ void ClientSession::start() {
   auto local = socket_.local_endpoint(ec);
   if (!ec && local.protocol().family() != AF_UNIX)
     socket_.set_option(asio::ip::tcp::no_delay(true), ec);
-  rbuf_.resize(kInitialReadBuffer);
   start_read();
 }
 
@@ -54,6 +53,23 @@ void ClientSession::start_read() {
   if (reading_ || closed_ || stop_input_) return;
   if (paused()) {
     read_paused_ = true;  // drain() resumes reading once replies are written
+    return;
+  }
+  if (rbuf_.empty()) {
+    // Nothing read yet: wait for the first bytes without holding a read buffer, so that idle
+    // connections stay small; the buffer is allocated once data arrives.
+    reading_ = true;
+    socket_.async_wait(asio::socket_base::wait_read,
+                       [self = shared_from_this()](const asio::error_code& ec) {
+                         self->reading_ = false;
+                         if (self->closed_) return;
+                         if (ec) {
+                           self->close();
+                           return;
+                         }
+                         self->rbuf_.resize(kInitialReadBuffer);
+                         self->start_read();
+                       });
     return;
   }
   if (rstart_ == rend_) rstart_ = rend_ = 0;
