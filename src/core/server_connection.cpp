@@ -158,12 +158,22 @@ void ServerConnection::start_read() {
         if (!*alive || gen != gen_) return;
         if (err) {
           if (err == asio::error::operation_aborted || state_ != State::kConnected) return;
-          // A server closing an idle connection (Redis "timeout", memcached idle_timeout) is
-          // not a failure: reconnect on the next request without counting it.
-          const bool idle = pending_.empty() && setup_pending_ == 0 && out_.empty();
+          // An idle connection closed by the server is either its idle timeout (Redis
+          // "timeout") or the server going away: reconnect at once and let that attempt tell.
+          // Only a failed reconnect counts as a failure of the server.
+          if (err == asio::error::eof && pending_.empty() && setup_pending_ == 0 && out_.empty()) {
+            LOG_DEBUG("backend %s: closed an idle connection; reconnecting", address_.c_str());
+            ++gen_;
+            state_ = State::kDisconnected;
+            asio::error_code ignored;
+            socket_.close(ignored);
+            in_start_ = in_end_ = 0;
+            scan_state_ = {};
+            start_connect();
+            return;
+          }
           fail_all(err == asio::error::eof ? std::string("closed the connection")
-                                           : "connection lost: " + err.message(),
-                   !idle);
+                                           : "connection lost: " + err.message());
           return;
         }
         on_read(n);
