@@ -215,9 +215,7 @@ void parse_route(const json& obj, const std::string& path, PoolConfig& pool,
   if (obj.contains("policy")) {
     const std::string p = path + ".policy";
     spec.policy = get_string(obj["policy"], p);
-    std::string error;
-    if (!routing::policy_takes_children(spec.policy) && spec.policy != "ketama" &&
-        spec.policy != "modula" && spec.policy != "random")
+    if (!routing::policy_known(spec.policy))
       fail(p, json_quote(spec.policy) + " is not a policy (expected " +
                   std::string(routing::route_policy_names()) + ")");
   }

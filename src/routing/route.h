@@ -51,6 +51,8 @@ std::unique_ptr<Route> make_route(const RouteSpec& spec, std::span<const ServerS
                                   std::string& error);
 // Every policy name the factory knows, comma separated (for config errors).
 std::string_view route_policy_names();
+// True for a policy name the factory knows.
+bool policy_known(std::string_view policy);
 // True for policies that take `children` (replicated, fanout) rather than `servers`.
 bool policy_takes_children(std::string_view policy);
 

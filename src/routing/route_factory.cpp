@@ -80,7 +80,19 @@ std::unique_ptr<Route> make_route(const RouteSpec& spec, std::span<const ServerS
 }
 
 std::string_view route_policy_names() {
-  return "ketama, modula, random, replicated, fanout";
+  static const std::string names = [] {
+    std::string all;
+    for (const auto& p : kPolicies) all += (all.empty() ? "" : ", ") + std::string(p.name);
+    return all;
+  }();
+  return names;
+}
+
+bool policy_known(std::string_view policy) {
+  for (const auto& p : kPolicies) {
+    if (p.name == policy) return true;
+  }
+  return false;
 }
 
 bool policy_takes_children(std::string_view policy) {
