@@ -334,10 +334,12 @@ class ClientFaultsTest(unittest.TestCase):
                         s.settimeout(10)
                         while s.recv(65536):
                             pass
-                    except (ConnectionResetError, BrokenPipeError):
-                        pass
                     except socket.timeout:
                         not_closed.append((port, batch, i))
+                    except OSError:
+                        # Reset, broken pipe, or not connected any more: dproxy already closed
+                        # a connection whose framing the garbage destroyed.
+                        pass
                     finally:
                         s.close()
         elapsed = time.monotonic() - t0
