@@ -123,10 +123,9 @@ class Probe : public std::enable_shared_from_this<Probe> {
 
 }  // namespace
 
-Prober::Prober(asio::io_context& io, const Config& config,
-               std::vector<std::unique_ptr<PoolHealth>>& health,
+Prober::Prober(asio::io_context& io, std::vector<std::unique_ptr<PoolHealth>>& health,
                const std::vector<std::vector<asio::generic::stream_protocol::endpoint>>& endpoints)
-    : io_(io), config_(config), health_(health), endpoints_(endpoints), timer_(io) {}
+    : io_(io), health_(health), endpoints_(endpoints), timer_(io) {}
 
 void Prober::start() {
   timer_.expires_after(kTick);

@@ -14,8 +14,7 @@ class PoolHealth;
 
 class Prober {
  public:
-  Prober(asio::io_context& io, const Config& config,
-         std::vector<std::unique_ptr<PoolHealth>>& health,
+  Prober(asio::io_context& io, std::vector<std::unique_ptr<PoolHealth>>& health,
          const std::vector<std::vector<asio::generic::stream_protocol::endpoint>>& endpoints);
   void start();
   void stop();
@@ -25,7 +24,6 @@ class Prober {
   void probe(size_t pool, size_t server);
 
   asio::io_context& io_;
-  const Config& config_;
   std::vector<std::unique_ptr<PoolHealth>>& health_;
   const std::vector<std::vector<asio::generic::stream_protocol::endpoint>>& endpoints_;
   asio::steady_timer timer_;

@@ -50,7 +50,7 @@ bool Proxy::start(std::string& error) {
   }
   for (const auto& pool : config_.pools) health_.push_back(std::make_unique<PoolHealth>(pool));
   endpoints_ = endpoints;
-  prober_ = std::make_unique<Prober>(io_, config_, health_, endpoints_);
+  prober_ = std::make_unique<Prober>(io_, health_, endpoints_);
   for (unsigned t = 0; t < threads_; ++t)
     workers_.push_back(std::make_unique<Worker>(t, config_, health_, endpoints));
   for (size_t p = 0; p < config_.pools.size(); ++p) {
