@@ -29,7 +29,8 @@ ClientSession::ClientSession(Worker& worker, PoolRuntime& pool,
       resp_parser_(
           protocol::resp::RequestLimits{pool.config().max_value_bytes, 1024 * 1024, 64 * 1024}),
       authenticated_(pool.config().client_password.empty()),
-      max_request_bytes_(pool.config().max_value_bytes + kMaxLineBytes + (1 << 20)) {}
+      max_request_bytes_(pool.config().max_value_bytes + kMaxLineBytes + (1 << 20)),
+      cluster_(pool.cluster()) {}
 
 ClientSession::~ClientSession() {
   health_.client_count.fetch_sub(1);
@@ -339,10 +340,12 @@ ReplySlot* ClientSession::ready_slot(std::string_view reply) {
 
 void ClientSession::on_backend_reply(ReplySlot* slot, uint16_t frag, std::string_view bytes,
                                      bool is_error) {
+  if (frag == kIgnoredFrag) return;  // the reply to an ASKING (redis_cluster)
   if (slot->orphaned) {
     if (--slot->outstanding == 0) free_slots_.push_back(slot);
     return;
   }
+  if (slot->cluster && is_error && cluster_intercept(slot, frag, bytes)) return;
   if (slot->kind == ReplySlot::Kind::kAck) {
     on_ack_reply(slot, frag, bytes, is_error);
     return;

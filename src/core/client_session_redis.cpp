@@ -139,6 +139,11 @@ void ClientSession::dispatch_redis(const Request& req) {
     redis_broadcast(*cmd, req);
     return;
   }
+  if (cluster_ != nullptr && cmd->routing != Routing::kLocal &&
+      cmd->routing != Routing::kRejected) {
+    dispatch_redis_cluster(*cmd, req);  // client_session_cluster.cpp
+    return;
+  }
   if (pool_.route_kind() != routing::Route::Kind::kShard && cmd->routing != Routing::kLocal &&
       cmd->routing != Routing::kRejected) {
     if (key_idx_.empty() && cmd->routing != Routing::kNoKeyForward) {
@@ -326,13 +331,15 @@ void ClientSession::redis_broadcast(const resp::CommandInfo& cmd, const Request&
   // Writes reach every server; reads ask one copy of the data: every server of a sharded pool,
   // the first child's servers of a replicated or fanout pool.
   frag_servers_.clear();
-  if (write || pool_.route_kind() == routing::Route::Kind::kShard) {
+  if (cluster_ != nullptr) {
+    frag_servers_ = cluster_->masters();  // redis_cluster: every master
+  } else if (write || pool_.route_kind() == routing::Route::Kind::kShard) {
     for (uint32_t i = 0; i < pool_.server_count(); ++i) frag_servers_.push_back(i);
   } else {
     frag_servers_ = pool_.first_child_servers();
   }
   for (uint32_t server : frag_servers_) {
-    if (pool_.is_down(server)) {
+    if (cluster_ == nullptr && pool_.is_down(server)) {
       ready_slot(pool_.down_error(server));
       return;
     }
@@ -365,7 +372,7 @@ void ClientSession::redis_broadcast(const resp::CommandInfo& cmd, const Request&
     slot->outstanding = 1;
     if (slot->frags.empty()) slot->frags.resize(1);
     slot->frag_error.assign(1, 0);
-    ServerConnection& conn = pool_.connection(frag_servers_[position], id_);
+    ServerConnection& conn = broadcast_connection(frag_servers_[position]);
     resp::append_command(conn.out(), args_scratch_);
     conn.push(shared_from_this(), slot, 0, protocol::memcache::ReplyKind::kLine);
     return;
@@ -383,7 +390,7 @@ void ClientSession::redis_broadcast(const resp::CommandInfo& cmd, const Request&
   slot->frag_error.assign(n, 0);
   auto self = shared_from_this();
   for (uint32_t f = 0; f < n; ++f) {
-    ServerConnection& conn = pool_.connection(frag_servers_[f], id_);
+    ServerConnection& conn = broadcast_connection(frag_servers_[f]);
     append_request(conn.out(), req);
     conn.push(self, slot, static_cast<uint16_t>(f), protocol::memcache::ReplyKind::kLine);
   }
@@ -708,6 +715,7 @@ void ClientSession::redis_info_reply() {
     text += "server" + std::to_string(i) + ":address=" + s.address() +
             ",weight=" + std::to_string(s.weight) + ",name=" + s.name + "\r\n";
   }
+  if (cluster_ != nullptr) append_cluster_info(text);
   text += "redis_commands_table:" + std::string(resp::redis_version()) + "\r\n";
   resp::append_bulk(ready_slot("")->data, text);
 }

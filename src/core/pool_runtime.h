@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "core/cluster_runtime.h"
 #include "core/config.h"
 #include "core/server_connection.h"
 #include "core/server_health.h"
@@ -45,6 +46,8 @@ class PoolRuntime {
   const std::vector<uint32_t>& first_child_servers() const { return (*children_)[0]->members(); }
   const routing::ReplicatedRoute* replicated() const { return replicated_; }
   const routing::FanoutRoute* fanout() const { return fanout_; }
+  // redis_cluster pools: the slot map and node connections of this worker; null otherwise.
+  ClusterRuntime* cluster() { return cluster_.get(); }
   // True when server `index` is marked down: requests for it fail at once with down_error().
   bool is_down(uint32_t index) const { return health_.is_down(index); }
   // The complete error reply for a request to a down server (protocol-specific).
@@ -52,7 +55,7 @@ class PoolRuntime {
 
   // Requests waiting for a backend reply, over all of this pool's connections on this thread.
   size_t pending() const {
-    size_t n = 0;
+    size_t n = cluster_ ? cluster_->pending() : 0;
     for (const auto& conns : servers_)
       for (const auto& c : conns) n += c->pending();
     return n;
@@ -80,6 +83,7 @@ class PoolRuntime {
   const std::vector<std::unique_ptr<routing::ShardRoute>>* children_ = nullptr;
   std::vector<std::string> down_errors_;
   std::vector<std::vector<std::unique_ptr<ServerConnection>>> servers_;
+  std::unique_ptr<ClusterRuntime> cluster_;
 };
 
 }  // namespace dproxy::core

@@ -56,6 +56,16 @@ struct ReplySlot {
   uint32_t tried = 0;
   bool failover_on_miss = false;
   uint8_t reply_kind = 0;  // memcache::ReplyKind for a re-sent memcached request
+  // redis_cluster pools: each fragment's command bytes, kept until its reply is final so that a
+  // MOVED / ASK / TRYAGAIN / CLUSTERDOWN can re-send it; its hash slot, the node it went to, and
+  // how often it was redirected and retried. Vectors keep their capacity across requests.
+  bool cluster = false;
+  bool cluster_read = false;  // a read-only command: may go to a replica, then to the master
+  std::vector<std::string> frag_frames;
+  std::vector<uint16_t> frag_hslot;
+  std::vector<uint32_t> frag_node;
+  std::vector<uint8_t> frag_redirects;
+  std::vector<uint8_t> frag_retries;
 
   void reset() {
     kind = Kind::kReady;
@@ -74,6 +84,14 @@ struct ReplySlot {
     keys.clear();
     key_len.clear();
     key_frag.clear();
+    if (cluster) {
+      cluster = cluster_read = false;
+      for (auto& f : frag_frames) f.clear();
+      frag_hslot.clear();
+      frag_node.clear();
+      frag_redirects.clear();
+      frag_retries.clear();
+    }
   }
 };
 

@@ -38,9 +38,10 @@ class ServerConnection {
  public:
   // `setup` is sent first on every new connection (Redis AUTH / SELECT), `setup_replies` is how
   // many replies it produces; an error reply to it fails the connection.
-  // Failures and successes are reported to `health` (server `index` of its pool).
+  // Failures and successes are reported to `health` (server `index` of its pool), unless it is
+  // null (Redis Cluster nodes: the cluster does its own failover).
   ServerConnection(Worker& worker, asio::generic::stream_protocol::endpoint endpoint,
-                   std::string address, const PoolConfig& config, PoolHealth& health,
+                   std::string address, const PoolConfig& config, PoolHealth* health,
                    uint32_t index, std::string setup = {}, uint32_t setup_replies = 0);
   ~ServerConnection();
   ServerConnection(const ServerConnection&) = delete;
@@ -78,7 +79,7 @@ class ServerConnection {
   std::string address_;
   std::chrono::milliseconds timeout_;
   std::chrono::milliseconds connect_timeout_;
-  PoolHealth& health_;
+  PoolHealth* health_;
   uint32_t index_;
   asio::generic::stream_protocol::socket socket_;
   asio::steady_timer timer_;

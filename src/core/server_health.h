@@ -8,6 +8,7 @@
 #include <memory>
 #include <string_view>
 
+#include "core/cluster_stats.h"
 #include "core/config.h"
 
 namespace dproxy::core {
@@ -46,6 +47,8 @@ class PoolHealth {
 
   // Open client connections of this pool, over all threads (client_connections limit).
   std::atomic<uint32_t> client_count{0};
+  // redis_cluster pools: the cluster figures (INFO; see cluster_stats.h).
+  ClusterStats cluster;
 
   static int64_t now_ms() {
     return std::chrono::duration_cast<std::chrono::milliseconds>(
