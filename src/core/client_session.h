@@ -179,7 +179,6 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   std::string last_command_name_;  // the name of the last command looked up, as sent
   const protocol::resp::CommandInfo* last_command_ = nullptr;
   ClusterRuntime* cluster_ = nullptr;  // redis_cluster pools
-  std::vector<int32_t> frag_of_slot_;  // scratch: hash slot -> fragment, -1 = unused
   std::string cluster_error_;          // scratch: an error reply made by cluster_intercept
 };
 

@@ -4,7 +4,8 @@
 //   -MOVED <slot> <addr>   the map is updated, the fragment re-sent there (<= kMaxRedirects)
 //   -ASK <slot> <addr>     ASKING + the fragment to <addr>, for this request only
 //   -TRYAGAIN/-CLUSTERDOWN re-sent after a backoff (<= kMaxRetries), then the error is final
-//   connect failure        the map is refreshed, and the (never written) request retried
+//   connection failure     the map is refreshed; a request never written (connect failed) or
+//                          a read is retried like TRYAGAIN, other writes fail (maybe applied)
 //   replica failure        a read goes back to the slot's master
 // Multi-key MGET/MSET/DEL/UNLINK/EXISTS/TOUCH are split by slot (a cluster node refuses keys of
 // several slots in one command) and merged as in sharded pools.
@@ -119,20 +120,20 @@ void ClientSession::cluster_fragments(ReplySlot* slot, size_t n) {
 void ClientSession::cluster_split(const resp::CommandInfo& cmd, const Request& req, bool read) {
   const auto& args = req.args;
   const bool pairs = cmd.name == "mset";  // MSET k v [k v ...]: a key's value follows it
-  if (frag_of_slot_.empty()) frag_of_slot_.assign(routing::kClusterSlots, -1);
+  std::vector<int32_t>& frag_of_slot = cluster_->slot_scratch();
   frag_servers_.clear();  // here: the hash slot of each fragment
   ReplySlot* slot = new_slot(ReplySlot::Kind::kRespSum);
   for (uint32_t idx : key_idx_) {
     const uint16_t hslot = routing::key_slot(args[idx]);
-    int32_t f = frag_of_slot_[hslot];
+    int32_t f = frag_of_slot[hslot];
     if (f < 0) {
       f = static_cast<int32_t>(frag_servers_.size());
-      frag_of_slot_[hslot] = f;
+      frag_of_slot[hslot] = f;
       frag_servers_.push_back(hslot);
     }
     slot->key_frag.push_back(static_cast<uint16_t>(f));
   }
-  for (uint32_t hslot : frag_servers_) frag_of_slot_[hslot] = -1;
+  for (uint32_t hslot : frag_servers_) frag_of_slot[hslot] = -1;  // all -1 again
   const size_t nfrags = frag_servers_.size();
   slot->cluster_read = read;
   if (nfrags == 1) {
@@ -171,6 +172,14 @@ void ClientSession::cluster_split(const resp::CommandInfo& cmd, const Request& r
 
 void ClientSession::cluster_send(ReplySlot* slot, uint16_t frag, uint32_t node, bool asking) {
   ServerConnection& conn = cluster_->connection(node, id_);
+  if (conn.failing() && slot->frag_retries[frag] < kMaxRetries) {
+    // The node failed moments ago (a failover?): wait for a refreshed map rather than fail.
+    slot->frag_node[frag] = node;
+    cluster_->request_refresh();
+    ClusterStats::bump(cluster_->stats().retries);
+    cluster_->retry_later(shared_from_this(), slot, frag, retry_delay(slot->frag_retries[frag]++));
+    return;
+  }
   if (asking) {
     conn.out().append(kAsking);
     conn.push(shared_from_this(), slot, kIgnoredFrag, protocol::memcache::ReplyKind::kLine);
@@ -247,9 +256,11 @@ bool ClientSession::cluster_intercept(ReplySlot* slot, uint16_t frag, std::strin
     // The connection failed or timed out: the map may be stale (a failover).
     cluster_->request_refresh();
     if (to_master()) return true;
-    // A request that was never written (the connect failed) is safe to send again.
+    // A request that was never written (the connect failed) is safe to send again, and so is
+    // a read whose connection was lost (not one that timed out: it would wait twice as long).
     if (bytes.find(" connect failed") != std::string_view::npos ||
-        bytes.find(" connect timed out") != std::string_view::npos)
+        bytes.find(" connect timed out") != std::string_view::npos ||
+        (slot->cluster_read && bytes.find(" timed out") == std::string_view::npos))
       return retry();
     return false;
   }

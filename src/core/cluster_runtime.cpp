@@ -127,6 +127,7 @@ ClusterRuntime::ClusterRuntime(Worker& worker, const PoolConfig& config, Cluster
       config_(config),
       stats_(stats),
       slot_master_(routing::kClusterSlots, kNoNode),
+      slot_scratch_(routing::kClusterSlots, -1),
       periodic_timer_(worker.io()),
       delay_timer_(worker.io()),
       retry_timer_(worker.io()) {

@@ -54,6 +54,9 @@ class ClusterRuntime {
   // The masters of the current map, in address order (the seeds before a map is known).
   const std::vector<uint32_t>& masters() const { return masters_; }
   uint64_t version() const { return version_; }
+  // Scratch for splitting multi-key requests by slot, shared by this worker's sessions (used
+  // within one call): one entry per hash slot, every entry -1 between uses.
+  std::vector<int32_t>& slot_scratch() { return slot_scratch_; }
 
   // A -MOVED: `slot` lives on `node` now. Updates the map at once and asks for a refresh.
   void moved(uint16_t slot, uint32_t node);
@@ -104,6 +107,7 @@ class ClusterRuntime {
   std::vector<uint32_t> seeds_;
   std::vector<uint32_t> slot_master_;  // kClusterSlots entries: node index or kNoNode
   std::vector<uint32_t> masters_;
+  std::vector<int32_t> slot_scratch_;
   uint64_t version_ = 0;
   // Refresh state.
   bool refreshing_ = false;

@@ -533,8 +533,8 @@ std::string describe_config(const Config& config) {
     const std::string& policy = p.route.policy;
     os << "pool " << p.name
        << ": protocol=" << (p.protocol == Protocol::kMemcached ? "memcached" : "redis")
-       << " listen=" << p.listen.to_string() << " policy=" << policy
-       << " hash=" << routing::hash_name(p.hash);
+       << " listen=" << p.listen.to_string() << " policy=" << policy;
+    if (policy != "redis_cluster") os << " hash=" << routing::hash_name(p.hash);
     if (!p.hash_tag.empty()) os << " hash_tag=" << p.hash_tag;
     os << " timeout_ms=" << p.timeout_ms << " connect_timeout_ms=" << p.connect_timeout_ms
        << " server_failure_limit=" << p.server_failure_limit

@@ -58,6 +58,10 @@ class ServerConnection {
 
   const std::string& address() const { return address_; }
   size_t pending() const { return pending_.size(); }
+  // The last connection attempt failed moments ago: a request pushed now fails at once.
+  bool failing() const {
+    return state_ == State::kDisconnected && std::chrono::steady_clock::now() < retry_after_;
+  }
 
  private:
   enum class State : uint8_t { kDisconnected, kConnecting, kConnected };
