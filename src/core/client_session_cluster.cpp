@@ -171,22 +171,35 @@ void ClientSession::cluster_split(const resp::CommandInfo& cmd, const Request& r
 }
 
 void ClientSession::cluster_send(ReplySlot* slot, uint16_t frag, uint32_t node, bool asking) {
-  ServerConnection& conn = cluster_->connection(node, id_);
-  if (conn.failing() && slot->frag_retries[frag] < kMaxRetries) {
-    // The node failed moments ago (a failover?): wait for a refreshed map rather than fail.
-    slot->frag_node[frag] = node;
+  ServerConnection* conn = &cluster_->connection(node, id_);
+  if (conn->failing()) {
+    // The node failed moments ago. A read for a replica goes to the master; anything else
+    // waits for a refreshed map (a failover?) rather than fail at once.
     cluster_->request_refresh();
-    ClusterStats::bump(cluster_->stats().retries);
-    cluster_->retry_later(shared_from_this(), slot, frag, retry_delay(slot->frag_retries[frag]++));
-    return;
+    const uint16_t hslot = slot->frag_hslot[frag];
+    if (slot->cluster_read && !asking && !cluster_->is_master_of(node, hslot)) {
+      const uint32_t master = cluster_->master_for(hslot, id_);
+      if (master != node) {
+        ClusterStats::bump(cluster_->stats().replica_fallbacks);
+        node = master;
+        conn = &cluster_->connection(node, id_);
+      }
+    }
+    if (conn->failing() && slot->frag_retries[frag] < kMaxRetries) {
+      slot->frag_node[frag] = node;
+      ClusterStats::bump(cluster_->stats().retries);
+      cluster_->retry_later(shared_from_this(), slot, frag,
+                            retry_delay(slot->frag_retries[frag]++));
+      return;
+    }
   }
   if (asking) {
-    conn.out().append(kAsking);
-    conn.push(shared_from_this(), slot, kIgnoredFrag, protocol::memcache::ReplyKind::kLine);
+    conn->out().append(kAsking);
+    conn->push(shared_from_this(), slot, kIgnoredFrag, protocol::memcache::ReplyKind::kLine);
   }
   slot->frag_node[frag] = node;
-  conn.out().append(slot->frag_frames[frag]);
-  conn.push(shared_from_this(), slot, frag, protocol::memcache::ReplyKind::kLine);
+  conn->out().append(slot->frag_frames[frag]);
+  conn->push(shared_from_this(), slot, frag, protocol::memcache::ReplyKind::kLine);
 }
 
 void ClientSession::cluster_retry(ReplySlot* slot, uint16_t frag) {
@@ -211,9 +224,9 @@ bool ClientSession::cluster_intercept(ReplySlot* slot, uint16_t frag, std::strin
   auto to_master = [&]() {
     // A replica that fails (or is not ready) sends the read back to the slot's master.
     if (!slot->cluster_read || cluster_->is_master_of(from, hslot)) return false;
+    // (Bounded: the master never sends a read back here; its failures go through retry().)
     const uint32_t master = cluster_->master_for(hslot, id_);
-    if (master == from || slot->frag_retries[frag] >= kMaxRetries) return false;
-    ++slot->frag_retries[frag];
+    if (master == from) return false;
     ClusterStats::bump(stats.replica_fallbacks);
     cluster_send(slot, frag, master, false);
     return true;

@@ -256,7 +256,7 @@ class RedisClusterTest(RedisTestMixin, unittest.TestCase):
         src, _ = self.cluster.master_of(slot)
         dst = next(p for p in self.masters() if p != src)
         src_id, dst_id = self.cluster.node_id(src), self.cluster.node_id(dst)
-        n_threads, per_thread = 4, 50
+        n_threads, per_thread = 4, 40
         seed = self.client()
         for t in range(n_threads):
             seed.mset({f"{tag}{t}:{i}": "0" for i in range(per_thread)})
@@ -283,6 +283,15 @@ class RedisClusterTest(RedisTestMixin, unittest.TestCase):
                         except redis.RedisError as e:
                             errors.append(f"{key}: {e}")
                         ops[t] += 3
+                    # A multi-key read in the migrating slot (TRYAGAIN while its keys are split
+                    # between the two nodes, retried by dproxy).
+                    try:
+                        got = c.mget([f"{tag}{t}:{i}" for i in range(per_thread)])
+                        if got != [str(value).encode()] * per_thread:
+                            errors.append(f"MGET {t}: {got}")
+                    except redis.RedisError as e:
+                        errors.append(f"MGET {t}: {e}")
+                    ops[t] += 1
                 c.set(f"{tag}{t}:final", str(value))
             finally:
                 c.close()
@@ -297,7 +306,7 @@ class RedisClusterTest(RedisTestMixin, unittest.TestCase):
                                                         src_id), b"OK")
             self.assertEqual(direct_src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING",
                                                         dst_id), b"OK")
-            moved_keys = 0
+            moved_keys, migration_start = 0, time.monotonic()
             for _ in range(200):  # bounded: a few keys at a time, while the load runs
                 batch = direct_src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 10)
                 if not batch:
@@ -305,6 +314,7 @@ class RedisClusterTest(RedisTestMixin, unittest.TestCase):
                 direct_src.execute_command("MIGRATE", HOST, dst, "", 0, 5000, "KEYS", *batch)
                 moved_keys += len(batch)
                 time.sleep(0.02)
+            migration_time = time.monotonic() - migration_start
             self.assertGreater(moved_keys, n_threads * per_thread // 2)
             for p in self.masters():
                 self.assertEqual(self.direct(p).execute_command("CLUSTER", "SETSLOT", slot,
@@ -328,7 +338,7 @@ class RedisClusterTest(RedisTestMixin, unittest.TestCase):
         self.assertGreater(info["cluster_moved"], info0["cluster_moved"])
         self.assertGreater(info["cluster_ask"], info0["cluster_ask"])
         self.assertGreater(info["cluster_slot_map_version"], info0["cluster_slot_map_version"])
-        print(f"\n  migration: {moved_keys} keys, {sum(ops)} requests, "
+        print(f"\n  migration: {moved_keys} keys in {migration_time:.2f} s, {sum(ops)} requests, "
               f"MOVED {info['cluster_moved'] - info0['cluster_moved']}, "
               f"ASK {info['cluster_ask'] - info0['cluster_ask']}, "
               f"retries {info['cluster_retries'] - info0['cluster_retries']}", flush=True)
@@ -344,8 +354,11 @@ class RedisClusterFailoverTest(RedisTestMixin, unittest.TestCase):
             cls.cluster = cls.procs.redis_cluster(masters=3, replicas=1)
             cls.ports = [n.port for n in cls.cluster.nodes]
             cls.port = free_port()
+            cls.replica_port = free_port()
             cls.proxy = Dproxy(cls.procs, ARGS.dproxy, {
-                "main": cluster_pool(cls.port, cls.ports, timeout_ms=1000)})
+                "main": cluster_pool(cls.port, cls.ports, timeout_ms=1000),
+                "replica": cluster_pool(cls.replica_port, cls.ports, timeout_ms=1000,
+                                        read_from="replica")})
         except Exception:
             cls.procs.close()
             raise
@@ -355,6 +368,52 @@ class RedisClusterFailoverTest(RedisTestMixin, unittest.TestCase):
         rc = cls.proxy.stop()
         cls.procs.close()
         assert rc == 0, f"dproxy exited with {rc}"
+
+    def test_replica_killed_reads_go_to_master(self):
+        r = self.client(port=self.replica_port)
+        w = self.client()
+        # A master that still has a replica (this runs after the master failover test).
+        first, _, master, replicas = next(e for e in self.cluster.slots() if e[3])
+        victim = replicas[0]
+        keys = [k for k in (self.k(i) for i in range(400))
+                if self.cluster.master_of(keyslot(k))[0] == master][:20]
+        self.assertTrue(keys)
+        w.mset({key: "v" for key in keys})
+        self.assertTrue(wait_for(lambda: all(v == b"v" for v in r.mget(keys)), 20))
+        stop = threading.Event()
+        failures, reads = [], [0]
+
+        def load():
+            c = redis.Redis(host=HOST, port=self.replica_port, socket_timeout=30)
+            try:
+                while not stop.is_set():
+                    for key in keys:
+                        try:
+                            if c.get(key) != b"v":
+                                failures.append(f"{key}: wrong value")
+                        except redis.RedisError as e:
+                            failures.append(str(e))
+                        reads[0] += 1
+            finally:
+                c.close()
+
+        th = threading.Thread(target=load)
+        th.start()
+        try:
+            self.assertTrue(wait_for(lambda: reads[0] > 100, 20))
+            self.procs.kill(self.cluster.node(victim))
+            n = reads[0]
+            # Reads keep working while the cluster notices (node timeout) and after.
+            self.assertTrue(wait_for(lambda: reads[0] > n + 300, 30))
+            self.assertTrue(wait_for(lambda: victim not in self.cluster.master_of(first)[1], 30,
+                                     interval=0.1))
+            n = reads[0]
+            self.assertTrue(wait_for(lambda: reads[0] > n + 300, 30))
+        finally:
+            stop.set()
+            th.join(timeout=60)
+        self.assertEqual(failures, [])
+        self.assertGreater(info_fields(r)["cluster_replica_fallbacks"], 0)
 
     def test_master_killed_replica_promoted(self):
         r = self.client()
