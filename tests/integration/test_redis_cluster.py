@@ -482,6 +482,123 @@ class RedisClusterFailoverTest(RedisTestMixin, unittest.TestCase):
               f"error: {failures[0][1] if failures else None}", flush=True)
 
 
+def parse_commands(data):
+    """The RESP multibulk commands in `data` (complete ones), as lists of bytes."""
+    cmds, pos = [], 0
+    while pos < len(data) and data[pos:pos + 1] == b"*":
+        eol = data.index(b"\r\n", pos)
+        n, pos, args = int(data[pos + 1:eol]), eol + 2, []
+        for _ in range(n):
+            eol = data.index(b"\r\n", pos)
+            size = int(data[pos + 1:eol])
+            args.append(data[eol + 2:eol + 2 + size])
+            pos = eol + 2 + size + 2
+        cmds.append(args)
+    return cmds
+
+
+class RedisClusterScriptedTest(RedisTestMixin, unittest.TestCase):
+    """Fake cluster nodes with scripted replies: redirection loops (and a MOVED naming ":port",
+    the replying node's host), ASK, retries running out."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.procs = Processes()
+        cls.fakes = []
+        try:
+            cls.a = harness.FakeServer(lambda data: cls.node_a(data))
+            cls.b = harness.FakeServer(lambda data: cls.node_b(data))
+            cls.fakes = [cls.a, cls.b]
+            cls.slots_reply = (b"*1\r\n*3\r\n:0\r\n:16383\r\n*3\r\n$9\r\n127.0.0.1\r\n:%d\r\n"
+                               b"$1\r\na\r\n" % cls.a.port)
+            cls.port = free_port()
+            cls.proxy = Dproxy(cls.procs, ARGS.dproxy, {
+                "main": cluster_pool(cls.port, [cls.a.port])}, threads=1)
+        except Exception:
+            for f in cls.fakes:
+                f.close()
+            cls.procs.close()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        rc = cls.proxy.stop()
+        for f in cls.fakes:
+            f.close()
+        cls.procs.close()
+        assert rc == 0, f"dproxy exited with {rc}"
+
+    @classmethod
+    def node_a(cls, data):
+        out = b""
+        for cmd in parse_commands(data):
+            name, key = cmd[0].upper(), cmd[1] if len(cmd) > 1 else b""
+            slot = keyslot(key)
+            if name == b"CLUSTER":
+                out += cls.slots_reply
+            elif key == b"loop":
+                out += b"-MOVED %d 127.0.0.1:%d\r\n" % (slot, cls.b.port)
+            elif key == b"ask":
+                out += b"-ASK %d 127.0.0.1:%d\r\n" % (slot, cls.b.port)
+            elif key == b"busy":
+                out += b"-TRYAGAIN Multiple keys request during rehashing of slot\r\n"
+            elif key == b"down":
+                out += b"-CLUSTERDOWN The cluster is down\r\n"
+            else:
+                out += b"$-1\r\n"
+        return out
+
+    @classmethod
+    def node_b(cls, data):
+        out = b""
+        for cmd in parse_commands(data):
+            name, key = cmd[0].upper(), cmd[1] if len(cmd) > 1 else b""
+            if name == b"CLUSTER":
+                out += cls.slots_reply
+            elif name == b"ASKING":
+                out += b"+OK\r\n"
+            elif key == b"loop":
+                out += b"-MOVED %d :%d\r\n" % (keyslot(key), cls.a.port)  # ":port": same host
+            elif key == b"ask":
+                out += b"$2\r\nhi\r\n"
+            else:
+                out += b"-ERR unexpected\r\n"
+        return out
+
+    def test_ask_sends_asking_first(self):
+        c = self.raw()
+        self.assertEqual(c.call("GET", "ask"), b"hi")
+        self.assertIn(b"*1\r\n$6\r\nASKING\r\n*2\r\n$3\r\nGET\r\n$3\r\nask\r\n", self.b.received)
+        self.assertEqual(c.call("GET", "other"), None)  # the map is unchanged: A answers
+        self.assertGreaterEqual(info_fields(self.client())["cluster_ask"], 1)
+
+    def test_redirection_loop_ends_with_an_error(self):
+        c = self.raw()
+        slot = keyslot("loop")
+        self.assertEqual(c.call("GET", "loop"),
+                         harness.RespError(b"ERR dproxy: slot %d was redirected 5 times in a row "
+                                           b"(last: MOVED %d :%d); the cluster's slot "
+                                           b"map keeps changing" % (slot, slot, self.a.port)))
+        self.assert_alive_nokey(c)
+
+    def test_retries_run_out(self):
+        c = self.raw()
+        before = self.a.received.count(b"$4\r\nbusy\r\n")
+        start = time.monotonic()
+        c.send(harness.resp_command("GET", "busy") + harness.resp_command("GET", "down"))
+        self.assertEqual(c.read_reply(), harness.RespError(
+            b"TRYAGAIN Multiple keys request during rehashing of slot"))
+        self.assertEqual(c.read_reply(), harness.RespError(b"CLUSTERDOWN The cluster is down"))
+        elapsed = time.monotonic() - start
+        self.assertEqual(self.a.received.count(b"$4\r\nbusy\r\n") - before, 11)  # 1 + 10 retries
+        self.assertTrue(2.0 < elapsed < 15.0, elapsed)
+        self.assertGreaterEqual(info_fields(self.client())["cluster_gave_up"], 2)
+
+    def assert_alive_nokey(self, c):
+        self.assertEqual(c.call("PING"), b"PONG")
+        self.assertIsNone(c.call("GET", "nothing"))
+
+
 if __name__ == "__main__":
     ARGS = harness.parse_args()
     warnings.simplefilter("ignore", ResourceWarning)
