@@ -479,7 +479,8 @@ class RedisClusterFailoverTest(RedisTestMixin, unittest.TestCase):
               f"{recovered_at - killed_at:.2f} s after the kill (replica promoted after "
               f"{promoted_at - killed_at:.2f} s); retries "
               f"{info['cluster_retries']}, refreshes {info['cluster_refreshes']}; first "
-              f"error: {failures[0][1] if failures else None}", flush=True)
+              f"error: {failures[0][1] if failures else None}; last: "
+              f"{failures[-1][1] if failures else None}", flush=True)
 
 
 def parse_commands(data):
