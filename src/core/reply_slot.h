@@ -1,6 +1,7 @@
 #pragma once
 // One client request's place in the session's reply order.
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -11,6 +12,7 @@ namespace dproxy::core {
 // steady-state request reuses the memory of an earlier one. A slot is owned by its session and
 // outlives every backend reference to it because pending backend records hold the session.
 struct ReplySlot {
+  static constexpr uint16_t kNoCommand = 0xffff;
   enum class Kind : uint8_t {
     kReady,         // `data` is the complete reply (local answers, parse errors)
     kForward,       // one backend fragment; its reply is the client's reply
@@ -56,6 +58,9 @@ struct ReplySlot {
   uint32_t tried = 0;
   bool failover_on_miss = false;
   uint8_t reply_kind = 0;  // memcache::ReplyKind for a re-sent memcached request
+  // Latency stats: the command id (kNoCommand: not measured) and when the request was read.
+  uint16_t command = kNoCommand;
+  std::chrono::steady_clock::time_point started{};
 
   void reset() {
     kind = Kind::kReady;
