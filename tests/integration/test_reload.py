@@ -118,7 +118,8 @@ class ReloadTest(unittest.TestCase):
         """SIGHUP, then waits until the log has one more line containing `expect`."""
         before = self.log().count(expect)
         os.kill(self.proc.pid, signal.SIGHUP)
-        wait_for(lambda: self.log().count(expect) > before, 20)
+        self.assertTrue(wait_for(lambda: self.log().count(expect) > before, 20),
+                        f"no new log line with {expect!r}")
 
     def stats(self):
         with socket.create_connection((HOST, self.stats_port), timeout=10) as s:
@@ -134,7 +135,9 @@ class ReloadTest(unittest.TestCase):
     def wait_progress(self, *loads):
         """Each load does some more rounds (the proxy keeps serving)."""
         marks = [l.rounds_now() for l in loads]
-        wait_for(lambda: all(l.rounds_now() >= m + 20 for l, m in zip(loads, marks)), 30)
+        self.assertTrue(
+            wait_for(lambda: all(l.rounds_now() >= m + 20 for l, m in zip(loads, marks)), 30),
+            "the load stopped making progress")
 
     def test_reload_under_load(self):
         load_a = Load(self.a_port, False, 3, "a")
@@ -212,7 +215,7 @@ class ReloadTest(unittest.TestCase):
         self.assertIsNone(self.proc.poll())
 
     def test_log_file_reopen_and_levels(self):
-        wait_for(lambda: "started:" in self.log(), 10)
+        self.assertTrue(wait_for(lambda: "started:" in self.log(), 10))
         # Never one line per request at the default level.
         lines_before = self.log().count("\n")
         c = RawClient(self.a_port)
@@ -226,21 +229,25 @@ class ReloadTest(unittest.TestCase):
         rotated = self.log_path + ".1"
         os.rename(self.log_path, rotated)
         os.kill(self.proc.pid, signal.SIGUSR1)
-        wait_for(lambda: os.path.exists(self.log_path) and "log file reopened" in self.log(), 10)
+        self.assertTrue(wait_for(
+            lambda: os.path.exists(self.log_path) and "log file reopened" in self.log(), 10))
         with open(rotated) as f:
             old = f.read()
         self.assertIn("started:", old)
         self.assertNotIn("log file reopened", old)
         # SIGTTIN raises the level, SIGTTOU lowers it (twemproxy's signals).
         os.kill(self.proc.pid, signal.SIGTTIN)
-        wait_for(lambda: "log level is now debug" in self.log(), 10)
+        self.assertTrue(wait_for(lambda: "log level is now debug" in self.log(), 10))
         c = RawClient(self.a_port)
         c.send(b"get lg1\r\n")
         c.read_retrieval()
         c.close()
-        for _ in range(3):
+        # One at a time: a signal sent while the same one is still pending is merged with it.
+        for level in ("info", "warn", "error"):
+            before = self.log().count("log level is now")
             os.kill(self.proc.pid, signal.SIGTTOU)
-        wait_for(lambda: "log level is now error" in self.log(), 10)
+            self.assertTrue(wait_for(lambda: self.log().count("log level is now") > before, 10))
+            self.assertTrue(self.log().rstrip().endswith(f"log level is now {level}"))
         # At level error a rejected reload still logs; an applied one (info) does not.
         self.write_config("{")
         self.reload("reload rejected")

@@ -118,7 +118,7 @@ class StatsTest(unittest.TestCase):
         self.assertGreater(sum(s["request_bytes"] for s in servers), set_bytes)
         # The client goes: its connection is counted as closed by the client.
         c.close()
-        wait_for(lambda: raw_stats(self.stats_port)["mc"]["client_eof"] == 1, 10)
+        self.assertTrue(wait_for(lambda: raw_stats(self.stats_port)["mc"]["client_eof"] == 1, 10))
         self.assertEqual(raw_stats(self.stats_port)["mc"]["client_connections"], 0)
 
     def test_same_keys_as_nutcracker(self):
