@@ -22,7 +22,11 @@ const char kUsage[] =
     "  -c, --config FILE      pools configuration (JSON); required\n"
     "  -t, --test-config      validate the config, print a summary of the pools, exit 0/1\n"
     "  -n, --threads N        worker threads (default: number of cores)\n"
-    "  -l, --log-level LEVEL  error | warn | info | debug (default: info)\n"
+    "  -l, --log-level LEVEL  error | warn | info | debug (default: info);\n"
+    "                         SIGTTIN raises it, SIGTTOU lowers it at run time\n"
+    "  -o, --log-file PATH    log to PATH instead of stderr (reopened on SIGUSR1)\n"
+    "\n"
+    "Signals: SIGHUP reloads the config file, SIGTERM/SIGINT drain and stop.\n"
     "  -V, --version          print the version and exit\n"
     "  -h, --help             print this help and exit\n";
 
@@ -35,6 +39,7 @@ int usage_error(const std::string& message) {
 
 int main(int argc, char** argv) {
   std::string config_path;
+  std::string log_file;
   bool test_config = false;
   unsigned threads = std::max(1u, std::thread::hardware_concurrency());
   for (int i = 1; i < argc; ++i) {
@@ -64,6 +69,10 @@ int main(int argc, char** argv) {
         return usage_error(std::string("--threads needs a number from 1 to 256, got '") +
                            (v ? v : "") + "'");
       threads = static_cast<unsigned>(n);
+    } else if (arg == "-o" || arg == "--log-file") {
+      const char* v = value("--log-file");
+      if (!v || *v == '\0') return usage_error(arg + " needs a file name");
+      log_file = v;
     } else if (arg == "-l" || arg == "--log-level") {
       const char* v = value("--log-level");
       auto level = v ? dproxy::core::parse_log_level(v) : std::nullopt;
@@ -87,7 +96,11 @@ int main(int argc, char** argv) {
     std::printf("%s: OK\n%s", config_path.c_str(), dproxy::core::describe_config(config).c_str());
     return 0;
   }
-  dproxy::core::Proxy proxy(std::move(config), threads);
+  if (!log_file.empty() && !dproxy::core::open_log_file(log_file, error)) {
+    std::fprintf(stderr, "dproxy: %s\n", error.c_str());
+    return 1;
+  }
+  dproxy::core::Proxy proxy(std::move(config), threads, config_path);
   if (!proxy.start(error)) {
     std::fprintf(stderr, "dproxy: %s\n", error.c_str());
     return 1;

@@ -4,6 +4,8 @@
 
 #include "core/log.h"
 #include "core/pool_runtime.h"
+#include "core/server_health.h"
+#include "core/stats.h"
 #include "core/worker.h"
 #include "protocol/memcache/reply_parser.h"
 
@@ -16,28 +18,57 @@ namespace {
 constexpr size_t kMaxLineBytes = 2 * 1024 * 1024;
 }  // namespace
 
-ClientSession::ClientSession(Worker& worker, PoolRuntime& pool,
+ClientSession::ClientSession(Worker& worker, size_t pool_id, PoolClients& clients,
                              asio::generic::stream_protocol::socket socket, uint64_t id)
     : worker_(worker),
-      pool_(pool),
-      health_(pool.health()),
+      pool_id_(pool_id),
+      slot_(worker.slot(pool_id)),
+      clients_(clients),
+      cur_command_(ReplySlot::kNoCommand),
       socket_(std::move(socket)),
       id_(id),
-      redis_(pool.config().protocol == Protocol::kRedis),
+      redis_(pool().config().protocol == Protocol::kRedis),
       mc_parser_(
-          protocol::memcache::RequestLimits{250, pool.config().max_value_bytes, kMaxLineBytes}),
+          protocol::memcache::RequestLimits{250, pool().config().max_value_bytes, kMaxLineBytes}),
       resp_parser_(
-          protocol::resp::RequestLimits{pool.config().max_value_bytes, 1024 * 1024, 64 * 1024}),
-      authenticated_(pool.config().client_password.empty()),
-      max_request_bytes_(pool.config().max_value_bytes + kMaxLineBytes + (1 << 20)),
-      cluster_(pool.cluster()) {}
+          protocol::resp::RequestLimits{pool().config().max_value_bytes, 1024 * 1024, 64 * 1024}),
+      authenticated_(pool().config().client_password.empty()),
+      max_request_bytes_(pool().config().max_value_bytes + kMaxLineBytes + (1 << 20)) {
+  ++slot_.counters.client_connections;
+  ++slot_.counters.total_client_connections;
+}
 
 ClientSession::~ClientSession() {
-  health_.client_count.fetch_sub(1);
+  --slot_.counters.client_connections;
+  clients_.count.fetch_sub(1);
+}
+
+PoolRuntime& ClientSession::pool() const {
+  return *slot_.runtime;
+}
+
+void ClientSession::record_latency(const ReplySlot* slot) {
+  if (slot->command == ReplySlot::kNoCommand) return;
+  auto elapsed = worker_.now() - slot->started;
+  int64_t us = std::chrono::duration_cast<std::chrono::microseconds>(elapsed).count();
+  slot_.counters.record_latency(slot->command, us < 0 ? 0 : static_cast<uint64_t>(us));
+}
+
+void ClientSession::memcache_stats_reply() {
+  // The figures are summed over every worker thread: the reply waits for them.
+  ReplySlot* slot = new_slot(ReplySlot::Kind::kReady);
+  worker_.collect_stats(
+      socket_.get_executor(),
+      [self = shared_from_this(), slot](const StatsSnapshot& snap, const ProcessInfo& info) {
+        slot->data = format_memcached_stats(snap, info, self->slot_.name);
+        slot->data.append("END\r\n");
+        slot->done = true;
+        self->drain();
+      });
 }
 
 void ClientSession::start() {
-  worker_.add_session(id_, weak_from_this());
+  worker_.add_session(id_, weak_from_this(), pool_id_);
   asio::error_code ec;
   auto local = socket_.local_endpoint(ec);
   if (!ec && local.protocol().family() != AF_UNIX)
@@ -105,18 +136,22 @@ void ClientSession::on_read(const asio::error_code& ec, size_t n) {
   if (closed_) return;
   if (ec == asio::error::eof) {
     // The client finished sending (or half-closed): answer everything it sent, then close.
+    ++slot_.counters.client_eof;
     stop_input_ = true;
     close_when_done_ = true;
     drain();
     return;
   }
   if (ec) {
-    if (ec != asio::error::operation_aborted)
+    if (ec != asio::error::operation_aborted) {
+      ++slot_.counters.client_err;
       LOG_DEBUG("client %llu: read error: %s", static_cast<unsigned long long>(id_),
                 ec.message().c_str());
+    }
     close();
     return;
   }
+  worker_.tick();
   rend_ += n;
   process();
   start_read();
@@ -148,17 +183,21 @@ void ClientSession::process() {
       break;
     }
     need_ = 0;
+    ++slot_.counters.requests;
+    cur_command_ = ReplySlot::kNoCommand;
     if (r.status == ParseStatus::kError) {
       ReplySlot* slot = ready_slot(r.error);
       rstart_ += std::min(r.consumed, in.size());
       discard_ = r.skip;
       if (r.close) {
+        ++slot_.counters.client_err;
         slot->close_after = true;
         stop_input_ = true;
       }
       continue;
     }
     if (!redis_) {
+      cur_command_ = req_.command;
       dispatch_memcache(req_);
     } else if (!req_.args.empty()) {
       dispatch_redis(req_);
@@ -182,6 +221,16 @@ void ClientSession::append_frame(std::string& out, const Request& req) {
 void ClientSession::dispatch_memcache(const Request& req) {
   namespace mc = protocol::memcache;
   auto cmd = static_cast<mc::Command>(req.command);
+  if (cmd == mc::Command::kStats) {
+    if (req.has(protocol::kFlagRejected)) {
+      ready_slot(
+          "CLIENT_ERROR dproxy answers plain 'stats' only (its own figures); 'stats <group>' "
+          "would need one backend\r\n");
+    } else {
+      memcache_stats_reply();
+    }
+    return;
+  }
   if (req.has(protocol::kFlagRejected) || cmd == mc::Command::kUnsupported) {
     ReplySlot* slot = ready_slot("CLIENT_ERROR command '");
     slot->data.append(req.name);
@@ -207,7 +256,7 @@ void ClientSession::dispatch_memcache(const Request& req) {
     default:
       break;
   }
-  if (pool_.route_kind() != routing::Route::Kind::kShard) {
+  if (pool().route_kind() != routing::Route::Kind::kShard) {
     dispatch_memcache_routed(req);
     return;
   }
@@ -215,12 +264,12 @@ void ClientSession::dispatch_memcache(const Request& req) {
     forward_memcache_multiget(req);
     return;
   }
-  uint32_t server = pool_.server_for(req.keys[0]);
-  if (pool_.is_down(server)) {
-    ready_slot(pool_.down_error(server))->noreply = req.has(protocol::kFlagNoreply);
+  uint32_t server = pool().server_for(req.keys[0]);
+  if (pool().is_down(server)) {
+    ready_slot(pool().down_error(server))->noreply = req.has(protocol::kFlagNoreply);
     return;
   }
-  ServerConnection& conn = pool_.connection(server, id_);
+  ServerConnection& conn = pool().connection(server, id_);
   ReplySlot* slot = new_slot(ReplySlot::Kind::kForward);
   slot->outstanding = 1;
   slot->noreply = req.has(protocol::kFlagNoreply);
@@ -230,13 +279,13 @@ void ClientSession::dispatch_memcache(const Request& req) {
 
 void ClientSession::forward_memcache_multiget(const Request& req) {
   namespace mc = protocol::memcache;
-  frag_of_server_.assign(pool_.server_count(), -1);
+  frag_of_server_.assign(pool().server_count(), -1);
   frag_servers_.clear();
   ReplySlot* slot = new_slot(ReplySlot::Kind::kMultiGet);
   for (std::string_view key : req.keys) {
     slot->keys.append(key);
     slot->key_len.push_back(static_cast<uint32_t>(key.size()));
-    slot->key_frag.push_back(fragment_of(pool_.server_for(key)));
+    slot->key_frag.push_back(fragment_of(pool().server_for(key)));
   }
   size_t nfrags = frag_servers_.size();
   if (split_hits_down_server(slot)) return;
@@ -244,12 +293,13 @@ void ClientSession::forward_memcache_multiget(const Request& req) {
     // Every key on one server: forward the frame untouched.
     slot->kind = ReplySlot::Kind::kForward;
     slot->outstanding = 1;
-    ServerConnection& conn = pool_.connection(frag_servers_[0], id_);
+    ServerConnection& conn = pool().connection(frag_servers_[0], id_);
     conn.out().append(req.frame);
     conn.push(shared_from_this(), slot, 0, mc::ReplyKind::kRetrieval);
     return;
   }
   slot->outstanding = static_cast<uint32_t>(nfrags);
+  slot_.counters.fragments += nfrags;
   if (slot->frags.size() < nfrags) slot->frags.resize(nfrags);
   slot->frag_error.assign(nfrags, 0);
   // "get " or "gat <exptime> ": everything before the first key.
@@ -257,7 +307,7 @@ void ClientSession::forward_memcache_multiget(const Request& req) {
                           static_cast<size_t>(req.keys[0].data() - req.frame.data()));
   auto self = shared_from_this();
   for (size_t f = 0; f < nfrags; ++f) {
-    ServerConnection& conn = pool_.connection(frag_servers_[f], id_);
+    ServerConnection& conn = pool().connection(frag_servers_[f], id_);
     std::string& out = conn.out();
     out.append(prefix);
     bool first = true;
@@ -284,10 +334,10 @@ uint16_t ClientSession::fragment_of(uint32_t server) {
 
 bool ClientSession::split_hits_down_server(ReplySlot* slot) {
   for (uint32_t server : frag_servers_) {
-    if (pool_.is_down(server)) {
+    if (pool().is_down(server)) {
       // As when a shard fails: the whole reply is that server's error.
       slot->kind = ReplySlot::Kind::kReady;
-      slot->data.assign(pool_.down_error(server));
+      slot->data.assign(pool().down_error(server));
       slot->done = true;
       return true;
     }
@@ -296,21 +346,22 @@ bool ClientSession::split_hits_down_server(ReplySlot* slot) {
 }
 
 void ClientSession::forward_memcache_broadcast(const Request& req) {
-  size_t n = pool_.server_count();
+  size_t n = pool().server_count();
   for (uint32_t s = 0; s < n; ++s) {
-    if (pool_.is_down(s)) {
-      ready_slot(pool_.down_error(s))->noreply = req.has(protocol::kFlagNoreply);
+    if (pool().is_down(s)) {
+      ready_slot(pool().down_error(s))->noreply = req.has(protocol::kFlagNoreply);
       return;
     }
   }
   ReplySlot* slot = new_slot(ReplySlot::Kind::kBroadcast);
   slot->noreply = req.has(protocol::kFlagNoreply);
+  slot_.counters.fragments += n;
   slot->outstanding = static_cast<uint32_t>(n);
   if (slot->frags.size() < n) slot->frags.resize(n);
   slot->frag_error.assign(n, 0);
   auto self = shared_from_this();
   for (uint32_t s = 0; s < n; ++s) {
-    ServerConnection& conn = pool_.connection(s, id_);
+    ServerConnection& conn = pool().connection(s, id_);
     append_frame(conn.out(), req);
     conn.push(self, slot, static_cast<uint16_t>(s), protocol::memcache::ReplyKind::kOk);
   }
@@ -327,6 +378,8 @@ ReplySlot* ClientSession::new_slot(ReplySlot::Kind kind) {
     slot->reset();
   }
   slot->kind = kind;
+  slot->command = cur_command_;
+  slot->started = worker_.now();
   slots_.push_back(slot);
   return slot;
 }
@@ -359,6 +412,7 @@ void ClientSession::on_backend_reply(ReplySlot* slot, uint16_t frag, std::string
     if (!slot->noreply && !closed_ && slots_.front() == slot) {
       // The common case: the oldest request's reply goes straight to the output buffer.
       out_.append(bytes);
+      record_latency(slot);
       free_slots_.push_back(slots_.pop_front());
     } else {
       slot->data.assign(bytes);
@@ -446,6 +500,7 @@ void ClientSession::finish_broadcast(ReplySlot* slot) {
 void ClientSession::drain() {
   while (!slots_.empty() && slots_.front()->done) {
     ReplySlot* slot = slots_.pop_front();
+    record_latency(slot);
     held_bytes_ -= slot->held;
     slot->held = 0;
     if (!slot->noreply && !closed_) out_.append(slot->data);
@@ -489,6 +544,7 @@ void ClientSession::start_write() {
                       self->writing_ = false;
                       self->writing_buf_.clear();
                       if (ec) {
+                        ++self->slot_.counters.client_err;
                         self->close();
                         return;
                       }

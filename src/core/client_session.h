@@ -21,18 +21,21 @@
 namespace dproxy::core {
 
 class ClusterRuntime;
-class PoolHealth;
 class PoolRuntime;
 class ServerConnection;
 class Worker;
+struct PoolClients;
+struct PoolSlot;
 
 // Lives on one worker thread. Reads client bytes, parses every complete frame in place,
 // forwards frames (or split sub-frames) to backend connections, reserves a reply slot per
 // request, and writes the ready prefix of the slot queue back in request order.
 class ClientSession : public std::enable_shared_from_this<ClientSession> {
  public:
-  ClientSession(Worker& worker, PoolRuntime& pool, asio::generic::stream_protocol::socket socket,
-                uint64_t id);
+  // `pool` is the id of the session's pool on `worker`; `clients` counts the pool's open
+  // connections over every thread.
+  ClientSession(Worker& worker, size_t pool, PoolClients& clients,
+                asio::generic::stream_protocol::socket socket, uint64_t id);
   ~ClientSession();
   void start();
   // Graceful shutdown: read nothing more, answer what was already read, then close.
@@ -52,6 +55,11 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   static constexpr size_t kInitialReadBuffer = 4096;
   static constexpr size_t kMaxPendingSlots = 4096;           // stop reading past this many
   static constexpr size_t kMaxBufferedReplyBytes = 8 << 20;  // or this many unsent reply bytes
+
+  // The pool's current runtime (config reload replaces it between requests).
+  PoolRuntime& pool() const;
+  // A reply leaves the slot queue: its latency goes to the pool's per-command histogram.
+  void record_latency(const ReplySlot* slot);
 
   void start_read();
   void on_read(const asio::error_code& ec, size_t n);
@@ -113,7 +121,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   void redis_forward(const protocol::Request& req, uint32_t server);
   void redis_error(std::string_view message);  // "-<message>\r\n" as the next reply
   void redis_command_reply(const protocol::Request& req);
-  void redis_info_reply();
+  void redis_info_reply(const protocol::Request& req);
+  void memcache_stats_reply();
   // AUTH check against the pool's client_password; on failure queues the error reply.
   // `password_only`: the one-argument form (AUTH <password>).
   bool redis_auth(std::string_view user, std::string_view password, bool password_only);
@@ -132,8 +141,10 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   void close();
 
   Worker& worker_;
-  PoolRuntime& pool_;
-  PoolHealth& health_;  // outlives the worker threads (and so every session)
+  size_t pool_id_;
+  PoolSlot& slot_;        // outlives the session (see Worker::slots_)
+  PoolClients& clients_;  // outlives the worker threads (and so every session)
+  uint16_t cur_command_;  // command id of the request being dispatched (latency stats)
   asio::generic::stream_protocol::socket socket_;
   uint64_t id_;
   const bool redis_;
@@ -178,7 +189,6 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   std::string inline_scratch_;
   std::string last_command_name_;  // the name of the last command looked up, as sent
   const protocol::resp::CommandInfo* last_command_ = nullptr;
-  ClusterRuntime* cluster_ = nullptr;  // redis_cluster pools
   std::string cluster_error_;          // scratch: an error reply made by cluster_intercept
 };
 

@@ -55,6 +55,7 @@ void append_upper_name(std::string& out, std::string_view name) {
 
 void ClientSession::dispatch_redis_cluster(const resp::CommandInfo& cmd, const Request& req) {
   const auto& args = req.args;
+  ClusterRuntime& cluster = *pool().cluster();
   const bool read = (cmd.flags & resp::kCmdReadonly) != 0 && (cmd.flags & resp::kCmdWrite) == 0;
   uint16_t hslot = 0;
   bool keyed = true;
@@ -99,16 +100,18 @@ void ClientSession::dispatch_redis_cluster(const resp::CommandInfo& cmd, const R
   uint32_t node;
   if (keyed) {
     slot->frag_hslot[0] = hslot;
-    node = cluster_->node_for(hslot, read, read_turn_++);
+    node = cluster.node_for(hslot, read, read_turn_++);
   } else {
-    const auto& masters = cluster_->masters();
+    const auto& masters = cluster.masters();
     node = masters[read_turn_++ % masters.size()];
   }
   cluster_send(slot, 0, node, false);
 }
 
 void ClientSession::cluster_fragments(ReplySlot* slot, size_t n) {
-  slot->cluster = true;
+  // NOTE: the slot keeps the runtime its fragments were sent with: after a config reload the
+  // pool's new runtime serves new requests, the old one (kept while busy) finishes these.
+  slot->cluster = pool().cluster();
   if (slot->frag_frames.size() < n) slot->frag_frames.resize(n);
   for (size_t f = 0; f < n; ++f) slot->frag_frames[f].clear();
   slot->frag_hslot.assign(n, 0);
@@ -120,7 +123,8 @@ void ClientSession::cluster_fragments(ReplySlot* slot, size_t n) {
 void ClientSession::cluster_split(const resp::CommandInfo& cmd, const Request& req, bool read) {
   const auto& args = req.args;
   const bool pairs = cmd.name == "mset";  // MSET k v [k v ...]: a key's value follows it
-  std::vector<int32_t>& frag_of_slot = cluster_->slot_scratch();
+  ClusterRuntime& cluster = *pool().cluster();
+  std::vector<int32_t>& frag_of_slot = cluster.slot_scratch();
   frag_servers_.clear();  // here: the hash slot of each fragment
   ReplySlot* slot = new_slot(ReplySlot::Kind::kRespSum);
   for (uint32_t idx : key_idx_) {
@@ -142,7 +146,7 @@ void ClientSession::cluster_split(const resp::CommandInfo& cmd, const Request& r
     cluster_fragments(slot, 1);
     assign_request(slot->frag_frames[0], req);
     slot->frag_hslot[0] = static_cast<uint16_t>(frag_servers_[0]);
-    cluster_send(slot, 0, cluster_->node_for(slot->frag_hslot[0], read, read_turn_++), false);
+    cluster_send(slot, 0, cluster.node_for(slot->frag_hslot[0], read, read_turn_++), false);
     return;
   }
   if (cmd.name == "mget") {
@@ -166,30 +170,30 @@ void ClientSession::cluster_split(const resp::CommandInfo& cmd, const Request& r
     resp::append_command(slot->frag_frames[f], sub_args_);
     const auto hslot = static_cast<uint16_t>(frag_servers_[f]);
     slot->frag_hslot[f] = hslot;
-    cluster_send(slot, static_cast<uint16_t>(f), cluster_->node_for(hslot, read, spread), false);
+    cluster_send(slot, static_cast<uint16_t>(f), cluster.node_for(hslot, read, spread), false);
   }
 }
 
 void ClientSession::cluster_send(ReplySlot* slot, uint16_t frag, uint32_t node, bool asking) {
-  ServerConnection* conn = &cluster_->connection(node, id_);
+  ClusterRuntime* const cluster = slot->cluster;
+  ServerConnection* conn = &cluster->connection(node, id_);
   if (conn->failing()) {
     // The node failed moments ago. A read for a replica goes to the master; anything else
     // waits for a refreshed map (a failover?) rather than fail at once.
-    cluster_->request_refresh();
+    cluster->request_refresh();
     const uint16_t hslot = slot->frag_hslot[frag];
-    if (slot->cluster_read && !asking && !cluster_->is_master_of(node, hslot)) {
-      const uint32_t master = cluster_->master_for(hslot, id_);
+    if (slot->cluster_read && !asking && !cluster->is_master_of(node, hslot)) {
+      const uint32_t master = cluster->master_for(hslot, id_);
       if (master != node) {
-        ClusterStats::bump(cluster_->stats().replica_fallbacks);
+        ClusterStats::bump(cluster->stats().replica_fallbacks);
         node = master;
-        conn = &cluster_->connection(node, id_);
+        conn = &cluster->connection(node, id_);
       }
     }
     if (conn->failing() && slot->frag_retries[frag] < kMaxRetries) {
       slot->frag_node[frag] = node;
-      ClusterStats::bump(cluster_->stats().retries);
-      cluster_->retry_later(shared_from_this(), slot, frag,
-                            retry_delay(slot->frag_retries[frag]++));
+      ClusterStats::bump(cluster->stats().retries);
+      cluster->retry_later(shared_from_this(), slot, frag, retry_delay(slot->frag_retries[frag]++));
       return;
     }
   }
@@ -203,13 +207,15 @@ void ClientSession::cluster_send(ReplySlot* slot, uint16_t frag, uint32_t node, 
 }
 
 void ClientSession::cluster_retry(ReplySlot* slot, uint16_t frag) {
+  ClusterRuntime* const cluster = slot->cluster;
   slot->frag_redirects[frag] = 0;
   cluster_send(slot, frag,
-               cluster_->node_for(slot->frag_hslot[frag], slot->cluster_read, read_turn_++), false);
+               cluster->node_for(slot->frag_hslot[frag], slot->cluster_read, read_turn_++), false);
 }
 
 bool ClientSession::cluster_intercept(ReplySlot* slot, uint16_t frag, std::string_view& bytes) {
-  ClusterStats& stats = cluster_->stats();
+  ClusterRuntime* const cluster = slot->cluster;
+  ClusterStats& stats = cluster->stats();
   const uint32_t from = slot->frag_node[frag];
   const uint16_t hslot = slot->frag_hslot[frag];
   auto retry = [&]() {
@@ -218,14 +224,14 @@ bool ClientSession::cluster_intercept(ReplySlot* slot, uint16_t frag, std::strin
       return false;  // the client gets the last error
     }
     ClusterStats::bump(stats.retries);
-    cluster_->retry_later(shared_from_this(), slot, frag, retry_delay(slot->frag_retries[frag]++));
+    cluster->retry_later(shared_from_this(), slot, frag, retry_delay(slot->frag_retries[frag]++));
     return true;
   };
   auto to_master = [&]() {
     // A replica that fails (or is not ready) sends the read back to the slot's master.
-    if (!slot->cluster_read || cluster_->is_master_of(from, hslot)) return false;
+    if (!slot->cluster_read || cluster->is_master_of(from, hslot)) return false;
     // (Bounded: the master never sends a read back here; its failures go through retry().)
-    const uint32_t master = cluster_->master_for(hslot, id_);
+    const uint32_t master = cluster->master_for(hslot, id_);
     if (master == from) return false;
     ClusterStats::bump(stats.replica_fallbacks);
     cluster_send(slot, frag, master, false);
@@ -237,9 +243,9 @@ bool ClientSession::cluster_intercept(ReplySlot* slot, uint16_t frag, std::strin
     case ClusterReply::kAsk: {
       const bool ask = r.kind == ClusterReply::kAsk;
       ClusterStats::bump(ask ? stats.ask : stats.moved);
-      const uint32_t node = cluster_->node_at(r.address, from);
+      const uint32_t node = cluster->node_at(r.address, from);
       if (node == ClusterRuntime::kNoNode) return false;  // the client gets the redirection
-      if (!ask) cluster_->moved(r.slot, node);
+      if (!ask) cluster->moved(r.slot, node);
       if (++slot->frag_redirects[frag] > kMaxRedirects) {
         ClusterStats::bump(stats.gave_up);
         cluster_error_.assign("-ERR dproxy: slot ");
@@ -258,7 +264,7 @@ bool ClientSession::cluster_intercept(ReplySlot* slot, uint16_t frag, std::strin
       return true;
     }
     case ClusterReply::kClusterDown:
-      cluster_->request_refresh();
+      cluster->request_refresh();
       return retry();
     case ClusterReply::kTryAgain:
       return retry();
@@ -267,7 +273,7 @@ bool ClientSession::cluster_intercept(ReplySlot* slot, uint16_t frag, std::strin
   }
   if (bytes.starts_with("-ERR dproxy: backend ")) {
     // The connection failed or timed out: the map may be stale (a failover).
-    cluster_->request_refresh();
+    cluster->request_refresh();
     if (to_master()) return true;
     // A request that was never written (the connect failed) is safe to send again, and so is
     // a read whose connection was lost (not one that timed out: it would wait twice as long).
@@ -282,18 +288,20 @@ bool ClientSession::cluster_intercept(ReplySlot* slot, uint16_t frag, std::strin
 }
 
 ServerConnection& ClientSession::broadcast_connection(uint32_t server) {
-  return cluster_ != nullptr ? cluster_->connection(server, id_) : pool_.connection(server, id_);
+  ClusterRuntime* cluster = pool().cluster();
+  return cluster != nullptr ? cluster->connection(server, id_) : pool().connection(server, id_);
 }
 
 void ClientSession::append_cluster_info(std::string& text) {
-  const ClusterStats& s = cluster_->stats();
+  ClusterRuntime* const cluster = pool().cluster();
+  const ClusterStats& s = cluster->stats();
   auto line = [&](const char* name, uint64_t value) {
     text += name;
     text += ':';
     text += std::to_string(value);
     text += "\r\n";
   };
-  const PoolConfig& config = pool_.config();
+  const PoolConfig& config = pool().config();
   text += "cluster_read_from:";
   text += config.read_from == ReadFrom::kMaster    ? "master"
           : config.read_from == ReadFrom::kReplica ? "replica"
@@ -309,8 +317,8 @@ void ClientSession::append_cluster_info(std::string& text) {
   line("cluster_replica_fallbacks", s.replica_fallbacks.load(std::memory_order_relaxed));
   line("cluster_gave_up", s.gave_up.load(std::memory_order_relaxed));
   // This worker thread's view.
-  line("cluster_masters", cluster_->masters().size());
-  line("cluster_known_nodes", cluster_->node_count());
+  line("cluster_masters", cluster->masters().size());
+  line("cluster_known_nodes", cluster->node_count());
 }
 
 }  // namespace dproxy::core

@@ -7,6 +7,8 @@
 #include "core/client_session.h"
 #include "core/pool_runtime.h"
 #include "core/server_connection.h"
+#include "core/stats.h"
+#include "core/worker.h"
 #include "protocol/resp/reply_parser.h"
 #include "protocol/resp/reply_writer.h"
 
@@ -95,6 +97,8 @@ void ClientSession::dispatch_redis(const Request& req) {
     slot->data.append("\r\n");
     return;
   }
+  // Latency is kept per top-level command (its index in the sorted command table).
+  cur_command_ = static_cast<uint16_t>(cmd - resp::all_commands().data());
   if (cmd->has_subcommands && args.size() >= 2) {
     const resp::CommandInfo* sub = resp::find_subcommand(*cmd, args[1]);
     if (sub == nullptr) {
@@ -139,12 +143,12 @@ void ClientSession::dispatch_redis(const Request& req) {
     redis_broadcast(*cmd, req);
     return;
   }
-  if (cluster_ != nullptr && cmd->routing != Routing::kLocal &&
+  if (pool().cluster() != nullptr && cmd->routing != Routing::kLocal &&
       cmd->routing != Routing::kRejected) {
     dispatch_redis_cluster(*cmd, req);  // client_session_cluster.cpp
     return;
   }
-  if (pool_.route_kind() != routing::Route::Kind::kShard && cmd->routing != Routing::kLocal &&
+  if (pool().route_kind() != routing::Route::Kind::kShard && cmd->routing != Routing::kLocal &&
       cmd->routing != Routing::kRejected) {
     if (key_idx_.empty() && cmd->routing != Routing::kNoKeyForward) {
       ReplySlot* slot = ready_slot("-ERR dproxy: ");
@@ -172,11 +176,11 @@ void ClientSession::dispatch_redis(const Request& req) {
     }
     case Routing::kNoKeyForward:
       // Any server gives the right answer.
-      redis_forward(req, static_cast<uint32_t>(id_ % pool_.server_count()));
+      redis_forward(req, static_cast<uint32_t>(id_ % pool().server_count()));
       return;
     case Routing::kSingleKey:
       if (key_idx_.empty()) break;
-      redis_forward(req, pool_.server_for(args[key_idx_[0]]));
+      redis_forward(req, pool().server_for(args[key_idx_[0]]));
       return;
     case Routing::kMultiKeySplit:
       if (key_idx_.empty()) break;
@@ -184,15 +188,15 @@ void ClientSession::dispatch_redis(const Request& req) {
       return;
     case Routing::kSameServer: {
       if (key_idx_.empty()) break;
-      uint32_t server = pool_.server_for(args[key_idx_[0]]);
+      uint32_t server = pool().server_for(args[key_idx_[0]]);
       for (size_t i = 1; i < key_idx_.size(); ++i) {
-        if (pool_.server_for(args[key_idx_[i]]) != server) {
+        if (pool().server_for(args[key_idx_[i]]) != server) {
           ReplySlot* slot = ready_slot("-CROSSSLOT dproxy: the keys of ");
           append_upper(slot->data, cmd->name);
           slot->data.append(
               " map to different servers; keep them together with a hash tag, e.g. "
               "{user1}.a and {user1}.b");
-          if (pool_.config().hash_tag.empty()) slot->data.append(" (set the pool's hash_tag)");
+          if (pool().config().hash_tag.empty()) slot->data.append(" (set the pool's hash_tag)");
           slot->data.append("\r\n");
           return;
         }
@@ -219,11 +223,11 @@ static void append_request(std::string& out, const Request& req) {
 }
 
 void ClientSession::redis_forward(const Request& req, uint32_t server) {
-  if (pool_.is_down(server)) {
-    ready_slot(pool_.down_error(server));
+  if (pool().is_down(server)) {
+    ready_slot(pool().down_error(server));
     return;
   }
-  ServerConnection& conn = pool_.connection(server, id_);
+  ServerConnection& conn = pool().connection(server, id_);
   ReplySlot* slot = new_slot(ReplySlot::Kind::kForward);
   slot->outstanding = 1;
   append_request(conn.out(), req);
@@ -233,16 +237,16 @@ void ClientSession::redis_forward(const Request& req, uint32_t server) {
 void ClientSession::redis_split(const resp::CommandInfo& cmd, const Request& req) {
   const auto& args = req.args;
   const bool pairs = cmd.name == "mset";  // MSET k v [k v ...]: a key's value follows it
-  frag_of_server_.assign(pool_.server_count(), -1);
+  frag_of_server_.assign(pool().server_count(), -1);
   frag_servers_.clear();
   ReplySlot* slot = new_slot(ReplySlot::Kind::kRespSum);
-  for (uint32_t idx : key_idx_) slot->key_frag.push_back(fragment_of(pool_.server_for(args[idx])));
+  for (uint32_t idx : key_idx_) slot->key_frag.push_back(fragment_of(pool().server_for(args[idx])));
   const size_t nfrags = frag_servers_.size();
   if (split_hits_down_server(slot)) return;
   if (nfrags == 1) {
     slot->kind = ReplySlot::Kind::kForward;
     slot->outstanding = 1;
-    ServerConnection& conn = pool_.connection(frag_servers_[0], id_);
+    ServerConnection& conn = pool().connection(frag_servers_[0], id_);
     append_request(conn.out(), req);
     conn.push(shared_from_this(), slot, 0, protocol::memcache::ReplyKind::kLine);
     return;
@@ -253,6 +257,7 @@ void ClientSession::redis_split(const resp::CommandInfo& cmd, const Request& req
     slot->kind = ReplySlot::Kind::kRespAllOk;
   }
   slot->outstanding = static_cast<uint32_t>(nfrags);
+  slot_.counters.fragments += nfrags;
   if (slot->frags.size() < nfrags) slot->frags.resize(nfrags);
   slot->frag_error.assign(nfrags, 0);
   auto self = shared_from_this();
@@ -264,7 +269,7 @@ void ClientSession::redis_split(const resp::CommandInfo& cmd, const Request& req
       sub_args_.push_back(args[key_idx_[i]]);
       if (pairs) sub_args_.push_back(args[key_idx_[i] + 1]);
     }
-    ServerConnection& conn = pool_.connection(frag_servers_[f], id_);
+    ServerConnection& conn = pool().connection(frag_servers_[f], id_);
     resp::append_command(conn.out(), sub_args_);
     conn.push(self, slot, static_cast<uint16_t>(f), protocol::memcache::ReplyKind::kLine);
   }
@@ -331,16 +336,16 @@ void ClientSession::redis_broadcast(const resp::CommandInfo& cmd, const Request&
   // Writes reach every server; reads ask one copy of the data: every server of a sharded pool,
   // the first child's servers of a replicated or fanout pool.
   frag_servers_.clear();
-  if (cluster_ != nullptr) {
-    frag_servers_ = cluster_->masters();  // redis_cluster: every master
-  } else if (write || pool_.route_kind() == routing::Route::Kind::kShard) {
-    for (uint32_t i = 0; i < pool_.server_count(); ++i) frag_servers_.push_back(i);
+  if (pool().cluster() != nullptr) {
+    frag_servers_ = pool().cluster()->masters();  // redis_cluster: every master
+  } else if (write || pool().route_kind() == routing::Route::Kind::kShard) {
+    for (uint32_t i = 0; i < pool().server_count(); ++i) frag_servers_.push_back(i);
   } else {
-    frag_servers_ = pool_.first_child_servers();
+    frag_servers_ = pool().first_child_servers();
   }
   for (uint32_t server : frag_servers_) {
-    if (cluster_ == nullptr && pool_.is_down(server)) {
-      ready_slot(pool_.down_error(server));
+    if (pool().cluster() == nullptr && pool().is_down(server)) {
+      ready_slot(pool().down_error(server));
       return;
     }
   }
@@ -490,7 +495,7 @@ void ClientSession::finish_resp_broadcast(ReplySlot* slot) {
 
 bool ClientSession::redis_auth(std::string_view user, std::string_view password,
                                bool password_only) {
-  const std::string& expected = pool_.config().client_password;
+  const std::string& expected = pool().config().client_password;
   if (expected.empty()) {
     // As Redis 7 with no password: the default user is "nopass" and takes any password.
     if (iequals(user, "default") && !password_only) return true;
@@ -620,7 +625,7 @@ void ClientSession::redis_local(const resp::CommandInfo& cmd, const Request& req
   } else if (name == "client|id") {
     resp::append_integer(ready_slot("")->data, static_cast<int64_t>(id_));
   } else if (name == "info") {
-    redis_info_reply();
+    redis_info_reply(req);
   } else if (name == "command" || name.starts_with("command|")) {
     redis_command_reply(req);
   } else {
@@ -700,8 +705,8 @@ void ClientSession::redis_command_reply(const Request& req) {
   }
 }
 
-void ClientSession::redis_info_reply() {
-  const PoolConfig& config = pool_.config();
+void ClientSession::redis_info_reply(const Request& req) {
+  const PoolConfig& config = pool().config();
   auto uptime = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() -
                                                                  kProcessStart)
                     .count();
@@ -715,9 +720,29 @@ void ClientSession::redis_info_reply() {
     text += "server" + std::to_string(i) + ":address=" + s.address() +
             ",weight=" + std::to_string(s.weight) + ",name=" + s.name + "\r\n";
   }
-  if (cluster_ != nullptr) append_cluster_info(text);
+  if (pool().cluster() != nullptr) append_cluster_info(text);
   text += "redis_commands_table:" + std::string(resp::redis_version()) + "\r\n";
-  resp::append_bulk(ready_slot("")->data, text);
+  // "INFO <section>" for another section answers an empty document, as Redis does.
+  bool wanted = req.args.size() < 2;
+  for (size_t i = 1; i < req.args.size(); ++i) {
+    wanted = wanted || iequals(req.args[i], "dproxy") || iequals(req.args[i], "all") ||
+             iequals(req.args[i], "everything") || iequals(req.args[i], "default");
+  }
+  if (!wanted) {
+    resp::append_bulk(ready_slot("")->data, "");
+    return;
+  }
+  // The traffic figures are summed over every worker thread: the reply waits for them.
+  ReplySlot* slot = new_slot(ReplySlot::Kind::kReady);
+  worker_.collect_stats(socket_.get_executor(),
+                        [self = shared_from_this(), slot, text = std::move(text)](
+                            const StatsSnapshot& snap, const ProcessInfo& info) {
+                          std::string body = text + format_redis_info(snap, info, self->slot_.name);
+                          slot->data.clear();
+                          resp::append_bulk(slot->data, body);
+                          slot->done = true;
+                          self->drain();
+                        });
 }
 
 }  // namespace dproxy::core

@@ -66,10 +66,10 @@ uint8_t ClientSession::reply_rank(std::string_view bytes, bool is_error) const {
 }
 
 bool ClientSession::keys_together_per_child(std::span<const std::string_view> keys) {
-  for (size_t c = 0; c < pool_.child_count(); ++c) {
-    uint32_t first = pool_.child_server(c, keys[0]);
+  for (size_t c = 0; c < pool().child_count(); ++c) {
+    uint32_t first = pool().child_server(c, keys[0]);
     for (size_t i = 1; i < keys.size(); ++i) {
-      if (pool_.child_server(c, keys[i]) == first) continue;
+      if (pool().child_server(c, keys[i]) == first) continue;
       ReplySlot* slot = ready_slot(redis_ ? "-CROSSSLOT dproxy: the keys of this request map to "
                                             "different servers of child "
                                           : "CLIENT_ERROR the keys of this request map to "
@@ -87,7 +87,7 @@ bool ClientSession::keys_together_per_child(std::span<const std::string_view> ke
 void ClientSession::send_to_children(std::string_view frame, std::string_view noreply_cut,
                                      std::string_view key, routing::AckMode mode, bool noreply,
                                      uint8_t reply_kind) {
-  const auto n = static_cast<uint32_t>(pool_.child_count());
+  const auto n = static_cast<uint32_t>(pool().child_count());
   ReplySlot* slot = new_slot(ReplySlot::Kind::kAck);
   slot->noreply = noreply;
   slot->outstanding = n;
@@ -97,18 +97,18 @@ void ClientSession::send_to_children(std::string_view frame, std::string_view no
   frag_servers_.clear();  // the children whose server is down
   auto self = shared_from_this();
   for (uint32_t c = 0; c < n; ++c) {
-    uint32_t server = pool_.child_server(c, key);
-    if (pool_.is_down(server)) {
+    uint32_t server = pool().child_server(c, key);
+    if (pool().is_down(server)) {
       frag_servers_.push_back(c);
       continue;
     }
-    ServerConnection& conn = pool_.connection(server, id_);
+    ServerConnection& conn = pool().connection(server, id_);
     append_without(conn.out(), frame, noreply_cut);
     conn.push(self, slot, static_cast<uint16_t>(c), static_cast<mc::ReplyKind>(reply_kind));
   }
   // NOTE: answered last, so the slot's fragment count is complete when a decision is made.
   for (uint32_t c : frag_servers_)
-    on_ack_reply(slot, static_cast<uint16_t>(c), pool_.down_error(pool_.child_server(c, key)),
+    on_ack_reply(slot, static_cast<uint16_t>(c), pool().down_error(pool().child_server(c, key)),
                  true);
 }
 
@@ -151,7 +151,7 @@ void ClientSession::on_ack_reply(ReplySlot* slot, uint16_t frag, std::string_vie
 
 void ClientSession::send_with_failover(std::string_view frame, std::string_view key,
                                        uint8_t reply_kind) {
-  const routing::ReplicatedRoute* route = pool_.replicated();
+  const routing::ReplicatedRoute* route = pool().replicated();
   ReplySlot* slot = new_slot(ReplySlot::Kind::kFailover);
   slot->frame.assign(frame);
   slot->keys.assign(key);
@@ -163,37 +163,37 @@ void ClientSession::send_with_failover(std::string_view frame, std::string_view 
 }
 
 void ClientSession::failover_next(ReplySlot* slot) {
-  const auto n = static_cast<uint32_t>(pool_.child_count());
+  const auto n = static_cast<uint32_t>(pool().child_count());
   uint32_t down = 0;
   while (slot->tried < n) {
     uint32_t c = (slot->child + slot->tried) % n;
     ++slot->tried;
-    uint32_t server = pool_.child_server(c, slot->keys);
-    if (pool_.is_down(server)) {
+    uint32_t server = pool().child_server(c, slot->keys);
+    if (pool().is_down(server)) {
       down = server;
       continue;
     }
-    ServerConnection& conn = pool_.connection(server, id_);
+    ServerConnection& conn = pool().connection(server, id_);
     conn.out().append(slot->frame);
     conn.push(shared_from_this(), slot, 0, static_cast<mc::ReplyKind>(slot->reply_kind));
     return;
   }
   // Every child left is down.
   slot->outstanding = 0;
-  slot->data.assign(pool_.down_error(down));
+  slot->data.assign(pool().down_error(down));
   slot->done = true;
   drain();
 }
 
 void ClientSession::on_failover_reply(ReplySlot* slot, std::string_view bytes, bool is_error) {
   const bool miss = redis_ ? (bytes == "$-1\r\n" || bytes == "*-1\r\n") : bytes == "END\r\n";
-  if ((is_error || (slot->failover_on_miss && miss)) && slot->tried < pool_.child_count()) {
+  if ((is_error || (slot->failover_on_miss && miss)) && slot->tried < pool().child_count()) {
     // Try the next child; a down one is skipped. If none is left, the reply below stands.
-    const auto n = static_cast<uint32_t>(pool_.child_count());
+    const auto n = static_cast<uint32_t>(pool().child_count());
     while (slot->tried < n) {
       uint32_t c = (slot->child + slot->tried) % n;
-      uint32_t server = pool_.child_server(c, slot->keys);
-      if (pool_.is_down(server)) {
+      uint32_t server = pool().child_server(c, slot->keys);
+      if (pool().is_down(server)) {
         ++slot->tried;
         continue;
       }
@@ -220,7 +220,7 @@ void ClientSession::dispatch_memcache_routed(const Request& req) {
   if (req.keys.size() > 1 && !keys_together_per_child(req.keys)) return;
   const uint8_t kind = static_cast<uint8_t>(mc::reply_kind(cmd));
   const bool noreply = req.has(protocol::kFlagNoreply);
-  if (const routing::FanoutRoute* fanout = pool_.fanout()) {
+  if (const routing::FanoutRoute* fanout = pool().fanout()) {
     send_to_children(req.frame, req.noreply_token, req.keys[0], fanout->reply(), noreply, kind);
     return;
   }
@@ -228,7 +228,7 @@ void ClientSession::dispatch_memcache_routed(const Request& req) {
     send_with_failover(req.frame, req.keys[0], kind);
     return;
   }
-  send_to_children(req.frame, req.noreply_token, req.keys[0], pool_.replicated()->write_ack(),
+  send_to_children(req.frame, req.noreply_token, req.keys[0], pool().replicated()->write_ack(),
                    noreply, kind);
 }
 
@@ -244,7 +244,7 @@ void ClientSession::dispatch_redis_routed(const resp::CommandInfo& cmd, const Re
     resp::append_command(inline_scratch_, req.args);
     frame = inline_scratch_;
   }
-  if (const routing::FanoutRoute* fanout = pool_.fanout()) {
+  if (const routing::FanoutRoute* fanout = pool().fanout()) {
     send_to_children(frame, {}, key, fanout->reply(), false, 0);
     return;
   }
@@ -260,7 +260,7 @@ void ClientSession::dispatch_redis_routed(const resp::CommandInfo& cmd, const Re
     return;
   }
   if (write) {
-    send_to_children(frame, {}, key, pool_.replicated()->write_ack(), false, 0);
+    send_to_children(frame, {}, key, pool().replicated()->write_ack(), false, 0);
   } else {
     send_with_failover(frame, key, 0);
   }

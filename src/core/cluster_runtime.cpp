@@ -426,4 +426,12 @@ size_t ClusterRuntime::pending() const {
   return n;
 }
 
+bool ClusterRuntime::busy() const {
+  if (!retries_.empty()) return true;
+  for (const auto& node : nodes_)
+    for (const auto& c : node->conns)
+      if (c->busy()) return true;
+  return false;
+}
+
 }  // namespace dproxy::core

@@ -68,6 +68,9 @@ class ClusterRuntime {
 
   // Requests waiting for a reply on the node connections or for a retry.
   size_t pending() const;
+  // Requests in flight, bytes not yet written, or retries waiting (config reload: the runtime
+  // must stay).
+  bool busy() const;
   ClusterStats& stats() { return stats_; }
 
  private:

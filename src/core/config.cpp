@@ -405,6 +405,7 @@ PoolConfig parse_pool(const std::string& name, const json& v, const std::string&
     if (kind) pool.hash = *kind;
   }
   parse_route(v, path, pool, pool.route, true);
+  pool.source = v.dump();
   if (pool.protocol != Protocol::kRedis && !redis_only.empty())
     fail(redis_only.front(), "only a redis pool takes this key");
   if (pool.route.policy == "redis_cluster") {
@@ -492,11 +493,33 @@ bool parse_config(const std::string& text, Config& out, std::string& error) {
         have_pools = true;
       } else if (key == "shutdown_timeout_ms") {
         out.shutdown_timeout_ms = static_cast<uint32_t>(get_uint(value, key, 0, 3600 * 1000));
+      } else if (key == "stats") {
+        if (!value.is_object())
+          fail(key, std::string("expected an object like {\"listen\": \"127.0.0.1:22222\"}, got ") +
+                        type_name(value));
+        for (auto& [skey, svalue] : value.items()) {
+          const std::string sp = "stats." + skey;
+          if (skey == "listen") {
+            out.stats_listen = parse_listen(get_string(svalue, sp), sp);
+            if (out.stats_listen.is_unix) fail(sp, "the stats listener takes ip:port");
+            out.stats_configured = true;
+          } else if (skey == "enabled") {
+            if (!svalue.is_boolean())
+              fail(sp, std::string("expected true or false, got ") + type_name(svalue));
+            out.stats_enabled = svalue.get<bool>();
+          } else {
+            fail(sp, "unknown key (expected listen, enabled)");
+          }
+        }
       } else {
-        fail(key, "unknown top-level key (expected pools, shutdown_timeout_ms)");
+        fail(key, "unknown top-level key (expected pools, shutdown_timeout_ms, stats)");
       }
     }
     if (!have_pools) fail("(top level)", "missing required key \"pools\"");
+    if (out.stats_enabled && listens.count(out.stats_listen.to_string()))
+      fail(out.stats_configured ? "stats.listen" : "stats",
+           json_quote(out.stats_listen.to_string()) + " is a pool's listen address" +
+               (out.stats_configured ? "" : " (the stats listener's default)"));
     return true;
   } catch (const ConfigError& e) {
     error = e.message;

@@ -48,6 +48,8 @@ struct PoolConfig {
   std::string client_password;  // clients must AUTH with this before anything else
   std::string server_password;  // dproxy sends AUTH with this on each new backend connection
   uint32_t db = 0;              // dproxy sends SELECT db on each new backend connection
+  // The pool's JSON text as loaded (config reload compares it to tell a changed pool).
+  std::string source;
   // redis_cluster only
   uint32_t cluster_refresh_ms = 10000;     // slot map refresh period (also after MOVED, errors)
   ReadFrom read_from = ReadFrom::kMaster;  // replica / any: reads may go to replicas (READONLY)
@@ -56,6 +58,10 @@ struct PoolConfig {
 struct Config {
   std::vector<PoolConfig> pools;
   uint32_t shutdown_timeout_ms = 5000;  // SIGTERM/SIGINT: how long in-flight requests may finish
+  // The stats listener (twemproxy JSON, GET /metrics, GET /stats).
+  bool stats_enabled = true;
+  bool stats_configured = false;  // "stats.listen" given: failing to bind it is fatal
+  ListenAddress stats_listen{"127.0.0.1", 22222, false};
 };
 
 // Parses and validates a config document. On failure returns false and sets `error` to one

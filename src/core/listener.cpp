@@ -5,26 +5,27 @@
 
 #include "core/client_session.h"
 #include "core/log.h"
-#include "core/pool_runtime.h"
 #include "core/server_health.h"
 #include "core/worker.h"
 
 namespace dproxy::core {
 
-Listener::Listener(asio::io_context& io, size_t pool_index, const PoolConfig& pool,
-                   PoolHealth& health, std::vector<std::unique_ptr<Worker>>& workers)
-    : io_(io),
-      pool_index_(pool_index),
-      pool_(pool),
-      health_(health),
-      too_many_(pool.protocol == Protocol::kRedis
-                    ? "-ERR max number of clients reached (dproxy pool " + pool.name +
-                          " client_connections=" + std::to_string(pool.client_connections) + ")\r\n"
-                    : "SERVER_ERROR too many client connections (dproxy pool " + pool.name +
-                          " client_connections=" + std::to_string(pool.client_connections) +
-                          ")\r\n"),
-      workers_(workers),
-      acceptor_(io) {}
+Listener::Listener(asio::io_context& io, size_t pool_id, std::shared_ptr<const PoolConfig> pool,
+                   PoolClients& clients, std::vector<std::unique_ptr<Worker>>& workers)
+    : io_(io), pool_id_(pool_id), clients_(clients), workers_(workers), acceptor_(io) {
+  set_config(std::move(pool));
+  bound_ = pool_->listen;
+}
+
+void Listener::set_config(std::shared_ptr<const PoolConfig> pool) {
+  pool_ = std::move(pool);
+  const PoolConfig& p = *pool_;
+  too_many_ = p.protocol == Protocol::kRedis
+                  ? "-ERR max number of clients reached (dproxy pool " + p.name +
+                        " client_connections=" + std::to_string(p.client_connections) + ")\r\n"
+                  : "SERVER_ERROR too many client connections (dproxy pool " + p.name +
+                        " client_connections=" + std::to_string(p.client_connections) + ")\r\n";
+}
 
 Listener::~Listener() {
   close();
@@ -32,25 +33,25 @@ Listener::~Listener() {
 
 bool Listener::open(std::string& error) {
   const std::string where =
-      "pools." + pool_.name + ".listen: cannot listen on " + pool_.listen.to_string() + ": ";
+      "pools." + pool_->name + ".listen: cannot listen on " + pool_->listen.to_string() + ": ";
   asio::error_code ec;
   asio::generic::stream_protocol::endpoint endpoint;
-  if (pool_.listen.is_unix) {
+  if (pool_->listen.is_unix) {
     struct stat st {};
     // A stale socket file from an earlier run would make bind fail; never remove anything else.
-    if (::stat(pool_.listen.host.c_str(), &st) == 0 && S_ISSOCK(st.st_mode))
-      ::unlink(pool_.listen.host.c_str());
-    endpoint = asio::local::stream_protocol::endpoint(pool_.listen.host);
+    if (::stat(pool_->listen.host.c_str(), &st) == 0 && S_ISSOCK(st.st_mode))
+      ::unlink(pool_->listen.host.c_str());
+    endpoint = asio::local::stream_protocol::endpoint(pool_->listen.host);
   } else {
-    asio::ip::address addr = asio::ip::make_address(pool_.listen.host, ec);
+    asio::ip::address addr = asio::ip::make_address(pool_->listen.host, ec);
     if (ec) {
-      error = where + "\"" + pool_.listen.host + "\" is not an IP address";
+      error = where + "\"" + pool_->listen.host + "\" is not an IP address";
       return false;
     }
-    endpoint = asio::ip::tcp::endpoint(addr, pool_.listen.port);
+    endpoint = asio::ip::tcp::endpoint(addr, pool_->listen.port);
   }
   acceptor_.open(endpoint.protocol(), ec);
-  if (!ec && !pool_.listen.is_unix)
+  if (!ec && !pool_->listen.is_unix)
     acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) acceptor_.bind(endpoint, ec);
   if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
@@ -60,13 +61,14 @@ bool Listener::open(std::string& error) {
     acceptor_.close(ignored);
     return false;
   }
-  unlink_on_close_ = pool_.listen.is_unix;
-  LOG_INFO("pool %s: listening on %s (%s)", pool_.name.c_str(), pool_.listen.to_string().c_str(),
-           pool_.protocol == Protocol::kMemcached ? "memcached" : "redis");
+  unlink_on_close_ = pool_->listen.is_unix;
+  LOG_INFO("pool %s: listening on %s (%s)", pool_->name.c_str(), pool_->listen.to_string().c_str(),
+           pool_->protocol == Protocol::kMemcached ? "memcached" : "redis");
   return true;
 }
 
 void Listener::start() {
+  started_ = true;
   accept_next();
 }
 
@@ -74,7 +76,7 @@ void Listener::close() {
   if (!acceptor_.is_open()) return;
   asio::error_code ignored;
   acceptor_.close(ignored);
-  if (unlink_on_close_) ::unlink(pool_.listen.host.c_str());
+  if (unlink_on_close_) ::unlink(bound_.host.c_str());
 }
 
 void Listener::accept_next() {
@@ -85,25 +87,25 @@ void Listener::accept_next() {
       [this, &worker](const asio::error_code& ec, asio::generic::stream_protocol::socket socket) {
         if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
         if (ec) {
-          LOG_WARN("pool %s: accept failed: %s", pool_.name.c_str(), ec.message().c_str());
-        } else if (pool_.client_connections != 0 &&
-                   health_.client_count.load() >= pool_.client_connections) {
+          LOG_WARN("pool %s: accept failed: %s", pool_->name.c_str(), ec.message().c_str());
+        } else if (pool_->client_connections != 0 &&
+                   clients_.count.load() >= pool_->client_connections) {
           // Over the limit: tell the client why, then close (never blocks: one small write).
           LOG_WARN("pool %s: refusing a client connection: client_connections=%u reached",
-                   pool_.name.c_str(), pool_.client_connections);
+                   pool_->name.c_str(), pool_->client_connections);
           asio::error_code ignored;
           socket.non_blocking(true, ignored);
           socket.write_some(asio::buffer(too_many_), ignored);
           socket.shutdown(asio::socket_base::shutdown_both, ignored);
           socket.close(ignored);
         } else {
-          health_.client_count.fetch_add(1);
+          clients_.count.fetch_add(1);
           uint64_t id = next_id_++;
           // NOTE: the session is created and started on its socket's own worker thread.
-          asio::post(worker.io(), [&worker, pool = pool_index_, id,
+          asio::post(worker.io(), [&worker, pool = pool_id_, &clients = clients_, id,
                                    s = std::make_shared<asio::generic::stream_protocol::socket>(
                                        std::move(socket))]() mutable {
-            std::make_shared<ClientSession>(worker, worker.pool(pool), std::move(*s), id)->start();
+            std::make_shared<ClientSession>(worker, pool, clients, std::move(*s), id)->start();
           });
         }
         accept_next();

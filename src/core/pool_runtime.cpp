@@ -3,14 +3,23 @@
 #include <cstdlib>
 
 #include "core/log.h"
+#include "core/stats.h"
 #include "core/worker.h"
 #include "protocol/resp/reply_writer.h"
 
 namespace dproxy::core {
 
-PoolRuntime::PoolRuntime(Worker& worker, const PoolConfig& config, PoolHealth& health,
-                         const std::vector<asio::generic::stream_protocol::endpoint>& endpoints)
-    : config_(config), health_(health) {
+PoolRuntime::PoolRuntime(Worker& worker, std::shared_ptr<const PoolConfig> config_ptr,
+                         std::shared_ptr<PoolHealth> health_ptr,
+                         const std::vector<asio::generic::stream_protocol::endpoint>& endpoints,
+                         PoolCounters& counters)
+    : config_ptr_(std::move(config_ptr)),
+      health_ptr_(std::move(health_ptr)),
+      config_(*config_ptr_),
+      health_(*health_ptr_),
+      counters_(counters) {
+  const PoolConfig& config = config_;
+  PoolHealth& health = health_;
   const bool redis = config.protocol == Protocol::kRedis;
   std::string setup;
   uint32_t setup_replies = 0;
@@ -61,6 +70,23 @@ PoolRuntime::PoolRuntime(Worker& worker, const PoolConfig& config, PoolHealth& h
       break;
   }
   rebuild();
+}
+
+std::string_view PoolRuntime::down_error(uint32_t index) {
+  ++counters_.forward_error;
+  return down_errors_[index];
+}
+
+void PoolRuntime::server_stats(std::vector<ServerStats>& out) const {
+  for (uint32_t i = 0; i < servers_.size(); ++i) {
+    const auto& spec = config_.servers[i];
+    ServerStats& s = out.emplace_back();
+    s.name = spec.name.empty() ? spec.address() : spec.name;
+    s.address = spec.address();
+    s.up = !health_.is_down(i);
+    s.ejected_at_us = health_.server(i).ejected_at_us.load(std::memory_order_relaxed);
+    for (const auto& c : servers_[i]) c->add_stats(s);
+  }
 }
 
 void PoolRuntime::rebuild() {

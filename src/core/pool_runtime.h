@@ -17,14 +17,22 @@
 namespace dproxy::core {
 
 class Worker;
+struct PoolCounters;
+struct ServerStats;
 
 class PoolRuntime {
  public:
-  PoolRuntime(Worker& worker, const PoolConfig& config, PoolHealth& health,
-              const std::vector<asio::generic::stream_protocol::endpoint>& endpoints);
+  // `counters` (the worker's, for this pool) outlives the runtime.
+  PoolRuntime(Worker& worker, std::shared_ptr<const PoolConfig> config,
+              std::shared_ptr<PoolHealth> health,
+              const std::vector<asio::generic::stream_protocol::endpoint>& endpoints,
+              PoolCounters& counters);
 
   const PoolConfig& config() const { return config_; }
   PoolHealth& health() { return health_; }
+  uint64_t health_ejects() const { return health_.ejects(); }
+  // Appends one entry per server (this worker's connections only).
+  void server_stats(std::vector<ServerStats>& out) const;
   size_t server_count() const { return servers_.size(); }
 
   routing::Route::Kind route_kind() const { return route_->kind(); }
@@ -50,8 +58,9 @@ class PoolRuntime {
   ClusterRuntime* cluster() { return cluster_.get(); }
   // True when server `index` is marked down: requests for it fail at once with down_error().
   bool is_down(uint32_t index) const { return health_.is_down(index); }
-  // The complete error reply for a request to a down server (protocol-specific).
-  std::string_view down_error(uint32_t index) const { return down_errors_[index]; }
+  // The complete error reply for a request to a down server (protocol-specific); counted as a
+  // forward error.
+  std::string_view down_error(uint32_t index);
 
   // Requests waiting for a backend reply, over all of this pool's connections on this thread.
   size_t pending() const {
@@ -59,6 +68,15 @@ class PoolRuntime {
     for (const auto& conns : servers_)
       for (const auto& c : conns) n += c->pending();
     return n;
+  }
+
+  // Requests in flight or bytes not yet written: the runtime must stay (config reload).
+  bool busy() const {
+    if (cluster_ && cluster_->busy()) return true;
+    for (const auto& conns : servers_)
+      for (const auto& c : conns)
+        if (c->busy()) return true;
+    return false;
   }
 
   // A connection to server `index`; spreads callers over server_connections connections.
@@ -73,8 +91,11 @@ class PoolRuntime {
   }
   void rebuild();
 
+  std::shared_ptr<const PoolConfig> config_ptr_;
+  std::shared_ptr<PoolHealth> health_ptr_;
   const PoolConfig& config_;
   PoolHealth& health_;
+  PoolCounters& counters_;
   uint64_t generation_ = 0;
   std::unique_ptr<routing::Route> route_;
   routing::ShardRoute* shard_ = nullptr;  // route_ when it is a shard route

@@ -16,10 +16,14 @@ constexpr std::chrono::milliseconds kTick{100};
 // One probe: connect, send the probe request, read the answer, report to the pool's health.
 class Probe : public std::enable_shared_from_this<Probe> {
  public:
-  Probe(asio::io_context& io, PoolHealth& health, size_t index,
+  Probe(asio::io_context& io, std::shared_ptr<PoolHealth> health, size_t index,
         asio::generic::stream_protocol::endpoint endpoint)
-      : health_(health), index_(index), endpoint_(std::move(endpoint)), socket_(io), timer_(io) {
-    const PoolConfig& config = health.config();
+      : health_(std::move(health)),
+        index_(index),
+        endpoint_(std::move(endpoint)),
+        socket_(io),
+        timer_(io) {
+    const PoolConfig& config = health_->config();
     redis_ = config.protocol == Protocol::kRedis;
     if (redis_) {
       // The same setup a data connection sends, then PING: every reply must be a success.
@@ -43,7 +47,7 @@ class Probe : public std::enable_shared_from_this<Probe> {
   }
 
   void run() {
-    const PoolConfig& config = health_.config();
+    const PoolConfig& config = health_->config();
     timer_.expires_after(std::chrono::milliseconds(config.connect_timeout_ms + config.timeout_ms));
     timer_.async_wait([self = shared_from_this()](const asio::error_code& ec) {
       if (!ec) self->finish(false, "no answer in time");
@@ -102,13 +106,13 @@ class Probe : public std::enable_shared_from_this<Probe> {
     timer_.cancel();
     socket_.close(ignored);
     if (ok) {
-      health_.mark_up(index_);
+      health_->mark_up(index_);
     } else {
-      health_.probe_failed(index_, why);
+      health_->probe_failed(index_, why);
     }
   }
 
-  PoolHealth& health_;
+  std::shared_ptr<PoolHealth> health_;
   size_t index_;
   asio::generic::stream_protocol::endpoint endpoint_;
   asio::generic::stream_protocol::socket socket_;
@@ -123,9 +127,7 @@ class Probe : public std::enable_shared_from_this<Probe> {
 
 }  // namespace
 
-Prober::Prober(asio::io_context& io, std::vector<std::unique_ptr<PoolHealth>>& health,
-               const std::vector<std::vector<asio::generic::stream_protocol::endpoint>>& endpoints)
-    : io_(io), health_(health), endpoints_(endpoints), timer_(io) {}
+Prober::Prober(asio::io_context& io) : io_(io), timer_(io) {}
 
 void Prober::start() {
   timer_.expires_after(kTick);
@@ -143,19 +145,15 @@ void Prober::stop() {
 
 void Prober::tick() {
   int64_t now = PoolHealth::now_ms();
-  for (size_t p = 0; p < health_.size(); ++p) {
-    PoolHealth& pool = *health_[p];
+  for (const Target& target : targets_) {
+    PoolHealth& pool = *target.health;
     for (size_t i = 0; i < pool.size(); ++i) {
       ServerHealth& h = pool.server(i);
       if (!h.down.load() || h.probing.load() || h.retry_at_ms.load() > now) continue;
       h.probing.store(true);
-      probe(p, i);
+      std::make_shared<Probe>(io_, target.health, i, target.endpoints[i])->run();
     }
   }
-}
-
-void Prober::probe(size_t pool, size_t server) {
-  std::make_shared<Probe>(io_, *health_[pool], server, endpoints_[pool][server])->run();
 }
 
 }  // namespace dproxy::core

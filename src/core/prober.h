@@ -14,18 +14,24 @@ class PoolHealth;
 
 class Prober {
  public:
-  Prober(asio::io_context& io, std::vector<std::unique_ptr<PoolHealth>>& health,
-         const std::vector<std::vector<asio::generic::stream_protocol::endpoint>>& endpoints);
+  // One pool to watch: its health and its servers' addresses.
+  struct Target {
+    std::shared_ptr<PoolHealth> health;
+    std::vector<asio::generic::stream_protocol::endpoint> endpoints;
+  };
+
+  explicit Prober(asio::io_context& io);
+  // Replaces the pools watched (start and config reload; main thread). A probe in flight for a
+  // pool no longer watched finishes against that pool's old health, which nothing reads.
+  void set_targets(std::vector<Target> targets) { targets_ = std::move(targets); }
   void start();
   void stop();
 
  private:
   void tick();
-  void probe(size_t pool, size_t server);
 
   asio::io_context& io_;
-  std::vector<std::unique_ptr<PoolHealth>>& health_;
-  const std::vector<std::vector<asio::generic::stream_protocol::endpoint>>& endpoints_;
+  std::vector<Target> targets_;
   asio::steady_timer timer_;
   bool stopped_ = false;
 };

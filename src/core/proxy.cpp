@@ -1,69 +1,346 @@
 #include "core/proxy.h"
 
+#include <unistd.h>
+
 #include <csignal>
+#include <ctime>
+#include <set>
 
 #include "core/listener.h"
 #include "core/log.h"
 #include "core/prober.h"
 #include "core/server_health.h"
-#include "core/worker.h"
+#include "core/stats.h"
+#include "core/stats_server.h"
 
 namespace dproxy::core {
 
-Proxy::Proxy(Config config, unsigned threads) : config_(std::move(config)), threads_(threads) {}
+namespace {
+
+std::string host_name() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof buf - 1) != 0) return "unknown";
+  return buf;
+}
+
+std::string join(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
+  return out.empty() ? "none" : out;
+}
+
+}  // namespace
+
+Proxy::Proxy(Config config, unsigned threads, std::string config_path)
+    : config_(std::move(config)), threads_(threads), config_path_(std::move(config_path)) {}
 
 Proxy::~Proxy() {
   // NOTE: a pending accept holds a socket of a worker's io_context; let the aborted accepts
   // complete before any worker (and its socket service) is destroyed.
-  for (auto& l : listeners_) l->close();
+  for (auto& p : pools_) {
+    if (p.listener) p.listener->close();
+  }
+  if (stats_) stats_->close();
   io_.restart();
   io_.poll();
-  listeners_.clear();
+  for (auto& p : pools_) p.listener.reset();
+  closed_listeners_.clear();
+  stats_.reset();
+  closed_stats_.clear();
   for (auto& w : workers_) w->stop();
   for (auto& w : workers_) w->join();
   workers_.clear();
 }
 
+size_t Proxy::pool_id(const std::string& name) {
+  auto it = ids_.find(name);
+  if (it != ids_.end()) return it->second;
+  size_t id = clients_.size();
+  clients_.push_back(std::make_unique<PoolClients>());
+  ids_.emplace(name, id);
+  return id;
+}
+
+bool Proxy::resolve(const PoolConfig& pool,
+                    std::vector<asio::generic::stream_protocol::endpoint>& out,
+                    std::string& error) {
+  asio::ip::tcp::resolver resolver(io_);
+  out.clear();
+  for (size_t i = 0; i < pool.servers.size(); ++i) {
+    const auto& server = pool.servers[i];
+    if (server.port == 0) {
+      out.push_back(asio::local::stream_protocol::endpoint(server.host));
+      continue;
+    }
+    asio::error_code ec;
+    auto results = resolver.resolve(server.host, std::to_string(server.port), ec);
+    if (ec || results.empty()) {
+      error = "pools." + pool.name + ".servers[" + std::to_string(i) + "]: cannot resolve \"" +
+              server.host + "\": " + (ec ? ec.message() : std::string("no address"));
+      return false;
+    }
+    out.push_back(results.begin()->endpoint());
+  }
+  return true;
+}
+
+void Proxy::update_prober() {
+  std::vector<Prober::Target> targets;
+  for (const auto& p : pools_) targets.push_back({p.health, p.endpoints});
+  prober_->set_targets(std::move(targets));
+}
+
+bool Proxy::open_stats(std::string& error) {
+  if (!config_.stats_enabled) return true;
+  stats_ = std::make_unique<StatsServer>(io_, [this](asio::any_io_executor ex, StatsCallback done) {
+    collect_stats(std::move(ex), std::move(done));
+  });
+  if (stats_->open(config_.stats_listen, error)) return true;
+  stats_.reset();
+  if (config_.stats_configured) return false;
+  // The default address is taken (another dproxy or nutcracker on this host): serve anyway.
+  LOG_WARN("%s; the stats listener is off (set stats.listen to choose another address)",
+           error.c_str());
+  error.clear();
+  return true;
+}
+
 bool Proxy::start(std::string& error) {
   std::signal(SIGPIPE, SIG_IGN);
   handle_signals();
-  std::vector<std::vector<asio::generic::stream_protocol::endpoint>> endpoints(
-      config_.pools.size());
-  asio::ip::tcp::resolver resolver(io_);
-  for (size_t p = 0; p < config_.pools.size(); ++p) {
-    const PoolConfig& pool = config_.pools[p];
-    for (size_t i = 0; i < pool.servers.size(); ++i) {
-      const auto& server = pool.servers[i];
-      if (server.port == 0) {
-        endpoints[p].push_back(asio::local::stream_protocol::endpoint(server.host));
+  handle_control_signals();
+  std::vector<PoolConfig> pools = std::move(config_.pools);
+  config_.pools.clear();
+  for (auto& pool : pools) {
+    ActivePool active;
+    if (!resolve(pool, active.endpoints, error)) return false;
+    active.id = pool_id(pool.name);
+    active.config = std::make_shared<const PoolConfig>(std::move(pool));
+    active.health = std::make_shared<PoolHealth>(active.config);
+    pools_.push_back(std::move(active));
+  }
+  prober_ = std::make_unique<Prober>(io_);
+  update_prober();
+  for (unsigned t = 0; t < threads_; ++t) {
+    auto worker = std::make_unique<Worker>(t);
+    worker->set_stats_collector([this](asio::any_io_executor ex, StatsCallback done) {
+      collect_stats(std::move(ex), std::move(done));
+    });
+    // Before the thread starts: no other thread touches the worker yet.
+    for (const auto& p : pools_) worker->install_pool(p.id, p.config, p.health, p.endpoints);
+    workers_.push_back(std::move(worker));
+  }
+  for (auto& p : pools_) {
+    p.listener = std::make_unique<Listener>(io_, p.id, p.config, *clients_[p.id], workers_);
+    if (!p.listener->open(error)) return false;
+  }
+  if (!open_stats(error)) return false;
+  for (auto& w : workers_) w->start();
+  for (auto& p : pools_) p.listener->start();
+  prober_->start();
+  LOG_INFO("dproxy " DPROXY_VERSION " started: %zu pool(s), %u worker thread(s)", pools_.size(),
+           threads_);
+  return true;
+}
+
+bool Proxy::reload(std::string& error) {
+  Config next;
+  if (config_path_.empty()) {
+    error = "no config file to re-read";
+  } else if (load_config(config_path_, next, error)) {
+    error.clear();
+  }
+  std::vector<ActivePool> staged;  // the new pool list, in the new config order
+  std::vector<std::string> added, removed, changed;
+  std::set<std::string> released;  // listen addresses that this reload gives up
+  size_t unchanged = 0;
+  auto find_current = [&](const std::string& name) -> ActivePool* {
+    for (auto& p : pools_)
+      if (p.config->name == name) return &p;
+    return nullptr;
+  };
+  if (error.empty()) {
+    for (auto& pool : next.pools) {
+      ActivePool* cur = find_current(pool.name);
+      if (cur != nullptr && cur->config->protocol != pool.protocol) {
+        error = config_path_ + ": pools." + pool.name +
+                ".protocol: a pool cannot change protocol on reload (give it a new name, or "
+                "restart dproxy)";
+        break;
+      }
+      ActivePool a;
+      if (cur != nullptr && cur->config->source == pool.source) {
+        a.config = cur->config;  // unchanged: keeps its health, connections and listener
+        ++unchanged;
+        staged.push_back(std::move(a));
         continue;
       }
-      asio::error_code ec;
-      auto results = resolver.resolve(server.host, std::to_string(server.port), ec);
-      if (ec || results.empty()) {
-        error = "pools." + pool.name + ".servers[" + std::to_string(i) + "]: cannot resolve \"" +
-                server.host + "\": " + (ec ? ec.message() : std::string("no address"));
-        return false;
+      if (!resolve(pool, a.endpoints, error)) {
+        error = config_path_ + ": " + error;
+        break;
       }
-      endpoints[p].push_back(results.begin()->endpoint());
+      (cur != nullptr ? changed : added).push_back(pool.name);
+      a.config = std::make_shared<const PoolConfig>(std::move(pool));
+      a.health = std::make_shared<PoolHealth>(a.config);
+      staged.push_back(std::move(a));
     }
   }
-  for (const auto& pool : config_.pools) health_.push_back(std::make_unique<PoolHealth>(pool));
-  endpoints_ = endpoints;
-  prober_ = std::make_unique<Prober>(io_, health_, endpoints_);
-  for (unsigned t = 0; t < threads_; ++t)
-    workers_.push_back(std::make_unique<Worker>(t, config_, health_, endpoints));
-  for (size_t p = 0; p < config_.pools.size(); ++p) {
-    auto listener = std::make_unique<Listener>(io_, p, config_.pools[p], *health_[p], workers_);
-    if (!listener->open(error)) return false;
-    listeners_.push_back(std::move(listener));
+  if (error.empty()) {
+    for (auto& p : pools_) {
+      bool kept = false;
+      for (auto& a : staged) {
+        if (a.config->name != p.config->name) continue;
+        kept = true;
+        if (a.config->listen.to_string() != p.config->listen.to_string())
+          released.insert(p.config->listen.to_string());
+      }
+      if (!kept) {
+        removed.push_back(p.config->name);
+        released.insert(p.config->listen.to_string());
+      }
+    }
+    // New listeners first (rolled back on failure), except on addresses this reload frees:
+    // those are bound once the old listener is closed.
+    for (auto& a : staged) {
+      ActivePool* cur = find_current(a.config->name);
+      bool needs_listener =
+          cur == nullptr || cur->config->listen.to_string() != a.config->listen.to_string();
+      if (!needs_listener || released.count(a.config->listen.to_string())) continue;
+      a.id = pool_id(a.config->name);
+      a.listener = std::make_unique<Listener>(io_, a.id, a.config, *clients_[a.id], workers_);
+      if (!a.listener->open(error)) {
+        error = config_path_ + ": " + error;
+        break;
+      }
+    }
   }
-  for (auto& w : workers_) w->start();
-  for (auto& l : listeners_) l->start();
-  prober_->start();
-  LOG_INFO("dproxy " DPROXY_VERSION " started: %zu pool(s), %u worker thread(s)",
-           config_.pools.size(), threads_);
+  if (!error.empty()) {
+    reload_failures_.fetch_add(1);
+    for (auto& a : staged) {
+      if (a.listener) a.listener->close();
+    }
+    return false;
+  }
+
+  // Commit. Workers first: a listener's first session for a new pool is posted after the
+  // install (each io_context runs handlers in order).
+  for (auto& a : staged) {
+    ActivePool* cur = find_current(a.config->name);
+    a.id = pool_id(a.config->name);
+    if (cur != nullptr && cur->config == a.config) {
+      a.health = cur->health;
+      a.endpoints = cur->endpoints;
+      a.listener = std::move(cur->listener);
+      continue;
+    }
+    for (auto& w : workers_) {
+      Worker* worker = w.get();
+      asio::post(worker->io(), [worker, id = a.id, config = a.config, health = a.health,
+                                endpoints = a.endpoints] {
+        worker->install_pool(id, config, health, endpoints);
+      });
+    }
+    if (cur != nullptr && !a.listener &&
+        cur->config->listen.to_string() == a.config->listen.to_string()) {
+      a.listener = std::move(cur->listener);
+      a.listener->set_config(a.config);
+    }
+  }
+  for (const auto& name : removed) {
+    size_t id = ids_.at(name);
+    for (auto& w : workers_) {
+      Worker* worker = w.get();
+      asio::post(worker->io(), [worker, id] { worker->remove_pool(id); });
+    }
+  }
+  // Whatever listeners the old list still holds belong to removed pools or moved addresses.
+  for (auto& p : pools_) {
+    if (p.listener) {
+      p.listener->close();
+      LOG_INFO("pool %s: stopped listening on %s", p.config->name.c_str(),
+               p.config->listen.to_string().c_str());
+    }
+  }
+  std::vector<std::unique_ptr<Listener>> retired_listeners;
+  for (auto& p : pools_) {
+    if (p.listener) retired_listeners.push_back(std::move(p.listener));
+  }
+  for (auto& a : staged) {
+    if (a.listener) continue;
+    a.listener = std::make_unique<Listener>(io_, a.id, a.config, *clients_[a.id], workers_);
+    std::string bind_error;
+    if (!a.listener->open(bind_error)) {
+      LOG_ERROR("reload: %s (the pool serves its connected clients but accepts no new ones)",
+                bind_error.c_str());
+      a.listener.reset();
+    }
+  }
+  for (auto& a : staged) {
+    if (a.listener && !a.listener->started()) a.listener->start();
+  }
+  pools_ = std::move(staged);
+  // NOTE: closed acceptors still have an aborted accept to complete (its handler points at the
+  // listener): closed listeners are kept until the proxy goes.
+  for (auto& l : retired_listeners) closed_listeners_.push_back(std::move(l));
+  update_prober();
+  // Top-level settings.
+  config_.shutdown_timeout_ms = next.shutdown_timeout_ms;
+  const bool stats_changed = next.stats_enabled != config_.stats_enabled ||
+                             next.stats_listen.to_string() != config_.stats_listen.to_string();
+  config_.stats_enabled = next.stats_enabled;
+  config_.stats_configured = next.stats_configured;
+  config_.stats_listen = next.stats_listen;
+  if (stats_changed) {
+    if (stats_) {
+      stats_->close();
+      closed_stats_.push_back(std::move(stats_));
+    }
+    std::string stats_error;
+    if (!open_stats(stats_error)) LOG_ERROR("reload: %s", stats_error.c_str());
+  }
+  reloads_.fetch_add(1);
+  LOG_INFO("reload: applied %s: added %s; removed %s; changed %s; %zu unchanged",
+           config_path_.c_str(), join(added).c_str(), join(removed).c_str(), join(changed).c_str(),
+           unchanged);
   return true;
+}
+
+void Proxy::collect_stats(asio::any_io_executor executor, StatsCallback done) {
+  struct Gather {
+    std::vector<StatsSnapshot> parts;
+    std::atomic<size_t> remaining{0};
+    asio::any_io_executor executor;
+    StatsCallback done;
+    ProcessInfo info;
+  };
+  static const std::string kHost = host_name();
+  auto g = std::make_shared<Gather>();
+  g->parts.resize(workers_.size());
+  g->remaining.store(workers_.size());
+  g->executor = std::move(executor);
+  g->done = std::move(done);
+  g->info.source = kHost;
+  g->info.version = DPROXY_VERSION;
+  g->info.uptime_s =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_)
+          .count();
+  g->info.timestamp_s = static_cast<int64_t>(std::time(nullptr));
+  g->info.threads = threads_;
+  g->info.reloads = reloads_.load();
+  g->info.reload_failures = reload_failures_.load();
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    Worker* worker = workers_[i].get();
+    asio::post(worker->io(), [g, worker, i] {
+      worker->snapshot(g->parts[i]);
+      if (g->remaining.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+      // The last worker: every part is written (acquire above); merge where the caller waits.
+      asio::post(g->executor, [g] {
+        StatsSnapshot all;
+        for (const auto& part : g->parts) all.merge(part);
+        g->done(all, g->info);
+      });
+    });
+  }
 }
 
 void Proxy::wait_for_drain(std::chrono::steady_clock::time_point deadline) {
@@ -97,11 +374,16 @@ void Proxy::handle_signals() {
   signals_.add(SIGTERM);
   signals_.async_wait([this](const asio::error_code& ec, int signo) {
     if (ec) return;
+    shutting_down_ = true;
     LOG_INFO(
         "received %s: shutting down: no new connections, finishing in-flight requests "
         "(up to %u ms)",
         signo == SIGINT ? "SIGINT" : "SIGTERM", config_.shutdown_timeout_ms);
-    for (auto& l : listeners_) l->close();
+    for (auto& p : pools_) {
+      if (p.listener) p.listener->close();
+    }
+    if (stats_) stats_->close();
+    control_signals_.cancel();
     prober_->stop();
     for (auto& w : workers_) {
       Worker* worker = w.get();
@@ -109,6 +391,43 @@ void Proxy::handle_signals() {
     }
     wait_for_drain(std::chrono::steady_clock::now() +
                    std::chrono::milliseconds(config_.shutdown_timeout_ms));
+  });
+}
+
+void Proxy::handle_control_signals() {
+  if (!control_signals_added_) {
+    control_signals_added_ = true;
+    control_signals_.add(SIGHUP);
+    control_signals_.add(SIGUSR1);
+    control_signals_.add(SIGTTIN);
+    control_signals_.add(SIGTTOU);
+  }
+  control_signals_.async_wait([this](const asio::error_code& ec, int signo) {
+    if (ec || shutting_down_) return;
+    if (signo == SIGHUP) {
+      LOG_INFO("received SIGHUP: reloading %s", config_path_.c_str());
+      std::string error;
+      if (!reload(error))
+        LOG_ERROR("reload rejected, the running configuration stays in force: %s", error.c_str());
+    } else if (signo == SIGUSR1) {
+      std::string error;
+      if (reopen_log_file(error)) {
+        LOG_INFO("received SIGUSR1: log file reopened");
+      } else {
+        LOG_ERROR("received SIGUSR1: %s", error.c_str());
+      }
+    } else {
+      // SIGTTIN raises the level (more detail), SIGTTOU lowers it, as twemproxy does.
+      int level = static_cast<int>(log_level());
+      level = signo == SIGTTIN ? std::min(level + 1, static_cast<int>(LogLevel::kDebug))
+                               : std::max(level - 1, static_cast<int>(LogLevel::kError));
+      set_log_level(static_cast<LogLevel>(level));
+      // Printed whatever the new level: the operator asked for it.
+      log_message(LogLevel::kInfo, "received %s: log level is now %s",
+                  signo == SIGTTIN ? "SIGTTIN" : "SIGTTOU",
+                  log_level_name(static_cast<LogLevel>(level)));
+    }
+    handle_control_signals();
   });
 }
 

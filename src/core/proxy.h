@@ -1,45 +1,85 @@
 #pragma once
-// The whole running proxy: worker threads, listeners, signal handling.
+// The whole running proxy: worker threads, listeners, the stats listener, signal handling and
+// config reload.
 
 #include <asio.hpp>
 #include <chrono>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "core/config.h"
+#include "core/worker.h"
 
 namespace dproxy::core {
 
 class Listener;
 class PoolHealth;
 class Prober;
-class Worker;
+class StatsServer;
+struct PoolClients;
 
 class Proxy {
  public:
-  Proxy(Config config, unsigned threads);
+  // `config_path` is re-read on SIGHUP.
+  Proxy(Config config, unsigned threads, std::string config_path = {});
   ~Proxy();
   // Resolves backends, binds every listener, starts the workers. False + error on failure.
   bool start(std::string& error);
   // Serves until SIGINT/SIGTERM. Returns the process exit code.
   int run();
 
+  // Re-reads the config file and applies it (main thread; SIGHUP). An invalid file, or one
+  // that cannot be applied (an address that cannot be bound, a pool changing protocol), is
+  // rejected as a whole with one logged error; the running config stays. True when applied.
+  bool reload(std::string& error);
+
+  // Gathers every worker's figures (each on its own thread) and calls `done` on `executor`.
+  void collect_stats(asio::any_io_executor executor, StatsCallback done);
+
  private:
-  Config config_;
-  unsigned threads_;
+  // A pool as currently configured.
+  struct ActivePool {
+    size_t id = 0;
+    std::shared_ptr<const PoolConfig> config;
+    std::shared_ptr<PoolHealth> health;
+    std::vector<asio::generic::stream_protocol::endpoint> endpoints;
+    std::unique_ptr<Listener> listener;
+  };
+
   // Graceful shutdown: waits (polling the workers) until none has work left or the deadline.
   void wait_for_drain(std::chrono::steady_clock::time_point deadline);
   void handle_signals();
+  void handle_control_signals();
+  // Resolves the servers of `pool` (blocking, main thread). False + error naming the server.
+  bool resolve(const PoolConfig& pool, std::vector<asio::generic::stream_protocol::endpoint>& out,
+               std::string& error);
+  size_t pool_id(const std::string& name);
+  void update_prober();
+  bool open_stats(std::string& error);
+
+  Config config_;  // top-level settings (pools live in pools_)
+  unsigned threads_;
+  std::string config_path_;
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
 
   asio::io_context io_{1};
-  std::vector<std::vector<asio::generic::stream_protocol::endpoint>> endpoints_;
-  std::vector<std::unique_ptr<PoolHealth>> health_;
+  std::vector<ActivePool> pools_;  // config order
+  std::map<std::string, size_t> ids_;
+  std::vector<std::unique_ptr<PoolClients>> clients_;  // by pool id; never shrinks
   std::unique_ptr<Prober> prober_;
   std::vector<std::unique_ptr<Worker>> workers_;
-  std::vector<std::unique_ptr<Listener>> listeners_;
+  std::unique_ptr<StatsServer> stats_;
+  std::vector<std::unique_ptr<Listener>> closed_listeners_;  // see reload()
+  std::vector<std::unique_ptr<StatsServer>> closed_stats_;
+  std::atomic<uint64_t> reloads_{0};
+  std::atomic<uint64_t> reload_failures_{0};
+  bool shutting_down_ = false;
+  bool control_signals_added_ = false;
   asio::steady_timer drain_timer_{io_};
   asio::signal_set signals_{io_};
+  asio::signal_set control_signals_{io_};
 };
 
 }  // namespace dproxy::core

@@ -1,16 +1,20 @@
 #pragma once
 // One client request's place in the session's reply order.
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
 
 namespace dproxy::core {
 
+class ClusterRuntime;
+
 // NOTE: slots are recycled by their session (strings and vectors keep their capacity), so a
 // steady-state request reuses the memory of an earlier one. A slot is owned by its session and
 // outlives every backend reference to it because pending backend records hold the session.
 struct ReplySlot {
+  static constexpr uint16_t kNoCommand = 0xffff;
   enum class Kind : uint8_t {
     kReady,         // `data` is the complete reply (local answers, parse errors)
     kForward,       // one backend fragment; its reply is the client's reply
@@ -56,10 +60,13 @@ struct ReplySlot {
   uint32_t tried = 0;
   bool failover_on_miss = false;
   uint8_t reply_kind = 0;  // memcache::ReplyKind for a re-sent memcached request
+  // Latency stats: the command id (kNoCommand: not measured) and when the request was read.
+  uint16_t command = kNoCommand;
+  std::chrono::steady_clock::time_point started{};
   // redis_cluster pools: each fragment's command bytes, kept until its reply is final so that a
   // MOVED / ASK / TRYAGAIN / CLUSTERDOWN can re-send it; its hash slot, the node it went to, and
   // how often it was redirected and retried. Vectors keep their capacity across requests.
-  bool cluster = false;
+  ClusterRuntime* cluster = nullptr;  // the runtime whose nodes frag_node names
   bool cluster_read = false;  // a read-only command: may go to a replica, then to the master
   std::vector<std::string> frag_frames;
   std::vector<uint16_t> frag_hslot;
@@ -84,8 +91,9 @@ struct ReplySlot {
     keys.clear();
     key_len.clear();
     key_frag.clear();
-    if (cluster) {
-      cluster = cluster_read = false;
+    if (cluster != nullptr) {
+      cluster = nullptr;
+      cluster_read = false;
       for (auto& f : frag_frames) f.clear();
       frag_hslot.clear();
       frag_node.clear();

@@ -46,7 +46,13 @@ ServerConnection::~ServerConnection() {
 
 void ServerConnection::push(std::shared_ptr<ClientSession> session, ReplySlot* slot, uint16_t frag,
                             mc::ReplyKind kind) {
-  pending_.push_back(Pending{std::move(session), slot, frag, kind, false, Clock::now() + timeout_});
+  const auto bytes = static_cast<uint32_t>(out_.size() - out_mark_);
+  out_mark_ = out_.size();
+  ++counters_.requests;
+  counters_.request_bytes += bytes;
+  ++unsent_;
+  pending_.push_back(
+      Pending{std::move(session), slot, frag, kind, false, bytes, Clock::now() + timeout_});
   if (!dirty_) {
     dirty_ = true;
     worker_.mark_dirty(this);
@@ -126,6 +132,9 @@ void ServerConnection::start_write() {
   if (out_.empty() || setup_pending_ > 0) return;
   writing_ = true;
   std::swap(out_, writing_buf_);
+  sent_bytes_ += writing_buf_.size();
+  unsent_ = 0;
+  out_mark_ = 0;
   write_buffer();
 }
 
@@ -163,6 +172,7 @@ void ServerConnection::start_read() {
           // Only a failed reconnect counts as a failure of the server.
           if (err == asio::error::eof && pending_.empty() && setup_pending_ == 0 && out_.empty()) {
             LOG_DEBUG("backend %s: closed an idle connection; reconnecting", address_.c_str());
+            ++counters_.server_eof;
             ++gen_;
             state_ = State::kDisconnected;
             asio::error_code ignored;
@@ -181,6 +191,7 @@ void ServerConnection::start_read() {
 }
 
 void ServerConnection::on_read(size_t n) {
+  worker_.tick();
   in_end_ += n;
   while (in_start_ < in_end_) {
     if (setup_pending_ > 0) {
@@ -219,6 +230,9 @@ void ServerConnection::on_read(size_t n) {
       return;
     }
     Pending done = pending_.pop_front();
+    ++counters_.responses;
+    counters_.response_bytes += r.consumed;
+    sent_bytes_ -= std::min<uint64_t>(sent_bytes_, done.bytes);
     in_start_ += r.consumed;
     scan_state_ = {};
     if (done.abandoned) {
@@ -249,6 +263,7 @@ void ServerConnection::arm_timer() {
 }
 
 void ServerConnection::on_timer() {
+  worker_.tick();
   auto now = Clock::now();
   bool any = false;
   for (size_t i = 0; i < pending_.size(); ++i) {
@@ -258,6 +273,7 @@ void ServerConnection::on_timer() {
     if (!any) LOG_WARN("backend %s: request timed out", address_.c_str());
     any = true;
     deliver_error(p, "timed out");
+    ++counters_.server_timedout;
     p.abandoned = true;
     p.session.reset();
     ++abandoned_;
@@ -276,12 +292,20 @@ void ServerConnection::deliver_error(Pending& p, std::string_view why) {
   error_scratch_.push_back(' ');
   error_scratch_.append(why);
   error_scratch_.append("\r\n");
+  ++counters_.forward_errors;
   p.session->on_backend_reply(p.slot, p.frag, error_scratch_, true);
 }
 
 void ServerConnection::fail_all(std::string_view why, bool failure) {
+  worker_.tick();
   if (why.data() != last_error_.data()) last_error_.assign(why);
-  if (failure && health_ != nullptr) health_->record_failure(index_, why);
+  if (failure) {
+    if (health_ != nullptr) health_->record_failure(index_, why);
+    if (why == "closed the connection")
+      ++counters_.server_eof;
+    else
+      ++counters_.server_err;
+  }
   if (state_ != State::kDisconnected)
     LOG_WARN("backend %s: %s", address_.c_str(), last_error_.c_str());
   state_ = State::kDisconnected;
@@ -294,6 +318,9 @@ void ServerConnection::fail_all(std::string_view why, bool failure) {
   connect_timer_.cancel();
   timer_armed_ = false;
   out_.clear();
+  unsent_ = 0;
+  out_mark_ = 0;
+  sent_bytes_ = 0;
   in_start_ = in_end_ = 0;
   abandoned_ = 0;
   setup_pending_ = 0;
@@ -310,6 +337,23 @@ void ServerConnection::fail_all(std::string_view why, bool failure) {
     Pending p = failed.pop_front();
     if (!p.abandoned) deliver_error(p, why_copy);
   }
+}
+
+void ServerConnection::add_stats(ServerStats& s) const {
+  if (state_ == State::kConnected) ++s.server_connections;
+  ServerCounters& c = s.counters;
+  c.server_eof += counters_.server_eof;
+  c.server_err += counters_.server_err;
+  c.server_timedout += counters_.server_timedout;
+  c.requests += counters_.requests;
+  c.request_bytes += counters_.request_bytes;
+  c.responses += counters_.responses;
+  c.response_bytes += counters_.response_bytes;
+  c.forward_errors += counters_.forward_errors;
+  s.in_queue += unsent_;
+  s.in_queue_bytes += out_.size();
+  s.out_queue += pending_.size() - std::min(pending_.size(), unsent_);
+  s.out_queue_bytes += sent_bytes_;
 }
 
 }  // namespace dproxy::core

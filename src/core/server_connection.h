@@ -12,6 +12,7 @@
 #include "core/reply_slot.h"
 #include "core/ring_queue.h"
 #include "core/server_health.h"
+#include "core/stats.h"
 #include "protocol/memcache/command.h"
 #include "protocol/resp/reply_parser.h"
 
@@ -27,6 +28,7 @@ struct Pending {
   uint16_t frag = 0;
   protocol::memcache::ReplyKind kind = protocol::memcache::ReplyKind::kLine;
   bool abandoned = false;  // timed out: its late reply is read and discarded
+  uint32_t bytes = 0;      // request bytes (stats: out_queue_bytes)
   std::chrono::steady_clock::time_point deadline;
 };
 
@@ -62,6 +64,10 @@ class ServerConnection {
   bool failing() const {
     return state_ == State::kDisconnected && std::chrono::steady_clock::now() < retry_after_;
   }
+  // Requests in flight, or bytes not yet written.
+  bool busy() const { return !pending_.empty() || dirty_ || writing_ || !out_.empty(); }
+  // Adds this connection's figures to `s` (worker thread).
+  void add_stats(ServerStats& s) const;
 
  private:
   enum class State : uint8_t { kDisconnected, kConnecting, kConnected };
@@ -109,6 +115,10 @@ class ServerConnection {
   std::chrono::steady_clock::time_point retry_after_{};
   std::chrono::milliseconds backoff_{0};
   std::string last_error_;
+  ServerCounters counters_;
+  size_t unsent_ = 0;        // pending requests whose bytes are still in out_
+  size_t out_mark_ = 0;      // out_.size() when the last request was pushed
+  uint64_t sent_bytes_ = 0;  // bytes of written requests still waiting for their reply
   // Guards callbacks that outlive the connection (sockets are closed in the destructor).
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 

@@ -18,16 +18,25 @@ struct ServerHealth {
   std::atomic<bool> down{false};
   std::atomic<int64_t> retry_at_ms{0};  // steady-clock ms when the next probe is due
   std::atomic<bool> probing{false};
+  std::atomic<int64_t> ejected_at_us{0};  // unix time it was last marked down (stats)
+};
+
+// A pool's open client connections over every thread (client_connections limit). One per pool
+// name for the life of the process: config reloads keep it.
+struct PoolClients {
+  std::atomic<uint32_t> count{0};
 };
 
 class PoolHealth {
  public:
-  PoolHealth(const PoolConfig& config)
-      : config_(config), servers_(std::make_unique<ServerHealth[]>(config.servers.size())) {}
+  explicit PoolHealth(std::shared_ptr<const PoolConfig> config)
+      : config_(std::move(config)),
+        servers_(std::make_unique<ServerHealth[]>(config_->servers.size())) {}
 
-  const PoolConfig& config() const { return config_; }
+  const PoolConfig& config() const { return *config_; }
   ServerHealth& server(size_t i) { return servers_[i]; }
-  size_t size() const { return config_.servers.size(); }
+  const ServerHealth& server(size_t i) const { return servers_[i]; }
+  size_t size() const { return config_->servers.size(); }
   // Bumped whenever a server goes down or comes back; workers rebuild their routing on change.
   uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
   bool is_down(size_t i) const { return servers_[i].down.load(std::memory_order_relaxed); }
@@ -45,8 +54,8 @@ class PoolHealth {
   // A probe of server i failed: try again after server_retry_timeout_ms.
   void probe_failed(size_t i, std::string_view why);
 
-  // Open client connections of this pool, over all threads (client_connections limit).
-  std::atomic<uint32_t> client_count{0};
+  // Times a server of this pool was marked down (stats: server_ejects).
+  uint64_t ejects() const { return ejects_.load(std::memory_order_relaxed); }
   // redis_cluster pools: the cluster figures (INFO; see cluster_stats.h).
   ClusterStats cluster;
 
@@ -57,8 +66,9 @@ class PoolHealth {
   }
 
  private:
-  const PoolConfig& config_;
+  std::shared_ptr<const PoolConfig> config_;
   std::unique_ptr<ServerHealth[]> servers_;
+  std::atomic<uint64_t> ejects_{0};
   std::atomic<uint64_t> generation_{0};
 };
 

@@ -4,22 +4,124 @@
 #include "core/log.h"
 #include "core/pool_runtime.h"
 #include "core/server_connection.h"
+#include "core/server_health.h"
+#include "protocol/memcache/command.h"
+#include "protocol/resp/command_table.h"
 
 namespace dproxy::core {
 
-Worker::Worker(unsigned index, const Config& config,
-               const std::vector<std::unique_ptr<PoolHealth>>& health,
-               const std::vector<std::vector<asio::generic::stream_protocol::endpoint>>& endpoints)
-    : index_(index), work_(asio::make_work_guard(io_)) {
-  for (size_t i = 0; i < config.pools.size(); ++i)
-    pools_.push_back(
-        std::make_unique<PoolRuntime>(*this, config.pools[i], *health[i], endpoints[i]));
+namespace {
+constexpr std::chrono::milliseconds kCollectEvery{100};
+}  // namespace
+
+Worker::Worker(unsigned index) : index_(index), work_(asio::make_work_guard(io_)) {}
+
+void Worker::install_pool(size_t id, std::shared_ptr<const PoolConfig> config,
+                          std::shared_ptr<PoolHealth> health,
+                          std::vector<asio::generic::stream_protocol::endpoint> endpoints) {
+  while (slots_.size() <= id) slots_.push_back(std::make_unique<PoolSlot>());
+  PoolSlot& slot = *slots_[id];
+  slot.name = config->name;
+  slot.removed = false;
+  auto runtime = std::make_unique<PoolRuntime>(*this, std::move(config), std::move(health),
+                                               endpoints, slot.counters);
+  if (slot.runtime) {
+    retired_.push_back(std::move(slot.runtime));
+    schedule_collect();
+  }
+  slot.runtime = std::move(runtime);
 }
 
-void Worker::add_session(uint64_t id, std::weak_ptr<ClientSession> session) {
-  sessions_.emplace(id, std::move(session));
-  if (draining_) {
-    if (auto s = sessions_[id].lock()) s->begin_drain();
+void Worker::remove_pool(size_t id) {
+  if (id >= slots_.size() || !slots_[id]->runtime) return;
+  slots_[id]->removed = true;
+  std::vector<std::shared_ptr<ClientSession>> live;
+  for (auto& [sid, entry] : sessions_) {
+    if (entry.pool != id) continue;
+    if (auto s = entry.session.lock()) live.push_back(std::move(s));
+  }
+  for (auto& s : live) s->begin_drain();
+  schedule_collect();
+}
+
+void Worker::schedule_collect() {
+  if (collect_scheduled_) return;
+  collect_scheduled_ = true;
+  collect_timer_.expires_after(kCollectEvery);
+  collect_timer_.async_wait([this](const asio::error_code& ec) {
+    collect_scheduled_ = false;
+    if (!ec) collect_retired();
+  });
+}
+
+void Worker::collect_retired() {
+  bool waiting = false;
+  for (auto it = retired_.begin(); it != retired_.end();) {
+    if ((*it)->busy()) {
+      waiting = true;
+      ++it;
+    } else {
+      it = retired_.erase(it);
+    }
+  }
+  for (size_t id = 0; id < slots_.size(); ++id) {
+    PoolSlot& slot = *slots_[id];
+    if (!slot.removed || !slot.runtime) continue;
+    bool has_sessions = false;
+    for (const auto& [sid, entry] : sessions_) has_sessions = has_sessions || entry.pool == id;
+    if (has_sessions || slot.runtime->busy()) {
+      waiting = true;
+    } else {
+      LOG_DEBUG("worker %u: pool %s drained", index_, slot.name.c_str());
+      slot.runtime.reset();
+    }
+  }
+  if (waiting) schedule_collect();
+}
+
+void Worker::snapshot(StatsSnapshot& out) const {
+  for (const auto& slot_ptr : slots_) {
+    const PoolSlot& slot = *slot_ptr;
+    if (slot.removed || !slot.runtime) continue;
+    const PoolRuntime& rt = *slot.runtime;
+    const PoolConfig& config = rt.config();
+    PoolStats& p = out.pools.emplace_back();
+    p.name = config.name;
+    p.protocol = config.protocol == Protocol::kRedis ? "redis" : "memcached";
+    p.listen = config.listen.to_string();
+    const PoolCounters& c = slot.counters;
+    p.client_eof = c.client_eof;
+    p.client_err = c.client_err;
+    p.client_connections = c.client_connections;
+    p.total_client_connections = c.total_client_connections;
+    p.forward_error = c.forward_error;
+    p.fragments = c.fragments;
+    p.requests = c.requests;
+    p.server_ejects = rt.health_ejects();
+    rt.server_stats(p.servers);
+    for (const auto& s : p.servers) p.forward_error += s.counters.forward_errors;
+    for (size_t cmd = 0; cmd < c.latency.size(); ++cmd) {
+      if (!c.latency[cmd] || c.latency[cmd]->count == 0) continue;
+      std::string name;
+      if (config.protocol == Protocol::kRedis) {
+        auto commands = protocol::resp::all_commands();
+        if (cmd < commands.size()) name = commands[cmd].name;
+      } else {
+        name = protocol::memcache::command_name(static_cast<protocol::memcache::Command>(cmd));
+      }
+      if (name.empty()) continue;
+      p.latency.push_back(CommandLatency{std::move(name), *c.latency[cmd]});
+    }
+    std::sort(
+        p.latency.begin(), p.latency.end(),
+        [](const CommandLatency& a, const CommandLatency& b) { return a.command < b.command; });
+  }
+}
+
+void Worker::add_session(uint64_t id, std::weak_ptr<ClientSession> session, size_t pool) {
+  sessions_.emplace(id, SessionEntry{std::move(session), pool});
+  if (draining_ || slots_[pool]->removed) {
+    if (auto s = sessions_[id].session.lock()) s->begin_drain();
   }
 }
 
@@ -27,16 +129,19 @@ void Worker::begin_drain() {
   draining_ = true;
   // Copy first: draining a session may close it, which removes it from the map.
   std::vector<std::shared_ptr<ClientSession>> live;
-  for (auto& [id, weak] : sessions_) {
-    if (auto s = weak.lock()) live.push_back(std::move(s));
+  for (auto& [id, entry] : sessions_) {
+    if (auto s = entry.session.lock()) live.push_back(std::move(s));
   }
   for (auto& s : live) s->begin_drain();
 }
 
 bool Worker::idle() const {
   if (!sessions_.empty()) return false;
-  for (const auto& pool : pools_) {
-    if (pool->pending() > 0) return false;
+  for (const auto& slot : slots_) {
+    if (slot->runtime && slot->runtime->pending() > 0) return false;
+  }
+  for (const auto& rt : retired_) {
+    if (rt->pending() > 0) return false;
   }
   return true;
 }
@@ -45,7 +150,8 @@ Worker::~Worker() {
   stop();
   join();
   // Backend connections go first: their pending records hold sessions.
-  pools_.clear();
+  retired_.clear();
+  for (auto& slot : slots_) slot->runtime.reset();
 }
 
 void Worker::start() {

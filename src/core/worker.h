@@ -3,12 +3,14 @@
 
 #include <asio.hpp>
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <thread>
 #include <unordered_map>
 #include <vector>
 
 #include "core/config.h"
+#include "core/stats.h"
 
 namespace dproxy::core {
 
@@ -17,16 +19,51 @@ class PoolHealth;
 class PoolRuntime;
 class ServerConnection;
 
+// A pool as one worker sees it across config reloads: the pool id is stable for a pool name,
+// the runtime (routing + backend connections) is replaced when the pool's config changes.
+struct PoolSlot {
+  std::string name;
+  std::unique_ptr<PoolRuntime> runtime;  // null once a removed pool has drained
+  PoolCounters counters;
+  bool removed = false;
+};
+
+using StatsCallback = std::function<void(const StatsSnapshot&, const ProcessInfo&)>;
+// Gathers every worker's snapshot (each on its own thread) and calls back on `executor`.
+using StatsCollector = std::function<void(asio::any_io_executor executor, StatsCallback done)>;
+
 class Worker {
  public:
-  Worker(unsigned index, const Config& config,
-         const std::vector<std::unique_ptr<PoolHealth>>& health,
-         const std::vector<std::vector<asio::generic::stream_protocol::endpoint>>& endpoints);
+  explicit Worker(unsigned index);
   ~Worker();
 
   asio::io_context& io() { return io_; }
   unsigned index() const { return index_; }
-  PoolRuntime& pool(size_t i) { return *pools_[i]; }
+  // The pool with id `id` (must exist on this worker: see install_pool).
+  PoolSlot& slot(size_t id) { return *slots_[id]; }
+
+  // Worker thread (or before start()): makes `config` the pool `id`'s configuration. A pool
+  // seen before keeps its counters; its old runtime serves no new request and is destroyed
+  // once its in-flight requests are answered.
+  void install_pool(size_t id, std::shared_ptr<const PoolConfig> config,
+                    std::shared_ptr<PoolHealth> health,
+                    std::vector<asio::generic::stream_protocol::endpoint> endpoints);
+  // Worker thread: the pool is gone from the config: its sessions finish what they have read,
+  // get their replies and are closed; the runtime goes once nothing uses it.
+  void remove_pool(size_t id);
+  // Worker thread: this worker's figures.
+  void snapshot(StatsSnapshot& out) const;
+
+  // Set once before start(): how sessions get process-wide figures (memcached stats, INFO).
+  void set_stats_collector(StatsCollector collector) { collector_ = std::move(collector); }
+  void collect_stats(asio::any_io_executor executor, StatsCallback done) {
+    collector_(std::move(executor), std::move(done));
+  }
+
+  // The time of the current event-loop step (updated when a read completes): request latency
+  // is measured with it, so that a read of many requests costs one clock call.
+  std::chrono::steady_clock::time_point now() const { return now_; }
+  void tick() { now_ = std::chrono::steady_clock::now(); }
 
   void start();
   void stop();
@@ -48,7 +85,7 @@ class Worker {
   void flush_dirty();
 
   // Sessions register while their socket is open (worker thread only).
-  void add_session(uint64_t id, std::weak_ptr<ClientSession> session);
+  void add_session(uint64_t id, std::weak_ptr<ClientSession> session, size_t pool);
   void remove_session(uint64_t id) { sessions_.erase(id); }
   // Graceful shutdown (worker thread): every session stops reading, finishes what it has in
   // flight, writes the replies and closes.
@@ -56,20 +93,36 @@ class Worker {
   bool draining() const { return draining_; }
   // Worker thread: no open session and no request waiting for a backend.
   bool idle() const;
+  // Worker thread: frees replaced runtimes whose requests are all answered (runs on a timer
+  // while there are any).
+  void collect_retired();
   // Written by the worker thread when asked, read by the main thread.
   std::atomic<bool> idle_report{false};
 
  private:
+  struct SessionEntry {
+    std::weak_ptr<ClientSession> session;
+    size_t pool;
+  };
+  void schedule_collect();
+
   unsigned index_;
+  // NOTE: declared before io_ so that it outlives it: sessions still referenced by handlers
+  // in the io_context's queue update their pool's counters when they are destroyed.
+  std::vector<std::unique_ptr<PoolSlot>> slots_;
   asio::io_context io_{1};
   asio::executor_work_guard<asio::io_context::executor_type> work_;
-  std::vector<std::unique_ptr<PoolRuntime>> pools_;
+  std::vector<std::unique_ptr<PoolRuntime>> retired_;
+  asio::steady_timer collect_timer_{io_};
+  bool collect_scheduled_ = false;
+  StatsCollector collector_;
+  std::chrono::steady_clock::time_point now_ = std::chrono::steady_clock::now();
   std::vector<ServerConnection*> dirty_;
   std::vector<ServerConnection*> flushing_;
   bool flushing_now_ = false;
   bool flush_posted_ = false;
   bool draining_ = false;
-  std::unordered_map<uint64_t, std::weak_ptr<ClientSession>> sessions_;
+  std::unordered_map<uint64_t, SessionEntry> sessions_;
   std::thread thread_;
 };
 

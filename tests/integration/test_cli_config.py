@@ -213,7 +213,7 @@ class ConfigErrorTest(CliTestBase):
         self.config_error("[]", "(top level): expected an object, got array")
         self.config_error("{}", '(top level): missing required key "pools"')
         self.config_error(json.dumps({"pools": {"cache": pool()}, "pool": {}}),
-                          "pool: unknown top-level key (expected pools, shutdown_timeout_ms)")
+                          "pool: unknown top-level key (expected pools, shutdown_timeout_ms, stats)")
         self.config_error(json.dumps({"pools": {}}), "pools: no pools defined")
         self.config_error(json.dumps({"pools": []}),
                           "pools: expected an object keyed by pool name, got array")

@@ -333,7 +333,9 @@ class MemcachedProxyTest(unittest.TestCase):
         self.check_error(b"bogus foo\r\n", b"ERROR\r\n")
         self.check_error(b"\r\n", b"ERROR\r\n")
         self.check_error(b"get\r\n", b"ERROR\r\n")
-        self.check_error(b"stats\r\n", b"CLIENT_ERROR command 'stats' is not supported by dproxy\r\n")
+        self.check_error(b"stats slabs\r\n",
+                         b"CLIENT_ERROR dproxy answers plain 'stats' only (its own figures); "
+                         b"'stats <group>' would need one backend\r\n")
         self.check_error(b"mg foo v\r\n", b"CLIENT_ERROR command 'mg' is not supported by dproxy\r\n")
 
     def test_bad_command_lines(self):

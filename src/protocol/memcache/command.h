@@ -25,8 +25,56 @@ enum class Command : uint16_t {
   kQuit,
   kFlushAll,
   kVerbosity,
+  kStats,        // plain "stats": answered by dproxy with its own figures
   kUnsupported,  // a real memcached command dproxy does not proxy (stats, meta commands, ...)
 };
+
+// The command's name as clients spell it ("get", "flush_all"); "" for kUnsupported.
+inline std::string_view command_name(Command c) {
+  switch (c) {
+    case Command::kGet:
+      return "get";
+    case Command::kGets:
+      return "gets";
+    case Command::kGat:
+      return "gat";
+    case Command::kGats:
+      return "gats";
+    case Command::kSet:
+      return "set";
+    case Command::kAdd:
+      return "add";
+    case Command::kReplace:
+      return "replace";
+    case Command::kAppend:
+      return "append";
+    case Command::kPrepend:
+      return "prepend";
+    case Command::kCas:
+      return "cas";
+    case Command::kDelete:
+      return "delete";
+    case Command::kIncr:
+      return "incr";
+    case Command::kDecr:
+      return "decr";
+    case Command::kTouch:
+      return "touch";
+    case Command::kVersion:
+      return "version";
+    case Command::kQuit:
+      return "quit";
+    case Command::kFlushAll:
+      return "flush_all";
+    case Command::kVerbosity:
+      return "verbosity";
+    case Command::kStats:
+      return "stats";
+    case Command::kUnsupported:
+      return "";
+  }
+  return "";
+}
 
 // The shape of the backend reply a command expects.
 enum class ReplyKind : uint8_t {

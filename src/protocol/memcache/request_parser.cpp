@@ -120,7 +120,7 @@ constexpr CommandName kCommands[] = {
     {"ma", Command::kUnsupported},
     {"mn", Command::kUnsupported},
     {"me", Command::kUnsupported},
-    {"stats", Command::kUnsupported},
+    {"stats", Command::kStats},
     {"slabs", Command::kUnsupported},
     {"lru", Command::kUnsupported},
     {"lru_crawler", Command::kUnsupported},
@@ -218,7 +218,8 @@ ParseResult LineParser::parse(std::string_view line) {
   Tokens t(name, tz);
   if (t.overflow) {
     // Too many tokens for any fixed-arity command. An unsupported command is still framed.
-    if (cmd != Command::kUnsupported) return line_error(errors::kBadFormat);
+    if (cmd != Command::kUnsupported && cmd != Command::kStats)
+      return line_error(errors::kBadFormat);
   }
   // t.tok[0] is the command name; t.count includes it.
   switch (cmd) {
@@ -245,6 +246,10 @@ ParseResult LineParser::parse(std::string_view line) {
       return flush_all(t);
     case Command::kVerbosity:
       return verbosity(t);
+    case Command::kStats:
+      // Plain "stats" is answered by dproxy; "stats <group>" (items, slabs, ...) is refused.
+      if (t.count == 1) return no_args(t, kFlagLocal);
+      return unsupported(t);
     default:
       return unsupported(t);
   }

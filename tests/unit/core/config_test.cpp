@@ -257,7 +257,7 @@ TEST_CASE("config: top-level errors") {
   CHECK(parse_error(R"({"pools": []})") ==
         "pools: expected an object keyed by pool name, got array");
   CHECK(parse_error(R"({"pool": {}})") ==
-        "pool: unknown top-level key (expected pools, shutdown_timeout_ms)");
+        "pool: unknown top-level key (expected pools, shutdown_timeout_ms, stats)");
   CHECK(parse_error(R"({"pools": {"cache": 3}})") == "pools.cache: expected an object, got number");
 }
 
@@ -551,4 +551,47 @@ TEST_CASE("config: redis_cluster pools") {
   CHECK(parse_error(R"({"pools": {"r": {"protocol": "redis", "listen": "127.0.0.1:1",
       "policy": "replicated", "children": [{"policy": "redis_cluster", "servers": ["10.0.0.1:1"]}]}}})") ==
         "pools.r.children[0].policy: redis_cluster is a pool policy; it cannot be a child route");
+}
+
+TEST_CASE("config: the stats listener") {
+  const std::string pools =
+      R"("pools": {"cache": {"protocol": "memcached", "listen": "127.0.0.1:22121", )"
+      R"("servers": ["10.0.0.1:11211"]}})";
+  const Config defaults = parse_ok("{" + pools + "}");
+  CHECK(defaults.stats_enabled);
+  CHECK_FALSE(defaults.stats_configured);
+  CHECK(defaults.stats_listen.to_string() == "127.0.0.1:22222");
+
+  const Config set = parse_ok(R"({"stats": {"listen": "127.0.0.1:9999"}, )" + pools + "}");
+  CHECK(set.stats_configured);
+  CHECK(set.stats_listen.to_string() == "127.0.0.1:9999");
+  CHECK_FALSE(parse_ok(R"({"stats": {"enabled": false}, )" + pools + "}").stats_enabled);
+
+  CHECK(parse_error(R"({"stats": 22222, )" + pools + "}") ==
+        R"(stats: expected an object like {"listen": "127.0.0.1:22222"}, got number)");
+  CHECK(parse_error(R"({"stats": {"port": 1}, )" + pools + "}") ==
+        "stats.port: unknown key (expected listen, enabled)");
+  CHECK(parse_error(R"({"stats": {"enabled": "no"}, )" + pools + "}") ==
+        "stats.enabled: expected true or false, got string");
+  CHECK(parse_error(R"({"stats": {"listen": "/tmp/s.sock"}, )" + pools + "}") ==
+        "stats.listen: the stats listener takes ip:port");
+  CHECK(parse_error(R"({"stats": {"listen": "127.0.0.1:22121"}, )" + pools + "}") ==
+        R"(stats.listen: "127.0.0.1:22121" is a pool's listen address)");
+  // A pool on the default stats address: the error says where the address comes from.
+  CHECK(parse_error(R"({"pools": {"c": {"protocol": "memcached", "listen": "127.0.0.1:22222", )"
+                    R"("servers": ["10.0.0.1:11211"]}}})") ==
+        R"(stats: "127.0.0.1:22222" is a pool's listen address (the stats listener's default))");
+  // ... which disabling the stats listener allows.
+  CHECK_FALSE(parse_ok(R"({"stats": {"enabled": false}, "pools": {"c": {"protocol": "memcached", )"
+                       R"("listen": "127.0.0.1:22222", "servers": ["10.0.0.1:11211"]}}})")
+                  .stats_enabled);
+}
+
+TEST_CASE("config: each pool keeps its JSON text (reload compares it)") {
+  const Config a = parse_ok(pool_doc(R"("timeout_ms": 100, )"));
+  const Config b = parse_ok(pool_doc(R"("timeout_ms": 100, )"));
+  const Config c = parse_ok(pool_doc(R"("timeout_ms": 200, )"));
+  CHECK_FALSE(only_pool(a).source.empty());
+  CHECK(only_pool(a).source == only_pool(b).source);
+  CHECK(only_pool(a).source != only_pool(c).source);
 }

@@ -454,13 +454,20 @@ TEST_CASE("memcache request: noreply token spans the spaces before it") {
   check_ok_invariants(RequestParser(), frame, r, req);
 }
 
+TEST_CASE("memcache request: plain stats is local, stats with a group is rejected") {
+  expect_frame("stats\r\n", ok("stats\r\n", Command::kStats, "stats", kLocal));
+  for (const char* line : {"stats items\r\n", "stats a b c d e f g h i j k\r\n"}) {
+    const std::string l = line;
+    expect_frame(l, ok(l, Command::kStats, "stats", kRejected));
+  }
+}
+
 TEST_CASE("memcache request: unsupported commands are framed and rejected") {
   for (const char* line :
-       {"stats\r\n", "stats items\r\n", "stats a b c d e f g h i j k\r\n", "slabs reassign 1 2\r\n",
-        "lru mode flat\r\n", "lru_crawler metadump all\r\n", "watch fetchers\r\n", "shutdown\r\n",
-        "cache_memlimit 100\r\n", "misbehave\r\n", "extstore x\r\n", "debugtime 1\r\n", "mn\r\n",
-        "me key\r\n", "mg key v f\r\n", "md key q\r\n", "ma key N0\r\n", "ms key\r\n",
-        "ms key S3 T0\r\n"}) {
+       {"slabs reassign 1 2\r\n", "lru mode flat\r\n", "lru_crawler metadump all\r\n",
+        "watch fetchers\r\n", "shutdown\r\n", "cache_memlimit 100\r\n", "misbehave\r\n",
+        "extstore x\r\n", "debugtime 1\r\n", "mn\r\n", "me key\r\n", "mg key v f\r\n",
+        "md key q\r\n", "ma key N0\r\n", "ms key\r\n", "ms key S3 T0\r\n"}) {
     const std::string l = line;
     const std::string name = l.substr(0, l.find_first_of(" \r"));
     expect_frame(l, ok(l, Command::kUnsupported, name, kRejected));

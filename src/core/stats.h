@@ -1,0 +1,132 @@
+#pragma once
+// Proxy figures. Counters are plain integers owned by one worker thread (no atomics, no locks on
+// the data path); a reader asks every worker for a StatsSnapshot on the worker's own thread and
+// merges the answers (see Proxy::collect_stats).
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace dproxy::core {
+
+// Request latency, as the client sees it through dproxy: from the read that completed the
+// request to the moment its reply is queued for the client. Buckets are upper bounds in
+// microseconds; the last bucket is +Inf.
+struct LatencyHistogram {
+  static constexpr std::array<uint64_t, 19> kBoundsUs = {
+      50,     100,    250,    500,     1000,    2500,    5000,     10000,    25000,   50000,
+      100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000, 30000000, 60000000};
+  static constexpr size_t kBuckets = kBoundsUs.size() + 1;
+
+  std::array<uint64_t, kBuckets> counts{};  // not cumulative
+  uint64_t count = 0;
+  uint64_t sum_us = 0;
+
+  void record(uint64_t us) {
+    size_t b = 0;
+    while (b < kBoundsUs.size() && us > kBoundsUs[b]) ++b;
+    ++counts[b];
+    ++count;
+    sum_us += us;
+  }
+  void merge(const LatencyHistogram& other) {
+    for (size_t b = 0; b < kBuckets; ++b) counts[b] += other.counts[b];
+    count += other.count;
+    sum_us += other.sum_us;
+  }
+};
+
+// One backend connection's counters (worker thread only), in twemproxy's terms.
+struct ServerCounters {
+  uint64_t server_eof = 0;       // the server closed a connection that had work on it
+  uint64_t server_err = 0;       // connect/read/write errors and malformed replies
+  uint64_t server_timedout = 0;  // requests that got no reply within timeout_ms
+  uint64_t requests = 0;
+  uint64_t request_bytes = 0;
+  uint64_t responses = 0;
+  uint64_t response_bytes = 0;
+  uint64_t forward_errors = 0;  // requests answered with an error naming this backend
+};
+
+// One pool's counters on one worker thread. Kept across config reloads (by pool name).
+struct PoolCounters {
+  uint64_t client_eof = 0;          // clients that closed their connection
+  uint64_t client_err = 0;          // client connections closed on an error (reset, protocol error)
+  uint64_t client_connections = 0;  // open now
+  uint64_t total_client_connections = 0;  // ever accepted
+  uint64_t forward_error = 0;             // requests answered with a backend error
+  uint64_t fragments = 0;                 // sub-requests made by splitting multi-key requests
+  uint64_t requests = 0;  // client requests (commands), including locally answered ones
+  // By command id (memcached Command enum, or Redis top-level command table index); created on
+  // the first request of each command.
+  std::vector<std::unique_ptr<LatencyHistogram>> latency;
+
+  void record_latency(uint16_t command, uint64_t us) {
+    if (command >= latency.size()) latency.resize(command + 1u);
+    auto& h = latency[command];
+    if (!h) h = std::make_unique<LatencyHistogram>();
+    h->record(us);
+  }
+};
+
+// ---- Snapshots: plain copies, merged over worker threads, then formatted. ----
+
+struct ServerStats {
+  std::string name;     // twemproxy's stats key: the configured name, else host:port
+  std::string address;  // host:port or socket path
+  bool up = true;
+  int64_t ejected_at_us = 0;  // unix time (µs) the server was last marked down, 0 if never
+  uint64_t server_connections = 0;
+  ServerCounters counters;
+  uint64_t in_queue = 0;  // requests waiting to be written
+  uint64_t in_queue_bytes = 0;
+  uint64_t out_queue = 0;  // requests written, waiting for their reply
+  uint64_t out_queue_bytes = 0;
+};
+
+struct CommandLatency {
+  std::string command;
+  LatencyHistogram histogram;
+};
+
+struct PoolStats {
+  std::string name;
+  std::string protocol;  // "memcached" | "redis"
+  std::string listen;
+  uint64_t client_eof = 0, client_err = 0, client_connections = 0, total_client_connections = 0;
+  uint64_t server_ejects = 0, forward_error = 0, fragments = 0, requests = 0;
+  std::vector<ServerStats> servers;
+  std::vector<CommandLatency> latency;  // sorted by command name
+};
+
+struct StatsSnapshot {
+  std::vector<PoolStats> pools;  // config order
+  // Adds `other` (another worker's snapshot) into this one, matching pools and servers by name.
+  void merge(const StatsSnapshot& other);
+};
+
+// Process-wide facts printed with the counters.
+struct ProcessInfo {
+  std::string source;  // host name
+  std::string version;
+  int64_t uptime_s = 0;
+  int64_t timestamp_s = 0;  // unix time
+  unsigned threads = 0;
+  uint64_t reloads = 0;
+  uint64_t reload_failures = 0;
+};
+
+// twemproxy's stats document (one JSON object; see the README).
+std::string format_stats_json(const StatsSnapshot& s, const ProcessInfo& p);
+// Prometheus text exposition format 0.0.4.
+std::string format_prometheus(const StatsSnapshot& s, const ProcessInfo& p);
+// memcached "STAT name value\r\n" lines for `pool` (no END).
+std::string format_memcached_stats(const StatsSnapshot& s, const ProcessInfo& p,
+                                   std::string_view pool);
+// Redis INFO "name:value\r\n" lines for `pool` (no section header).
+std::string format_redis_info(const StatsSnapshot& s, const ProcessInfo& p, std::string_view pool);
+
+}  // namespace dproxy::core
