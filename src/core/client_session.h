@@ -189,7 +189,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   std::string inline_scratch_;
   std::string last_command_name_;  // the name of the last command looked up, as sent
   const protocol::resp::CommandInfo* last_command_ = nullptr;
-  std::string cluster_error_;          // scratch: an error reply made by cluster_intercept
+  std::string cluster_error_;  // scratch: an error reply made by cluster_intercept
 };
 
 }  // namespace dproxy::core
