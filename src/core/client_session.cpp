@@ -59,17 +59,18 @@ void ClientSession::start_read() {
     // Nothing read yet: wait for the first bytes without holding a read buffer, so that idle
     // connections stay small; the buffer is allocated once data arrives.
     reading_ = true;
-    socket_.async_wait(asio::socket_base::wait_read,
-                       [self = shared_from_this()](const asio::error_code& ec) {
-                         self->reading_ = false;
-                         if (self->closed_) return;
-                         if (ec) {
-                           self->close();
-                           return;
-                         }
-                         self->rbuf_.resize(kInitialReadBuffer);
-                         self->start_read();
-                       });
+    socket_.async_wait(
+        asio::socket_base::wait_read,
+        with_memory(read_memory_, [self = shared_from_this()](const asio::error_code& ec) {
+          self->reading_ = false;
+          if (self->closed_) return;
+          if (ec) {
+            self->close();
+            return;
+          }
+          self->rbuf_.resize(kInitialReadBuffer);
+          self->start_read();
+        }));
     return;
   }
   if (rstart_ == rend_) rstart_ = rend_ = 0;
@@ -96,7 +97,9 @@ void ClientSession::start_read() {
   reading_ = true;
   socket_.async_read_some(
       asio::buffer(rbuf_.data() + rend_, rbuf_.size() - rend_),
-      [self = shared_from_this()](const asio::error_code& ec, size_t n) { self->on_read(ec, n); });
+      with_memory(read_memory_, [self = shared_from_this()](const asio::error_code& ec, size_t n) {
+        self->on_read(ec, n);
+      }));
 }
 
 void ClientSession::on_read(const asio::error_code& ec, size_t n) {
@@ -481,16 +484,17 @@ void ClientSession::start_write() {
   }
   writing_ = true;
   std::swap(out_, writing_buf_);
-  asio::async_write(socket_, asio::buffer(writing_buf_),
-                    [self = shared_from_this()](const asio::error_code& ec, size_t) {
-                      self->writing_ = false;
-                      self->writing_buf_.clear();
-                      if (ec) {
-                        self->close();
-                        return;
-                      }
-                      self->drain();
-                    });
+  asio::async_write(
+      socket_, asio::buffer(writing_buf_),
+      with_memory(write_memory_, [self = shared_from_this()](const asio::error_code& ec, size_t) {
+        self->writing_ = false;
+        self->writing_buf_.clear();
+        if (ec) {
+          self->close();
+          return;
+        }
+        self->drain();
+      }));
 }
 
 void ClientSession::close() {

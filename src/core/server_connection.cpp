@@ -131,7 +131,8 @@ void ServerConnection::start_write() {
 
 void ServerConnection::write_buffer() {
   asio::async_write(socket_, asio::buffer(writing_buf_),
-                    [this, alive = alive_, gen = gen_](const asio::error_code& err, size_t) {
+                    with_memory(shared_->write, [this, alive = alive_, gen = gen_](
+                                                    const asio::error_code& err, size_t) {
                       if (!*alive || gen != gen_) return;
                       writing_ = false;
                       writing_buf_.clear();
@@ -140,7 +141,7 @@ void ServerConnection::write_buffer() {
                         return;
                       }
                       if (!out_.empty()) start_write();
-                    });
+                    }));
 }
 
 void ServerConnection::start_read() {
@@ -154,7 +155,8 @@ void ServerConnection::start_read() {
   }
   socket_.async_read_some(
       asio::buffer(in_.data() + in_end_, in_.size() - in_end_),
-      [this, alive = alive_, gen = gen_](const asio::error_code& err, size_t n) {
+      with_memory(shared_->read, [this, alive = alive_, gen = gen_](const asio::error_code& err,
+                                                                    size_t n) {
         if (!*alive || gen != gen_) return;
         if (err) {
           if (err == asio::error::operation_aborted || state_ != State::kConnected) return;
@@ -177,7 +179,7 @@ void ServerConnection::start_read() {
           return;
         }
         on_read(n);
-      });
+      }));
 }
 
 void ServerConnection::on_read(size_t n) {
@@ -239,11 +241,12 @@ void ServerConnection::arm_timer() {
     if (p.abandoned) continue;
     timer_armed_ = true;
     timer_.expires_at(p.deadline);
-    timer_.async_wait([this, alive = alive_](const asio::error_code& err) {
-      if (!*alive || err == asio::error::operation_aborted) return;
-      timer_armed_ = false;
-      on_timer();
-    });
+    timer_.async_wait(
+        with_memory(shared_->timer, [this, alive = alive_](const asio::error_code& err) {
+          if (!*alive || err == asio::error::operation_aborted) return;
+          timer_armed_ = false;
+          on_timer();
+        }));
     return;
   }
 }

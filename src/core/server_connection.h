@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/config.h"
+#include "core/handler_memory.h"
 #include "core/reply_slot.h"
 #include "core/ring_queue.h"
 #include "core/server_health.h"
@@ -104,8 +105,16 @@ class ServerConnection {
   std::chrono::steady_clock::time_point retry_after_{};
   std::chrono::milliseconds backoff_{0};
   std::string last_error_;
-  // Guards callbacks that outlive the connection (sockets are closed in the destructor).
-  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  // Guards callbacks that outlive the connection (sockets are closed in the destructor), and
+  // holds the memory of its read, write and timer operations, which may outlive it too.
+  struct Shared {
+    bool alive = true;
+    HandlerMemory read;
+    HandlerMemory write;
+    HandlerMemory timer;
+  };
+  std::shared_ptr<Shared> shared_ = std::make_shared<Shared>();
+  std::shared_ptr<bool> alive_{shared_, &shared_->alive};
 
   friend class Worker;
 };
