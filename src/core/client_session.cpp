@@ -4,6 +4,7 @@
 
 #include "core/log.h"
 #include "core/pool_runtime.h"
+#include "core/read_hint.h"
 #include "core/worker.h"
 #include "protocol/memcache/reply_parser.h"
 
@@ -95,11 +96,16 @@ void ClientSession::start_read() {
       rbuf_.resize(std::max(want, rbuf_.size() * 2));
   }
   reading_ = true;
-  socket_.async_read_some(
-      asio::buffer(rbuf_.data() + rend_, rbuf_.size() - rend_),
-      with_memory(read_memory_, [self = shared_from_this()](const asio::error_code& ec, size_t n) {
-        self->on_read(ec, n);
-      }));
+  read_tainted_ = write_waits_;
+  size_t space = rbuf_.size() - rend_;
+  socket_.async_read_some(asio::buffer(rbuf_.data() + rend_, space),
+                          with_memory(read_memory_, [self = shared_from_this(), space](
+                                                        const asio::error_code& ec, size_t n) {
+                            if (!ec && n < space && self->read_queued_ && !self->read_tainted_)
+                              read_hint::mark_drained(self->socket_);
+                            self->on_read(ec, n);
+                          }));
+  read_queued_ = read_hint::read_queued(socket_);
 }
 
 void ClientSession::on_read(const asio::error_code& ec, size_t n) {
@@ -488,6 +494,7 @@ void ClientSession::start_write() {
       socket_, asio::buffer(writing_buf_),
       with_memory(write_memory_, [self = shared_from_this()](const asio::error_code& ec, size_t) {
         self->writing_ = false;
+        self->write_waits_ = false;
         self->writing_buf_.clear();
         if (ec) {
           self->close();
@@ -495,6 +502,7 @@ void ClientSession::start_write() {
         }
         self->drain();
       }));
+  if (read_hint::write_may_wait(socket_)) write_waits_ = read_tainted_ = true;
 }
 
 void ClientSession::close() {

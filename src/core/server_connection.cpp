@@ -2,6 +2,7 @@
 
 #include "core/client_session.h"
 #include "core/log.h"
+#include "core/read_hint.h"
 #include "core/worker.h"
 #include "protocol/memcache/reply_parser.h"
 
@@ -78,6 +79,7 @@ void ServerConnection::start_connect() {
   asio::error_code ec;
   socket_.close(ec);
   socket_ = asio::generic::stream_protocol::socket(worker_.io());
+  write_waits_ = read_tainted_ = false;
   LOG_DEBUG("backend %s: connecting", address_.c_str());
   uint64_t gen = ++gen_;
   connect_timer_.expires_after(connect_timeout_);
@@ -135,6 +137,7 @@ void ServerConnection::write_buffer() {
                                                     const asio::error_code& err, size_t) {
                       if (!*alive || gen != gen_) return;
                       writing_ = false;
+                      write_waits_ = false;
                       writing_buf_.clear();
                       if (err) {
                         if (state_ == State::kConnected) fail_all("write failed: " + err.message());
@@ -142,6 +145,7 @@ void ServerConnection::write_buffer() {
                       }
                       if (!out_.empty()) start_write();
                     }));
+  if (read_hint::write_may_wait(socket_)) write_waits_ = read_tainted_ = true;
 }
 
 void ServerConnection::start_read() {
@@ -153,11 +157,14 @@ void ServerConnection::start_read() {
     }
     if (in_.size() - in_end_ < kReadChunk / 2) in_.resize(std::max(in_.size() * 2, kReadChunk));
   }
+  read_tainted_ = write_waits_;
+  size_t space = in_.size() - in_end_;
   socket_.async_read_some(
-      asio::buffer(in_.data() + in_end_, in_.size() - in_end_),
-      with_memory(shared_->read, [this, alive = alive_, gen = gen_](const asio::error_code& err,
-                                                                    size_t n) {
+      asio::buffer(in_.data() + in_end_, space),
+      with_memory(shared_->read, [this, alive = alive_, gen = gen_, space](
+                                     const asio::error_code& err, size_t n) {
         if (!*alive || gen != gen_) return;
+        if (!err && n < space && read_queued_ && !read_tainted_) read_hint::mark_drained(socket_);
         if (err) {
           if (err == asio::error::operation_aborted || state_ != State::kConnected) return;
           // An idle connection closed by the server is either its idle timeout (Redis
@@ -180,6 +187,7 @@ void ServerConnection::start_read() {
         }
         on_read(n);
       }));
+  read_queued_ = read_hint::read_queued(socket_);
 }
 
 void ServerConnection::on_read(size_t n) {
