@@ -4,6 +4,7 @@
 
 #include "core/log.h"
 #include "core/pool_runtime.h"
+#include "core/read_hint.h"
 #include "core/server_health.h"
 #include "core/stats.h"
 #include "core/worker.h"
@@ -91,17 +92,18 @@ void ClientSession::start_read() {
     // Nothing read yet: wait for the first bytes without holding a read buffer, so that idle
     // connections stay small; the buffer is allocated once data arrives.
     reading_ = true;
-    socket_.async_wait(asio::socket_base::wait_read,
-                       [self = shared_from_this()](const asio::error_code& ec) {
-                         self->reading_ = false;
-                         if (self->closed_) return;
-                         if (ec) {
-                           self->close();
-                           return;
-                         }
-                         self->rbuf_.resize(kInitialReadBuffer);
-                         self->start_read();
-                       });
+    socket_.async_wait(
+        asio::socket_base::wait_read,
+        with_memory(read_memory_, [self = shared_from_this()](const asio::error_code& ec) {
+          self->reading_ = false;
+          if (self->closed_) return;
+          if (ec) {
+            self->close();
+            return;
+          }
+          self->rbuf_.resize(kInitialReadBuffer);
+          self->start_read();
+        }));
     return;
   }
   if (rstart_ == rend_) rstart_ = rend_ = 0;
@@ -126,9 +128,16 @@ void ClientSession::start_read() {
       rbuf_.resize(std::max(want, rbuf_.size() * 2));
   }
   reading_ = true;
-  socket_.async_read_some(
-      asio::buffer(rbuf_.data() + rend_, rbuf_.size() - rend_),
-      [self = shared_from_this()](const asio::error_code& ec, size_t n) { self->on_read(ec, n); });
+  read_tainted_ = write_waits_;
+  size_t space = rbuf_.size() - rend_;
+  socket_.async_read_some(asio::buffer(rbuf_.data() + rend_, space),
+                          with_memory(read_memory_, [self = shared_from_this(), space](
+                                                        const asio::error_code& ec, size_t n) {
+                            if (!ec && n < space && self->read_queued_ && !self->read_tainted_)
+                              read_hint::mark_drained(self->socket_);
+                            self->on_read(ec, n);
+                          }));
+  read_queued_ = read_hint::read_queued(socket_);
 }
 
 void ClientSession::on_read(const asio::error_code& ec, size_t n) {
@@ -539,17 +548,20 @@ void ClientSession::start_write() {
   }
   writing_ = true;
   std::swap(out_, writing_buf_);
-  asio::async_write(socket_, asio::buffer(writing_buf_),
-                    [self = shared_from_this()](const asio::error_code& ec, size_t) {
-                      self->writing_ = false;
-                      self->writing_buf_.clear();
-                      if (ec) {
-                        ++self->slot_.counters.client_err;
-                        self->close();
-                        return;
-                      }
-                      self->drain();
-                    });
+  asio::async_write(
+      socket_, asio::buffer(writing_buf_),
+      with_memory(write_memory_, [self = shared_from_this()](const asio::error_code& ec, size_t) {
+        self->writing_ = false;
+        self->write_waits_ = false;
+        self->writing_buf_.clear();
+        if (ec) {
+          ++self->slot_.counters.client_err;
+          self->close();
+          return;
+        }
+        self->drain();
+      }));
+  if (read_hint::write_may_wait(socket_)) write_waits_ = read_tainted_ = true;
 }
 
 void ClientSession::close() {

@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/handler_memory.h"
 #include "core/reply_slot.h"
 #include "core/ring_queue.h"
 #include "protocol/memcache/reply_parser.h"
@@ -190,6 +191,14 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   std::string last_command_name_;  // the name of the last command looked up, as sent
   const protocol::resp::CommandInfo* last_command_ = nullptr;
   std::string cluster_error_;  // scratch: an error reply made by cluster_intercept
+  // Memory of the one read (or wait for the first bytes) and the one write in flight.
+  HandlerMemory read_memory_;
+  HandlerMemory write_memory_;
+  // read_hint bookkeeping: the read in flight was queued on the reactor; it overlapped a write
+  // that may wait in the reactor; such a write is in flight.
+  bool read_queued_ = false;
+  bool read_tainted_ = false;
+  bool write_waits_ = false;
 };
 
 }  // namespace dproxy::core

@@ -2,6 +2,7 @@
 
 #include "core/client_session.h"
 #include "core/log.h"
+#include "core/read_hint.h"
 #include "core/worker.h"
 #include "protocol/memcache/reply_parser.h"
 
@@ -84,6 +85,7 @@ void ServerConnection::start_connect() {
   asio::error_code ec;
   socket_.close(ec);
   socket_ = asio::generic::stream_protocol::socket(worker_.io());
+  write_waits_ = read_tainted_ = false;
   LOG_DEBUG("backend %s: connecting", address_.c_str());
   uint64_t gen = ++gen_;
   connect_timer_.expires_after(connect_timeout_);
@@ -140,16 +142,19 @@ void ServerConnection::start_write() {
 
 void ServerConnection::write_buffer() {
   asio::async_write(socket_, asio::buffer(writing_buf_),
-                    [this, alive = alive_, gen = gen_](const asio::error_code& err, size_t) {
+                    with_memory(shared_->write, [this, alive = alive_, gen = gen_](
+                                                    const asio::error_code& err, size_t) {
                       if (!*alive || gen != gen_) return;
                       writing_ = false;
+                      write_waits_ = false;
                       writing_buf_.clear();
                       if (err) {
                         if (state_ == State::kConnected) fail_all("write failed: " + err.message());
                         return;
                       }
                       if (!out_.empty()) start_write();
-                    });
+                    }));
+  if (read_hint::write_may_wait(socket_)) write_waits_ = read_tainted_ = true;
 }
 
 void ServerConnection::start_read() {
@@ -161,10 +166,14 @@ void ServerConnection::start_read() {
     }
     if (in_.size() - in_end_ < kReadChunk / 2) in_.resize(std::max(in_.size() * 2, kReadChunk));
   }
+  read_tainted_ = write_waits_;
+  size_t space = in_.size() - in_end_;
   socket_.async_read_some(
-      asio::buffer(in_.data() + in_end_, in_.size() - in_end_),
-      [this, alive = alive_, gen = gen_](const asio::error_code& err, size_t n) {
+      asio::buffer(in_.data() + in_end_, space),
+      with_memory(shared_->read, [this, alive = alive_, gen = gen_, space](
+                                     const asio::error_code& err, size_t n) {
         if (!*alive || gen != gen_) return;
+        if (!err && n < space && read_queued_ && !read_tainted_) read_hint::mark_drained(socket_);
         if (err) {
           if (err == asio::error::operation_aborted || state_ != State::kConnected) return;
           // An idle connection closed by the server is either its idle timeout (Redis
@@ -187,7 +196,8 @@ void ServerConnection::start_read() {
           return;
         }
         on_read(n);
-      });
+      }));
+  read_queued_ = read_hint::read_queued(socket_);
 }
 
 void ServerConnection::on_read(size_t n) {
@@ -253,11 +263,12 @@ void ServerConnection::arm_timer() {
     if (p.abandoned) continue;
     timer_armed_ = true;
     timer_.expires_at(p.deadline);
-    timer_.async_wait([this, alive = alive_](const asio::error_code& err) {
-      if (!*alive || err == asio::error::operation_aborted) return;
-      timer_armed_ = false;
-      on_timer();
-    });
+    timer_.async_wait(
+        with_memory(shared_->timer, [this, alive = alive_](const asio::error_code& err) {
+          if (!*alive || err == asio::error::operation_aborted) return;
+          timer_armed_ = false;
+          on_timer();
+        }));
     return;
   }
 }

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/config.h"
+#include "core/handler_memory.h"
 #include "core/reply_slot.h"
 #include "core/ring_queue.h"
 #include "core/server_health.h"
@@ -119,8 +120,20 @@ class ServerConnection {
   size_t unsent_ = 0;        // pending requests whose bytes are still in out_
   size_t out_mark_ = 0;      // out_.size() when the last request was pushed
   uint64_t sent_bytes_ = 0;  // bytes of written requests still waiting for their reply
-  // Guards callbacks that outlive the connection (sockets are closed in the destructor).
-  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  // Guards callbacks that outlive the connection (sockets are closed in the destructor), and
+  // holds the memory of its read, write and timer operations, which may outlive it too.
+  struct Shared {
+    bool alive = true;
+    HandlerMemory read;
+    HandlerMemory write;
+    HandlerMemory timer;
+  };
+  std::shared_ptr<Shared> shared_ = std::make_shared<Shared>();
+  std::shared_ptr<bool> alive_{shared_, &shared_->alive};
+  // read_hint bookkeeping (as in ClientSession), for the current socket.
+  bool read_queued_ = false;
+  bool read_tainted_ = false;
+  bool write_waits_ = false;
 
   friend class Worker;
 };
