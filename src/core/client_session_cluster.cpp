@@ -1,8 +1,9 @@
 // ClientSession: redis_cluster pools. Keys route by hash slot (CRC16 of the key or its {tag},
 // modulo 16384) to the slot's master, or to a replica for reads with read_from replica/any.
 // Every fragment keeps its command bytes until its reply is final:
-//   -MOVED <slot> <addr>   the map is updated, the fragment re-sent there (<= kMaxRedirects)
+//   -MOVED <slot> <addr>   the map is updated, the fragment re-sent there
 //   -ASK <slot> <addr>     ASKING + the fragment to <addr>, for this request only
+//                          (after kMaxRedirects hops in a row: a backoff retry, as TRYAGAIN)
 //   -TRYAGAIN/-CLUSTERDOWN re-sent after a backoff (<= kMaxRetries), then the error is final
 //   connection failure     the map is refreshed; a request never written (connect failed) or
 //                          a read is retried like TRYAGAIN, other writes fail (maybe applied)
@@ -26,7 +27,7 @@ using routing::ClusterReply;
 
 namespace {
 
-constexpr uint8_t kMaxRedirects = 5;  // MOVED / ASK hops for one fragment between retries
+constexpr uint8_t kMaxRedirects = 5;  // MOVED / ASK hops in a row, then a backoff retry
 constexpr uint8_t kMaxRetries = 10;   // backoff 10, 20, 40 ... 500 ms: about 2.6 s in total
 constexpr std::string_view kAsking = "*1\r\n$6\r\nASKING\r\n";
 
@@ -247,7 +248,9 @@ bool ClientSession::cluster_intercept(ReplySlot* slot, uint16_t frag, std::strin
       if (node == ClusterRuntime::kNoNode) return false;  // the client gets the redirection
       if (!ask) cluster->moved(r.slot, node);
       if (++slot->frag_redirects[frag] > kMaxRedirects) {
-        ClusterStats::bump(stats.gave_up);
+        // Nodes that disagree for a moment (a slot handed over while SETSLOT NODE has not
+        // reached every node yet): wait, then start again from the map.
+        if (retry()) return true;
         cluster_error_.assign("-ERR dproxy: slot ");
         cluster_error_.append(std::to_string(r.slot));
         cluster_error_.append(" was redirected ");

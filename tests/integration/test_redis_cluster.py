@@ -58,6 +58,7 @@ def cluster_pool(port, seeds, **extra):
 
 
 class RedisClusterTest(RedisTestMixin, unittest.TestCase):
+    maxDiff = None
     @classmethod
     def setUpClass(cls):
         cls.procs = Processes()
@@ -248,6 +249,53 @@ class RedisClusterTest(RedisTestMixin, unittest.TestCase):
         self.assertEqual(w.get(keys[0]), b"w")
         self.assertEqual(info_fields(r)["cluster_read_from"], "replica")
 
+    def test_reload_under_load(self):
+        """SIGHUP with a changed cluster pool: new connections get the new runtime, requests in
+        flight finish on the old one; no request fails."""
+        import json
+        import signal
+        keys = [self.k(i) for i in range(100)]
+        stop = threading.Event()
+        errors, ops = [], [0]
+
+        def load():
+            c = redis.Redis(host=HOST, port=self.port, socket_timeout=30)
+            try:
+                n = 0
+                while not stop.is_set():
+                    n += 1
+                    try:
+                        c.mset({key: str(n) for key in keys})
+                        if c.mget(keys) != [str(n).encode()] * len(keys):
+                            errors.append(f"round {n}: wrong values")
+                    except redis.RedisError as e:
+                        errors.append(str(e))
+                    ops[0] += 1
+            finally:
+                c.close()
+
+        th = threading.Thread(target=load)
+        th.start()
+        try:
+            self.assertTrue(wait_for(lambda: ops[0] > 20, 20))
+            with open(self.proxy.config_path) as f:
+                doc = json.load(f)
+            doc["pools"]["main"]["cluster_refresh_ms"] = 2000
+            with open(self.proxy.config_path + ".tmp", "w") as f:
+                json.dump(doc, f)
+            os.replace(self.proxy.config_path + ".tmp", self.proxy.config_path)
+            os.kill(self.proxy.proc.pid, signal.SIGHUP)
+            self.assertTrue(harness.wait_log(self.proxy, "reload: applied", 20))
+            n = ops[0]
+            self.assertTrue(wait_for(lambda: ops[0] > n + 20, 20))
+        finally:
+            stop.set()
+            th.join(timeout=60)
+        self.assertEqual(errors, [])
+        info = info_fields(self.client())
+        self.assertEqual(info["cluster_refresh_ms"], 2000)
+        self.assertEqual(info["cluster_masters"], 3)
+
     # --- resharding --------------------------------------------------------------------------
 
     def test_slot_migration_under_load(self):
@@ -316,7 +364,8 @@ class RedisClusterTest(RedisTestMixin, unittest.TestCase):
                 time.sleep(0.02)
             migration_time = time.monotonic() - migration_start
             self.assertGreater(moved_keys, n_threads * per_thread // 2)
-            for p in self.masters():
+            # The new owner first, then the old one, then the others (as redis-cli does).
+            for p in [dst, src] + [p for p in self.masters() if p not in (src, dst)]:
                 self.assertEqual(self.direct(p).execute_command("CLUSTER", "SETSLOT", slot,
                                                                 "NODE", dst_id), b"OK")
             ops_at_end = sum(ops)
@@ -346,6 +395,7 @@ class RedisClusterTest(RedisTestMixin, unittest.TestCase):
 
 class RedisClusterFailoverTest(RedisTestMixin, unittest.TestCase):
     """A master killed: its replica is promoted by the cluster, dproxy follows by itself."""
+    maxDiff = None
 
     @classmethod
     def setUpClass(cls):
@@ -576,10 +626,13 @@ class RedisClusterScriptedTest(RedisTestMixin, unittest.TestCase):
     def test_redirection_loop_ends_with_an_error(self):
         c = self.raw()
         slot = keyslot("loop")
+        before = self.b.received.count(b"$4\r\nloop\r\n")
         self.assertEqual(c.call("GET", "loop"),
                          harness.RespError(b"ERR dproxy: slot %d was redirected 5 times in a row "
                                            b"(last: MOVED %d :%d); the cluster's slot "
                                            b"map keeps changing" % (slot, slot, self.a.port)))
+        # 5 hops A -> B -> A ..., then a backoff retry (10 retries), then the error.
+        self.assertEqual(self.b.received.count(b"$4\r\nloop\r\n") - before, 3 * 11)
         self.assert_alive_nokey(c)
 
     def test_retries_run_out(self):
