@@ -15,6 +15,8 @@
 #include "core/cluster_runtime.h"
 #include "core/pool_runtime.h"
 #include "core/server_connection.h"
+#include "core/stats.h"
+#include "core/worker.h"
 #include "protocol/resp/reply_writer.h"
 #include "routing/cluster_slots.h"
 
@@ -156,6 +158,7 @@ void ClientSession::cluster_split(const resp::CommandInfo& cmd, const Request& r
     slot->kind = ReplySlot::Kind::kRespAllOk;
   }
   slot->outstanding = static_cast<uint32_t>(nfrags);
+  slot_.counters.fragments += nfrags;
   if (slot->frags.size() < nfrags) slot->frags.resize(nfrags);
   slot->frag_error.assign(nfrags, 0);
   cluster_fragments(slot, nfrags);
