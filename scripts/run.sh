@@ -28,6 +28,8 @@ dproxy is starting with configs/pools.json:
   redis pool "store":     127.0.0.1:22122  (backends 127.0.0.1:26379, 127.0.0.1:26380)
 Try:  redis-cli -p 22122 set hello world; redis-cli -p 22122 mget hello other
       memccp --servers=127.0.0.1:22121 /etc/hostname; memccat --servers=127.0.0.1:22121 hostname
+Stats: curl 127.0.0.1:22222/metrics   (Prometheus)   curl 127.0.0.1:22222/stats   (JSON)
+Reload configs/pools.json after editing it: kill -HUP <dproxy pid>
 Press Ctrl-C to stop.
 MSG
 ./build/dproxy --config configs/pools.json &

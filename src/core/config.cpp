@@ -552,6 +552,11 @@ bool load_config(const std::string& path, Config& out, std::string& error) {
 
 std::string describe_config(const Config& config) {
   std::ostringstream os;
+  if (config.stats_enabled)
+    os << "stats: listen=" << config.stats_listen.to_string()
+       << (config.stats_configured ? "" : " (default)") << "\n";
+  else
+    os << "stats: disabled\n";
   for (const auto& p : config.pools) {
     const std::string& policy = p.route.policy;
     os << "pool " << p.name

@@ -152,6 +152,7 @@ class TestConfigTest(CliTestBase):
             self.assertIn("  127.0.0.1:11212 weight=3 name=beta", lines)
             self.assertIn("  127.0.0.1:11311 weight=1", lines)
             self.assertIn("  /var/run/memcached.sock weight=4", lines)
+            self.assertIn("stats: listen=127.0.0.1:22222 (default)", lines)
 
 
 class ConfigErrorTest(CliTestBase):

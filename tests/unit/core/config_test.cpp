@@ -439,6 +439,7 @@ TEST_CASE("config: describe_config summary") {
       "hash_tag": "{}", "timeout_ms": 250,
       "servers": ["10.0.0.1:11211:2 alpha", {"address": "/tmp/mc.sock", "weight": 3}]}}})");
   CHECK(describe_config(config) ==
+        "stats: listen=127.0.0.1:22222 (default)\n"
         "pool cache: protocol=memcached listen=127.0.0.1:22121 policy=modula hash=md5 "
         "hash_tag={} timeout_ms=250 connect_timeout_ms=1000 server_failure_limit=2 "
         "server_retry_timeout_ms=30000 auto_eject_hosts=false client_connections=0 "
