@@ -352,15 +352,7 @@ void ServerConnection::fail_all(std::string_view why, bool failure) {
 
 void ServerConnection::add_stats(ServerStats& s) const {
   if (state_ == State::kConnected) ++s.server_connections;
-  ServerCounters& c = s.counters;
-  c.server_eof += counters_.server_eof;
-  c.server_err += counters_.server_err;
-  c.server_timedout += counters_.server_timedout;
-  c.requests += counters_.requests;
-  c.request_bytes += counters_.request_bytes;
-  c.responses += counters_.responses;
-  c.response_bytes += counters_.response_bytes;
-  c.forward_errors += counters_.forward_errors;
+  s.counters += counters_;
   s.in_queue += unsent_;
   s.in_queue_bytes += out_.size();
   s.out_queue += pending_.size() - std::min(pending_.size(), unsent_);

@@ -8,22 +8,11 @@ namespace dproxy::core {
 
 namespace {
 
-void add_counters(ServerCounters& a, const ServerCounters& b) {
-  a.server_eof += b.server_eof;
-  a.server_err += b.server_err;
-  a.server_timedout += b.server_timedout;
-  a.requests += b.requests;
-  a.request_bytes += b.request_bytes;
-  a.responses += b.responses;
-  a.response_bytes += b.response_bytes;
-  a.forward_errors += b.forward_errors;
-}
-
 void merge_server(ServerStats& a, const ServerStats& b) {
   a.up = a.up && b.up;
   a.ejected_at_us = std::max(a.ejected_at_us, b.ejected_at_us);
   a.server_connections += b.server_connections;
-  add_counters(a.counters, b.counters);
+  a.counters += b.counters;
   a.in_queue += b.in_queue;
   a.in_queue_bytes += b.in_queue_bytes;
   a.out_queue += b.out_queue;

@@ -49,6 +49,18 @@ struct ServerCounters {
   uint64_t responses = 0;
   uint64_t response_bytes = 0;
   uint64_t forward_errors = 0;  // requests answered with an error naming this backend
+
+  ServerCounters& operator+=(const ServerCounters& o) {
+    server_eof += o.server_eof;
+    server_err += o.server_err;
+    server_timedout += o.server_timedout;
+    requests += o.requests;
+    request_bytes += o.request_bytes;
+    responses += o.responses;
+    response_bytes += o.response_bytes;
+    forward_errors += o.forward_errors;
+    return *this;
+  }
 };
 
 // One pool's counters on one worker thread. Kept across config reloads (by pool name).

@@ -575,6 +575,20 @@ def raise_nofile_limit():
     return resource.getrlimit(resource.RLIMIT_NOFILE)
 
 
+def exchange(port, request=b"", timeout=10.0):
+    """Connects to 127.0.0.1:port, sends `request` (maybe nothing) and reads until the server
+    closes the connection; returns every byte read."""
+    with socket.create_connection((HOST, port), timeout=timeout) as s:
+        if request:
+            s.sendall(request)
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return data
+            data += chunk
+
+
 def wait_for(predicate, timeout, interval=0.02):
     """Polls `predicate` until it returns a true value (returned) or `timeout` seconds pass."""
     deadline = time.monotonic() + timeout

@@ -122,14 +122,7 @@ class ReloadTest(unittest.TestCase):
                         f"no new log line with {expect!r}")
 
     def stats(self):
-        with socket.create_connection((HOST, self.stats_port), timeout=10) as s:
-            s.sendall(b"GET /stats HTTP/1.0\r\n\r\n")
-            data = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
+        data = harness.exchange(self.stats_port, b"GET /stats HTTP/1.0\r\n\r\n")
         return json.loads(data.split(b"\r\n\r\n", 1)[1])
 
     def wait_progress(self, *loads):
@@ -258,15 +251,7 @@ class ReloadTest(unittest.TestCase):
 
 
 def harness_metrics(port):
-    with socket.create_connection((HOST, port), timeout=10) as s:
-        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    return data.decode()
+    return harness.exchange(port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").decode()
 
 
 if __name__ == "__main__":

@@ -25,14 +25,7 @@ SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$')
 
 def raw_stats(port):
     """twemproxy's protocol: connect, send nothing, read one JSON document until EOF."""
-    with socket.create_connection((HOST, port), timeout=10) as s:
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    return json.loads(data)
+    return json.loads(harness.exchange(port))
 
 
 def parse_prometheus(text):
