@@ -402,10 +402,12 @@ ReplySlot* ClientSession::ready_slot(std::string_view reply) {
 
 void ClientSession::on_backend_reply(ReplySlot* slot, uint16_t frag, std::string_view bytes,
                                      bool is_error) {
+  if (frag == kIgnoredFrag) return;  // the reply to an ASKING (redis_cluster)
   if (slot->orphaned) {
     if (--slot->outstanding == 0) free_slots_.push_back(slot);
     return;
   }
+  if (slot->cluster && is_error && cluster_intercept(slot, frag, bytes)) return;
   if (slot->kind == ReplySlot::Kind::kAck) {
     on_ack_reply(slot, frag, bytes, is_error);
     return;

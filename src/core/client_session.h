@@ -21,7 +21,9 @@
 
 namespace dproxy::core {
 
+class ClusterRuntime;
 class PoolRuntime;
+class ServerConnection;
 class Worker;
 struct PoolClients;
 struct PoolSlot;
@@ -43,6 +45,12 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // Backend side: the reply (or a SERVER_ERROR line when is_error and the backend failed) for
   // fragment `frag` of `slot`. `bytes` is only valid during the call.
   void on_backend_reply(ReplySlot* slot, uint16_t frag, std::string_view bytes, bool is_error);
+  // redis_cluster pools: re-sends fragment `frag` of `slot` after a TRYAGAIN / CLUSTERDOWN
+  // backoff (called by the worker's ClusterRuntime).
+  void cluster_retry(ReplySlot* slot, uint16_t frag);
+  // The fragment number of a pending record whose reply is dropped (the ASKING before an ASK
+  // re-send).
+  static constexpr uint16_t kIgnoredFrag = UINT16_MAX;
 
  private:
   static constexpr size_t kInitialReadBuffer = 4096;
@@ -87,6 +95,25 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // Redis commands sent to every server (or walked server by server: SCAN).
   void redis_broadcast(const protocol::resp::CommandInfo& cmd, const protocol::Request& req);
   void finish_resp_broadcast(ReplySlot* slot);
+
+  // redis_cluster pools (client_session_cluster.cpp).
+  void dispatch_redis_cluster(const protocol::resp::CommandInfo& cmd, const protocol::Request& req);
+  // Splits MGET/MSET/DEL/... by hash slot (Redis Cluster refuses keys of several slots).
+  void cluster_split(const protocol::resp::CommandInfo& cmd, const protocol::Request& req,
+                     bool read);
+  // Marks `slot` as a cluster request of `n` fragments and sizes its per-fragment state.
+  void cluster_fragments(ReplySlot* slot, size_t n);
+  // Sends fragment `frag` of `slot` (its kept frame) to cluster node `node`, after ASKING when
+  // `asking`.
+  void cluster_send(ReplySlot* slot, uint16_t frag, uint32_t node, bool asking);
+  // An error reply for a fragment of a cluster request: follows MOVED / ASK, schedules a retry
+  // for TRYAGAIN / CLUSTERDOWN / a failed connect, sends a failed replica read to the master.
+  // True when the fragment was (or will be) re-sent; false when `bytes` is the final reply
+  // (`bytes` may then be replaced by an error of dproxy's).
+  bool cluster_intercept(ReplySlot* slot, uint16_t frag, std::string_view& bytes);
+  // The "# dproxy" INFO lines of a cluster pool.
+  void append_cluster_info(std::string& text);
+  ServerConnection& broadcast_connection(uint32_t server);
 
   // Redis (client_session_redis.cpp).
   void dispatch_redis(const protocol::Request& req);
@@ -163,6 +190,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   std::string inline_scratch_;
   std::string last_command_name_;  // the name of the last command looked up, as sent
   const protocol::resp::CommandInfo* last_command_ = nullptr;
+  std::string cluster_error_;  // scratch: an error reply made by cluster_intercept
   // Memory of the one read (or wait for the first bytes) and the one write in flight.
   HandlerMemory read_memory_;
   HandlerMemory write_memory_;

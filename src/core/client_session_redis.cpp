@@ -143,6 +143,11 @@ void ClientSession::dispatch_redis(const Request& req) {
     redis_broadcast(*cmd, req);
     return;
   }
+  if (pool().cluster() != nullptr && cmd->routing != Routing::kLocal &&
+      cmd->routing != Routing::kRejected) {
+    dispatch_redis_cluster(*cmd, req);  // client_session_cluster.cpp
+    return;
+  }
   if (pool().route_kind() != routing::Route::Kind::kShard && cmd->routing != Routing::kLocal &&
       cmd->routing != Routing::kRejected) {
     if (key_idx_.empty() && cmd->routing != Routing::kNoKeyForward) {
@@ -331,13 +336,15 @@ void ClientSession::redis_broadcast(const resp::CommandInfo& cmd, const Request&
   // Writes reach every server; reads ask one copy of the data: every server of a sharded pool,
   // the first child's servers of a replicated or fanout pool.
   frag_servers_.clear();
-  if (write || pool().route_kind() == routing::Route::Kind::kShard) {
+  if (pool().cluster() != nullptr) {
+    frag_servers_ = pool().cluster()->masters();  // redis_cluster: every master
+  } else if (write || pool().route_kind() == routing::Route::Kind::kShard) {
     for (uint32_t i = 0; i < pool().server_count(); ++i) frag_servers_.push_back(i);
   } else {
     frag_servers_ = pool().first_child_servers();
   }
   for (uint32_t server : frag_servers_) {
-    if (pool().is_down(server)) {
+    if (pool().cluster() == nullptr && pool().is_down(server)) {
       ready_slot(pool().down_error(server));
       return;
     }
@@ -370,7 +377,7 @@ void ClientSession::redis_broadcast(const resp::CommandInfo& cmd, const Request&
     slot->outstanding = 1;
     if (slot->frags.empty()) slot->frags.resize(1);
     slot->frag_error.assign(1, 0);
-    ServerConnection& conn = pool().connection(frag_servers_[position], id_);
+    ServerConnection& conn = broadcast_connection(frag_servers_[position]);
     resp::append_command(conn.out(), args_scratch_);
     conn.push(shared_from_this(), slot, 0, protocol::memcache::ReplyKind::kLine);
     return;
@@ -388,7 +395,7 @@ void ClientSession::redis_broadcast(const resp::CommandInfo& cmd, const Request&
   slot->frag_error.assign(n, 0);
   auto self = shared_from_this();
   for (uint32_t f = 0; f < n; ++f) {
-    ServerConnection& conn = pool().connection(frag_servers_[f], id_);
+    ServerConnection& conn = broadcast_connection(frag_servers_[f]);
     append_request(conn.out(), req);
     conn.push(self, slot, static_cast<uint16_t>(f), protocol::memcache::ReplyKind::kLine);
   }
@@ -713,6 +720,7 @@ void ClientSession::redis_info_reply(const Request& req) {
     text += "server" + std::to_string(i) + ":address=" + s.address() +
             ",weight=" + std::to_string(s.weight) + ",name=" + s.name + "\r\n";
   }
+  if (pool().cluster() != nullptr) append_cluster_info(text);
   text += "redis_commands_table:" + std::string(resp::redis_version()) + "\r\n";
   // "INFO <section>" for another section answers an empty document, as Redis does.
   bool wanted = req.args.size() < 2;

@@ -218,6 +218,8 @@ void parse_route(const json& obj, const std::string& path, PoolConfig& pool,
     if (!routing::policy_known(spec.policy))
       fail(p, json_quote(spec.policy) + " is not a policy (expected " +
                   std::string(routing::route_policy_names()) + ")");
+    if (!root && spec.policy == "redis_cluster")
+      fail(p, "redis_cluster is a pool policy; it cannot be a child route");
   }
   if (obj.contains("hash")) {
     const std::string p = path + ".hash";
@@ -320,7 +322,8 @@ PoolConfig parse_pool(const std::string& name, const json& v, const std::string&
   PoolConfig pool;
   pool.name = name;
   bool have_listen = false, have_protocol = false;
-  std::vector<std::string> redis_only;  // paths of keys that only a redis pool takes
+  std::vector<std::string> redis_only;    // paths of keys that only a redis pool takes
+  std::vector<std::string> cluster_only;  // paths of keys that only a redis_cluster pool takes
   bool have_max_value = false;
   for (auto& [key, value] : v.items()) {
     std::string p = path + "." + key;
@@ -370,13 +373,28 @@ PoolConfig parse_pool(const std::string& name, const json& v, const std::string&
     } else if (key == "db") {
       pool.db = static_cast<uint32_t>(get_uint(value, p, 0, 1000000));
       redis_only.push_back(p);
+    } else if (key == "cluster_refresh_ms") {
+      pool.cluster_refresh_ms = static_cast<uint32_t>(get_uint(value, p, 100, 3600 * 1000));
+      cluster_only.push_back(p);
+    } else if (key == "read_from") {
+      const std::string& s = get_string(value, p);
+      if (s == "master") {
+        pool.read_from = ReadFrom::kMaster;
+      } else if (s == "replica") {
+        pool.read_from = ReadFrom::kReplica;
+      } else if (s == "any") {
+        pool.read_from = ReadFrom::kAny;
+      } else {
+        fail(p, json_quote(s) + " is not one of master, replica, any");
+      }
+      cluster_only.push_back(p);
     } else {
       fail(p,
            "unknown key (expected protocol, listen, policy, hash, hash_tag, timeout_ms, "
            "connect_timeout_ms, server_failure_limit, server_retry_timeout_ms, auto_eject_hosts, "
            "client_connections, "
            "server_connections, max_value_bytes, servers, client_password, server_password, db, "
-           "children, write_ack, read, failover_on_miss, reply)");
+           "children, write_ack, read, failover_on_miss, reply, cluster_refresh_ms, read_from)");
     }
   }
   if (!have_protocol) fail(path, "missing required key \"protocol\"");
@@ -390,6 +408,24 @@ PoolConfig parse_pool(const std::string& name, const json& v, const std::string&
   pool.source = v.dump();
   if (pool.protocol != Protocol::kRedis && !redis_only.empty())
     fail(redis_only.front(), "only a redis pool takes this key");
+  if (pool.route.policy == "redis_cluster") {
+    // Redis Cluster decides placement and failover itself.
+    if (pool.protocol != Protocol::kRedis)
+      fail(path + ".policy", "a redis_cluster pool takes protocol \"redis\"");
+    for (const char* key : {"hash", "hash_tag"}) {
+      if (v.contains(key))
+        fail(path + "." + key,
+             "a redis_cluster pool places keys by Redis Cluster's own rule (CRC16 of the key or "
+             "of its {tag}, modulo 16384 slots); remove this key");
+    }
+    if (pool.auto_eject_hosts)
+      fail(path + ".auto_eject_hosts",
+           "a redis_cluster pool follows the cluster's own failover; auto_eject_hosts does not "
+           "apply");
+    if (pool.db != 0) fail(path + ".db", "Redis Cluster has only database 0");
+  } else if (!cluster_only.empty()) {
+    fail(cluster_only.front(), "only a redis_cluster pool takes this key");
+  }
   // Redis's own limit for one bulk string (proto-max-bulk-len) is 512 MiB.
   if (pool.protocol == Protocol::kRedis && !have_max_value) pool.max_value_bytes = 512ull << 20;
   return pool;
@@ -525,8 +561,8 @@ std::string describe_config(const Config& config) {
     const std::string& policy = p.route.policy;
     os << "pool " << p.name
        << ": protocol=" << (p.protocol == Protocol::kMemcached ? "memcached" : "redis")
-       << " listen=" << p.listen.to_string() << " policy=" << policy
-       << " hash=" << routing::hash_name(p.hash);
+       << " listen=" << p.listen.to_string() << " policy=" << policy;
+    if (policy != "redis_cluster") os << " hash=" << routing::hash_name(p.hash);
     if (!p.hash_tag.empty()) os << " hash_tag=" << p.hash_tag;
     os << " timeout_ms=" << p.timeout_ms << " connect_timeout_ms=" << p.connect_timeout_ms
        << " server_failure_limit=" << p.server_failure_limit
@@ -534,7 +570,14 @@ std::string describe_config(const Config& config) {
        << " auto_eject_hosts=" << (p.auto_eject_hosts ? "true" : "false")
        << " client_connections=" << p.client_connections
        << " server_connections=" << p.server_connections << " max_value_bytes=" << p.max_value_bytes
-       << " servers=" << p.servers.size() << "\n";
+       << " servers=" << p.servers.size();
+    if (policy == "redis_cluster") {
+      os << " cluster_refresh_ms=" << p.cluster_refresh_ms << " read_from="
+         << (p.read_from == ReadFrom::kMaster    ? "master"
+             : p.read_from == ReadFrom::kReplica ? "replica"
+                                                 : "any");
+    }
+    os << "\n";
     auto server_line = [&](uint32_t i, const char* indent) {
       const auto& s = p.servers[i];
       os << indent << s.address() << " weight=" << s.weight;

@@ -14,6 +14,9 @@ namespace dproxy::core {
 
 enum class Protocol : uint8_t { kMemcached, kRedis };
 
+// redis_cluster pools: where read-only commands go (writes always go to the slot's master).
+enum class ReadFrom : uint8_t { kMaster, kReplica, kAny };
+
 struct ListenAddress {
   std::string host;  // IP address, or a unix socket path when is_unix
   uint16_t port = 0;
@@ -47,6 +50,9 @@ struct PoolConfig {
   uint32_t db = 0;              // dproxy sends SELECT db on each new backend connection
   // The pool's JSON text as loaded (config reload compares it to tell a changed pool).
   std::string source;
+  // redis_cluster only
+  uint32_t cluster_refresh_ms = 10000;     // slot map refresh period (also after MOVED, errors)
+  ReadFrom read_from = ReadFrom::kMaster;  // replica / any: reads may go to replicas (READONLY)
 };
 
 struct Config {

@@ -43,7 +43,7 @@ PoolRuntime::PoolRuntime(Worker& worker, std::shared_ptr<const PoolConfig> confi
                            std::to_string(config.server_retry_timeout_ms) + " ms)\r\n");
     for (uint32_t c = 0; c < config.server_connections; ++c) {
       servers_[i].push_back(std::make_unique<ServerConnection>(
-          worker, endpoints[i], address, config, health, i, setup, setup_replies));
+          worker, endpoints[i], address, config, &health, i, setup, setup_replies));
     }
   }
   std::string error;
@@ -64,6 +64,9 @@ PoolRuntime::PoolRuntime(Worker& worker, std::shared_ptr<const PoolConfig> confi
     case routing::Route::Kind::kFanout:
       fanout_ = static_cast<const routing::FanoutRoute*>(route_.get());
       children_ = &fanout_->children();
+      break;
+    case routing::Route::Kind::kCluster:
+      cluster_ = std::make_unique<ClusterRuntime>(worker, config, health.cluster, endpoints);
       break;
   }
   rebuild();

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "core/cluster_runtime.h"
 #include "core/config.h"
 #include "core/server_connection.h"
 #include "core/server_health.h"
@@ -53,6 +54,8 @@ class PoolRuntime {
   const std::vector<uint32_t>& first_child_servers() const { return (*children_)[0]->members(); }
   const routing::ReplicatedRoute* replicated() const { return replicated_; }
   const routing::FanoutRoute* fanout() const { return fanout_; }
+  // redis_cluster pools: the slot map and node connections of this worker; null otherwise.
+  ClusterRuntime* cluster() { return cluster_.get(); }
   // True when server `index` is marked down: requests for it fail at once with down_error().
   bool is_down(uint32_t index) const { return health_.is_down(index); }
   // The complete error reply for a request to a down server (protocol-specific); counted as a
@@ -61,7 +64,7 @@ class PoolRuntime {
 
   // Requests waiting for a backend reply, over all of this pool's connections on this thread.
   size_t pending() const {
-    size_t n = 0;
+    size_t n = cluster_ ? cluster_->pending() : 0;
     for (const auto& conns : servers_)
       for (const auto& c : conns) n += c->pending();
     return n;
@@ -69,6 +72,7 @@ class PoolRuntime {
 
   // Requests in flight or bytes not yet written: the runtime must stay (config reload).
   bool busy() const {
+    if (cluster_ && cluster_->busy()) return true;
     for (const auto& conns : servers_)
       for (const auto& c : conns)
         if (c->busy()) return true;
@@ -100,6 +104,7 @@ class PoolRuntime {
   const std::vector<std::unique_ptr<routing::ShardRoute>>* children_ = nullptr;
   std::vector<std::string> down_errors_;
   std::vector<std::vector<std::unique_ptr<ServerConnection>>> servers_;
+  std::unique_ptr<ClusterRuntime> cluster_;
 };
 
 }  // namespace dproxy::core

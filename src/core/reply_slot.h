@@ -8,6 +8,8 @@
 
 namespace dproxy::core {
 
+class ClusterRuntime;
+
 // NOTE: slots are recycled by their session (strings and vectors keep their capacity), so a
 // steady-state request reuses the memory of an earlier one. A slot is owned by its session and
 // outlives every backend reference to it because pending backend records hold the session.
@@ -61,6 +63,16 @@ struct ReplySlot {
   // Latency stats: the command id (kNoCommand: not measured) and when the request was read.
   uint16_t command = kNoCommand;
   std::chrono::steady_clock::time_point started{};
+  // redis_cluster pools: each fragment's command bytes, kept until its reply is final so that a
+  // MOVED / ASK / TRYAGAIN / CLUSTERDOWN can re-send it; its hash slot, the node it went to, and
+  // how often it was redirected and retried. Vectors keep their capacity across requests.
+  ClusterRuntime* cluster = nullptr;  // the runtime whose nodes frag_node names
+  bool cluster_read = false;  // a read-only command: may go to a replica, then to the master
+  std::vector<std::string> frag_frames;
+  std::vector<uint16_t> frag_hslot;
+  std::vector<uint32_t> frag_node;
+  std::vector<uint8_t> frag_redirects;
+  std::vector<uint8_t> frag_retries;
 
   void reset() {
     kind = Kind::kReady;
@@ -79,6 +91,15 @@ struct ReplySlot {
     keys.clear();
     key_len.clear();
     key_frag.clear();
+    if (cluster != nullptr) {
+      cluster = nullptr;
+      cluster_read = false;
+      for (auto& f : frag_frames) f.clear();
+      frag_hslot.clear();
+      frag_node.clear();
+      frag_redirects.clear();
+      frag_retries.clear();
+    }
   }
 };
 

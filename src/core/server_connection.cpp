@@ -21,7 +21,7 @@ constexpr std::chrono::milliseconds kMaxBackoff{2000};
 ServerConnection::ServerConnection(Worker& worker,
                                    asio::generic::stream_protocol::endpoint endpoint,
                                    std::string address, const PoolConfig& config,
-                                   PoolHealth& health, uint32_t index, std::string setup,
+                                   PoolHealth* health, uint32_t index, std::string setup,
                                    uint32_t setup_replies)
     : worker_(worker),
       endpoint_(std::move(endpoint)),
@@ -249,7 +249,7 @@ void ServerConnection::on_read(size_t n) {
       --abandoned_;
       continue;
     }
-    health_.record_success(index_);
+    if (health_ != nullptr) health_->record_success(index_);
     done.session->on_backend_reply(done.slot, done.frag, view.substr(0, r.consumed), is_error);
   }
   if (in_start_ == in_end_) in_start_ = in_end_ = 0;
@@ -289,7 +289,7 @@ void ServerConnection::on_timer() {
     p.session.reset();
     ++abandoned_;
   }
-  if (any) health_.record_failure(index_, "request timed out");
+  if (any && health_ != nullptr) health_->record_failure(index_, "request timed out");
   if (abandoned_ > kMaxAbandoned) {
     fail_all("is not answering");
     return;
@@ -311,7 +311,7 @@ void ServerConnection::fail_all(std::string_view why, bool failure) {
   worker_.tick();
   if (why.data() != last_error_.data()) last_error_.assign(why);
   if (failure) {
-    health_.record_failure(index_, why);
+    if (health_ != nullptr) health_->record_failure(index_, why);
     if (why == "closed the connection")
       ++counters_.server_eof;
     else

@@ -41,9 +41,10 @@ class ServerConnection {
  public:
   // `setup` is sent first on every new connection (Redis AUTH / SELECT), `setup_replies` is how
   // many replies it produces; an error reply to it fails the connection.
-  // Failures and successes are reported to `health` (server `index` of its pool).
+  // Failures and successes are reported to `health` (server `index` of its pool), unless it is
+  // null (Redis Cluster nodes: the cluster does its own failover).
   ServerConnection(Worker& worker, asio::generic::stream_protocol::endpoint endpoint,
-                   std::string address, const PoolConfig& config, PoolHealth& health,
+                   std::string address, const PoolConfig& config, PoolHealth* health,
                    uint32_t index, std::string setup = {}, uint32_t setup_replies = 0);
   ~ServerConnection();
   ServerConnection(const ServerConnection&) = delete;
@@ -60,6 +61,10 @@ class ServerConnection {
 
   const std::string& address() const { return address_; }
   size_t pending() const { return pending_.size(); }
+  // The last connection attempt failed moments ago: a request pushed now fails at once.
+  bool failing() const {
+    return state_ == State::kDisconnected && std::chrono::steady_clock::now() < retry_after_;
+  }
   // Requests in flight, or bytes not yet written.
   bool busy() const { return !pending_.empty() || dirty_ || writing_ || !out_.empty(); }
   // Adds this connection's figures to `s` (worker thread).
@@ -85,7 +90,7 @@ class ServerConnection {
   std::string address_;
   std::chrono::milliseconds timeout_;
   std::chrono::milliseconds connect_timeout_;
-  PoolHealth& health_;
+  PoolHealth* health_;
   uint32_t index_;
   asio::generic::stream_protocol::socket socket_;
   asio::steady_timer timer_;

@@ -8,6 +8,7 @@
 #include <memory>
 #include <string_view>
 
+#include "core/cluster_stats.h"
 #include "core/config.h"
 
 namespace dproxy::core {
@@ -55,6 +56,8 @@ class PoolHealth {
 
   // Times a server of this pool was marked down (stats: server_ejects).
   uint64_t ejects() const { return ejects_.load(std::memory_order_relaxed); }
+  // redis_cluster pools: the cluster figures (INFO; see cluster_stats.h).
+  ClusterStats cluster;
 
   static int64_t now_ms() {
     return std::chrono::duration_cast<std::chrono::milliseconds>(

@@ -22,7 +22,7 @@ enum class ReadMode : uint8_t { kFirst, kRoundRobin, kHash };
 
 // The plain description of a route, as the config loader builds it (no JSON here).
 struct RouteSpec {
-  std::string policy;  // "ketama" | "modula" | "random" | "replicated" | "fanout"
+  std::string policy;  // "ketama" | "modula" | "random" | "replicated" | "fanout" | "redis_cluster"
   HashKind hash = HashKind::kFnv1a_64;
   std::string hash_tag;
   std::vector<uint32_t> servers;      // shard policies: indices into the pool's server list
@@ -37,7 +37,7 @@ class ShardRoute;
 
 class Route {
  public:
-  enum class Kind : uint8_t { kShard, kReplicated, kFanout };
+  enum class Kind : uint8_t { kShard, kReplicated, kFanout, kCluster };
   virtual ~Route() = default;
   virtual Kind kind() const = 0;
   // Rebuilds every shard distribution over the servers for which `live(index)` is true (index

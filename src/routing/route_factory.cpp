@@ -2,6 +2,7 @@
 
 #include <functional>
 
+#include "routing/cluster_route.h"
 #include "routing/fanout_route.h"
 #include "routing/replicated_route.h"
 #include "routing/route.h"
@@ -64,6 +65,10 @@ const Policy kPolicies[] = {
        Children children;
        if (!make_children(s, servers, children, error)) return nullptr;
        return std::make_unique<FanoutRoute>(std::move(children), s.reply);
+     }},
+    {"redis_cluster", false,
+     [](const RouteSpec&, auto, std::string&) -> std::unique_ptr<Route> {
+       return std::make_unique<ClusterRoute>();
      }},
 };
 

@@ -84,6 +84,28 @@ class Processes:
         p.port = port
         return p
 
+    def redis_cluster(self, masters=3, replicas=1, timeout=60.0):
+        """A Redis Cluster of `masters` * (1 + `replicas`) redis-servers on loopback, created
+        with `redis-cli --cluster create`; returns once every node reports cluster_state:ok
+        and agrees on the slot map. Returns a RedisCluster (its `nodes` are the processes)."""
+        nodes = []
+        for _ in range(masters * (1 + replicas)):
+            port = free_cluster_port()
+            conf = os.path.join(self.tmp.name, f"nodes-{port}.conf")
+            nodes.append(self.redis(port, extra=[
+                "--cluster-enabled", "yes", "--cluster-config-file", conf,
+                "--cluster-node-timeout", "2000", "--cluster-require-full-coverage", "yes"]))
+        addrs = [f"{HOST}:{n.port}" for n in nodes]
+        out = subprocess.run(["redis-cli", "--cluster", "create", *addrs, "--cluster-replicas",
+                              str(replicas), "--cluster-yes"], capture_output=True, text=True,
+                             timeout=timeout)
+        if out.returncode != 0:
+            raise RuntimeError(f"redis-cli --cluster create failed: {out.stdout}{out.stderr}")
+        cluster = RedisCluster(self, nodes)
+        if not wait_for(lambda: cluster.converged(replicas), timeout, interval=0.1):
+            raise RuntimeError("the cluster did not converge: " + cluster.describe())
+        return cluster
+
     def close(self):
         for p in reversed(self.procs):
             try:
@@ -92,6 +114,94 @@ class Processes:
                 pass
         self.procs = []
         self.tmp.cleanup()
+
+
+def free_cluster_port():
+    """A free loopback port whose cluster bus port (port + 10000) is free as well."""
+    import random
+    for _ in range(200):
+        port = random.randint(12000, 30000)
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as a, \
+                    socket.socket(socket.AF_INET, socket.SOCK_STREAM) as b:
+                a.bind((HOST, port))
+                b.bind((HOST, port + 10000))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+def _cluster_cmd(port, *args, timeout=5.0):
+    """One command to one node (a RespClient), None when the node does not answer."""
+    try:
+        c = RespClient(port, timeout=timeout)
+    except OSError:
+        return None
+    try:
+        return c.call(*args)
+    except (OSError, EOFError):
+        return None
+    finally:
+        c.close()
+
+
+class RedisCluster:
+    """The nodes (redis-server processes) of a cluster made by Processes.redis_cluster."""
+
+    def __init__(self, procs, nodes):
+        self.procs = procs
+        self.nodes = nodes
+
+    def alive(self):
+        return [n for n in self.nodes if n.poll() is None]
+
+    def slots(self, port=None):
+        """CLUSTER SLOTS as [(first, last, master_port, [replica ports])] (None: no answer)."""
+        for n in ([port] if port else [n.port for n in self.alive()]):
+            reply = _cluster_cmd(n, "CLUSTER", "SLOTS")
+            if isinstance(reply, list):
+                return sorted((r[0], r[1], int(r[2][1]), [int(x[1]) for x in r[3:]])
+                              for r in reply)
+        return None
+
+    def info(self, port):
+        reply = _cluster_cmd(port, "CLUSTER", "INFO")
+        if not isinstance(reply, bytes):
+            return {}
+        return dict(line.split(":", 1) for line in reply.decode().split("\r\n") if ":" in line)
+
+    def converged(self, replicas=None):
+        """Every live node says cluster_state:ok and reports the same slot map (in which every
+        master has `replicas` replicas, when given)."""
+        maps = []
+        for n in self.alive():
+            if self.info(n.port).get("cluster_state") != "ok":
+                return False
+            maps.append(self.slots(n.port))
+        if not all(m == maps[0] and m for m in maps):
+            return False
+        return replicas is None or all(len(r[3]) == replicas for r in maps[0])
+
+    def masters(self):
+        """Ports of the masters that own slots, in slot order."""
+        return [m for _, _, m, _ in self.slots()]
+
+    def node(self, port):
+        return next(n for n in self.nodes if n.port == port)
+
+    def node_id(self, port):
+        return _cluster_cmd(port, "CLUSTER", "MYID").decode()
+
+    def master_of(self, slot):
+        for first, last, master, replicas in self.slots():
+            if first <= slot <= last:
+                return master, replicas
+        return None, []
+
+    def describe(self):
+        return "; ".join(f"{n.port}: {self.info(n.port).get('cluster_state')}"
+                         for n in self.alive())
 
 
 class Dproxy:

@@ -240,7 +240,7 @@ class ConfigErrorTest(CliTestBase):
                           "server_retry_timeout_ms, auto_eject_hosts, client_connections, "
                           "server_connections, max_value_bytes, servers, "
                           "client_password, server_password, db, children, write_ack, read, "
-                          "failover_on_miss, reply)")
+                          "failover_on_miss, reply, cluster_refresh_ms, read_from)")
 
     def test_bad_protocol(self):
         self.config_error(doc(cache=pool(protocol="memcache")),
@@ -252,7 +252,7 @@ class ConfigErrorTest(CliTestBase):
     def test_bad_policy(self):
         self.config_error(doc(cache=pool(policy="ketamma")),
                           'pools.cache.policy: "ketamma" is not a policy '
-                          '(expected ketama, modula, random, replicated, fanout)')
+                          '(expected ketama, modula, random, replicated, fanout, redis_cluster)')
 
     def test_bad_hash_lists_valid_names(self):
         self.config_error(doc(cache=pool(hash="sha1")),

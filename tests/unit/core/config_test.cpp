@@ -281,7 +281,8 @@ TEST_CASE("config: missing and unknown pool keys") {
         "timeout_ms, connect_timeout_ms, server_failure_limit, server_retry_timeout_ms, "
         "auto_eject_hosts, client_connections, server_connections, max_value_bytes, servers, "
         "client_password, "
-        "server_password, db, children, write_ack, read, failover_on_miss, reply)");
+        "server_password, db, children, write_ack, read, failover_on_miss, reply, "
+        "cluster_refresh_ms, read_from)");
   CHECK(parse_error(pool_doc("", "[]")) == "pools.cache.servers: a pool needs at least one server");
   CHECK(parse_error(pool_doc("", R"({"a": "10.0.0.1:1"})")) ==
         "pools.cache.servers: expected an array, got object");
@@ -292,7 +293,7 @@ TEST_CASE("config: bad enumerations") {
         R"(pools.cache.protocol: "memcache" is not a protocol (expected "memcached" or "redis"))");
   CHECK(parse_error(pool_doc(R"("policy": "consistent", )")) ==
         R"(pools.cache.policy: "consistent" is not a policy (expected ketama, modula, random, )"
-        R"(replicated, fanout))");
+        R"(replicated, fanout, redis_cluster))");
   CHECK(parse_error(pool_doc(R"("policy": "fanout", )")) ==
         R"(pools.cache.servers: a fanout route takes "children", not "servers")");
   CHECK(parse_error(pool_doc(R"("hash": "sha1", )")) ==
@@ -491,7 +492,7 @@ TEST_CASE("config: route trees") {
       tree(
           R"("policy": "replicated", "children": [{"policy": "ketamma", "servers": ["10.0.0.1:1"]}])") ==
       R"(pools.r.children[0].policy: "ketamma" is not a policy (expected ketama, modula, random, )"
-      R"(replicated, fanout))");
+      R"(replicated, fanout, redis_cluster))");
   CHECK(tree(R"("policy": "replicated", "children": [{"policy": "ketama", "severs": []}])") ==
         "pools.r.children[0].severs: unknown key in a route (expected policy, hash, servers, "
         "children, write_ack, read, failover_on_miss, reply)");
@@ -502,6 +503,55 @@ TEST_CASE("config: route trees") {
         R"(pools.r.children[1]: duplicate server address "10.0.0.1:1")");
   CHECK(tree(R"("policy": "ketama", "children": ["10.0.0.1:1"])") ==
         R"(pools.r.children: a ketama route takes "servers", not "children")");
+}
+
+TEST_CASE("config: redis_cluster pools") {
+  auto config = parse_ok(R"({"pools": {"c": {"protocol": "redis", "listen": "127.0.0.1:1",
+      "policy": "redis_cluster", "cluster_refresh_ms": 2500, "read_from": "replica",
+      "servers": ["10.0.0.1:7000", "10.0.0.2:7000"]}}})");
+  const auto& c = only_pool(config);
+  CHECK(c.route.policy == "redis_cluster");
+  CHECK(c.servers.size() == 2);
+  CHECK(c.cluster_refresh_ms == 2500);
+  CHECK(c.read_from == dproxy::core::ReadFrom::kReplica);
+  CHECK(describe_config(config).find("policy=redis_cluster") != std::string::npos);
+  CHECK(describe_config(config).find("cluster_refresh_ms=2500 read_from=replica") !=
+        std::string::npos);
+  auto defaults = parse_ok(R"({"pools": {"c": {"protocol": "redis", "listen": "127.0.0.1:1",
+      "policy": "redis_cluster", "servers": ["10.0.0.1:7000"]}}})");
+  CHECK(only_pool(defaults).cluster_refresh_ms == 10000);
+  CHECK(only_pool(defaults).read_from == dproxy::core::ReadFrom::kMaster);
+
+  auto cluster = [](const std::string& extra, const std::string& protocol = "redis") {
+    return parse_error(R"({"pools": {"c": {"protocol": ")" + protocol +
+                       R"(", "listen": "127.0.0.1:1", "policy": "redis_cluster", )" + extra +
+                       R"("servers": ["10.0.0.1:7000"]}}})");
+  };
+  const std::string own_rule =
+      "a redis_cluster pool places keys by Redis Cluster's own rule (CRC16 of the key or of its "
+      "{tag}, modulo 16384 slots); remove this key";
+  CHECK(cluster(R"("hash": "md5", )") == "pools.c.hash: " + own_rule);
+  CHECK(cluster(R"("hash_tag": "{}", )") == "pools.c.hash_tag: " + own_rule);
+  CHECK(cluster("", "memcached") ==
+        R"(pools.c.policy: a redis_cluster pool takes protocol "redis")");
+  CHECK(cluster(R"("auto_eject_hosts": true, )") ==
+        "pools.c.auto_eject_hosts: a redis_cluster pool follows the cluster's own failover; "
+        "auto_eject_hosts does not apply");
+  CHECK(cluster(R"("db": 1, )") == "pools.c.db: Redis Cluster has only database 0");
+  CHECK(cluster(R"("read_from": "slave", )") ==
+        R"(pools.c.read_from: "slave" is not one of master, replica, any)");
+  CHECK(cluster(R"("cluster_refresh_ms": 10, )") ==
+        "pools.c.cluster_refresh_ms: 10 is out of range [100, 3600000]");
+  CHECK(cluster(R"("children": ["10.0.0.2:1"], )") ==
+        R"(pools.c.children: a redis_cluster route takes "servers", not "children")");
+  // Cluster options on other pools, and the policy as a child route.
+  CHECK(parse_error(pool_doc(R"("read_from": "any", )")) ==
+        "pools.cache.read_from: only a redis_cluster pool takes this key");
+  CHECK(parse_error(pool_doc(R"("cluster_refresh_ms": 1000, )")) ==
+        "pools.cache.cluster_refresh_ms: only a redis_cluster pool takes this key");
+  CHECK(parse_error(R"({"pools": {"r": {"protocol": "redis", "listen": "127.0.0.1:1",
+      "policy": "replicated", "children": [{"policy": "redis_cluster", "servers": ["10.0.0.1:1"]}]}}})") ==
+        "pools.r.children[0].policy: redis_cluster is a pool policy; it cannot be a child route");
 }
 
 TEST_CASE("config: the stats listener") {

@@ -1,0 +1,330 @@
+// ClientSession: redis_cluster pools. Keys route by hash slot (CRC16 of the key or its {tag},
+// modulo 16384) to the slot's master, or to a replica for reads with read_from replica/any.
+// Every fragment keeps its command bytes until its reply is final:
+//   -MOVED <slot> <addr>   the map is updated, the fragment re-sent there
+//   -ASK <slot> <addr>     ASKING + the fragment to <addr>, for this request only
+//                          (after kMaxRedirects hops in a row: a backoff retry, as TRYAGAIN)
+//   -TRYAGAIN/-CLUSTERDOWN re-sent after a backoff (<= kMaxRetries), then the error is final
+//   connection failure     the map is refreshed; a request never written (connect failed) or
+//                          a read is retried like TRYAGAIN, other writes fail (maybe applied)
+//   replica failure        a read goes back to the slot's master
+// Multi-key MGET/MSET/DEL/UNLINK/EXISTS/TOUCH are split by slot (a cluster node refuses keys of
+// several slots in one command) and merged as in sharded pools.
+
+#include "core/client_session.h"
+#include "core/cluster_runtime.h"
+#include "core/pool_runtime.h"
+#include "core/server_connection.h"
+#include "core/stats.h"
+#include "core/worker.h"
+#include "protocol/resp/reply_writer.h"
+#include "routing/cluster_slots.h"
+
+namespace dproxy::core {
+
+namespace resp = protocol::resp;
+using protocol::Request;
+using resp::Routing;
+using routing::ClusterReply;
+
+namespace {
+
+constexpr uint8_t kMaxRedirects = 5;  // MOVED / ASK hops in a row, then a backoff retry
+constexpr uint8_t kMaxRetries = 10;   // backoff 10, 20, 40 ... 500 ms: about 2.6 s in total
+constexpr std::string_view kAsking = "*1\r\n$6\r\nASKING\r\n";
+
+std::chrono::milliseconds retry_delay(uint8_t attempt) {
+  return std::chrono::milliseconds(std::min<uint32_t>(10u << std::min<uint8_t>(attempt, 8), 500));
+}
+
+// Multibulk frames are kept byte for byte; an inline command is re-encoded as multibulk.
+void assign_request(std::string& out, const Request& req) {
+  out.clear();
+  if (!req.frame.empty() && req.frame[0] == '*') {
+    out.append(req.frame);
+  } else {
+    resp::append_command(out, req.args);
+  }
+}
+
+void append_upper_name(std::string& out, std::string_view name) {
+  for (char c : name) {
+    if (c == '|') c = ' ';
+    out.push_back(c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : c);
+  }
+}
+
+}  // namespace
+
+void ClientSession::dispatch_redis_cluster(const resp::CommandInfo& cmd, const Request& req) {
+  const auto& args = req.args;
+  ClusterRuntime& cluster = *pool().cluster();
+  const bool read = (cmd.flags & resp::kCmdReadonly) != 0 && (cmd.flags & resp::kCmdWrite) == 0;
+  uint16_t hslot = 0;
+  bool keyed = true;
+  switch (cmd.routing) {
+    case Routing::kNoKeyForward:
+      keyed = false;  // TIME, LOLWUT, ... HELP: any master answers
+      break;
+    case Routing::kSingleKey:
+      if (key_idx_.empty()) break;
+      hslot = routing::key_slot(args[key_idx_[0]]);
+      break;
+    case Routing::kMultiKeySplit:
+      if (key_idx_.empty()) break;
+      cluster_split(cmd, req, read);
+      return;
+    case Routing::kSameServer:
+      if (key_idx_.empty()) break;
+      hslot = routing::key_slot(args[key_idx_[0]]);
+      for (size_t i = 1; i < key_idx_.size(); ++i) {
+        if (routing::key_slot(args[key_idx_[i]]) != hslot) {
+          // Redis Cluster's own error.
+          redis_error("CROSSSLOT Keys in request don't hash to the same slot");
+          return;
+        }
+      }
+      break;
+    default:
+      break;
+  }
+  if (keyed && key_idx_.empty()) {
+    ReplySlot* slot = ready_slot("-ERR dproxy: ");
+    append_upper_name(slot->data, cmd.name);
+    slot->data.append(
+        " names no key, so there is no server to route it to (pass at least one key)\r\n");
+    return;
+  }
+  ReplySlot* slot = new_slot(ReplySlot::Kind::kForward);
+  slot->outstanding = 1;
+  cluster_fragments(slot, 1);
+  slot->cluster_read = read;
+  assign_request(slot->frag_frames[0], req);
+  uint32_t node;
+  if (keyed) {
+    slot->frag_hslot[0] = hslot;
+    node = cluster.node_for(hslot, read, read_turn_++);
+  } else {
+    const auto& masters = cluster.masters();
+    node = masters[read_turn_++ % masters.size()];
+  }
+  cluster_send(slot, 0, node, false);
+}
+
+void ClientSession::cluster_fragments(ReplySlot* slot, size_t n) {
+  // NOTE: the slot keeps the runtime its fragments were sent with: after a config reload the
+  // pool's new runtime serves new requests, the old one (kept while busy) finishes these.
+  slot->cluster = pool().cluster();
+  if (slot->frag_frames.size() < n) slot->frag_frames.resize(n);
+  for (size_t f = 0; f < n; ++f) slot->frag_frames[f].clear();
+  slot->frag_hslot.assign(n, 0);
+  slot->frag_node.assign(n, ClusterRuntime::kNoNode);
+  slot->frag_redirects.assign(n, 0);
+  slot->frag_retries.assign(n, 0);
+}
+
+void ClientSession::cluster_split(const resp::CommandInfo& cmd, const Request& req, bool read) {
+  const auto& args = req.args;
+  const bool pairs = cmd.name == "mset";  // MSET k v [k v ...]: a key's value follows it
+  ClusterRuntime& cluster = *pool().cluster();
+  std::vector<int32_t>& frag_of_slot = cluster.slot_scratch();
+  frag_servers_.clear();  // here: the hash slot of each fragment
+  ReplySlot* slot = new_slot(ReplySlot::Kind::kRespSum);
+  for (uint32_t idx : key_idx_) {
+    const uint16_t hslot = routing::key_slot(args[idx]);
+    int32_t f = frag_of_slot[hslot];
+    if (f < 0) {
+      f = static_cast<int32_t>(frag_servers_.size());
+      frag_of_slot[hslot] = f;
+      frag_servers_.push_back(hslot);
+    }
+    slot->key_frag.push_back(static_cast<uint16_t>(f));
+  }
+  for (uint32_t hslot : frag_servers_) frag_of_slot[hslot] = -1;  // all -1 again
+  const size_t nfrags = frag_servers_.size();
+  slot->cluster_read = read;
+  if (nfrags == 1) {
+    slot->kind = ReplySlot::Kind::kForward;
+    slot->outstanding = 1;
+    cluster_fragments(slot, 1);
+    assign_request(slot->frag_frames[0], req);
+    slot->frag_hslot[0] = static_cast<uint16_t>(frag_servers_[0]);
+    cluster_send(slot, 0, cluster.node_for(slot->frag_hslot[0], read, read_turn_++), false);
+    return;
+  }
+  if (cmd.name == "mget") {
+    slot->kind = ReplySlot::Kind::kRespArray;
+  } else if (pairs) {
+    slot->kind = ReplySlot::Kind::kRespAllOk;
+  }
+  slot->outstanding = static_cast<uint32_t>(nfrags);
+  slot_.counters.fragments += nfrags;
+  if (slot->frags.size() < nfrags) slot->frags.resize(nfrags);
+  slot->frag_error.assign(nfrags, 0);
+  cluster_fragments(slot, nfrags);
+  const uint64_t spread = read_turn_++;
+  for (size_t f = 0; f < nfrags; ++f) {
+    sub_args_.clear();
+    sub_args_.push_back(args[0]);
+    for (size_t i = 0; i < key_idx_.size(); ++i) {
+      if (slot->key_frag[i] != f) continue;
+      sub_args_.push_back(args[key_idx_[i]]);
+      if (pairs) sub_args_.push_back(args[key_idx_[i] + 1]);
+    }
+    resp::append_command(slot->frag_frames[f], sub_args_);
+    const auto hslot = static_cast<uint16_t>(frag_servers_[f]);
+    slot->frag_hslot[f] = hslot;
+    cluster_send(slot, static_cast<uint16_t>(f), cluster.node_for(hslot, read, spread), false);
+  }
+}
+
+void ClientSession::cluster_send(ReplySlot* slot, uint16_t frag, uint32_t node, bool asking) {
+  ClusterRuntime* const cluster = slot->cluster;
+  ServerConnection* conn = &cluster->connection(node, id_);
+  if (conn->failing()) {
+    // The node failed moments ago. A read for a replica goes to the master; anything else
+    // waits for a refreshed map (a failover?) rather than fail at once.
+    cluster->request_refresh();
+    const uint16_t hslot = slot->frag_hslot[frag];
+    if (slot->cluster_read && !asking && !cluster->is_master_of(node, hslot)) {
+      const uint32_t master = cluster->master_for(hslot, id_);
+      if (master != node) {
+        ClusterStats::bump(cluster->stats().replica_fallbacks);
+        node = master;
+        conn = &cluster->connection(node, id_);
+      }
+    }
+    if (conn->failing() && slot->frag_retries[frag] < kMaxRetries) {
+      slot->frag_node[frag] = node;
+      ClusterStats::bump(cluster->stats().retries);
+      cluster->retry_later(shared_from_this(), slot, frag, retry_delay(slot->frag_retries[frag]++));
+      return;
+    }
+  }
+  if (asking) {
+    conn->out().append(kAsking);
+    conn->push(shared_from_this(), slot, kIgnoredFrag, protocol::memcache::ReplyKind::kLine);
+  }
+  slot->frag_node[frag] = node;
+  conn->out().append(slot->frag_frames[frag]);
+  conn->push(shared_from_this(), slot, frag, protocol::memcache::ReplyKind::kLine);
+}
+
+void ClientSession::cluster_retry(ReplySlot* slot, uint16_t frag) {
+  ClusterRuntime* const cluster = slot->cluster;
+  slot->frag_redirects[frag] = 0;
+  cluster_send(slot, frag,
+               cluster->node_for(slot->frag_hslot[frag], slot->cluster_read, read_turn_++), false);
+}
+
+bool ClientSession::cluster_intercept(ReplySlot* slot, uint16_t frag, std::string_view& bytes) {
+  ClusterRuntime* const cluster = slot->cluster;
+  ClusterStats& stats = cluster->stats();
+  const uint32_t from = slot->frag_node[frag];
+  const uint16_t hslot = slot->frag_hslot[frag];
+  auto retry = [&]() {
+    if (slot->frag_retries[frag] >= kMaxRetries) {
+      ClusterStats::bump(stats.gave_up);
+      return false;  // the client gets the last error
+    }
+    ClusterStats::bump(stats.retries);
+    cluster->retry_later(shared_from_this(), slot, frag, retry_delay(slot->frag_retries[frag]++));
+    return true;
+  };
+  auto to_master = [&]() {
+    // A replica that fails (or is not ready) sends the read back to the slot's master.
+    if (!slot->cluster_read || cluster->is_master_of(from, hslot)) return false;
+    // (Bounded: the master never sends a read back here; its failures go through retry().)
+    const uint32_t master = cluster->master_for(hslot, id_);
+    if (master == from) return false;
+    ClusterStats::bump(stats.replica_fallbacks);
+    cluster_send(slot, frag, master, false);
+    return true;
+  };
+  const routing::ClusterRedirect r = routing::parse_cluster_redirect(bytes);
+  switch (r.kind) {
+    case ClusterReply::kMoved:
+    case ClusterReply::kAsk: {
+      const bool ask = r.kind == ClusterReply::kAsk;
+      ClusterStats::bump(ask ? stats.ask : stats.moved);
+      const uint32_t node = cluster->node_at(r.address, from);
+      if (node == ClusterRuntime::kNoNode) return false;  // the client gets the redirection
+      if (!ask) cluster->moved(r.slot, node);
+      if (++slot->frag_redirects[frag] > kMaxRedirects) {
+        // Nodes that disagree for a moment (a slot handed over while SETSLOT NODE has not
+        // reached every node yet): wait, then start again from the map.
+        if (retry()) return true;
+        cluster_error_.assign("-ERR dproxy: slot ");
+        cluster_error_.append(std::to_string(r.slot));
+        cluster_error_.append(" was redirected ");
+        cluster_error_.append(std::to_string(kMaxRedirects));
+        cluster_error_.append(" times in a row (last: ");
+        std::string_view line = bytes.substr(1);
+        while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.remove_suffix(1);
+        cluster_error_.append(line);
+        cluster_error_.append("); the cluster's slot map keeps changing\r\n");
+        bytes = cluster_error_;
+        return false;
+      }
+      cluster_send(slot, frag, node, ask);
+      return true;
+    }
+    case ClusterReply::kClusterDown:
+      cluster->request_refresh();
+      return retry();
+    case ClusterReply::kTryAgain:
+      return retry();
+    case ClusterReply::kOther:
+      break;
+  }
+  if (bytes.starts_with("-ERR dproxy: backend ")) {
+    // The connection failed or timed out: the map may be stale (a failover).
+    cluster->request_refresh();
+    if (to_master()) return true;
+    // A request that was never written (the connect failed) is safe to send again, and so is
+    // a read whose connection was lost (not one that timed out: it would wait twice as long).
+    if (bytes.find(" connect failed") != std::string_view::npos ||
+        bytes.find(" connect timed out") != std::string_view::npos ||
+        (slot->cluster_read && bytes.find(" timed out") == std::string_view::npos))
+      return retry();
+    return false;
+  }
+  if (bytes.starts_with("-LOADING") || bytes.starts_with("-MASTERDOWN")) return to_master();
+  return false;
+}
+
+ServerConnection& ClientSession::broadcast_connection(uint32_t server) {
+  ClusterRuntime* cluster = pool().cluster();
+  return cluster != nullptr ? cluster->connection(server, id_) : pool().connection(server, id_);
+}
+
+void ClientSession::append_cluster_info(std::string& text) {
+  ClusterRuntime* const cluster = pool().cluster();
+  const ClusterStats& s = cluster->stats();
+  auto line = [&](const char* name, uint64_t value) {
+    text += name;
+    text += ':';
+    text += std::to_string(value);
+    text += "\r\n";
+  };
+  const PoolConfig& config = pool().config();
+  text += "cluster_read_from:";
+  text += config.read_from == ReadFrom::kMaster    ? "master"
+          : config.read_from == ReadFrom::kReplica ? "replica"
+                                                   : "any";
+  text += "\r\n";
+  line("cluster_refresh_ms", config.cluster_refresh_ms);
+  line("cluster_slot_map_version", s.slot_map_version.load(std::memory_order_relaxed));
+  line("cluster_refreshes", s.refreshes.load(std::memory_order_relaxed));
+  line("cluster_refresh_failures", s.refresh_failures.load(std::memory_order_relaxed));
+  line("cluster_moved", s.moved.load(std::memory_order_relaxed));
+  line("cluster_ask", s.ask.load(std::memory_order_relaxed));
+  line("cluster_retries", s.retries.load(std::memory_order_relaxed));
+  line("cluster_replica_fallbacks", s.replica_fallbacks.load(std::memory_order_relaxed));
+  line("cluster_gave_up", s.gave_up.load(std::memory_order_relaxed));
+  // This worker thread's view.
+  line("cluster_masters", cluster->masters().size());
+  line("cluster_known_nodes", cluster->node_count());
+}
+
+}  // namespace dproxy::core
