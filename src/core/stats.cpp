@@ -29,6 +29,9 @@ void merge_pool(PoolStats& a, const PoolStats& b) {
   a.requests += b.requests;
   // server_ejects is process-wide (shared health): every worker reports the same figure.
   a.server_ejects = std::max(a.server_ejects, b.server_ejects);
+  a.cluster = a.cluster || b.cluster;
+  for (size_t i = 0; i < a.cluster_figures.size(); ++i)
+    a.cluster_figures[i] = std::max(a.cluster_figures[i], b.cluster_figures[i]);
   for (const ServerStats& s : b.servers) {
     auto it = std::find_if(a.servers.begin(), a.servers.end(),
                            [&](const ServerStats& x) { return x.name == s.name; });
@@ -112,6 +115,10 @@ std::string format_stats_json(const StatsSnapshot& s, const ProcessInfo& p) {
     j["server_ejects"] = pool.server_ejects;
     j["forward_error"] = pool.forward_error;
     j["fragments"] = pool.fragments;
+    if (pool.cluster) {
+      for (size_t i = 0; i < kClusterFigures.size(); ++i)
+        j[kClusterFigures[i]] = pool.cluster_figures[i];
+    }
     for (const ServerStats& srv : pool.servers) {
       nlohmann::ordered_json v;
       v["server_eof"] = srv.counters.server_eof;
@@ -191,6 +198,19 @@ std::string format_prometheus(const StatsSnapshot& s, const ProcessInfo& p) {
     header(m.name, m.type, m.help);
     for (const PoolStats& pool : s.pools)
       line(m.name, "pool=\"" + label(pool.name) + "\"", pool.*(m.field));
+  }
+
+  for (size_t i = 0; i < kClusterFigures.size(); ++i) {
+    const std::string name = std::string("dproxy_") + kClusterFigures[i] + (i == 0 ? "" : "_total");
+    bool any = false;
+    for (const PoolStats& pool : s.pools) {
+      if (!pool.cluster) continue;
+      if (!any)
+        header(name.c_str(), i == 0 ? "gauge" : "counter",
+               "Redis Cluster pools: see the README (Redis Cluster figures).");
+      any = true;
+      line(name, "pool=\"" + label(pool.name) + "\"", pool.cluster_figures[i]);
+    }
   }
 
   struct ServerMetric {

@@ -112,7 +112,21 @@ struct PoolStats {
   uint64_t server_ejects = 0, forward_error = 0, fragments = 0, requests = 0;
   std::vector<ServerStats> servers;
   std::vector<CommandLatency> latency;  // sorted by command name
+  // redis_cluster pools (process-wide figures, see cluster_stats.h), in kClusterFigures order.
+  bool cluster = false;
+  std::array<uint64_t, 8> cluster_figures{};
 };
+
+// Names of PoolStats::cluster_figures (JSON keys; Prometheus adds "dproxy_" and, for the
+// counters, "_total"). The first is a gauge, the others counters.
+inline constexpr std::array<const char*, 8> kClusterFigures = {"cluster_slot_map_version",
+                                                               "cluster_refreshes",
+                                                               "cluster_refresh_failures",
+                                                               "cluster_moved",
+                                                               "cluster_ask",
+                                                               "cluster_retries",
+                                                               "cluster_replica_fallbacks",
+                                                               "cluster_gave_up"};
 
 struct StatsSnapshot {
   std::vector<PoolStats> pools;  // config order

@@ -98,6 +98,17 @@ void Worker::snapshot(StatsSnapshot& out) const {
     p.fragments = c.fragments;
     p.requests = c.requests;
     p.server_ejects = rt.health_ejects();
+    if (config.route.policy == "redis_cluster") {
+      const ClusterStats& cs = slot.runtime->health().cluster;
+      p.cluster = true;
+      // In kClusterFigures order.
+      const std::atomic<uint64_t>* figures[] = {
+          &cs.slot_map_version, &cs.refreshes,         &cs.refresh_failures, &cs.moved, &cs.ask,
+          &cs.retries,          &cs.replica_fallbacks, &cs.gave_up};
+      static_assert(std::size(figures) == kClusterFigures.size());
+      for (size_t i = 0; i < p.cluster_figures.size(); ++i)
+        p.cluster_figures[i] = figures[i]->load(std::memory_order_relaxed);
+    }
     rt.server_stats(p.servers);
     for (const auto& s : p.servers) p.forward_error += s.counters.forward_errors;
     for (size_t cmd = 0; cmd < c.latency.size(); ++cmd) {

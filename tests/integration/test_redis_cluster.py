@@ -7,6 +7,7 @@ at most for the failover window, then recover by themselves).
 Starts real 6-node clusters (3 masters + 3 replicas, redis-server --cluster-enabled yes on free
 loopback ports, created with redis-cli --cluster create).
 """
+import json
 import os
 import threading
 import time
@@ -68,9 +69,11 @@ class RedisClusterTest(RedisTestMixin, unittest.TestCase):
             cls.port = free_port()
             cls.replica_port = free_port()
             seeds = cls.ports[:2]  # the rest is discovered
-            cls.proxy = Dproxy(cls.procs, ARGS.dproxy, {
+            cls.stats_port = free_port()
+            cls.proxy = harness.DproxyTop(cls.procs, ARGS.dproxy, {
                 "main": cluster_pool(cls.port, seeds),
-                "replica": cluster_pool(cls.replica_port, seeds, read_from="replica")})
+                "replica": cluster_pool(cls.replica_port, seeds, read_from="replica")},
+                top={"stats": {"listen": f"{HOST}:{cls.stats_port}"}})
         except Exception:
             cls.procs.close()
             raise
@@ -387,6 +390,13 @@ class RedisClusterTest(RedisTestMixin, unittest.TestCase):
         self.assertGreater(info["cluster_moved"], info0["cluster_moved"])
         self.assertGreater(info["cluster_ask"], info0["cluster_ask"])
         self.assertGreater(info["cluster_slot_map_version"], info0["cluster_slot_map_version"])
+        # The same figures in the stats JSON and in /metrics.
+        doc = json.loads(harness.exchange(self.stats_port))
+        self.assertGreaterEqual(doc["main"]["cluster_moved"], info["cluster_moved"])
+        self.assertGreaterEqual(doc["main"]["cluster_ask"], info["cluster_ask"])
+        metrics = harness.exchange(self.stats_port, b"GET /metrics HTTP/1.0\r\n\r\n").decode()
+        self.assertIn(f'dproxy_cluster_ask_total{{pool="main"}} ', metrics)
+        self.assertIn("# TYPE dproxy_cluster_slot_map_version gauge", metrics)
         print(f"\n  migration: {moved_keys} keys in {migration_time:.2f} s, {sum(ops)} requests, "
               f"MOVED {info['cluster_moved'] - info0['cluster_moved']}, "
               f"ASK {info['cluster_ask'] - info0['cluster_ask']}, "

@@ -138,3 +138,28 @@ TEST_CASE("stats: memcached STAT lines and Redis INFO fields") {
   CHECK(info_text.find("cmdstat_get:calls=1,usec=100,usec_per_call=100.00\r\n") !=
         std::string::npos);
 }
+
+TEST_CASE("stats: Redis Cluster figures appear for cluster pools only") {
+  ProcessInfo info;
+  StatsSnapshot s = one_worker(1, 10, true);
+  StatsSnapshot c;
+  PoolStats& p = c.pools.emplace_back();
+  p.name = "rc";
+  p.cluster = true;
+  p.cluster_figures = {7, 3, 0, 5, 9, 2, 1, 0};
+  StatsSnapshot other = c;
+  other.pools[0].cluster_figures[0] = 6;  // another worker saw an older map
+  c.merge(other);
+  CHECK(c.pools[0].cluster_figures[0] == 7);  // process-wide figures: not summed
+  CHECK(c.pools[0].cluster_figures[4] == 9);
+  s.merge(c);
+  auto doc = nlohmann::json::parse(dproxy::core::format_stats_json(s, info));
+  CHECK(doc["rc"]["cluster_moved"] == 5);
+  CHECK(doc["rc"]["cluster_ask"] == 9);
+  CHECK(doc["rc"]["cluster_slot_map_version"] == 7);
+  CHECK_FALSE(doc["cache"].contains("cluster_moved"));
+  const std::string text = dproxy::core::format_prometheus(s, info);
+  CHECK(text.find("# TYPE dproxy_cluster_slot_map_version gauge\n") != std::string::npos);
+  CHECK(text.find("dproxy_cluster_moved_total{pool=\"rc\"} 5\n") != std::string::npos);
+  CHECK(text.find("dproxy_cluster_moved_total{pool=\"cache\"}") == std::string::npos);
+}
