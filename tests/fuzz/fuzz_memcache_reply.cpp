@@ -15,10 +15,16 @@ using dproxy::protocol::ParseStatus;
 std::string drive(std::string_view input, size_t first, size_t step, mc::ReplyKind kind) {
   dproxy_fuzz::Feeder feeder(input, first, step);
   std::string log;
+  mc::ReplyScanState state;  // the resumable scan must agree with a scan from the start
   while (feeder.ready()) {
     std::string_view buf = feeder.buffer();
     bool is_error = false;
     auto r = mc::scan_reply(buf, kind, &is_error);
+    bool resumed_error = false;
+    auto resumed = mc::scan_reply(buf, kind, state, &resumed_error);
+    FUZZ_ASSERT(resumed.status == r.status && resumed.consumed == r.consumed &&
+                resumed.size_hint == r.size_hint && resumed_error == is_error);
+    FUZZ_ASSERT(r.status == ParseStatus::kNeedMore || state.pos == 0);
     if (r.status == ParseStatus::kNeedMore) {
       if (!feeder.feed()) break;
       continue;

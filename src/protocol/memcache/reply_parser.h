@@ -29,6 +29,18 @@ inline constexpr std::string_view kBadReplyError = "SERVER_ERROR bad reply from 
 // kNeedMore: size_hint = a lower bound of the reply size once a VALUE line is complete.
 ParseResult scan_reply(std::string_view in, ReplyKind kind, bool* is_error = nullptr);
 
+// Progress of scan_reply over an incomplete retrieval reply (the offset of the first item not
+// yet complete), so that a large multi-item reply arriving over many reads is scanned once in
+// total. Value-initialize it before the first call of each reply.
+struct ReplyScanState {
+  size_t pos = 0;
+};
+
+// The same, resuming from `state` (which it updates on kNeedMore and clears otherwise). Call it
+// again with the same bytes plus more, or with a cleared state for another reply.
+ParseResult scan_reply(std::string_view in, ReplyKind kind, ReplyScanState& state,
+                       bool* is_error = nullptr);
+
 // One "VALUE key flags bytes [cas]\r\n<data>\r\n" item of a complete retrieval reply.
 struct ValueItem {
   std::string_view key;
