@@ -288,13 +288,29 @@ void ClientSession::dispatch_memcache(const Request& req) {
 
 void ClientSession::forward_memcache_multiget(const Request& req) {
   namespace mc = protocol::memcache;
-  frag_of_server_.assign(pool().server_count(), -1);
+  PoolRuntime& pool_rt = pool();
+  frag_of_server_.assign(pool_rt.server_count(), -1);
   frag_servers_.clear();
   ReplySlot* slot = new_slot(ReplySlot::Kind::kMultiGet);
-  for (std::string_view key : req.keys) {
-    slot->keys.append(key);
-    slot->key_len.push_back(static_cast<uint32_t>(key.size()));
-    slot->key_frag.push_back(fragment_of(pool().server_for(key)));
+  const size_t nkeys = req.keys.size();
+  // The keys are kept as one copy of the line from the first key to the end of the last (keys
+  // separated by spaces) plus each key's length: finish_multiget walks them in order.
+  const std::string_view first = req.keys.front();
+  const std::string_view last = req.keys.back();
+  slot->keys.assign(first.data(), static_cast<size_t>(last.data() + last.size() - first.data()));
+  slot->key_len.resize(nkeys);
+  slot->key_frag.resize(nkeys);
+  for (size_t i = 0; i < nkeys; ++i) {
+    const std::string_view key = req.keys[i];
+    slot->key_len[i] = static_cast<uint32_t>(key.size());
+    const uint32_t server = pool_rt.server_for(key);
+    int32_t frag = frag_of_server_[server];
+    if (frag < 0) {
+      frag = static_cast<int32_t>(frag_servers_.size());
+      frag_of_server_[server] = frag;
+      frag_servers_.push_back(server);
+    }
+    slot->key_frag[i] = static_cast<uint16_t>(frag);
   }
   size_t nfrags = frag_servers_.size();
   if (split_hits_down_server(slot)) return;
@@ -302,7 +318,7 @@ void ClientSession::forward_memcache_multiget(const Request& req) {
     // Every key on one server: forward the frame untouched.
     slot->kind = ReplySlot::Kind::kForward;
     slot->outstanding = 1;
-    ServerConnection& conn = pool().connection(frag_servers_[0], id_);
+    ServerConnection& conn = pool_rt.connection(frag_servers_[0], id_);
     conn.out().append(req.frame);
     conn.push(shared_from_this(), slot, 0, mc::ReplyKind::kRetrieval);
     return;
@@ -311,22 +327,23 @@ void ClientSession::forward_memcache_multiget(const Request& req) {
   slot_.counters.fragments += nfrags;
   if (slot->frags.size() < nfrags) slot->frags.resize(nfrags);
   slot->frag_error.assign(nfrags, 0);
-  // "get " or "gat <exptime> ": everything before the first key.
-  std::string_view prefix(req.frame.data(),
-                          static_cast<size_t>(req.keys[0].data() - req.frame.data()));
+  // "get" or "gat <exptime>": everything before the space that precedes the first key. Each
+  // key is then appended with the space before it (the line has one there).
+  std::string_view prefix(req.frame.data(), static_cast<size_t>(first.data() - req.frame.data()));
+  prefix.remove_suffix(1);
+  frag_outs_.resize(nfrags);
+  for (size_t f = 0; f < nfrags; ++f) {
+    frag_outs_[f] = &pool_rt.connection(frag_servers_[f], id_).out();
+    frag_outs_[f]->append(prefix);
+  }
+  for (size_t i = 0; i < nkeys; ++i) {
+    const std::string_view key = req.keys[i];
+    frag_outs_[slot->key_frag[i]]->append(key.data() - 1, key.size() + 1);
+  }
   auto self = shared_from_this();
   for (size_t f = 0; f < nfrags; ++f) {
-    ServerConnection& conn = pool().connection(frag_servers_[f], id_);
-    std::string& out = conn.out();
-    out.append(prefix);
-    bool first = true;
-    for (size_t i = 0; i < req.keys.size(); ++i) {
-      if (slot->key_frag[i] != f) continue;
-      if (!first) out.push_back(' ');
-      out.append(req.keys[i]);
-      first = false;
-    }
-    out.append("\r\n");
+    ServerConnection& conn = pool_rt.connection(frag_servers_[f], id_);
+    conn.out().append("\r\n");
     conn.push(self, slot, static_cast<uint16_t>(f), mc::ReplyKind::kRetrieval);
   }
 }
@@ -430,18 +447,16 @@ void ClientSession::on_backend_reply(ReplySlot* slot, uint16_t frag, std::string
     drain();
     return;
   }
+  if (slot->kind == ReplySlot::Kind::kMultiGet || slot->kind == ReplySlot::Kind::kRespArray) {
+    on_merge_reply(slot, frag, bytes, is_error);
+    return;
+  }
   slot->frags[frag].assign(bytes);
   slot->held += bytes.size();
   held_bytes_ += bytes.size();
   slot->frag_error[frag] = is_error ? 1 : 0;
   if (--slot->outstanding > 0) return;
   switch (slot->kind) {
-    case ReplySlot::Kind::kMultiGet:
-      finish_multiget(slot);
-      break;
-    case ReplySlot::Kind::kRespArray:
-      finish_resp_array(slot);
-      break;
     case ReplySlot::Kind::kRespAllOk:
       finish_resp_all_ok(slot);
       break;
@@ -463,35 +478,70 @@ void ClientSession::on_backend_reply(ReplySlot* slot, uint16_t frag, std::string
   drain();
 }
 
-void ClientSession::finish_multiget(ReplySlot* slot) {
+void ClientSession::on_merge_reply(ReplySlot* slot, uint16_t frag, std::string_view bytes,
+                                   bool is_error) {
+  slot->frag_error[frag] = is_error ? 1 : 0;
+  if (--slot->outstanding > 0) {
+    slot->frags[frag].assign(bytes);
+    slot->held += bytes.size();
+    held_bytes_ += bytes.size();
+    return;
+  }
+  // NOTE: the last fragment is merged from the backend's buffer (valid during this call), the
+  // others from their copies; the merged reply goes straight to the output buffer when it is
+  // the oldest one (the common case), else to the slot.
+  const size_t nfrags = slot->frag_error.size();
+  frag_views_.resize(nfrags);
+  for (size_t f = 0; f < nfrags; ++f) frag_views_[f] = slot->frags[f];
+  frag_views_[frag] = bytes;
+  const bool direct = !slot->noreply && !closed_ && slots_.front() == slot;
+  std::string& dst = direct ? out_ : slot->data;
+  if (slot->kind == ReplySlot::Kind::kMultiGet) {
+    finish_multiget(slot, dst);
+  } else {
+    finish_resp_array(slot, dst);
+  }
+  if (direct) {
+    record_latency(slot);
+    held_bytes_ -= slot->held;
+    slot->held = 0;
+    free_slots_.push_back(slots_.pop_front());
+  } else {
+    slot->done = true;
+  }
+  drain();
+}
+
+void ClientSession::finish_multiget(ReplySlot* slot, std::string& dst) {
   namespace mc = protocol::memcache;
   size_t nfrags = slot->frag_error.size();
   for (size_t f = 0; f < nfrags; ++f) {
     if (slot->frag_error[f]) {
       // One shard failed: the whole reply is that shard's error (documented in the README).
-      slot->data.assign(slot->frags[f]);
+      dst.append(frag_views_[f]);
       return;
     }
   }
   iters_.clear();
   peeked_.clear();
   for (size_t f = 0; f < nfrags; ++f) {
-    iters_.emplace_back(slot->frags[f]);
+    iters_.emplace_back(frag_views_[f]);
     peeked_.emplace_back();
     peeked_.back().valid = iters_.back().next(peeked_.back().item);
   }
-  slot->data.clear();
-  size_t off = 0;
+  const char* k = slot->keys.data();
+  const char* const keys_end = k + slot->keys.size();
   for (size_t i = 0; i < slot->key_len.size(); ++i) {
-    std::string_view key(slot->keys.data() + off, slot->key_len[i]);
-    off += slot->key_len[i];
+    while (k < keys_end && *k == ' ') ++k;
+    const std::string_view key(k, slot->key_len[i]);
+    k += slot->key_len[i];
     Peeked& p = peeked_[slot->key_frag[i]];
     if (p.valid && p.item.key == key) {
-      slot->data.append(p.item.bytes);
+      dst.append(p.item.bytes);
       p.valid = iters_[slot->key_frag[i]].next(p.item);
     }
   }
-  slot->data.append("END\r\n");
+  dst.append("END\r\n");
 }
 
 void ClientSession::finish_broadcast(ReplySlot* slot) {

@@ -100,14 +100,17 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // AUTH check against the pool's client_password; on failure queues the error reply.
   // `password_only`: the one-argument form (AUTH <password>).
   bool redis_auth(std::string_view user, std::string_view password, bool password_only);
-  void finish_resp_array(ReplySlot* slot);
+  void finish_resp_array(ReplySlot* slot, std::string& dst);
   void finish_resp_all_ok(ReplySlot* slot);
   void finish_resp_sum(ReplySlot* slot);
 
   ReplySlot* new_slot(ReplySlot::Kind kind);
   ReplySlot* ready_slot(std::string_view reply);
   void complete(ReplySlot* slot);
-  void finish_multiget(ReplySlot* slot);
+  // Split replies merged in key order (memcached get, Redis MGET): the last fragment's reply
+  // completes the slot; the merged reply is appended to `dst`, from frag_views_.
+  void on_merge_reply(ReplySlot* slot, uint16_t frag, std::string_view bytes, bool is_error);
+  void finish_multiget(ReplySlot* slot, std::string& dst);
   void finish_broadcast(ReplySlot* slot);
   // Moves the ready prefix of the slot queue into the output buffer and starts a write.
   void drain();
@@ -151,6 +154,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   std::vector<ReplySlot*> free_slots_;
   std::vector<int32_t> frag_of_server_;  // scratch for splitting, -1 = unused
   std::vector<uint32_t> frag_servers_;   // scratch: fragment -> server index
+  std::vector<std::string*> frag_outs_;  // scratch: fragment -> its connection's out()
+  std::vector<uint32_t> frag_counts_;    // scratch: fragment -> keys sent to it
   struct Peeked {
     protocol::memcache::ValueItem item;
     bool valid = false;
@@ -158,6 +163,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   std::vector<protocol::memcache::ValueIterator> iters_;  // scratch for merging
   std::vector<Peeked> peeked_;
   std::vector<protocol::resp::ArrayReader> readers_;  // scratch for merging Redis arrays
+  std::vector<std::string_view> frag_views_;          // scratch: the fragments being merged
   uint64_t read_turn_ = 0;                            // replicated read: round_robin counter
   std::vector<std::string_view> args_scratch_;
   std::string inline_scratch_;

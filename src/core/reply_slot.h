@@ -40,7 +40,8 @@ struct ReplySlot {
   // kMultiGet / kBroadcast: per-fragment replies and whether each was an error.
   std::vector<std::string> frags;
   std::vector<uint8_t> frag_error;
-  // kMultiGet: copy of the requested keys (concatenated) with each key's fragment, in order.
+  // kMultiGet: copy of the requested keys (the request line from the first key to the end of the
+  // last: keys separated by spaces) with each key's length and fragment, in order.
   // kRespArray: key_frag only.
   std::string keys;
   std::vector<uint32_t> key_len;

@@ -202,6 +202,21 @@ ArrayReader::ArrayReader(std::string_view reply) {
 
 bool ArrayReader::next(std::string_view& element) {
   if (left_ == 0) return false;
+  if (!rest_.empty() && rest_[0] == '$') {
+    // The common element (MGET): a bulk string or a null, read directly.
+    int64_t n = 0;
+    size_t next = 0;
+    if (read_integer_line(rest_, 1, n, next) == LineStatus::kOk && n >= -1 &&
+        n <= kMaxReplyBulkBytes) {
+      const size_t end = n == -1 ? next : next + static_cast<size_t>(n) + 2;
+      if (n == -1 || (end <= rest_.size() && rest_[end - 2] == '\r' && rest_[end - 1] == '\n')) {
+        element = rest_.substr(0, end);
+        rest_.remove_prefix(end);
+        --left_;
+        return true;
+      }
+    }
+  }
   const ParseResult r = scan_reply(rest_);
   if (r.status != ParseStatus::kOk) {
     ok_ = false;
