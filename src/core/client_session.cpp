@@ -326,6 +326,7 @@ void ClientSession::forward_memcache_multiget(const Request& req) {
   slot->outstanding = static_cast<uint32_t>(nfrags);
   slot_.counters.fragments += nfrags;
   if (slot->frags.size() < nfrags) slot->frags.resize(nfrags);
+  if (slot->frag_marks.size() < nfrags) slot->frag_marks.resize(nfrags);
   slot->frag_error.assign(nfrags, 0);
   // "get" or "gat <exptime>": everything before the space that precedes the first key. Each
   // key is then appended with the space before it (the line has one there).
@@ -418,7 +419,7 @@ ReplySlot* ClientSession::ready_slot(std::string_view reply) {
 }
 
 void ClientSession::on_backend_reply(ReplySlot* slot, uint16_t frag, std::string_view bytes,
-                                     bool is_error) {
+                                     bool is_error, std::span<const size_t> marks) {
   if (slot->orphaned) {
     if (--slot->outstanding == 0) free_slots_.push_back(slot);
     return;
@@ -448,7 +449,7 @@ void ClientSession::on_backend_reply(ReplySlot* slot, uint16_t frag, std::string
     return;
   }
   if (slot->kind == ReplySlot::Kind::kMultiGet || slot->kind == ReplySlot::Kind::kRespArray) {
-    on_merge_reply(slot, frag, bytes, is_error);
+    on_merge_reply(slot, frag, bytes, is_error, marks);
     return;
   }
   slot->frags[frag].assign(bytes);
@@ -479,10 +480,11 @@ void ClientSession::on_backend_reply(ReplySlot* slot, uint16_t frag, std::string
 }
 
 void ClientSession::on_merge_reply(ReplySlot* slot, uint16_t frag, std::string_view bytes,
-                                   bool is_error) {
+                                   bool is_error, std::span<const size_t> marks) {
   slot->frag_error[frag] = is_error ? 1 : 0;
   if (--slot->outstanding > 0) {
     slot->frags[frag].assign(bytes);
+    slot->frag_marks[frag].assign(marks.begin(), marks.end());
     slot->held += bytes.size();
     held_bytes_ += bytes.size();
     return;
@@ -492,8 +494,13 @@ void ClientSession::on_merge_reply(ReplySlot* slot, uint16_t frag, std::string_v
   // the oldest one (the common case), else to the slot.
   const size_t nfrags = slot->frag_error.size();
   frag_views_.resize(nfrags);
-  for (size_t f = 0; f < nfrags; ++f) frag_views_[f] = slot->frags[f];
+  frag_mark_views_.resize(nfrags);
+  for (size_t f = 0; f < nfrags; ++f) {
+    frag_views_[f] = slot->frags[f];
+    frag_mark_views_[f] = slot->frag_marks[f];
+  }
   frag_views_[frag] = bytes;
+  frag_mark_views_[frag] = marks;
   const bool direct = !slot->noreply && !closed_ && slots_.front() == slot;
   std::string& dst = direct ? out_ : slot->data;
   if (slot->kind == ReplySlot::Kind::kMultiGet) {
@@ -522,24 +529,26 @@ void ClientSession::finish_multiget(ReplySlot* slot, std::string& dst) {
       return;
     }
   }
-  iters_.clear();
-  peeked_.clear();
-  for (size_t f = 0; f < nfrags; ++f) {
-    iters_.emplace_back(frag_views_[f]);
-    peeked_.emplace_back();
-    peeked_.back().valid = iters_.back().next(peeked_.back().item);
-  }
+  // Each fragment's items, in its keys' order (memcached answers hits in request order), are
+  // located by the marks its scan left: key offset, key length, end of item. An item starts
+  // where the one before it ends (the first at 0).
+  frag_cursor_.assign(nfrags, 0);
   const char* k = slot->keys.data();
   const char* const keys_end = k + slot->keys.size();
   for (size_t i = 0; i < slot->key_len.size(); ++i) {
     while (k < keys_end && *k == ' ') ++k;
-    const std::string_view key(k, slot->key_len[i]);
-    k += slot->key_len[i];
-    Peeked& p = peeked_[slot->key_frag[i]];
-    if (p.valid && p.item.key == key) {
-      dst.append(p.item.bytes);
-      p.valid = iters_[slot->key_frag[i]].next(p.item);
-    }
+    const size_t len = slot->key_len[i];
+    const char* const key = k;
+    k += len;
+    const uint16_t f = slot->key_frag[i];
+    const std::span<const size_t> m = frag_mark_views_[f];
+    const size_t c = frag_cursor_[f];
+    if (c >= m.size() || m[c + 1] != len) continue;
+    const char* const reply = frag_views_[f].data();
+    if (std::memcmp(reply + m[c], key, len) != 0) continue;
+    const size_t start = c == 0 ? 0 : m[c - 1];
+    dst.append(reply + start, m[c + 2] - start);
+    frag_cursor_[f] = c + mc::kMarksPerItem;
   }
   dst.append("END\r\n");
 }

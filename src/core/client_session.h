@@ -42,7 +42,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
 
   // Backend side: the reply (or a SERVER_ERROR line when is_error and the backend failed) for
   // fragment `frag` of `slot`. `bytes` is only valid during the call.
-  void on_backend_reply(ReplySlot* slot, uint16_t frag, std::string_view bytes, bool is_error);
+  // `marks`: where a multi-get fragment's items are (scan_reply marks), when its scan noted them.
+  void on_backend_reply(ReplySlot* slot, uint16_t frag, std::string_view bytes, bool is_error,
+                        std::span<const size_t> marks = {});
 
  private:
   static constexpr size_t kInitialReadBuffer = 4096;
@@ -109,7 +111,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   void complete(ReplySlot* slot);
   // Split replies merged in key order (memcached get, Redis MGET): the last fragment's reply
   // completes the slot; the merged reply is appended to `dst`, from frag_views_.
-  void on_merge_reply(ReplySlot* slot, uint16_t frag, std::string_view bytes, bool is_error);
+  void on_merge_reply(ReplySlot* slot, uint16_t frag, std::string_view bytes, bool is_error,
+                      std::span<const size_t> marks);
   void finish_multiget(ReplySlot* slot, std::string& dst);
   void finish_broadcast(ReplySlot* slot);
   // Moves the ready prefix of the slot queue into the output buffer and starts a write.
@@ -152,19 +155,15 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   RingQueue<ReplySlot*> slots_;
   std::vector<std::unique_ptr<ReplySlot>> slot_storage_;
   std::vector<ReplySlot*> free_slots_;
-  std::vector<int32_t> frag_of_server_;  // scratch for splitting, -1 = unused
-  std::vector<uint32_t> frag_servers_;   // scratch: fragment -> server index
-  std::vector<std::string*> frag_outs_;  // scratch: fragment -> its connection's out()
-  std::vector<uint32_t> frag_counts_;    // scratch: fragment -> keys sent to it
-  struct Peeked {
-    protocol::memcache::ValueItem item;
-    bool valid = false;
-  };
-  std::vector<protocol::memcache::ValueIterator> iters_;  // scratch for merging
-  std::vector<Peeked> peeked_;
+  std::vector<int32_t> frag_of_server_;               // scratch for splitting, -1 = unused
+  std::vector<uint32_t> frag_servers_;                // scratch: fragment -> server index
+  std::vector<std::string*> frag_outs_;               // scratch: fragment -> its connection's out()
+  std::vector<uint32_t> frag_counts_;                 // scratch: fragment -> keys sent to it
   std::vector<protocol::resp::ArrayReader> readers_;  // scratch for merging Redis arrays
   std::vector<std::string_view> frag_views_;          // scratch: the fragments being merged
-  uint64_t read_turn_ = 0;                            // replicated read: round_robin counter
+  std::vector<std::span<const size_t>> frag_mark_views_;  // scratch: and their scan marks
+  std::vector<size_t> frag_cursor_;                       // scratch: merge position per fragment
+  uint64_t read_turn_ = 0;                                // replicated read: round_robin counter
   std::vector<std::string_view> args_scratch_;
   std::string inline_scratch_;
   std::string last_command_name_;  // the name of the last command looked up, as sent

@@ -269,6 +269,7 @@ void ClientSession::redis_split(const resp::CommandInfo& cmd, const Request& req
   slot->outstanding = static_cast<uint32_t>(nfrags);
   slot_.counters.fragments += nfrags;
   if (slot->frags.size() < nfrags) slot->frags.resize(nfrags);
+  if (slot->frag_marks.size() < nfrags) slot->frag_marks.resize(nfrags);
   slot->frag_error.assign(nfrags, 0);
   auto self = shared_from_this();
   if (req.frame.empty() || req.frame[0] != '*') {
@@ -333,10 +334,41 @@ void ClientSession::finish_resp_array(ReplySlot* slot, std::string& dst) {
       return;
     }
   }
-  readers_.clear();
-  for (size_t f = 0; f < nfrags; ++f) readers_.emplace_back(frag_views_[f]);
   const size_t start = dst.size();
   resp::append_array_header(dst, slot->key_frag.size());
+  // Fast path: each fragment is "*<n>\r\n" then n elements whose ends its scan marked (no
+  // nested arrays), so element j of a fragment is [end of j - 1 (or of the header), end of j).
+  frag_cursor_.resize(nfrags);
+  bool marked = true;
+  for (size_t f = 0; f < nfrags && marked; ++f) {
+    const std::string_view v = frag_views_[f];
+    int64_t n = 0;
+    size_t next = 0;
+    marked = v.size() > 1 && v[0] == '*' &&
+             resp::detail::read_integer_line(v, 1, n, next) == resp::detail::LineStatus::kOk &&
+             n >= 0 && static_cast<uint64_t>(n) == frag_mark_views_[f].size();
+    frag_cursor_[f] = next;
+  }
+  if (marked) {
+    // frag_cursor_[f]: where the fragment's next element starts; counts[f]: elements taken.
+    frag_counts_.assign(nfrags, 0);
+    for (uint16_t f : slot->key_frag) {
+      const std::span<const size_t> m = frag_mark_views_[f];
+      uint32_t& taken = frag_counts_[f];
+      if (taken == m.size()) {
+        dst.resize(start);
+        dst.append("-ERR dproxy: backend sent an MGET reply of the wrong shape\r\n");
+        return;
+      }
+      const size_t from = frag_cursor_[f];
+      dst.append(frag_views_[f].data() + from, m[taken] - from);
+      frag_cursor_[f] = m[taken];
+      ++taken;
+    }
+    return;
+  }
+  readers_.clear();
+  for (size_t f = 0; f < nfrags; ++f) readers_.emplace_back(frag_views_[f]);
   std::string_view element;
   for (uint16_t f : slot->key_frag) {
     if (!readers_[f].next(element)) {

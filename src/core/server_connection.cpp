@@ -233,8 +233,15 @@ void ServerConnection::on_read(size_t n) {
     Pending& p = pending_.front();
     bool is_error = false;
     std::string_view view(in_.data() + in_start_, in_end_ - in_start_);
-    protocol::ParseResult r = redis_ ? protocol::resp::scan_reply(view, scan_state_, &is_error)
-                                     : mc::scan_reply(view, p.kind, mc_scan_state_, &is_error);
+    // A fragment of a multi-get: the scan also notes where its items are, for the merge.
+    std::vector<size_t>* marks = nullptr;
+    if (!p.abandoned && (p.slot->kind == ReplySlot::Kind::kMultiGet ||
+                         p.slot->kind == ReplySlot::Kind::kRespArray)) {
+      marks = &marks_;
+    }
+    protocol::ParseResult r = redis_
+                                  ? protocol::resp::scan_reply(view, scan_state_, &is_error, marks)
+                                  : mc::scan_reply(view, p.kind, mc_scan_state_, &is_error, marks);
     if (r.status == protocol::ParseStatus::kNeedMore) break;
     if (r.status == protocol::ParseStatus::kError) {
       LOG_WARN("backend %s: malformed reply; reconnecting", address_.c_str());
@@ -253,7 +260,9 @@ void ServerConnection::on_read(size_t n) {
       continue;
     }
     health_.record_success(index_);
-    done.session->on_backend_reply(done.slot, done.frag, view.substr(0, r.consumed), is_error);
+    done.session->on_backend_reply(
+        done.slot, done.frag, view.substr(0, r.consumed), is_error,
+        marks != nullptr ? std::span<const size_t>(marks_) : std::span<const size_t>());
   }
   if (in_start_ == in_end_) in_start_ = in_end_ = 0;
   start_read();

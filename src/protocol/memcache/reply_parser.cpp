@@ -177,11 +177,13 @@ ParseResult scan_reply(std::string_view in, ReplyKind kind, bool* is_error) {
   return scan_reply(in, kind, state, is_error);
 }
 
-ParseResult scan_reply(std::string_view in, ReplyKind kind, ReplyScanState& state, bool* is_error) {
+ParseResult scan_reply(std::string_view in, ReplyKind kind, ReplyScanState& state, bool* is_error,
+                       std::vector<size_t>* marks) {
   if (is_error != nullptr) *is_error = false;
   std::string_view line;
   size_t pos = 0;
   if (kind == ReplyKind::kRetrieval && state.pos <= in.size()) pos = state.pos;
+  if (pos == 0 && marks != nullptr) marks->clear();
   state = {};
   size_t next = 0;
   for (;;) {
@@ -217,6 +219,11 @@ ParseResult scan_reply(std::string_view in, ReplyKind kind, ReplyScanState& stat
       return ParseResult::NeedMore(item_end + 5);
     }
     if (in[item_end - 2] != '\r' || in[item_end - 1] != '\n') return bad_reply(in);
+    if (marks != nullptr) {
+      marks->push_back(static_cast<size_t>(key.data() - in.data()));
+      marks->push_back(key.size());
+      marks->push_back(item_end);
+    }
     pos = item_end;
   }
 }

@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <string_view>
+#include <vector>
 
 #include "protocol/memcache/command.h"
 #include "protocol/parse_result.h"
@@ -38,8 +39,13 @@ struct ReplyScanState {
 
 // The same, resuming from `state` (which it updates on kNeedMore and clears otherwise). Call it
 // again with the same bytes plus more, or with a cleared state for another reply.
+// `marks` (optional, kRetrieval only): the VALUE items found, three numbers each: the key's
+// offset and length and the offset just past the item's data block, in order (offsets from the
+// start of `in`). Cleared when the scan starts a reply; a resumed scan appends the items it
+// completes, so pass the same vector with the same state.
 ParseResult scan_reply(std::string_view in, ReplyKind kind, ReplyScanState& state,
-                       bool* is_error = nullptr);
+                       bool* is_error = nullptr, std::vector<size_t>* marks = nullptr);
+inline constexpr size_t kMarksPerItem = 3;
 
 // One "VALUE key flags bytes [cas]\r\n<data>\r\n" item of a complete retrieval reply.
 struct ValueItem {

@@ -351,6 +351,39 @@ TEST_CASE("memcache reply: VALUE line shapes (fast path and general path agree)"
   for (const std::string& in : rejected) expect_malformed(in, kRetrieval);
 }
 
+TEST_CASE("memcache reply: marks locate each item and its key") {
+  const std::string a = "VALUE a 1 1\r\nx\r\n";
+  const std::string b = "VALUE  bb 2 9 77 \r\n\r\nEND\r\n\0\xff\r\n"s;  // general path
+  const std::string c = "VALUE key:00000001 0 3\r\nabc\r\n";
+  const std::string reply = a + b + c + "END\r\n";
+  const std::vector<size_t> want = {6,
+                                    1,
+                                    a.size(),
+                                    a.size() + 7,
+                                    2,
+                                    a.size() + b.size(),
+                                    a.size() + b.size() + 6,
+                                    12,
+                                    a.size() + b.size() + c.size()};
+  for (size_t step : {size_t{1}, size_t{5}, reply.size()}) {
+    CAPTURE(step);
+    mc::ReplyScanState state;
+    std::vector<size_t> marks = {1, 2, 3};  // cleared by the scan
+    for (size_t n = step; n < reply.size(); n += step) {
+      REQUIRE(
+          mc::scan_reply(std::string_view(reply).substr(0, n), kRetrieval, state, nullptr, &marks)
+              .status == ParseStatus::kNeedMore);
+    }
+    ParseResult r = mc::scan_reply(reply, kRetrieval, state, nullptr, &marks);
+    REQUIRE(r.status == ParseStatus::kOk);
+    CHECK(marks == want);
+  }
+  std::vector<size_t> marks = {1};
+  mc::ReplyScanState state;
+  CHECK(mc::scan_reply("END\r\n", kRetrieval, state, nullptr, &marks).status == ParseStatus::kOk);
+  CHECK(marks.empty());
+}
+
 TEST_CASE("memcache reply: a resumed scan reads many items once each") {
   std::string reply;
   for (int i = 0; i < 1000; ++i) {
