@@ -8,6 +8,7 @@
 #include "core/server_health.h"
 #include "core/stats.h"
 #include "core/worker.h"
+#include "protocol/byte_scan.h"
 #include "protocol/memcache/reply_parser.h"
 
 namespace dproxy::core {
@@ -18,6 +19,16 @@ using protocol::Request;
 namespace {
 constexpr size_t kMaxLineBytes = 2 * 1024 * 1024;
 }  // namespace
+
+char* merge_scratch(size_t n) {
+  thread_local std::unique_ptr<char[]> buf;
+  thread_local size_t cap = 0;
+  if (cap < n) {
+    cap = std::max(n, cap * 2);
+    buf.reset(new char[cap]);
+  }
+  return buf.get();
+}
 
 ClientSession::ClientSession(Worker& worker, size_t pool_id, PoolClients& clients,
                              asio::generic::stream_protocol::socket socket, uint64_t id)
@@ -300,6 +311,7 @@ void ClientSession::forward_memcache_multiget(const Request& req) {
   slot->keys.assign(first.data(), static_cast<size_t>(last.data() + last.size() - first.data()));
   slot->key_len.resize(nkeys);
   slot->key_frag.resize(nkeys);
+  frag_counts_.clear();  // bytes of the keys (each with a space) per fragment
   for (size_t i = 0; i < nkeys; ++i) {
     const std::string_view key = req.keys[i];
     slot->key_len[i] = static_cast<uint32_t>(key.size());
@@ -309,7 +321,9 @@ void ClientSession::forward_memcache_multiget(const Request& req) {
       frag = static_cast<int32_t>(frag_servers_.size());
       frag_of_server_[server] = frag;
       frag_servers_.push_back(server);
+      frag_counts_.push_back(0);
     }
+    frag_counts_[static_cast<size_t>(frag)] += static_cast<uint32_t>(key.size() + 1);
     slot->key_frag[i] = static_cast<uint16_t>(frag);
   }
   size_t nfrags = frag_servers_.size();
@@ -329,23 +343,30 @@ void ClientSession::forward_memcache_multiget(const Request& req) {
   if (slot->frag_marks.size() < nfrags) slot->frag_marks.resize(nfrags);
   slot->frag_error.assign(nfrags, 0);
   // "get" or "gat <exptime>": everything before the space that precedes the first key. Each
-  // key is then appended with the space before it (the line has one there).
+  // key is then copied with the space before it (the line has one there), into room made
+  // once per fragment.
   std::string_view prefix(req.frame.data(), static_cast<size_t>(first.data() - req.frame.data()));
   prefix.remove_suffix(1);
-  frag_outs_.resize(nfrags);
+  frag_write_.resize(nfrags);
   for (size_t f = 0; f < nfrags; ++f) {
-    frag_outs_[f] = &pool_rt.connection(frag_servers_[f], id_).out();
-    frag_outs_[f]->append(prefix);
+    std::string& out = pool_rt.connection(frag_servers_[f], id_).out();
+    const size_t at = out.size();
+    out.resize(at + prefix.size() + frag_counts_[f] + 2);
+    char* w = out.data() + at;
+    std::memcpy(w, prefix.data(), prefix.size());
+    frag_write_[f] = w + prefix.size();
   }
   for (size_t i = 0; i < nkeys; ++i) {
     const std::string_view key = req.keys[i];
-    frag_outs_[slot->key_frag[i]]->append(key.data() - 1, key.size() + 1);
+    char*& w = frag_write_[slot->key_frag[i]];
+    std::memcpy(w, key.data() - 1, key.size() + 1);
+    w += key.size() + 1;
   }
   auto self = shared_from_this();
   for (size_t f = 0; f < nfrags; ++f) {
-    ServerConnection& conn = pool_rt.connection(frag_servers_[f], id_);
-    conn.out().append("\r\n");
-    conn.push(self, slot, static_cast<uint16_t>(f), mc::ReplyKind::kRetrieval);
+    std::memcpy(frag_write_[f], "\r\n", 2);
+    pool_rt.connection(frag_servers_[f], id_)
+        .push(self, slot, static_cast<uint16_t>(f), mc::ReplyKind::kRetrieval);
   }
 }
 
@@ -532,7 +553,12 @@ void ClientSession::finish_multiget(ReplySlot* slot, std::string& dst) {
   // Each fragment's items, in its keys' order (memcached answers hits in request order), are
   // located by the marks its scan left: key offset, key length, end of item. An item starts
   // where the one before it ends (the first at 0).
+  // The merged reply is at most every fragment plus "END\r\n": sized once, copied into.
   frag_cursor_.assign(nfrags, 0);
+  size_t bound = 5;
+  for (size_t f = 0; f < nfrags; ++f) bound += frag_views_[f].size();
+  char* const out_start = merge_scratch(bound);
+  char* o = out_start;
   const char* k = slot->keys.data();
   const char* const keys_end = k + slot->keys.size();
   for (size_t i = 0; i < slot->key_len.size(); ++i) {
@@ -545,12 +571,15 @@ void ClientSession::finish_multiget(ReplySlot* slot, std::string& dst) {
     const size_t c = frag_cursor_[f];
     if (c >= m.size() || m[c + 1] != len) continue;
     const char* const reply = frag_views_[f].data();
-    if (std::memcmp(reply + m[c], key, len) != 0) continue;
+    if (!protocol::byte_scan::equal(reply + m[c], key, len)) continue;
     const size_t start = c == 0 ? 0 : m[c - 1];
-    dst.append(reply + start, m[c + 2] - start);
+    std::memcpy(o, reply + start, m[c + 2] - start);
+    o += m[c + 2] - start;
     frag_cursor_[f] = c + mc::kMarksPerItem;
   }
-  dst.append("END\r\n");
+  std::memcpy(o, "END\r\n", 5);
+  o += 5;
+  dst.append(out_start, static_cast<size_t>(o - out_start));
 }
 
 void ClientSession::finish_broadcast(ReplySlot* slot) {

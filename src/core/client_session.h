@@ -22,6 +22,11 @@
 namespace dproxy::core {
 
 class PoolRuntime;
+
+// Uninitialized scratch memory of at least `n` bytes, one buffer per worker thread (it only
+// grows): where a multi-get reply is merged before it is appended to its destination.
+// NOTE: valid until the next call on the same thread.
+char* merge_scratch(size_t n);
 class Worker;
 struct PoolClients;
 struct PoolSlot;
@@ -155,12 +160,13 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   RingQueue<ReplySlot*> slots_;
   std::vector<std::unique_ptr<ReplySlot>> slot_storage_;
   std::vector<ReplySlot*> free_slots_;
-  std::vector<int32_t> frag_of_server_;               // scratch for splitting, -1 = unused
-  std::vector<uint32_t> frag_servers_;                // scratch: fragment -> server index
-  std::vector<std::string*> frag_outs_;               // scratch: fragment -> its connection's out()
-  std::vector<uint32_t> frag_counts_;                 // scratch: fragment -> keys sent to it
-  std::vector<protocol::resp::ArrayReader> readers_;  // scratch for merging Redis arrays
-  std::vector<std::string_view> frag_views_;          // scratch: the fragments being merged
+  std::vector<int32_t> frag_of_server_;  // scratch for splitting, -1 = unused
+  std::vector<uint32_t> frag_servers_;   // scratch: fragment -> server index
+  std::vector<uint32_t> frag_counts_;    // scratch: fragment -> keys (or key bytes) sent to it
+  std::vector<size_t> frag_bytes_;       // scratch: fragment -> bytes of its arguments
+  std::vector<char*> frag_write_;        // scratch: fragment -> where its next bytes go
+  std::vector<protocol::resp::ArrayReader> readers_;      // scratch for merging Redis arrays
+  std::vector<std::string_view> frag_views_;              // scratch: the fragments being merged
   std::vector<std::span<const size_t>> frag_mark_views_;  // scratch: and their scan marks
   std::vector<size_t> frag_cursor_;                       // scratch: merge position per fragment
   uint64_t read_turn_ = 0;                                // replicated read: round_robin counter

@@ -296,18 +296,30 @@ void ClientSession::redis_split(const resp::CommandInfo& cmd, const Request& req
   const char* name_start =
       static_cast<const char*>(std::memchr(req.frame.data(), '\n', req.frame.size())) + 1;
   const std::string_view name_bulk(name_start, static_cast<size_t>(bulk_end(0) - name_start));
-  frag_outs_.resize(nfrags);
+  // The bytes of each part's arguments, to make room once per part and copy into it.
+  frag_bytes_.assign(nfrags, 0);
+  for (size_t i = 0; i < nkeys; ++i) {
+    const uint32_t idx = key_idx_[i];
+    frag_bytes_[slot->key_frag[i]] +=
+        static_cast<size_t>(bulk_end(pairs ? idx + 1 : idx) - bulk_end(idx - 1));
+  }
+  frag_write_.resize(nfrags);
   for (size_t f = 0; f < nfrags; ++f) {
     std::string& out = pool_rt.connection(frag_servers_[f], id_).out();
-    frag_outs_[f] = &out;
     resp::append_array_header(out, 1 + frag_counts_[f] * (pairs ? 2 : 1));
-    out.append(name_bulk);
+    const size_t at = out.size();
+    out.resize(at + name_bulk.size() + frag_bytes_[f]);
+    char* w = out.data() + at;
+    std::memcpy(w, name_bulk.data(), name_bulk.size());
+    frag_write_[f] = w + name_bulk.size();
   }
   for (size_t i = 0; i < nkeys; ++i) {
     const uint32_t idx = key_idx_[i];
     const char* start = bulk_end(idx - 1);
-    frag_outs_[slot->key_frag[i]]->append(
-        start, static_cast<size_t>(bulk_end(pairs ? idx + 1 : idx) - start));
+    const auto n = static_cast<size_t>(bulk_end(pairs ? idx + 1 : idx) - start);
+    char*& w = frag_write_[slot->key_frag[i]];
+    std::memcpy(w, start, n);
+    w += n;
   }
   for (size_t f = 0; f < nfrags; ++f) {
     pool_rt.connection(frag_servers_[f], id_)
@@ -351,7 +363,12 @@ void ClientSession::finish_resp_array(ReplySlot* slot, std::string& dst) {
   }
   if (marked) {
     // frag_cursor_[f]: where the fragment's next element starts; counts[f]: elements taken.
+    // The elements fit in the fragments' sizes: the output is sized once and copied into.
     frag_counts_.assign(nfrags, 0);
+    size_t bound = 0;
+    for (size_t f = 0; f < nfrags; ++f) bound += frag_views_[f].size();
+    char* const out_start = merge_scratch(bound);
+    char* o = out_start;
     for (uint16_t f : slot->key_frag) {
       const std::span<const size_t> m = frag_mark_views_[f];
       uint32_t& taken = frag_counts_[f];
@@ -361,10 +378,12 @@ void ClientSession::finish_resp_array(ReplySlot* slot, std::string& dst) {
         return;
       }
       const size_t from = frag_cursor_[f];
-      dst.append(frag_views_[f].data() + from, m[taken] - from);
+      std::memcpy(o, frag_views_[f].data() + from, m[taken] - from);
+      o += m[taken] - from;
       frag_cursor_[f] = m[taken];
       ++taken;
     }
+    dst.append(out_start, static_cast<size_t>(o - out_start));
     return;
   }
   readers_.clear();

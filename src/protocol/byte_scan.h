@@ -2,6 +2,7 @@
 // Word-at-a-time byte searches for the hot tokenizing loops (keys in memcached request lines and
 // VALUE lines), eight bytes per step instead of one.
 
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 
@@ -60,6 +61,15 @@ inline const char* find_space_or_control(const char* p, const char* end) {
     ++p;
   }
   return p;
+}
+
+// Whether the n bytes at a and b are equal: two overlapping word compares for 8 to 16 bytes
+// (keys such as "key:00012345"), memcmp otherwise.
+inline bool equal(const char* a, const char* b, size_t n) {
+  if (n >= 8 && n <= 16) {
+    return ((load8(a) ^ load8(b)) | (load8(a + n - 8) ^ load8(b + n - 8))) == 0;
+  }
+  return std::memcmp(a, b, n) == 0;
 }
 
 }  // namespace dproxy::protocol::byte_scan

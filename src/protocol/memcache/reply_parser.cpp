@@ -91,21 +91,8 @@ bool is_value_line(std::string_view line) {
   return line.size() > 6 && line.substr(0, 6) == "VALUE ";
 }
 
-// Reads 1 to `max_digits` decimal digits at `p` (below `end`); returns the first byte after them,
-// or nullptr when there is no digit or more than `max_digits` of them.
-inline const char* fast_digits(const char* p, const char* end, size_t max_digits, uint64_t& v) {
-  const char* const start = p;
-  const char* const limit = static_cast<size_t>(end - p) < max_digits ? end : p + max_digits;
-  uint64_t acc = 0;
-  while (p < limit) {
-    const unsigned d = static_cast<unsigned char>(*p) - static_cast<unsigned>('0');
-    if (d > 9) break;
-    acc = acc * 10 + d;
-    ++p;
-  }
-  if (p == start || (p == limit && p < end && static_cast<unsigned>(*p - '0') <= 9)) return nullptr;
-  v = acc;
-  return p;
+inline bool is_digit(char c) {
+  return static_cast<unsigned>(static_cast<unsigned char>(c)) - '0' <= 9u;
 }
 
 // The common shape of a VALUE line, read straight from the buffer in one pass:
@@ -124,16 +111,26 @@ inline bool fast_value_line(std::string_view in, size_t pos, std::string_view& k
   p = byte_scan::find_space_or_lf(p, end);
   if (p == key_start || p == end || *p != ' ') return false;
   key = std::string_view(key_start, static_cast<size_t>(p - key_start));
-  uint64_t v = 0;
-  p = fast_digits(p + 1, end, 9, v);
-  if (p == nullptr || p == end || *p != ' ') return false;
-  p = fast_digits(p + 1, end, 9, bytes);
-  if (p == nullptr || p == end) return false;
+  // Flags: 1 to 9 digits, then a space.
+  const char* digits = ++p;
+  while (p < end && is_digit(*p)) ++p;
+  if (p == digits || p - digits > 9 || p == end || *p != ' ') return false;
+  // Bytes: 1 to 9 digits.
+  digits = ++p;
+  uint64_t value = 0;
+  while (p < end && is_digit(*p)) {
+    value = value * 10 + static_cast<unsigned>(*p - '0');
+    ++p;
+  }
+  if (p == digits || p - digits > 9 || p == end) return false;
   if (*p == ' ') {
-    p = fast_digits(p + 1, end, 18, v);
-    if (p == nullptr || p == end) return false;
+    // Cas: 1 to 18 digits.
+    digits = ++p;
+    while (p < end && is_digit(*p)) ++p;
+    if (p == digits || p - digits > 18 || p == end) return false;
   }
   if (end - p < 2 || p[0] != '\r' || p[1] != '\n') return false;
+  bytes = value;
   next = static_cast<size_t>(p + 2 - in.data());
   // find_line gives up on longer lines.
   return next - pos <= kMaxReplyLineBytes;
