@@ -12,6 +12,8 @@
 #               --threads 1): counters zeroed after the warm-up (callgrind_control -z) and dumped
 #               right after the measured requests (callgrind_control -d), on the same, already
 #               warm connections; callgrind_annotate top functions are written to files
+#               (syscalls and callgrind also profile the two multi-gets, with a tenth of the
+#               requests: BENCH_CG_MGET=0 leaves them out)
 #   memory      VmRSS growth of a fresh proxy per client connection, 10,000 connections that are
 #               idle (never sent anything) or touched (one GET each, then idle)
 #   malloc      heap allocations per request in steady state, counted by tools' LD_PRELOAD shim
