@@ -12,6 +12,8 @@
 #               --threads 1): counters zeroed after the warm-up (callgrind_control -z) and dumped
 #               right after the measured requests (callgrind_control -d), on the same, already
 #               warm connections; callgrind_annotate top functions are written to files
+#               (syscalls and callgrind also profile the two multi-gets, with a tenth of the
+#               requests: BENCH_CG_MGET=0 leaves them out)
 #   memory      VmRSS growth of a fresh proxy per client connection, 10,000 connections that are
 #               idle (never sent anything) or touched (one GET each, then idle)
 #   malloc      heap allocations per request in steady state, counted by tools' LD_PRELOAD shim
@@ -353,24 +355,31 @@ for s in read write readv writev recvfrom sendto recvmsg sendmsg recvmmsg sendmm
 done
 PROFILE_WLS=()  # the GET+SET workloads: callgrind and perf stat
 for wl in "${WORKLOADS[@]}"; do [[ ${wl%%|*} == *get_set* ]] && PROFILE_WLS+=("$wl"); done
+CG_WLS=("${PROFILE_WLS[@]}")  # callgrind and perf also profile the multi-gets (BENCH_CG_MGET=0: not)
+if [ "${BENCH_CG_MGET:-1}" = 1 ]; then
+  for wl in "${WORKLOADS[@]}"; do [[ ${wl%%|*} == *get100 ]] && CG_WLS+=("$wl"); done
+fi
 
 if has syscalls; then
   log "syscalls: perf stat on each proxy, $PREQ requests after $PWARM warm-up"
   TARGETS=("dproxy:$DP_PID:$DP_MC:$DP_RD" "nutcracker:$NC_PID:$NC_MC:$NC_RD")
   [ -n "$T1_PID" ] && TARGETS+=("dproxy_t1:$T1_PID:$T1_MC:$T1_RD")
-  for wl in "${PROFILE_WLS[@]}"; do
+  for wl in "${CG_WLS[@]}"; do
     IFS='|' read -r name proto args <<<"$wl"
+    # A 100-key multi-get does about 100 times the work of a GET: a tenth of the requests.
+    nreq=$PREQ nwarm=$PWARM
+    [[ $name == *get100 ]] && nreq=$((PREQ / 10)) nwarm=$((PWARM / 10))
     for tg in "${TARGETS[@]}"; do
       IFS=: read -r t pid mcp rdp <<<"$tg"
       port=$mcp; [ "$proto" = redis ] && port=$rdp
       f="$OUT/perf_${name}_$t.txt"
       # shellcheck disable=SC2086
-      line=$(bench "$port" "$proto" "$name/$t/perf" $args --warmup-requests "$PWARM" \
-        --requests "$PREQ" \
+      line=$(bench "$port" "$proto" "$name/$t/perf" $args --warmup-requests "$nwarm" \
+        --requests "$nreq" \
         --hook-warm "'$ROOT/scripts/bench.sh' __hook perf-start $pid '$f' '$OUT/perf.pid' '$PERF_EVENTS'" \
         --hook-done "'$ROOT/scripts/bench.sh' __hook perf-stop '$OUT/perf.pid'")
       echo "$line" >>"$OUT/perf_runs.txt"
-      log "  $t $name: $(grep raw_syscalls "$f" | cut -d, -f1) syscalls / $PREQ requests"
+      log "  $t $name: $(grep raw_syscalls "$f" | cut -d, -f1) syscalls / $nreq requests"
     done
   done
 fi
@@ -378,26 +387,29 @@ fi
 # ------------------------------------------------------------------------------------------------
 if has callgrind; then
   for kind in dproxy nutcracker; do
-    log "callgrind: $kind (1 thread), $PREQ requests after $PWARM warm-up per workload"
+    log "callgrind: $kind (1 thread), $PREQ requests after $PWARM warm-up per workload (multi-gets: a tenth)"
     cg="$OUT/callgrind_$kind.out"
     start_proxy "$kind" _cg 1 valgrind --tool=callgrind --callgrind-out-file="$cg"
     pid=$PROXY_PID
     part=0
-    for wl in "${PROFILE_WLS[@]}"; do
+    for wl in "${CG_WLS[@]}"; do
       IFS='|' read -r name proto args <<<"$wl"
       port=$PROXY_MC; [ "$proto" = redis ] && port=$PROXY_RD
+      # A 100-key multi-get does about 100 times the work of a GET: a tenth of the requests.
+      nreq=$PREQ nwarm=$PWARM
+      [[ $name == *get100 ]] && nreq=$((PREQ / 10)) nwarm=$((PWARM / 10))
       # shellcheck disable=SC2086
-      line=$(bench "$port" "$proto" "$name/$kind/callgrind" $args --warmup-requests "$PWARM" \
-        --requests "$PREQ" --stall-secs 60 \
+      line=$(bench "$port" "$proto" "$name/$kind/callgrind" $args --warmup-requests "$nwarm" \
+        --requests "$nreq" --stall-secs 60 \
         --hook-warm "callgrind_control -z $pid >/dev/null 2>&1" \
         --hook-done "callgrind_control -d $pid >/dev/null 2>&1")
       part=$((part + 1))
       for _ in $(seq 100); do [ -s "$cg.$part" ] && break; sleep 0.1; done
       mv "$cg.$part" "$OUT/callgrind_${name}_$kind.out"
       total=$(awk '/^(summary|totals):/ {print $2; exit}' "$OUT/callgrind_${name}_$kind.out")
-      echo "$name $kind $total $PREQ" >>"$OUT/callgrind.txt"
-      cg_top "$OUT/callgrind_${name}_$kind.out" "$PREQ" >"$OUT/callgrind_${name}_${kind}_top.txt" || true
-      log "  $kind $name: $((total / PREQ)) instructions/request   ($line)"
+      echo "$name $kind $total $nreq" >>"$OUT/callgrind.txt"
+      cg_top "$OUT/callgrind_${name}_$kind.out" "$nreq" >"$OUT/callgrind_${name}_${kind}_top.txt" || true
+      log "  $kind $name: $((total / nreq)) instructions/request   ($line)"
     done
     stop_pid "$pid"; forget_pid "$pid"
   done
@@ -546,16 +558,20 @@ def perf_file(name, t):
             d[f[2]] = float(f[0])
     return d
 
+def nreq(wl):  # requests in a profiled phase: a tenth for the 100-key multi-gets
+    return preq // 10 if wl.endswith("get100") else preq
+
 eff = []  # (metric, workload, dproxy, nutcracker, target, note)
-for wl in WL[:4]:
+for wl in WL:
     dp, nc, dp1 = perf_file(wl, "dproxy"), perf_file(wl, "nutcracker"), perf_file(wl, "dproxy_t1")
     if dp and nc:
-        for key, label, tgt in [("raw_syscalls:sys_enter", "syscalls/req", 0.7), ("instructions:u", "user instr/req (perf)", None),
+        for key, label, tgt in [("raw_syscalls:sys_enter", "syscalls/req", 0.7 if wl in WL[:4] else None),
+                                ("instructions:u", "user instr/req (perf)", None),
                                 ("instructions:k", "kernel instr/req (perf)", None), ("cycles", "cycles/req (perf)", None),
                                 ("task-clock", "CPU us/req (perf)", None)]:
             scale = 1000.0 if key == "task-clock" else 1.0  # task-clock is in ms
-            a, b = dp.get(key, 0) / preq * scale, nc.get(key, 0) / preq * scale
-            c = dp1.get(key, 0) / preq * scale if dp1 else None
+            a, b = dp.get(key, 0) / nreq(wl) * scale, nc.get(key, 0) / nreq(wl) * scale
+            c = dp1.get(key, 0) / nreq(wl) * scale if dp1 else None
             eff.append((label, wl, a, b, tgt, c))
 cg = os.path.join(out, "callgrind.txt")
 if os.path.exists(cg):
@@ -563,9 +579,11 @@ if os.path.exists(cg):
     for line in open(cg):
         name, kind, total, n = line.split()
         tot[(name, kind)] = int(total) / int(n)
-    for wl in WL[:4]:
+    for wl in WL:
         if (wl, "dproxy") in tot and (wl, "nutcracker") in tot:
-            eff.append(("user instr/req (callgrind, 1 thr)", wl, tot[(wl, "dproxy")], tot[(wl, "nutcracker")], 0.6, None))
+            # The target is for single-key requests; a multi-get is shown for comparison.
+            eff.append(("user instr/req (callgrind, 1 thr)", wl, tot[(wl, "dproxy")], tot[(wl, "nutcracker")],
+                        0.6 if wl in WL[:4] else None, None))
 mal = os.path.join(out, "malloc.txt")
 if os.path.exists(mal):
     al = {}
@@ -591,7 +609,7 @@ if os.path.exists(mem):
                 eff.append((f"KiB RSS/conn ({touch})", proto, m[("dproxy", proto, touch)],
                             m.get(("nutcracker", proto, touch), float("nan")), "4KiB", None))
 if eff:
-    print(f"Efficiency: profiled phases are {preq} requests after warm-up; perf on dproxy --threads {threads}"
+    print(f"Efficiency: profiled phases are {preq} requests ({preq // 10} multi-gets) after warm-up; perf on dproxy --threads {threads}"
           f" (dp1 = dproxy --threads 1), callgrind on dproxy --threads 1")
     hdr = f"{'metric':<34}{'workload':<19}{'dproxy':>11}{'nutcracker':>11}{'ratio':>7}{'dp1':>10}  target"
     print(hdr)
@@ -610,7 +628,7 @@ if eff:
     print()
 
 rows = []
-for wl in WL[:4]:
+for wl in WL:
     for t in ["dproxy", "dproxy_t1", "nutcracker"]:
         d = perf_file(wl, t)
         if not d:
@@ -618,10 +636,11 @@ for wl in WL[:4]:
         total = d.get("raw_syscalls:sys_enter", 0)
         parts = {k.split("sys_enter_")[1]: v for k, v in d.items() if k.startswith("syscalls:sys_enter_") and v > 0}
         other = total - sum(parts.values())
-        if other > 0.005 * preq:
+        n = nreq(wl)
+        if other > 0.005 * n:
             parts["other"] = other
-        desc = "  ".join(f"{k} {v / preq:.2f}" for k, v in sorted(parts.items(), key=lambda kv: -kv[1]))
-        rows.append(f"  {wl:<19}{t:<11}{total / preq:>6.2f} = {desc}")
+        desc = "  ".join(f"{k} {v / n:.2f}" for k, v in sorted(parts.items(), key=lambda kv: -kv[1]))
+        rows.append(f"  {wl:<19}{t:<11}{total / n:>6.2f} = {desc}")
 if rows:
     print("Syscalls per request by call (perf stat tracepoints):")
     print("\n".join(rows))

@@ -8,6 +8,7 @@
 #include "core/server_health.h"
 #include "core/stats.h"
 #include "core/worker.h"
+#include "protocol/byte_scan.h"
 #include "protocol/memcache/reply_parser.h"
 
 namespace dproxy::core {
@@ -18,6 +19,16 @@ using protocol::Request;
 namespace {
 constexpr size_t kMaxLineBytes = 2 * 1024 * 1024;
 }  // namespace
+
+char* merge_scratch(size_t n) {
+  thread_local std::unique_ptr<char[]> buf;
+  thread_local size_t cap = 0;
+  if (cap < n) {
+    cap = std::max(n, cap * 2);
+    buf.reset(new char[cap]);
+  }
+  return buf.get();
+}
 
 ClientSession::ClientSession(Worker& worker, size_t pool_id, PoolClients& clients,
                              asio::generic::stream_protocol::socket socket, uint64_t id)
@@ -288,13 +299,32 @@ void ClientSession::dispatch_memcache(const Request& req) {
 
 void ClientSession::forward_memcache_multiget(const Request& req) {
   namespace mc = protocol::memcache;
-  frag_of_server_.assign(pool().server_count(), -1);
+  PoolRuntime& pool_rt = pool();
+  frag_of_server_.assign(pool_rt.server_count(), -1);
   frag_servers_.clear();
   ReplySlot* slot = new_slot(ReplySlot::Kind::kMultiGet);
-  for (std::string_view key : req.keys) {
-    slot->keys.append(key);
-    slot->key_len.push_back(static_cast<uint32_t>(key.size()));
-    slot->key_frag.push_back(fragment_of(pool().server_for(key)));
+  const size_t nkeys = req.keys.size();
+  // The keys are kept as one copy of the line from the first key to the end of the last (keys
+  // separated by spaces) plus each key's length: finish_multiget walks them in order.
+  const std::string_view first = req.keys.front();
+  const std::string_view last = req.keys.back();
+  slot->keys.assign(first.data(), static_cast<size_t>(last.data() + last.size() - first.data()));
+  slot->key_len.resize(nkeys);
+  slot->key_frag.resize(nkeys);
+  frag_counts_.clear();  // bytes of the keys (each with a space) per fragment
+  for (size_t i = 0; i < nkeys; ++i) {
+    const std::string_view key = req.keys[i];
+    slot->key_len[i] = static_cast<uint32_t>(key.size());
+    const uint32_t server = pool_rt.server_for(key);
+    int32_t frag = frag_of_server_[server];
+    if (frag < 0) {
+      frag = static_cast<int32_t>(frag_servers_.size());
+      frag_of_server_[server] = frag;
+      frag_servers_.push_back(server);
+      frag_counts_.push_back(0);
+    }
+    frag_counts_[static_cast<size_t>(frag)] += static_cast<uint32_t>(key.size() + 1);
+    slot->key_frag[i] = static_cast<uint16_t>(frag);
   }
   size_t nfrags = frag_servers_.size();
   if (split_hits_down_server(slot)) return;
@@ -302,7 +332,7 @@ void ClientSession::forward_memcache_multiget(const Request& req) {
     // Every key on one server: forward the frame untouched.
     slot->kind = ReplySlot::Kind::kForward;
     slot->outstanding = 1;
-    ServerConnection& conn = pool().connection(frag_servers_[0], id_);
+    ServerConnection& conn = pool_rt.connection(frag_servers_[0], id_);
     conn.out().append(req.frame);
     conn.push(shared_from_this(), slot, 0, mc::ReplyKind::kRetrieval);
     return;
@@ -310,24 +340,33 @@ void ClientSession::forward_memcache_multiget(const Request& req) {
   slot->outstanding = static_cast<uint32_t>(nfrags);
   slot_.counters.fragments += nfrags;
   if (slot->frags.size() < nfrags) slot->frags.resize(nfrags);
+  if (slot->frag_marks.size() < nfrags) slot->frag_marks.resize(nfrags);
   slot->frag_error.assign(nfrags, 0);
-  // "get " or "gat <exptime> ": everything before the first key.
-  std::string_view prefix(req.frame.data(),
-                          static_cast<size_t>(req.keys[0].data() - req.frame.data()));
+  // "get" or "gat <exptime>": everything before the space that precedes the first key. Each
+  // key is then copied with the space before it (the line has one there), into room made
+  // once per fragment.
+  std::string_view prefix(req.frame.data(), static_cast<size_t>(first.data() - req.frame.data()));
+  prefix.remove_suffix(1);
+  frag_write_.resize(nfrags);
+  for (size_t f = 0; f < nfrags; ++f) {
+    std::string& out = pool_rt.connection(frag_servers_[f], id_).out();
+    const size_t at = out.size();
+    out.resize(at + prefix.size() + frag_counts_[f] + 2);
+    char* w = out.data() + at;
+    std::memcpy(w, prefix.data(), prefix.size());
+    frag_write_[f] = w + prefix.size();
+  }
+  for (size_t i = 0; i < nkeys; ++i) {
+    const std::string_view key = req.keys[i];
+    char*& w = frag_write_[slot->key_frag[i]];
+    std::memcpy(w, key.data() - 1, key.size() + 1);
+    w += key.size() + 1;
+  }
   auto self = shared_from_this();
   for (size_t f = 0; f < nfrags; ++f) {
-    ServerConnection& conn = pool().connection(frag_servers_[f], id_);
-    std::string& out = conn.out();
-    out.append(prefix);
-    bool first = true;
-    for (size_t i = 0; i < req.keys.size(); ++i) {
-      if (slot->key_frag[i] != f) continue;
-      if (!first) out.push_back(' ');
-      out.append(req.keys[i]);
-      first = false;
-    }
-    out.append("\r\n");
-    conn.push(self, slot, static_cast<uint16_t>(f), mc::ReplyKind::kRetrieval);
+    std::memcpy(frag_write_[f], "\r\n", 2);
+    pool_rt.connection(frag_servers_[f], id_)
+        .push(self, slot, static_cast<uint16_t>(f), mc::ReplyKind::kRetrieval);
   }
 }
 
@@ -401,7 +440,7 @@ ReplySlot* ClientSession::ready_slot(std::string_view reply) {
 }
 
 void ClientSession::on_backend_reply(ReplySlot* slot, uint16_t frag, std::string_view bytes,
-                                     bool is_error) {
+                                     bool is_error, std::span<const size_t> marks) {
   if (frag == kIgnoredFrag) return;  // the reply to an ASKING (redis_cluster)
   if (slot->orphaned) {
     if (--slot->outstanding == 0) free_slots_.push_back(slot);
@@ -432,18 +471,16 @@ void ClientSession::on_backend_reply(ReplySlot* slot, uint16_t frag, std::string
     drain();
     return;
   }
+  if (slot->kind == ReplySlot::Kind::kMultiGet || slot->kind == ReplySlot::Kind::kRespArray) {
+    on_merge_reply(slot, frag, bytes, is_error, marks);
+    return;
+  }
   slot->frags[frag].assign(bytes);
   slot->held += bytes.size();
   held_bytes_ += bytes.size();
   slot->frag_error[frag] = is_error ? 1 : 0;
   if (--slot->outstanding > 0) return;
   switch (slot->kind) {
-    case ReplySlot::Kind::kMultiGet:
-      finish_multiget(slot);
-      break;
-    case ReplySlot::Kind::kRespArray:
-      finish_resp_array(slot);
-      break;
     case ReplySlot::Kind::kRespAllOk:
       finish_resp_all_ok(slot);
       break;
@@ -465,35 +502,86 @@ void ClientSession::on_backend_reply(ReplySlot* slot, uint16_t frag, std::string
   drain();
 }
 
-void ClientSession::finish_multiget(ReplySlot* slot) {
+void ClientSession::on_merge_reply(ReplySlot* slot, uint16_t frag, std::string_view bytes,
+                                   bool is_error, std::span<const size_t> marks) {
+  slot->frag_error[frag] = is_error ? 1 : 0;
+  if (--slot->outstanding > 0) {
+    slot->frags[frag].assign(bytes);
+    slot->frag_marks[frag].assign(marks.begin(), marks.end());
+    slot->held += bytes.size();
+    held_bytes_ += bytes.size();
+    return;
+  }
+  // NOTE: the last fragment is merged from the backend's buffer (valid during this call), the
+  // others from their copies; the merged reply goes straight to the output buffer when it is
+  // the oldest one (the common case), else to the slot.
+  const size_t nfrags = slot->frag_error.size();
+  frag_views_.resize(nfrags);
+  frag_mark_views_.resize(nfrags);
+  for (size_t f = 0; f < nfrags; ++f) {
+    frag_views_[f] = slot->frags[f];
+    frag_mark_views_[f] = slot->frag_marks[f];
+  }
+  frag_views_[frag] = bytes;
+  frag_mark_views_[frag] = marks;
+  const bool direct = !slot->noreply && !closed_ && slots_.front() == slot;
+  std::string& dst = direct ? out_ : slot->data;
+  if (slot->kind == ReplySlot::Kind::kMultiGet) {
+    finish_multiget(slot, dst);
+  } else {
+    finish_resp_array(slot, dst);
+  }
+  if (direct) {
+    record_latency(slot);
+    held_bytes_ -= slot->held;
+    slot->held = 0;
+    free_slots_.push_back(slots_.pop_front());
+  } else {
+    slot->done = true;
+  }
+  drain();
+}
+
+void ClientSession::finish_multiget(ReplySlot* slot, std::string& dst) {
   namespace mc = protocol::memcache;
   size_t nfrags = slot->frag_error.size();
   for (size_t f = 0; f < nfrags; ++f) {
     if (slot->frag_error[f]) {
       // One shard failed: the whole reply is that shard's error (documented in the README).
-      slot->data.assign(slot->frags[f]);
+      dst.append(frag_views_[f]);
       return;
     }
   }
-  iters_.clear();
-  peeked_.clear();
-  for (size_t f = 0; f < nfrags; ++f) {
-    iters_.emplace_back(slot->frags[f]);
-    peeked_.emplace_back();
-    peeked_.back().valid = iters_.back().next(peeked_.back().item);
-  }
-  slot->data.clear();
-  size_t off = 0;
+  // Each fragment's items, in its keys' order (memcached answers hits in request order), are
+  // located by the marks its scan left: key offset, key length, end of item. An item starts
+  // where the one before it ends (the first at 0).
+  // The merged reply is at most every fragment plus "END\r\n": sized once, copied into.
+  frag_cursor_.assign(nfrags, 0);
+  size_t bound = 5;
+  for (size_t f = 0; f < nfrags; ++f) bound += frag_views_[f].size();
+  char* const out_start = merge_scratch(bound);
+  char* o = out_start;
+  const char* k = slot->keys.data();
+  const char* const keys_end = k + slot->keys.size();
   for (size_t i = 0; i < slot->key_len.size(); ++i) {
-    std::string_view key(slot->keys.data() + off, slot->key_len[i]);
-    off += slot->key_len[i];
-    Peeked& p = peeked_[slot->key_frag[i]];
-    if (p.valid && p.item.key == key) {
-      slot->data.append(p.item.bytes);
-      p.valid = iters_[slot->key_frag[i]].next(p.item);
-    }
+    while (k < keys_end && *k == ' ') ++k;
+    const size_t len = slot->key_len[i];
+    const char* const key = k;
+    k += len;
+    const uint16_t f = slot->key_frag[i];
+    const std::span<const size_t> m = frag_mark_views_[f];
+    const size_t c = frag_cursor_[f];
+    if (c >= m.size() || m[c + 1] != len) continue;
+    const char* const reply = frag_views_[f].data();
+    if (!protocol::byte_scan::equal(reply + m[c], key, len)) continue;
+    const size_t start = c == 0 ? 0 : m[c - 1];
+    std::memcpy(o, reply + start, m[c + 2] - start);
+    o += m[c + 2] - start;
+    frag_cursor_[f] = c + mc::kMarksPerItem;
   }
-  slot->data.append("END\r\n");
+  std::memcpy(o, "END\r\n", 5);
+  o += 5;
+  dst.append(out_start, static_cast<size_t>(o - out_start));
 }
 
 void ClientSession::finish_broadcast(ReplySlot* slot) {

@@ -24,6 +24,11 @@ namespace dproxy::core {
 class ClusterRuntime;
 class PoolRuntime;
 class ServerConnection;
+
+// Uninitialized scratch memory of at least `n` bytes, one buffer per worker thread (it only
+// grows): where a multi-get reply is merged before it is appended to its destination.
+// NOTE: valid until the next call on the same thread.
+char* merge_scratch(size_t n);
 class Worker;
 struct PoolClients;
 struct PoolSlot;
@@ -44,7 +49,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
 
   // Backend side: the reply (or a SERVER_ERROR line when is_error and the backend failed) for
   // fragment `frag` of `slot`. `bytes` is only valid during the call.
-  void on_backend_reply(ReplySlot* slot, uint16_t frag, std::string_view bytes, bool is_error);
+  // `marks`: where a multi-get fragment's items are (scan_reply marks), when its scan noted them.
+  void on_backend_reply(ReplySlot* slot, uint16_t frag, std::string_view bytes, bool is_error,
+                        std::span<const size_t> marks = {});
   // redis_cluster pools: re-sends fragment `frag` of `slot` after a TRYAGAIN / CLUSTERDOWN
   // backoff (called by the worker's ClusterRuntime).
   void cluster_retry(ReplySlot* slot, uint16_t frag);
@@ -127,14 +134,18 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // AUTH check against the pool's client_password; on failure queues the error reply.
   // `password_only`: the one-argument form (AUTH <password>).
   bool redis_auth(std::string_view user, std::string_view password, bool password_only);
-  void finish_resp_array(ReplySlot* slot);
+  void finish_resp_array(ReplySlot* slot, std::string& dst);
   void finish_resp_all_ok(ReplySlot* slot);
   void finish_resp_sum(ReplySlot* slot);
 
   ReplySlot* new_slot(ReplySlot::Kind kind);
   ReplySlot* ready_slot(std::string_view reply);
   void complete(ReplySlot* slot);
-  void finish_multiget(ReplySlot* slot);
+  // Split replies merged in key order (memcached get, Redis MGET): the last fragment's reply
+  // completes the slot; the merged reply is appended to `dst`, from frag_views_.
+  void on_merge_reply(ReplySlot* slot, uint16_t frag, std::string_view bytes, bool is_error,
+                      std::span<const size_t> marks);
+  void finish_multiget(ReplySlot* slot, std::string& dst);
   void finish_broadcast(ReplySlot* slot);
   // Moves the ready prefix of the slot queue into the output buffer and starts a write.
   void drain();
@@ -178,14 +189,14 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   std::vector<ReplySlot*> free_slots_;
   std::vector<int32_t> frag_of_server_;  // scratch for splitting, -1 = unused
   std::vector<uint32_t> frag_servers_;   // scratch: fragment -> server index
-  struct Peeked {
-    protocol::memcache::ValueItem item;
-    bool valid = false;
-  };
-  std::vector<protocol::memcache::ValueIterator> iters_;  // scratch for merging
-  std::vector<Peeked> peeked_;
-  std::vector<protocol::resp::ArrayReader> readers_;  // scratch for merging Redis arrays
-  uint64_t read_turn_ = 0;                            // replicated read: round_robin counter
+  std::vector<uint32_t> frag_counts_;    // scratch: fragment -> keys (or key bytes) sent to it
+  std::vector<size_t> frag_bytes_;       // scratch: fragment -> bytes of its arguments
+  std::vector<char*> frag_write_;        // scratch: fragment -> where its next bytes go
+  std::vector<protocol::resp::ArrayReader> readers_;      // scratch for merging Redis arrays
+  std::vector<std::string_view> frag_views_;              // scratch: the fragments being merged
+  std::vector<std::span<const size_t>> frag_mark_views_;  // scratch: and their scan marks
+  std::vector<size_t> frag_cursor_;                       // scratch: merge position per fragment
+  uint64_t read_turn_ = 0;                                // replicated read: round_robin counter
   std::vector<std::string_view> args_scratch_;
   std::string inline_scratch_;
   std::string last_command_name_;  // the name of the last command looked up, as sent

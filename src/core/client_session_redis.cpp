@@ -237,16 +237,31 @@ void ClientSession::redis_forward(const Request& req, uint32_t server) {
 void ClientSession::redis_split(const resp::CommandInfo& cmd, const Request& req) {
   const auto& args = req.args;
   const bool pairs = cmd.name == "mset";  // MSET k v [k v ...]: a key's value follows it
-  frag_of_server_.assign(pool().server_count(), -1);
+  PoolRuntime& pool_rt = pool();
+  frag_of_server_.assign(pool_rt.server_count(), -1);
   frag_servers_.clear();
+  frag_counts_.clear();
   ReplySlot* slot = new_slot(ReplySlot::Kind::kRespSum);
-  for (uint32_t idx : key_idx_) slot->key_frag.push_back(fragment_of(pool().server_for(args[idx])));
+  const size_t nkeys = key_idx_.size();
+  slot->key_frag.resize(nkeys);
+  for (size_t i = 0; i < nkeys; ++i) {
+    const uint32_t server = pool_rt.server_for(args[key_idx_[i]]);
+    int32_t frag = frag_of_server_[server];
+    if (frag < 0) {
+      frag = static_cast<int32_t>(frag_servers_.size());
+      frag_of_server_[server] = frag;
+      frag_servers_.push_back(server);
+      frag_counts_.push_back(0);
+    }
+    ++frag_counts_[static_cast<size_t>(frag)];
+    slot->key_frag[i] = static_cast<uint16_t>(frag);
+  }
   const size_t nfrags = frag_servers_.size();
   if (split_hits_down_server(slot)) return;
   if (nfrags == 1) {
     slot->kind = ReplySlot::Kind::kForward;
     slot->outstanding = 1;
-    ServerConnection& conn = pool().connection(frag_servers_[0], id_);
+    ServerConnection& conn = pool_rt.connection(frag_servers_[0], id_);
     append_request(conn.out(), req);
     conn.push(shared_from_this(), slot, 0, protocol::memcache::ReplyKind::kLine);
     return;
@@ -259,19 +274,61 @@ void ClientSession::redis_split(const resp::CommandInfo& cmd, const Request& req
   slot->outstanding = static_cast<uint32_t>(nfrags);
   slot_.counters.fragments += nfrags;
   if (slot->frags.size() < nfrags) slot->frags.resize(nfrags);
+  if (slot->frag_marks.size() < nfrags) slot->frag_marks.resize(nfrags);
   slot->frag_error.assign(nfrags, 0);
   auto self = shared_from_this();
-  for (size_t f = 0; f < nfrags; ++f) {
-    sub_args_.clear();
-    sub_args_.push_back(args[0]);
-    for (size_t i = 0; i < key_idx_.size(); ++i) {
-      if (slot->key_frag[i] != f) continue;
-      sub_args_.push_back(args[key_idx_[i]]);
-      if (pairs) sub_args_.push_back(args[key_idx_[i] + 1]);
+  if (req.frame.empty() || req.frame[0] != '*') {
+    // An inline command: each part is encoded from the arguments.
+    for (size_t f = 0; f < nfrags; ++f) {
+      sub_args_.clear();
+      sub_args_.push_back(args[0]);
+      for (size_t i = 0; i < nkeys; ++i) {
+        if (slot->key_frag[i] != f) continue;
+        sub_args_.push_back(args[key_idx_[i]]);
+        if (pairs) sub_args_.push_back(args[key_idx_[i] + 1]);
+      }
+      ServerConnection& conn = pool_rt.connection(frag_servers_[f], id_);
+      resp::append_command(conn.out(), sub_args_);
+      conn.push(self, slot, static_cast<uint16_t>(f), protocol::memcache::ReplyKind::kLine);
     }
-    ServerConnection& conn = pool().connection(frag_servers_[f], id_);
-    resp::append_command(conn.out(), sub_args_);
-    conn.push(self, slot, static_cast<uint16_t>(f), protocol::memcache::ReplyKind::kLine);
+    return;
+  }
+  // A multibulk frame: every argument is "$<len>\r\n<bytes>\r\n", one after the other, so a
+  // part is a new count line, then the command name's and its keys' (and values') encodings
+  // copied byte for byte from the frame.
+  // NOTE: relies on args being views into the contiguous frame, in order (RequestParser).
+  const auto bulk_end = [&](size_t idx) { return args[idx].data() + args[idx].size() + 2; };
+  const char* name_start =
+      static_cast<const char*>(std::memchr(req.frame.data(), '\n', req.frame.size())) + 1;
+  const std::string_view name_bulk(name_start, static_cast<size_t>(bulk_end(0) - name_start));
+  // The bytes of each part's arguments, to make room once per part and copy into it.
+  frag_bytes_.assign(nfrags, 0);
+  for (size_t i = 0; i < nkeys; ++i) {
+    const uint32_t idx = key_idx_[i];
+    frag_bytes_[slot->key_frag[i]] +=
+        static_cast<size_t>(bulk_end(pairs ? idx + 1 : idx) - bulk_end(idx - 1));
+  }
+  frag_write_.resize(nfrags);
+  for (size_t f = 0; f < nfrags; ++f) {
+    std::string& out = pool_rt.connection(frag_servers_[f], id_).out();
+    resp::append_array_header(out, 1 + frag_counts_[f] * (pairs ? 2 : 1));
+    const size_t at = out.size();
+    out.resize(at + name_bulk.size() + frag_bytes_[f]);
+    char* w = out.data() + at;
+    std::memcpy(w, name_bulk.data(), name_bulk.size());
+    frag_write_[f] = w + name_bulk.size();
+  }
+  for (size_t i = 0; i < nkeys; ++i) {
+    const uint32_t idx = key_idx_[i];
+    const char* start = bulk_end(idx - 1);
+    const auto n = static_cast<size_t>(bulk_end(pairs ? idx + 1 : idx) - start);
+    char*& w = frag_write_[slot->key_frag[i]];
+    std::memcpy(w, start, n);
+    w += n;
+  }
+  for (size_t f = 0; f < nfrags; ++f) {
+    pool_rt.connection(frag_servers_[f], id_)
+        .push(self, slot, static_cast<uint16_t>(f), protocol::memcache::ReplyKind::kLine);
   }
 }
 
@@ -286,20 +343,64 @@ static bool take_first_error(ReplySlot* slot) {
   return false;
 }
 
-void ClientSession::finish_resp_array(ReplySlot* slot) {
-  if (take_first_error(slot)) return;
+void ClientSession::finish_resp_array(ReplySlot* slot, std::string& dst) {
   size_t nfrags = slot->frag_error.size();
+  for (size_t f = 0; f < nfrags; ++f) {
+    if (slot->frag_error[f]) {
+      dst.append(frag_views_[f]);
+      return;
+    }
+  }
+  const size_t start = dst.size();
+  resp::append_array_header(dst, slot->key_frag.size());
+  // Fast path: each fragment is "*<n>\r\n" then n elements whose ends its scan marked (no
+  // nested arrays), so element j of a fragment is [end of j - 1 (or of the header), end of j).
+  frag_cursor_.resize(nfrags);
+  bool marked = true;
+  for (size_t f = 0; f < nfrags && marked; ++f) {
+    const std::string_view v = frag_views_[f];
+    int64_t n = 0;
+    size_t next = 0;
+    marked = v.size() > 1 && v[0] == '*' &&
+             resp::detail::read_integer_line(v, 1, n, next) == resp::detail::LineStatus::kOk &&
+             n >= 0 && static_cast<uint64_t>(n) == frag_mark_views_[f].size();
+    frag_cursor_[f] = next;
+  }
+  if (marked) {
+    // frag_cursor_[f]: where the fragment's next element starts; counts[f]: elements taken.
+    // The elements fit in the fragments' sizes: the output is sized once and copied into.
+    frag_counts_.assign(nfrags, 0);
+    size_t bound = 0;
+    for (size_t f = 0; f < nfrags; ++f) bound += frag_views_[f].size();
+    char* const out_start = merge_scratch(bound);
+    char* o = out_start;
+    for (uint16_t f : slot->key_frag) {
+      const std::span<const size_t> m = frag_mark_views_[f];
+      uint32_t& taken = frag_counts_[f];
+      if (taken == m.size()) {
+        dst.resize(start);
+        dst.append("-ERR dproxy: backend sent an MGET reply of the wrong shape\r\n");
+        return;
+      }
+      const size_t from = frag_cursor_[f];
+      std::memcpy(o, frag_views_[f].data() + from, m[taken] - from);
+      o += m[taken] - from;
+      frag_cursor_[f] = m[taken];
+      ++taken;
+    }
+    dst.append(out_start, static_cast<size_t>(o - out_start));
+    return;
+  }
   readers_.clear();
-  for (size_t f = 0; f < nfrags; ++f) readers_.emplace_back(slot->frags[f]);
-  slot->data.clear();
-  resp::append_array_header(slot->data, slot->key_frag.size());
+  for (size_t f = 0; f < nfrags; ++f) readers_.emplace_back(frag_views_[f]);
   std::string_view element;
   for (uint16_t f : slot->key_frag) {
     if (!readers_[f].next(element)) {
-      slot->data.assign("-ERR dproxy: backend sent an MGET reply of the wrong shape\r\n");
+      dst.resize(start);
+      dst.append("-ERR dproxy: backend sent an MGET reply of the wrong shape\r\n");
       return;
     }
-    slot->data.append(element);
+    dst.append(element);
   }
 }
 

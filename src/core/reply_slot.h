@@ -42,7 +42,10 @@ struct ReplySlot {
   // kMultiGet / kBroadcast: per-fragment replies and whether each was an error.
   std::vector<std::string> frags;
   std::vector<uint8_t> frag_error;
-  // kMultiGet: copy of the requested keys (concatenated) with each key's fragment, in order.
+  // kMultiGet / kRespArray: where each fragment's items are (memcache / resp scan_reply marks).
+  std::vector<std::vector<size_t>> frag_marks;
+  // kMultiGet: copy of the requested keys (the request line from the first key to the end of the
+  // last: keys separated by spaces) with each key's length and fragment, in order.
   // kRespArray: key_frag only.
   std::string keys;
   std::vector<uint32_t> key_len;
@@ -87,6 +90,7 @@ struct ReplySlot {
     held = 0;
     data.clear();
     for (auto& f : frags) f.clear();
+    for (auto& m : frag_marks) m.clear();
     frag_error.clear();
     keys.clear();
     key_len.clear();

@@ -116,6 +116,7 @@ void ServerConnection::start_connect() {
     state_ = State::kConnected;
     backoff_ = std::chrono::milliseconds(0);
     scan_state_ = {};
+    mc_scan_state_ = {};
     start_read();
     if (!setup_.empty()) {
       // AUTH / SELECT go alone: requests are written only once every setup reply is +OK, so a
@@ -188,6 +189,7 @@ void ServerConnection::start_read() {
             socket_.close(ignored);
             in_start_ = in_end_ = 0;
             scan_state_ = {};
+            mc_scan_state_ = {};
             start_connect();
             return;
           }
@@ -231,8 +233,15 @@ void ServerConnection::on_read(size_t n) {
     Pending& p = pending_.front();
     bool is_error = false;
     std::string_view view(in_.data() + in_start_, in_end_ - in_start_);
-    protocol::ParseResult r = redis_ ? protocol::resp::scan_reply(view, scan_state_, &is_error)
-                                     : mc::scan_reply(view, p.kind, &is_error);
+    // A fragment of a multi-get: the scan also notes where its items are, for the merge.
+    std::vector<size_t>* marks = nullptr;
+    if (!p.abandoned && (p.slot->kind == ReplySlot::Kind::kMultiGet ||
+                         p.slot->kind == ReplySlot::Kind::kRespArray)) {
+      marks = &marks_;
+    }
+    protocol::ParseResult r = redis_
+                                  ? protocol::resp::scan_reply(view, scan_state_, &is_error, marks)
+                                  : mc::scan_reply(view, p.kind, mc_scan_state_, &is_error, marks);
     if (r.status == protocol::ParseStatus::kNeedMore) break;
     if (r.status == protocol::ParseStatus::kError) {
       LOG_WARN("backend %s: malformed reply; reconnecting", address_.c_str());
@@ -245,12 +254,15 @@ void ServerConnection::on_read(size_t n) {
     sent_bytes_ -= std::min<uint64_t>(sent_bytes_, done.bytes);
     in_start_ += r.consumed;
     scan_state_ = {};
+    mc_scan_state_ = {};
     if (done.abandoned) {
       --abandoned_;
       continue;
     }
     if (health_ != nullptr) health_->record_success(index_);
-    done.session->on_backend_reply(done.slot, done.frag, view.substr(0, r.consumed), is_error);
+    done.session->on_backend_reply(
+        done.slot, done.frag, view.substr(0, r.consumed), is_error,
+        marks != nullptr ? std::span<const size_t>(marks_) : std::span<const size_t>());
   }
   if (in_start_ == in_end_) in_start_ = in_end_ = 0;
   start_read();
@@ -336,6 +348,7 @@ void ServerConnection::fail_all(std::string_view why, bool failure) {
   abandoned_ = 0;
   setup_pending_ = 0;
   scan_state_ = {};
+  mc_scan_state_ = {};
   if (retry_after_ < Clock::now()) {
     backoff_ = backoff_.count() == 0 ? kMinBackoff : std::min(backoff_ * 2, kMaxBackoff);
     retry_after_ = Clock::now() + backoff_;

@@ -15,6 +15,7 @@
 #include "core/server_health.h"
 #include "core/stats.h"
 #include "protocol/memcache/command.h"
+#include "protocol/memcache/reply_parser.h"
 #include "protocol/resp/reply_parser.h"
 
 namespace dproxy::core {
@@ -113,6 +114,8 @@ class ServerConnection {
   uint32_t setup_replies_;
   uint32_t setup_pending_ = 0;  // setup replies still expected on this connection
   protocol::resp::ReplyScanState scan_state_;
+  protocol::memcache::ReplyScanState mc_scan_state_;  // the same for memcached replies
+  std::vector<size_t> marks_;  // scan_reply marks of the multi-get fragment being read
   std::chrono::steady_clock::time_point retry_after_{};
   std::chrono::milliseconds backoff_{0};
   std::string last_error_;

@@ -62,14 +62,30 @@ KetamaDistribution::KetamaDistribution(std::span<const ServerSpec> servers) {
   // earlier in twemproxy's internal order wins a tie.
   std::stable_sort(points_.begin(), points_.end(),
                    [](const Point& a, const Point& b) { return a.value < b.value; });
+  // About one bucket per point (2^4 to 2^16 buckets).
+  uint32_t bits = 4;
+  while (bits < 16 && (size_t{1} << bits) < points_.size()) ++bits;
+  bucket_shift_ = 32 - bits;
+  const size_t nbuckets = size_t{1} << bits;
+  bucket_.resize(nbuckets + 1);
+  size_t i = 0;
+  for (size_t b = 0; b < nbuckets; ++b) {
+    const uint64_t start = static_cast<uint64_t>(b) << bucket_shift_;
+    while (i < points_.size() && points_[i].value < start) ++i;
+    bucket_[b] = static_cast<uint32_t>(i);
+  }
+  bucket_[nbuckets] = static_cast<uint32_t>(points_.size());
 }
 
 uint32_t KetamaDistribution::pick(uint32_t hash) const {
   if (points_.empty()) return 0;
-  auto it = std::lower_bound(points_.begin(), points_.end(), hash,
-                             [](const Point& point, uint32_t h) { return point.value < h; });
-  if (it == points_.end()) it = points_.begin();
-  return it->server_index;
+  // The first point >= hash is in its bucket's range, or is the first point of a later one.
+  const uint32_t b = hash >> bucket_shift_;
+  const Point* first = points_.data() + bucket_[b];
+  const Point* last = points_.data() + bucket_[b + 1];
+  while (first < last && first->value < hash) ++first;
+  if (first == points_.data() + points_.size()) first = points_.data();
+  return first->server_index;
 }
 
 }  // namespace dproxy::routing

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "fuzz_common.h"
 #include "protocol/memcache/reply_parser.h"
@@ -15,10 +16,18 @@ using dproxy::protocol::ParseStatus;
 std::string drive(std::string_view input, size_t first, size_t step, mc::ReplyKind kind) {
   dproxy_fuzz::Feeder feeder(input, first, step);
   std::string log;
+  mc::ReplyScanState state;  // the resumable scan must agree with a scan from the start
+  std::vector<size_t> marks;
   while (feeder.ready()) {
     std::string_view buf = feeder.buffer();
     bool is_error = false;
     auto r = mc::scan_reply(buf, kind, &is_error);
+    bool resumed_error = false;
+    auto resumed = mc::scan_reply(buf, kind, state, &resumed_error,
+                                  kind == mc::ReplyKind::kRetrieval ? &marks : nullptr);
+    FUZZ_ASSERT(resumed.status == r.status && resumed.consumed == r.consumed &&
+                resumed.size_hint == r.size_hint && resumed_error == is_error);
+    FUZZ_ASSERT(r.status == ParseStatus::kNeedMore || state.pos == 0);
     if (r.status == ParseStatus::kNeedMore) {
       if (!feeder.feed()) break;
       continue;
@@ -33,11 +42,21 @@ std::string drive(std::string_view input, size_t first, size_t step, mc::ReplyKi
     if (kind == mc::ReplyKind::kRetrieval && !is_error) {
       mc::ValueIterator it(reply);
       mc::ValueItem item;
+      size_t n = 0;
       while (it.next(item)) {
         FUZZ_ASSERT(item.bytes.data() >= reply.data() &&
                     item.bytes.data() + item.bytes.size() <= reply.data() + reply.size());
         FUZZ_ASSERT(item.bytes.substr(0, 6) == "VALUE ");
+        // The scan's marks locate the same items and keys.
+        const size_t m = n * mc::kMarksPerItem;
+        FUZZ_ASSERT(m + 2 < marks.size());
+        FUZZ_ASSERT(marks[m] == static_cast<size_t>(item.key.data() - reply.data()));
+        FUZZ_ASSERT(marks[m + 1] == item.key.size());
+        FUZZ_ASSERT(marks[m + 2] ==
+                    static_cast<size_t>(item.bytes.data() + item.bytes.size() - reply.data()));
+        ++n;
       }
+      FUZZ_ASSERT(marks.size() == n * mc::kMarksPerItem);
     }
     feeder.consume(r.consumed, 0);
   }

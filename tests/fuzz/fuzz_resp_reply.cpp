@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "fuzz_common.h"
 #include "protocol/resp/reply_parser.h"
@@ -15,11 +16,17 @@ using dproxy::protocol::ParseStatus;
 std::string drive(std::string_view input, size_t first, size_t step) {
   dproxy_fuzz::Feeder feeder(input, first, step);
   resp::ReplyScanState state;
+  resp::ReplyScanState marked_state;  // the same scan noting element ends must agree
+  std::vector<size_t> marks;
   std::string log;
   while (feeder.ready()) {
     std::string_view buf = feeder.buffer();
     bool is_error = false;
     auto r = resp::scan_reply(buf, state, &is_error);
+    bool marked_error = false;
+    auto rm = resp::scan_reply(buf, marked_state, &marked_error, &marks);
+    FUZZ_ASSERT(rm.status == r.status && rm.consumed == r.consumed && rm.size_hint == r.size_hint &&
+                marked_error == is_error);
     if (r.status == ParseStatus::kNeedMore) {
       if (!feeder.feed()) break;
       continue;
@@ -38,8 +45,21 @@ std::string drive(std::string_view input, size_t first, size_t step) {
       resp::ArrayReader reader(reply);
       std::string_view element;
       int64_t n = 0;
-      while (reader.next(element)) ++n;
+      bool flat = true;
+      while (reader.next(element)) {
+        // Marks, when present, are exactly the elements' ends (a flat array).
+        if (element[0] == '*') flat = false;
+        if (!marks.empty()) {
+          FUZZ_ASSERT(static_cast<size_t>(n) < marks.size());
+          FUZZ_ASSERT(marks[static_cast<size_t>(n)] ==
+                      static_cast<size_t>(element.data() + element.size() - reply.data()));
+        }
+        ++n;
+      }
       FUZZ_ASSERT(reader.ok() && n == (reader.size() < 0 ? 0 : reader.size()));
+      FUZZ_ASSERT(marks.size() == (flat ? static_cast<size_t>(n) : 0));
+    } else {
+      FUZZ_ASSERT(marks.empty());
     }
     log.append(is_error ? "error:" : "ok:").append(reply).append("\n");
     feeder.consume(r.consumed, 0);

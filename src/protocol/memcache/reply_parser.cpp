@@ -7,6 +7,8 @@
 #include <cstring>
 #include <limits>
 
+#include "protocol/byte_scan.h"
+
 namespace dproxy::protocol::memcache {
 namespace {
 
@@ -89,6 +91,51 @@ bool is_value_line(std::string_view line) {
   return line.size() > 6 && line.substr(0, 6) == "VALUE ";
 }
 
+inline bool is_digit(char c) {
+  return static_cast<unsigned>(static_cast<unsigned char>(c)) - '0' <= 9u;
+}
+
+// The common shape of a VALUE line, read straight from the buffer in one pass:
+// "VALUE <key> <flags> <bytes>[ <cas>]\r\n" with single spaces, flags and bytes of at most 9
+// digits and cas of at most 18 (so no overflow is possible), the key free of LF.
+// True: `key`, `bytes` and `next` (the offset after "\n") are what find_line +
+// parse_value_line would give. False: not that shape (or incomplete); the caller takes the
+// general path, which decides.
+inline bool fast_value_line(std::string_view in, size_t pos, std::string_view& key, uint64_t& bytes,
+                            size_t& next) {
+  const char* p = in.data() + pos;
+  const char* const end = in.data() + in.size();
+  if (end - p < 13 || std::memcmp(p, "VALUE ", 6) != 0) return false;
+  p += 6;
+  const char* const key_start = p;
+  p = byte_scan::find_space_or_lf(p, end);
+  if (p == key_start || p == end || *p != ' ') return false;
+  key = std::string_view(key_start, static_cast<size_t>(p - key_start));
+  // Flags: 1 to 9 digits, then a space.
+  const char* digits = ++p;
+  while (p < end && is_digit(*p)) ++p;
+  if (p == digits || p - digits > 9 || p == end || *p != ' ') return false;
+  // Bytes: 1 to 9 digits.
+  digits = ++p;
+  uint64_t value = 0;
+  while (p < end && is_digit(*p)) {
+    value = value * 10 + static_cast<unsigned>(*p - '0');
+    ++p;
+  }
+  if (p == digits || p - digits > 9 || p == end) return false;
+  if (*p == ' ') {
+    // Cas: 1 to 18 digits.
+    digits = ++p;
+    while (p < end && is_digit(*p)) ++p;
+    if (p == digits || p - digits > 18 || p == end) return false;
+  }
+  if (end - p < 2 || p[0] != '\r' || p[1] != '\n') return false;
+  bytes = value;
+  next = static_cast<size_t>(p + 2 - in.data());
+  // find_line gives up on longer lines.
+  return next - pos <= kMaxReplyLineBytes;
+}
+
 ParseResult bad_reply(std::string_view in) {
   return ParseResult::Error(kBadReplyError, in.size(), 0, true);
 }
@@ -123,35 +170,57 @@ bool valid_line(ReplyKind kind, std::string_view line) {
 }  // namespace
 
 ParseResult scan_reply(std::string_view in, ReplyKind kind, bool* is_error) {
+  ReplyScanState state;
+  return scan_reply(in, kind, state, is_error);
+}
+
+ParseResult scan_reply(std::string_view in, ReplyKind kind, ReplyScanState& state, bool* is_error,
+                       std::vector<size_t>* marks) {
   if (is_error != nullptr) *is_error = false;
   std::string_view line;
   size_t pos = 0;
+  if (kind == ReplyKind::kRetrieval && state.pos <= in.size()) pos = state.pos;
+  if (pos == 0 && marks != nullptr) marks->clear();
+  state = {};
   size_t next = 0;
   for (;;) {
-    switch (find_line(in, pos, line, next)) {
-      case LineStatus::kNeedMore:
-        return ParseResult::NeedMore(pos == 0 ? 0 : pos + 5);
-      case LineStatus::kBad:
-        return bad_reply(in);
-      case LineStatus::kOk:
-        break;
-    }
-    if (is_error_line(line)) {
-      if (is_error != nullptr) *is_error = true;
-      return ParseResult::Ok(next);
-    }
-    if (kind != ReplyKind::kRetrieval) {
-      // A line that is no answer to the command: the backend is out of sync (or not memcached).
-      return valid_line(kind, line) ? ParseResult::Ok(next) : bad_reply(in);
-    }
-    if (line == "END") return ParseResult::Ok(next);
     std::string_view key;
     uint64_t bytes = 0;
-    if (!is_value_line(line) || !parse_value_line(line, key, bytes)) return bad_reply(in);
+    if (kind == ReplyKind::kRetrieval && fast_value_line(in, pos, key, bytes, next)) {
+      // The common case: a well-formed VALUE line, no need to split it into a line first.
+    } else {
+      switch (find_line(in, pos, line, next)) {
+        case LineStatus::kNeedMore:
+          state.pos = pos;
+          return ParseResult::NeedMore(pos == 0 ? 0 : pos + 5);
+        case LineStatus::kBad:
+          return bad_reply(in);
+        case LineStatus::kOk:
+          break;
+      }
+      if (is_error_line(line)) {
+        if (is_error != nullptr) *is_error = true;
+        return ParseResult::Ok(next);
+      }
+      if (kind != ReplyKind::kRetrieval) {
+        // A line that is no answer to the command: the backend is out of sync (or not memcached).
+        return valid_line(kind, line) ? ParseResult::Ok(next) : bad_reply(in);
+      }
+      if (line == "END") return ParseResult::Ok(next);
+      if (!is_value_line(line) || !parse_value_line(line, key, bytes)) return bad_reply(in);
+    }
     const size_t item_end = next + static_cast<size_t>(bytes) + 2;
     // At least "END\r\n" follows the item.
-    if (in.size() < item_end) return ParseResult::NeedMore(item_end + 5);
+    if (in.size() < item_end) {
+      state.pos = pos;
+      return ParseResult::NeedMore(item_end + 5);
+    }
     if (in[item_end - 2] != '\r' || in[item_end - 1] != '\n') return bad_reply(in);
+    if (marks != nullptr) {
+      marks->push_back(static_cast<size_t>(key.data() - in.data()));
+      marks->push_back(key.size());
+      marks->push_back(item_end);
+    }
     pos = item_end;
   }
 }
@@ -161,8 +230,10 @@ bool ValueIterator::next(ValueItem& item) {
   size_t next = 0;
   std::string_view key;
   uint64_t bytes = 0;
-  if (rest_.empty() || find_line(rest_, 0, line, next) != LineStatus::kOk || !is_value_line(line) ||
-      !parse_value_line(line, key, bytes)) {
+  if (rest_.empty()) return false;
+  if (!fast_value_line(rest_, 0, key, bytes, next) &&
+      (find_line(rest_, 0, line, next) != LineStatus::kOk || !is_value_line(line) ||
+       !parse_value_line(line, key, bytes))) {
     rest_ = {};
     return false;
   }

@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <string_view>
+#include <vector>
 
 #include "protocol/memcache/command.h"
 #include "protocol/parse_result.h"
@@ -28,6 +29,23 @@ inline constexpr std::string_view kBadReplyError = "SERVER_ERROR bad reply from 
 // there). kError: consumed = in.size(), close = true, error = kBadReplyError.
 // kNeedMore: size_hint = a lower bound of the reply size once a VALUE line is complete.
 ParseResult scan_reply(std::string_view in, ReplyKind kind, bool* is_error = nullptr);
+
+// Progress of scan_reply over an incomplete retrieval reply (the offset of the first item not
+// yet complete), so that a large multi-item reply arriving over many reads is scanned once in
+// total. Value-initialize it before the first call of each reply.
+struct ReplyScanState {
+  size_t pos = 0;
+};
+
+// The same, resuming from `state` (which it updates on kNeedMore and clears otherwise). Call it
+// again with the same bytes plus more, or with a cleared state for another reply.
+// `marks` (optional, kRetrieval only): the VALUE items found, three numbers each: the key's
+// offset and length and the offset just past the item's data block, in order (offsets from the
+// start of `in`). Cleared when the scan starts a reply; a resumed scan appends the items it
+// completes, so pass the same vector with the same state.
+ParseResult scan_reply(std::string_view in, ReplyKind kind, ReplyScanState& state,
+                       bool* is_error = nullptr, std::vector<size_t>* marks = nullptr);
+inline constexpr size_t kMarksPerItem = 3;
 
 // One "VALUE key flags bytes [cas]\r\n<data>\r\n" item of a complete retrieval reply.
 struct ValueItem {

@@ -7,6 +7,8 @@
 #include <cstring>
 #include <limits>
 
+#include "protocol/byte_scan.h"
+
 namespace dproxy::protocol::memcache {
 namespace {
 
@@ -29,6 +31,11 @@ class Tokenizer {
     tok = std::string_view(start, static_cast<size_t>(p_ - start));
     return true;
   }
+
+  // The unread rest of the line; skip_to() continues after a token taken from it.
+  const char* pos() const { return p_; }
+  const char* end() const { return end_; }
+  void skip_to(const char* p) { p_ = p; }
 
  private:
   const char* p_;
@@ -263,9 +270,23 @@ ParseResult LineParser::retrieval(Tokenizer& tz, bool with_exptime) {
     if (!tz.next(tok)) return line_error(errors::kError);
     bad_exptime = !parse_int32(tok);
   }
-  while (tz.next(tok)) {
-    std::string_view err = key_error(tok);
-    if (!err.empty()) return line_error(err);
+  // The keys, read eight bytes at a time: a key ends at a space (or the line's end); any other
+  // byte at or below 0x20, or 0x7f, is a control character: the key then goes through
+  // key_error, which names the first problem.
+  const char* p = tz.pos();
+  const char* const end = tz.end();
+  for (;;) {
+    while (p < end && *p == ' ') ++p;
+    if (p == end) break;
+    const char* const start = p;
+    p = byte_scan::find_space_or_control(p, end);
+    if (p < end && *p != ' ') {
+      tz.skip_to(start);
+      tz.next(tok);
+      return line_error(key_error(tok));
+    }
+    tok = std::string_view(start, static_cast<size_t>(p - start));
+    if (tok.size() > limits_.max_key_bytes) return line_error(key_error(tok));
     out_.keys.push_back(tok);
   }
   // memcached checks the token count before the arguments: no keys at all is "ERROR".

@@ -78,21 +78,36 @@ ParseResult scan_reply(std::string_view in, bool* is_error) {
   return scan_reply(in, state, is_error);
 }
 
+namespace {
+
 // Reads values one after the other, counting how many are still pending: an array of n
 // elements is one value that adds n pending ones. The reply ends when none is pending.
-ParseResult scan_reply(std::string_view in, ReplyScanState& state, bool* is_error) {
+// With kMarks, records the end of every value that is no array (see the header).
+template <bool kMarks>
+ParseResult scan_impl(std::string_view in, ReplyScanState& state, bool* is_error,
+                      std::vector<size_t>* marks) {
   if (is_error != nullptr) *is_error = false;
   size_t pos = 0;
   uint64_t pending = 1;
+  bool nested = false;
   if (state.pending != 0 && state.pos <= in.size()) {
     pos = state.pos;
     pending = state.pending;
+    nested = state.nested;
+  } else if constexpr (kMarks) {
+    marks->clear();
   }
   state = {};
   const auto need_more = [&](size_t hint) {
     state.pos = pos;
     state.pending = pending;
+    state.nested = nested;
     return ParseResult::NeedMore(hint);
+  };
+  const auto mark = [&] {
+    if constexpr (kMarks) {
+      if (!nested) marks->push_back(pos);
+    }
   };
   while (pending > 0) {
     if (pos == in.size()) return need_more(0);
@@ -113,6 +128,7 @@ ParseResult scan_reply(std::string_view in, ReplyScanState& state, bool* is_erro
         if (in[end - 1] != '\r') return bad_reply(in);  // in[pos] when the line is empty
         pos = end + 1;
         --pending;
+        mark();
         break;
       }
       case ':':
@@ -126,6 +142,7 @@ ParseResult scan_reply(std::string_view in, ReplyScanState& state, bool* is_erro
         }
         pos = next;
         --pending;
+        mark();
         break;
       case '$': {
         switch (read_integer_line(in, pos + 1, n, next)) {
@@ -146,6 +163,7 @@ ParseResult scan_reply(std::string_view in, ReplyScanState& state, bool* is_erro
           pos = end;
         }
         --pending;
+        mark();
         break;
       }
       case '*':
@@ -158,6 +176,7 @@ ParseResult scan_reply(std::string_view in, ReplyScanState& state, bool* is_erro
             break;
         }
         if (n < -1 || n > kMaxReplyArrayElements) return bad_reply(in);
+        if (pos > 0) nested = true;
         pos = next;
         --pending;
         if (n > 0) {
@@ -172,7 +191,22 @@ ParseResult scan_reply(std::string_view in, ReplyScanState& state, bool* is_erro
     }
   }
   if (is_error != nullptr) *is_error = in[0] == '-';
+  if constexpr (kMarks) {
+    if (in[0] != '*' || nested) marks->clear();
+  }
   return ParseResult::Ok(pos);
+}
+
+}  // namespace
+
+ParseResult scan_reply(std::string_view in, ReplyScanState& state, bool* is_error) {
+  return scan_impl<false>(in, state, is_error, nullptr);
+}
+
+ParseResult scan_reply(std::string_view in, ReplyScanState& state, bool* is_error,
+                       std::vector<size_t>* marks) {
+  if (marks == nullptr) return scan_impl<false>(in, state, is_error, nullptr);
+  return scan_impl<true>(in, state, is_error, marks);
 }
 
 bool parse_integer_reply(std::string_view reply, int64_t& out) {
@@ -202,6 +236,21 @@ ArrayReader::ArrayReader(std::string_view reply) {
 
 bool ArrayReader::next(std::string_view& element) {
   if (left_ == 0) return false;
+  if (!rest_.empty() && rest_[0] == '$') {
+    // The common element (MGET): a bulk string or a null, read directly.
+    int64_t n = 0;
+    size_t next = 0;
+    if (read_integer_line(rest_, 1, n, next) == LineStatus::kOk && n >= -1 &&
+        n <= kMaxReplyBulkBytes) {
+      const size_t end = n == -1 ? next : next + static_cast<size_t>(n) + 2;
+      if (n == -1 || (end <= rest_.size() && rest_[end - 2] == '\r' && rest_[end - 1] == '\n')) {
+        element = rest_.substr(0, end);
+        rest_.remove_prefix(end);
+        --left_;
+        return true;
+      }
+    }
+  }
   const ParseResult r = scan_reply(rest_);
   if (r.status != ParseStatus::kOk) {
     ok_ = false;

@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
+#include <vector>
 
 #include "protocol/parse_result.h"
 
@@ -25,6 +26,7 @@ inline constexpr std::string_view kBadReplyError = "-ERR dproxy: bad reply from 
 struct ReplyScanState {
   size_t pos = 0;        // offset of the first value not yet complete
   uint64_t pending = 0;  // values still to read from `pos` (0: not started)
+  bool nested = false;   // an array inside the reply was seen (marks are not elements then)
 };
 
 // Finds the end of the first complete RESP2 reply at the start of `in`: +simple, -error,
@@ -42,6 +44,12 @@ ParseResult scan_reply(std::string_view in, bool* is_error = nullptr);
 
 // The same, resuming from `state` (which it updates on kNeedMore and clears otherwise). Call it
 // again with the same bytes plus more, or with a cleared state for another reply.
+// `marks` (optional): for an array reply whose elements are no arrays (an MGET reply), the
+// offset just past each element, in order; left empty for any other reply (the elements are
+// then read with ArrayReader). Cleared when the scan starts a reply; a resumed scan appends, so
+// pass the same vector with the same state.
+ParseResult scan_reply(std::string_view in, ReplyScanState& state, bool* is_error,
+                       std::vector<size_t>* marks);
 ParseResult scan_reply(std::string_view in, ReplyScanState& state, bool* is_error = nullptr);
 
 // Redis's strict integer syntax (string2ll): "0", or an optional '-' then a digit 1-9 then

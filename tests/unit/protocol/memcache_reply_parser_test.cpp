@@ -95,6 +95,18 @@ void expect_reply(std::string_view reply, ReplyKind kind, bool is_error = false)
     REQUIRE(scan(reply.substr(0, n), kind).status == ParseStatus::kNeedMore);
   }
   CHECK(scan(reply, kind) == ok(reply.size(), is_error));
+  // Resumed over growing prefixes (as a backend connection reads), the scan agrees.
+  mc::ReplyScanState state;
+  for (size_t n = 0; n < reply.size(); n += step) {
+    INFO("resumed prefix ", n);
+    REQUIRE(mc::scan_reply(reply.substr(0, n), kind, state).status == ParseStatus::kNeedMore);
+  }
+  bool resumed_error = !is_error;
+  ParseResult whole = mc::scan_reply(reply, kind, state, &resumed_error);
+  CHECK(whole.status == ParseStatus::kOk);
+  CHECK(whole.consumed == reply.size());
+  CHECK(resumed_error == is_error);
+  CHECK(state.pos == 0);
   for (const char* next : {"END\r\n", "STORED\r\n", "VALUE k 0 1\r\nx\r\nEND\r\n", "garbage"}) {
     CHECK(scan(std::string(reply) + next, kind) == ok(reply.size(), is_error));
   }
@@ -297,6 +309,101 @@ std::vector<ValueItem> items_of(std::string_view reply) {
   while (it.next(item)) items.push_back(item);
   CHECK(!it.next(item));  // stays at the end
   return items;
+}
+
+TEST_CASE("memcache reply: VALUE line shapes (fast path and general path agree)") {
+  // Accepted: the key, flags, bytes and cas as memcached may send them, and looser spacing.
+  const std::string accepted[] = {
+      "VALUE k 0 1\r\nx\r\n",
+      "VALUE k 123456789 1\r\nx\r\n",
+      "VALUE k 1234567890 1\r\nx\r\n",  // 10-digit flags
+      "VALUE k 4294967295 1\r\nx\r\n",  // uint32 max
+      "VALUE k 0 001\r\nx\r\n",         // leading zeros
+      "VALUE k 0 0000000001\r\nx\r\n",  // 10-digit bytes
+      "VALUE k 0 1 123456789012345678\r\nx\r\n",
+      "VALUE k 0 1 18446744073709551615\r\nx\r\n",  // uint64 max cas
+      "VALUE  k 0 1\r\nx\r\n",                      // extra spaces
+      "VALUE k  0  1\r\nx\r\n",
+      "VALUE k 0 1 \r\nx\r\n",
+      "VALUE k 0 1 5 \r\nx\r\n",
+      "VALUE a\rb 0 1\r\nx\r\n",  // a CR inside the key
+      "VALUE key:0000000012345678 0 32\r\n0123456789abcdef0123456789abcdef\r\n",
+  };
+  for (const std::string& item : accepted) {
+    const std::string reply = item + "END\r\n";
+    expect_reply(reply, kRetrieval);
+    std::vector<ValueItem> items = items_of(reply);
+    REQUIRE(items.size() == 1);
+    CHECK(items[0].bytes == item);
+  }
+  const std::string rejected[] = {
+      "VALUE k 4294967296 1\r\nx\r\nEND\r\n",  // flags above uint32
+      "VALUE k 0 1 18446744073709551616\r\nx\r\nEND\r\n",
+      "VALUE k 0 1 2 3\r\nx\r\nEND\r\n",
+      "VALUE k -1 1\r\nx\r\nEND\r\n",
+      "VALUE k 0 +1\r\nx\r\nEND\r\n",
+      "VALUE k 0\r\nEND\r\n",
+      "VALUE k\r\nEND\r\n",
+      "VALUE k 0 1\nx\r\nEND\r\n",
+      "VALUE k 0 1\r\nxy\r\nEND\r\n",
+      "VALUE k 0 1x\r\nx\r\nEND\r\n",
+  };
+  for (const std::string& in : rejected) expect_malformed(in, kRetrieval);
+}
+
+TEST_CASE("memcache reply: marks locate each item and its key") {
+  const std::string a = "VALUE a 1 1\r\nx\r\n";
+  const std::string b = "VALUE  bb 2 9 77 \r\n\r\nEND\r\n\0\xff\r\n"s;  // general path
+  const std::string c = "VALUE key:00000001 0 3\r\nabc\r\n";
+  const std::string reply = a + b + c + "END\r\n";
+  const std::vector<size_t> want = {6,
+                                    1,
+                                    a.size(),
+                                    a.size() + 7,
+                                    2,
+                                    a.size() + b.size(),
+                                    a.size() + b.size() + 6,
+                                    12,
+                                    a.size() + b.size() + c.size()};
+  for (size_t step : {size_t{1}, size_t{5}, reply.size()}) {
+    CAPTURE(step);
+    mc::ReplyScanState state;
+    std::vector<size_t> marks = {1, 2, 3};  // cleared by the scan
+    for (size_t n = step; n < reply.size(); n += step) {
+      REQUIRE(
+          mc::scan_reply(std::string_view(reply).substr(0, n), kRetrieval, state, nullptr, &marks)
+              .status == ParseStatus::kNeedMore);
+    }
+    ParseResult r = mc::scan_reply(reply, kRetrieval, state, nullptr, &marks);
+    REQUIRE(r.status == ParseStatus::kOk);
+    CHECK(marks == want);
+  }
+  std::vector<size_t> marks = {1};
+  mc::ReplyScanState state;
+  CHECK(mc::scan_reply("END\r\n", kRetrieval, state, nullptr, &marks).status == ParseStatus::kOk);
+  CHECK(marks.empty());
+}
+
+TEST_CASE("memcache reply: a resumed scan reads many items once each") {
+  std::string reply;
+  for (int i = 0; i < 1000; ++i) {
+    reply += "VALUE key" + std::to_string(i) + " 0 5\r\nvalue\r\n";
+  }
+  reply += "END\r\n";
+  mc::ReplyScanState state;
+  // Fed 7 bytes at a time: every call but the last is NeedMore and the state moves forward.
+  size_t last_pos = 0;
+  for (size_t n = 7; n < reply.size(); n += 7) {
+    ParseResult r = mc::scan_reply(std::string_view(reply).substr(0, n), kRetrieval, state);
+    REQUIRE(r.status == ParseStatus::kNeedMore);
+    CHECK(state.pos >= last_pos);
+    CHECK(state.pos <= n);
+    last_pos = state.pos;
+  }
+  ParseResult r = mc::scan_reply(reply, kRetrieval, state);
+  CHECK(r.status == ParseStatus::kOk);
+  CHECK(r.consumed == reply.size());
+  CHECK(state.pos == 0);
 }
 
 TEST_CASE("memcache reply: ValueIterator") {

@@ -565,6 +565,27 @@ TEST_CASE("memcache request: key with a control character") {
   // Too long wins over the control character.
   const std::string both = "get " + std::string(251, '\x01') + "\r\n";
   expect_error(both, err(errors::kKeyTooLong250, both.size()));
+  const std::string long_both =
+      "get ok " + std::string(240, 'k') + "\x01" + std::string(20, 'k') + " next\r\n";
+  expect_error(long_both, err(errors::kKeyTooLong250, long_both.size()));
+  // Keys read eight bytes at a time: the control character at every position of a long key.
+  for (size_t at = 0; at < 20; ++at) {
+    for (char bad : {'\x01', '\x7f', '\t', '\0', '\r', '\x1f'}) {
+      std::string key(20, 'k');
+      key[at] = bad;
+      const std::string line = "get key:00000001 " + key + " key:00000002\r\n";
+      CAPTURE(at);
+      expect_error(line, err(errors::kKeyControlChar, line.size()));
+    }
+  }
+  // Bytes above 0x7f are not control characters.
+  const std::string high =
+      "get \x80\x81\xa0\xfe\xff"
+      "abcdefgh\x80 x\r\n";
+  expect_error(high, ok(high, Command::kGet, "get", kRead | kMulti,
+                        {"\x80\x81\xa0\xfe\xff"
+                         "abcdefgh\x80",
+                         "x"}));
 }
 
 TEST_CASE("memcache request: bad command line format") {

@@ -501,4 +501,33 @@ TEST_CASE("resp reply: ArrayReader") {
         std::vector<std::string>{"$1\r\na\r\n", "$-1\r\n", "$0\r\n\r\n", "$2\r\n\r\n\r\n"});
 }
 
+TEST_CASE("resp reply: marks are the element ends of a flat array") {
+  const auto marks_of = [](std::string_view reply, size_t step) {
+    ReplyScanState state;
+    std::vector<size_t> marks = {99};  // cleared by the scan
+    for (size_t n = step; n < reply.size(); n += step) {
+      REQUIRE(resp::scan_reply(reply.substr(0, n), state, nullptr, &marks).status ==
+              ParseStatus::kNeedMore);
+    }
+    ParseResult r = resp::scan_reply(reply, state, nullptr, &marks);
+    REQUIRE(r.status == ParseStatus::kOk);
+    CHECK(r.consumed == reply.size());
+    return marks;
+  };
+  const std::string mget = "*4\r\n$3\r\nabc\r\n$-1\r\n$0\r\n\r\n$10\r\n0123456789\r\n";
+  for (size_t step : {size_t{1}, size_t{3}, mget.size()}) {
+    CAPTURE(step);
+    CHECK(marks_of(mget, step) == std::vector<size_t>{13, 18, 24, mget.size()});
+    // Any element type but arrays.
+    CHECK(marks_of("*3\r\n:1\r\n+OK\r\n-ERR x\r\n", step) == std::vector<size_t>{8, 13, 21});
+    // Not a flat array: no marks.
+    CHECK(marks_of("*2\r\n$1\r\na\r\n*1\r\n:1\r\n", step).empty());
+    CHECK(marks_of("*2\r\n*0\r\n:1\r\n", step).empty());
+    CHECK(marks_of("$3\r\nabc\r\n", step).empty());
+    CHECK(marks_of(":5\r\n", step).empty());
+    CHECK(marks_of("*0\r\n", step).empty());
+    CHECK(marks_of("*-1\r\n", step).empty());
+  }
+}
+
 }  // namespace

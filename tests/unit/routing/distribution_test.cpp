@@ -4,6 +4,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <map>
@@ -277,6 +278,42 @@ TEST_CASE("a single server gets every key") {
     const auto distribution = make_distribution(kind, servers);
     for (uint32_t hash : {0u, 1u, 12345u, 0x80000000u, UINT32_MAX}) {
       CHECK(distribution->pick(hash) == 0u);
+    }
+  }
+}
+
+TEST_CASE("ketama: the bucketed pick finds the first point >= hash, as a binary search does") {
+  const std::vector<std::vector<ServerSpec>> pools = {
+      {tcp(21001, 1)},
+      {tcp(21001, 1), tcp(21002, 1), tcp(21003, 1), tcp(21004, 1)},
+      golden_pool("named_weighted"),
+      golden_pool("float_edge5"),
+      golden_pool("many_weighted"),
+  };
+  for (const auto& servers : pools) {
+    const KetamaDistribution ketama(servers);
+    const auto points = ketama.points();
+    REQUIRE(!points.empty());
+    const auto reference = [&](uint32_t hash) {
+      auto it = std::lower_bound(
+          points.begin(), points.end(), hash,
+          [](const KetamaDistribution::Point& point, uint32_t h) { return point.value < h; });
+      return it == points.end() ? points.front().server_index : it->server_index;
+    };
+    std::vector<uint32_t> hashes = {0, 1, 0xffffffffu, 0x80000000u, 0x7fffffffu};
+    for (const auto& point : points) {
+      hashes.push_back(point.value);
+      hashes.push_back(point.value - 1);
+      hashes.push_back(point.value + 1);
+    }
+    uint32_t x = 12345;
+    for (int i = 0; i < 20000; ++i) {
+      x = x * 1664525u + 1013904223u;
+      hashes.push_back(x);
+    }
+    for (uint32_t h : hashes) {
+      CAPTURE(h);
+      REQUIRE(ketama.pick(h) == reference(h));
     }
   }
 }
