@@ -340,7 +340,6 @@ void ClientSession::forward_memcache_multiget(const Request& req) {
   slot->outstanding = static_cast<uint32_t>(nfrags);
   slot_.counters.fragments += nfrags;
   if (slot->frags.size() < nfrags) slot->frags.resize(nfrags);
-  if (slot->frag_marks.size() < nfrags) slot->frag_marks.resize(nfrags);
   slot->frag_error.assign(nfrags, 0);
   // "get" or "gat <exptime>": everything before the space that precedes the first key. Each
   // key is then copied with the space before it (the line has one there), into room made
@@ -504,6 +503,9 @@ void ClientSession::on_backend_reply(ReplySlot* slot, uint16_t frag, std::string
 
 void ClientSession::on_merge_reply(ReplySlot* slot, uint16_t frag, std::string_view bytes,
                                    bool is_error, std::span<const size_t> marks) {
+  // Every split (sharded or redis_cluster) sizes frags and frag_error; the marks follow here.
+  if (slot->frag_marks.size() < slot->frag_error.size())
+    slot->frag_marks.resize(slot->frag_error.size());
   slot->frag_error[frag] = is_error ? 1 : 0;
   if (--slot->outstanding > 0) {
     slot->frags[frag].assign(bytes);

@@ -274,7 +274,6 @@ void ClientSession::redis_split(const resp::CommandInfo& cmd, const Request& req
   slot->outstanding = static_cast<uint32_t>(nfrags);
   slot_.counters.fragments += nfrags;
   if (slot->frags.size() < nfrags) slot->frags.resize(nfrags);
-  if (slot->frag_marks.size() < nfrags) slot->frag_marks.resize(nfrags);
   slot->frag_error.assign(nfrags, 0);
   auto self = shared_from_this();
   if (req.frame.empty() || req.frame[0] != '*') {
