@@ -126,6 +126,10 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   void dispatch_redis(const protocol::Request& req);
   void redis_local(const protocol::resp::CommandInfo& cmd, const protocol::Request& req);
   void redis_split(const protocol::resp::CommandInfo& cmd, const protocol::Request& req);
+  // Appends, RESP-encoded, the part of a split MGET/MSET/DEL/... that fragment `frag` of `slot`
+  // gets: the command name, then its keys (and, with `pairs`, each key's value) in request order.
+  void append_split_part(std::string& out, const ReplySlot* slot, const protocol::Request& req,
+                         size_t frag, bool pairs);
   void redis_forward(const protocol::Request& req, uint32_t server);
   void redis_error(std::string_view message);  // "-<message>\r\n" as the next reply
   void redis_command_reply(const protocol::Request& req);

@@ -164,14 +164,7 @@ void ClientSession::cluster_split(const resp::CommandInfo& cmd, const Request& r
   cluster_fragments(slot, nfrags);
   const uint64_t spread = read_turn_++;
   for (size_t f = 0; f < nfrags; ++f) {
-    sub_args_.clear();
-    sub_args_.push_back(args[0]);
-    for (size_t i = 0; i < key_idx_.size(); ++i) {
-      if (slot->key_frag[i] != f) continue;
-      sub_args_.push_back(args[key_idx_[i]]);
-      if (pairs) sub_args_.push_back(args[key_idx_[i] + 1]);
-    }
-    resp::append_command(slot->frag_frames[f], sub_args_);
+    append_split_part(slot->frag_frames[f], slot, req, f, pairs);
     const auto hslot = static_cast<uint16_t>(frag_servers_[f]);
     slot->frag_hslot[f] = hslot;
     cluster_send(slot, static_cast<uint16_t>(f), cluster.node_for(hslot, read, spread), false);

@@ -234,6 +234,19 @@ void ClientSession::redis_forward(const Request& req, uint32_t server) {
   conn.push(shared_from_this(), slot, 0, protocol::memcache::ReplyKind::kLine);
 }
 
+void ClientSession::append_split_part(std::string& out, const ReplySlot* slot, const Request& req,
+                                      size_t frag, bool pairs) {
+  const auto& args = req.args;
+  sub_args_.clear();
+  sub_args_.push_back(args[0]);
+  for (size_t i = 0; i < key_idx_.size(); ++i) {
+    if (slot->key_frag[i] != frag) continue;
+    sub_args_.push_back(args[key_idx_[i]]);
+    if (pairs) sub_args_.push_back(args[key_idx_[i] + 1]);
+  }
+  resp::append_command(out, sub_args_);
+}
+
 void ClientSession::redis_split(const resp::CommandInfo& cmd, const Request& req) {
   const auto& args = req.args;
   const bool pairs = cmd.name == "mset";  // MSET k v [k v ...]: a key's value follows it
@@ -279,15 +292,8 @@ void ClientSession::redis_split(const resp::CommandInfo& cmd, const Request& req
   if (req.frame.empty() || req.frame[0] != '*') {
     // An inline command: each part is encoded from the arguments.
     for (size_t f = 0; f < nfrags; ++f) {
-      sub_args_.clear();
-      sub_args_.push_back(args[0]);
-      for (size_t i = 0; i < nkeys; ++i) {
-        if (slot->key_frag[i] != f) continue;
-        sub_args_.push_back(args[key_idx_[i]]);
-        if (pairs) sub_args_.push_back(args[key_idx_[i] + 1]);
-      }
       ServerConnection& conn = pool_rt.connection(frag_servers_[f], id_);
-      resp::append_command(conn.out(), sub_args_);
+      append_split_part(conn.out(), slot, req, f, pairs);
       conn.push(self, slot, static_cast<uint16_t>(f), protocol::memcache::ReplyKind::kLine);
     }
     return;
