@@ -431,6 +431,17 @@ ReplySlot* ClientSession::new_slot(ReplySlot::Kind kind) {
   return slot;
 }
 
+std::string& ClientSession::out_buffer() {
+  if (out_.empty() && out_.capacity() < BufferPool::kInitialCapacity)
+    worker_.reply_buffers().take(out_);
+  return out_;
+}
+
+std::string& ClientSession::hold_buffer(std::string& buf, size_t need) {
+  if (buf.empty() && buf.capacity() < need) worker_.reply_buffers().take(buf);
+  return buf;
+}
+
 ReplySlot* ClientSession::ready_slot(std::string_view reply) {
   ReplySlot* slot = new_slot(ReplySlot::Kind::kReady);
   slot->data.assign(reply);
@@ -458,11 +469,11 @@ void ClientSession::on_backend_reply(ReplySlot* slot, uint16_t frag, std::string
     slot->outstanding = 0;
     if (!slot->noreply && !closed_ && slots_.front() == slot) {
       // The common case: the oldest request's reply goes straight to the output buffer.
-      out_.append(bytes);
+      out_buffer().append(bytes);
       record_latency(slot);
       free_slots_.push_back(slots_.pop_front());
     } else {
-      slot->data.assign(bytes);
+      hold_buffer(slot->data, bytes.size()).assign(bytes);
       slot->held = bytes.size();
       held_bytes_ += bytes.size();
       slot->done = true;
@@ -474,7 +485,7 @@ void ClientSession::on_backend_reply(ReplySlot* slot, uint16_t frag, std::string
     on_merge_reply(slot, frag, bytes, is_error, marks);
     return;
   }
-  slot->frags[frag].assign(bytes);
+  copy_with_headroom(slot->frags[frag], bytes);
   slot->held += bytes.size();
   held_bytes_ += bytes.size();
   slot->frag_error[frag] = is_error ? 1 : 0;
@@ -508,8 +519,8 @@ void ClientSession::on_merge_reply(ReplySlot* slot, uint16_t frag, std::string_v
     slot->frag_marks.resize(slot->frag_error.size());
   slot->frag_error[frag] = is_error ? 1 : 0;
   if (--slot->outstanding > 0) {
-    slot->frags[frag].assign(bytes);
-    slot->frag_marks[frag].assign(marks.begin(), marks.end());
+    copy_with_headroom(slot->frags[frag], bytes);
+    copy_with_headroom(slot->frag_marks[frag], marks);
     slot->held += bytes.size();
     held_bytes_ += bytes.size();
     return;
@@ -527,7 +538,9 @@ void ClientSession::on_merge_reply(ReplySlot* slot, uint16_t frag, std::string_v
   frag_views_[frag] = bytes;
   frag_mark_views_[frag] = marks;
   const bool direct = !slot->noreply && !closed_ && slots_.front() == slot;
-  std::string& dst = direct ? out_ : slot->data;
+  size_t merged_bound = 0;
+  for (size_t f = 0; f < nfrags; ++f) merged_bound += frag_views_[f].size();
+  std::string& dst = direct ? out_buffer() : hold_buffer(slot->data, merged_bound);
   if (slot->kind == ReplySlot::Kind::kMultiGet) {
     finish_multiget(slot, dst);
   } else {
@@ -602,7 +615,10 @@ void ClientSession::drain() {
     record_latency(slot);
     held_bytes_ -= slot->held;
     slot->held = 0;
-    if (!slot->noreply && !closed_) out_.append(slot->data);
+    if (!slot->noreply && !closed_) out_buffer().append(slot->data);
+    // A reply held in a borrowed buffer (see hold_buffer) gives it back.
+    if (slot->data.capacity() >= BufferPool::kInitialCapacity)
+      worker_.reply_buffers().give(slot->data);
     bool close_after = slot->close_after;
     if (slot->outstanding > 0) {
       // Answered before every fragment came back (write_ack majority/one): the late ones still
@@ -637,13 +653,16 @@ void ClientSession::start_write() {
     return;
   }
   writing_ = true;
-  std::swap(out_, writing_buf_);
+  // writing_buf_ gave its memory back when the last write completed: the output buffer moves
+  // over, and the next reply borrows another one (out_buffer()).
+  writing_buf_ = std::move(out_);
+  out_.clear();
   asio::async_write(
       socket_, asio::buffer(writing_buf_),
       with_memory(write_memory_, [self = shared_from_this()](const asio::error_code& ec, size_t) {
         self->writing_ = false;
         self->write_waits_ = false;
-        self->writing_buf_.clear();
+        self->worker_.reply_buffers().give(self->writing_buf_);
         if (ec) {
           ++self->slot_.counters.client_err;
           self->close();
@@ -661,7 +680,7 @@ void ClientSession::close() {
   asio::error_code ignored;
   socket_.shutdown(asio::socket_base::shutdown_both, ignored);
   socket_.close(ignored);
-  out_.clear();
+  worker_.reply_buffers().give(out_);
 }
 
 }  // namespace dproxy::core

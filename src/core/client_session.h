@@ -144,6 +144,12 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
 
   ReplySlot* new_slot(ReplySlot::Kind kind);
   ReplySlot* ready_slot(std::string_view reply);
+  // The output buffer, borrowed from the worker's BufferPool when it has no memory of its own
+  // (after each write it is given back, so idle connections hold none).
+  std::string& out_buffer();
+  // `buf` (a slot's reply, held back for ordering) made able to take `need` bytes without
+  // growing: borrowed from the pool when too small; drain() gives it back.
+  std::string& hold_buffer(std::string& buf, size_t need);
   void complete(ReplySlot* slot);
   // Split replies merged in key order (memcached get, Redis MGET): the last fragment's reply
   // completes the slot; the merged reply is appended to `dst`, from frag_views_.

@@ -118,7 +118,7 @@ void ClientSession::on_ack_reply(ReplySlot* slot, uint16_t frag, std::string_vie
   const auto n = static_cast<uint32_t>(slot->frag_rank.size());
   --slot->outstanding;
   if (!slot->done) {
-    slot->frags[frag].assign(bytes);
+    copy_with_headroom(slot->frags[frag], bytes);
     slot->held += bytes.size();
     held_bytes_ += bytes.size();
     slot->frag_rank[frag] = rank;

@@ -3,7 +3,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace dproxy::core {
@@ -13,6 +15,19 @@ class ClusterRuntime;
 // NOTE: slots are recycled by their session (strings and vectors keep their capacity), so a
 // steady-state request reuses the memory of an earlier one. A slot is owned by its session and
 // outlives every backend reference to it because pending backend records hold the session.
+// Copies `src` into `dst` (a slot's recycled buffer). When `dst` must grow it grows by half
+// again, so that buffers whose contents vary in size (a fragment of a multi-get holds a varying
+// number of keys) stop growing after a few requests instead of at every new maximum.
+inline void copy_with_headroom(std::string& dst, std::string_view src) {
+  if (dst.capacity() < src.size()) dst.reserve(src.size() + src.size() / 2);
+  dst.assign(src);
+}
+template <typename T>
+inline void copy_with_headroom(std::vector<T>& dst, std::span<const T> src) {
+  if (dst.capacity() < src.size()) dst.reserve(src.size() + src.size() / 2);
+  dst.assign(src.begin(), src.end());
+}
+
 struct ReplySlot {
   static constexpr uint16_t kNoCommand = 0xffff;
   enum class Kind : uint8_t {

@@ -18,6 +18,13 @@ class RingQueue {
   // i-th element from the front.
   T& operator[](size_t i) { return items_[(head_ + i) & (items_.size() - 1)]; }
 
+  // Room for at least n elements (rounded up to a power of two) without growing.
+  void reserve(size_t n) {
+    size_t cap = items_.empty() ? 16 : items_.size();
+    while (cap < n) cap *= 2;
+    if (cap > items_.size()) grow_to(cap);
+  }
+
   void push_back(T value) {
     if (size_ == items_.size()) grow();
     items_[(head_ + size_) & (items_.size() - 1)] = std::move(value);
@@ -33,8 +40,9 @@ class RingQueue {
   }
 
  private:
-  void grow() {
-    std::vector<T> bigger(items_.empty() ? 16 : items_.size() * 2);
+  void grow() { grow_to(items_.empty() ? 16 : items_.size() * 2); }
+  void grow_to(size_t cap) {
+    std::vector<T> bigger(cap);
     for (size_t i = 0; i < size_; ++i) bigger[i] = std::move((*this)[i]);
     items_ = std::move(bigger);
     head_ = 0;

@@ -35,7 +35,13 @@ ServerConnection::ServerConnection(Worker& worker,
       connect_timer_(worker.io()),
       redis_(config.protocol == Protocol::kRedis),
       setup_(std::move(setup)),
-      setup_replies_(setup_replies) {}
+      setup_replies_(setup_replies) {
+  // A backend connection carries the requests of many clients per write: sized once for a
+  // typical batch rather than grown step by step at each new peak under load.
+  out_.reserve(kInitialWriteBuffer);
+  writing_buf_.reserve(kInitialWriteBuffer);
+  pending_.reserve(kInitialPending);
+}
 
 ServerConnection::~ServerConnection() {
   *alive_ = false;

@@ -101,8 +101,10 @@ class ServerConnection {
   uint64_t gen_ = 0;  // bumped per connection attempt; stale callbacks compare and return
   bool timer_armed_ = false;
   bool dirty_ = false;
-  std::string out_;          // accumulating
-  std::string writing_buf_;  // in flight
+  static constexpr size_t kInitialWriteBuffer = 16 << 10;
+  static constexpr size_t kInitialPending = 128;  // requests in flight before pending_ grows
+  std::string out_;                               // accumulating
+  std::string writing_buf_;                       // in flight
   std::vector<char> in_;
   size_t in_start_ = 0;
   size_t in_end_ = 0;

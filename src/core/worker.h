@@ -9,6 +9,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/buffer_pool.h"
 #include "core/config.h"
 #include "core/stats.h"
 
@@ -65,6 +66,9 @@ class Worker {
   std::chrono::steady_clock::time_point now() const { return now_; }
   void tick() { now_ = std::chrono::steady_clock::now(); }
 
+  // Spare reply buffers shared by this worker's sessions (worker thread only).
+  BufferPool& reply_buffers() { return reply_buffers_; }
+
   void start();
   void stop();
   void join();
@@ -110,6 +114,7 @@ class Worker {
   // NOTE: declared before io_ so that it outlives it: sessions still referenced by handlers
   // in the io_context's queue update their pool's counters when they are destroyed.
   std::vector<std::unique_ptr<PoolSlot>> slots_;
+  BufferPool reply_buffers_;  // outlives io_ too: see BufferPool
   asio::io_context io_{1};
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   std::vector<std::unique_ptr<PoolRuntime>> retired_;
