@@ -455,20 +455,18 @@ if has malloc; then
       IFS='|' read -r name proto args <<<"$wl"
       port=$PROXY_MC; [ "$proto" = redis ] && port=$PROXY_RD
       # shellcheck disable=SC2086
+      # dproxy's allocations in the measured phase are also recorded with their call stacks.
+      bt_on="" bt_off=""
+      [ "$kind" = dproxy ] && bt_on="; '$MCTL' '$cnt' bt clear; '$MCTL' '$cnt' bt on" \
+        && bt_off="'$MCTL' '$cnt' bt off; "
       bench "$port" "$proto" "$name/$kind/malloc" $args --warmup-requests "$MWARM" \
-        --requests "$PREQ" --hook-warm "'$MCTL' '$cnt' snap >'$OUT/snap0.tmp'" \
-        --hook-done "'$MCTL' '$cnt' snap >'$OUT/snap1.tmp'" >/dev/null
+        --requests "$PREQ" --hook-warm "'$MCTL' '$cnt' snap >'$OUT/snap0.tmp'$bt_on" \
+        --hook-done "$bt_off'$MCTL' '$cnt' snap >'$OUT/snap1.tmp'" >/dev/null
       echo "$name $kind $PREQ $(cat "$OUT/snap0.tmp") | $(cat "$OUT/snap1.tmp")" >>"$OUT/malloc.txt"
       a0=$(sed 's/^allocs=\([0-9]*\).*/\1/' "$OUT/snap0.tmp")
       a1=$(sed 's/^allocs=\([0-9]*\).*/\1/' "$OUT/snap1.tmp")
       log "  $kind $name: $((a1 - a0)) allocations / $PREQ requests"
       if [ "$kind" = dproxy ] && [ $((a1 - a0)) -gt 0 ]; then
-        # Call stacks of a sample: a shorter run with stack recording on.
-        # shellcheck disable=SC2086
-        bench "$port" "$proto" "$name/$kind/stacks" $args --warmup-requests 1000 \
-          --requests $((PREQ / 5)) \
-          --hook-warm "'$MCTL' '$cnt' bt clear; '$MCTL' '$cnt' bt on" \
-          --hook-done "'$MCTL' '$cnt' bt off" >/dev/null
         "$MCTL" "$cnt" stacks 12 >"$OUT/malloc_stacks_$name.txt" 2>&1 || true
       fi
     done
@@ -594,7 +592,9 @@ if os.path.exists(mal):
         al[(name, kind)] = (a1 - a0) / int(n)
     for wl in WL:
         if (wl, "dproxy") in al:
-            eff.append(("allocations/req", wl, al[(wl, "dproxy")], al.get((wl, "nutcracker"), float("nan")), "zero", None))
+            # The issue's zero-allocation target is for single-key get/set; multi-gets are shown.
+            tgt = None if "get100" in wl else "zero"
+            eff.append(("allocations/req", wl, al[(wl, "dproxy")], al.get((wl, "nutcracker"), float("nan")), tgt, None))
     if ("idle_connection", "dproxy") in al:
         eff.append(("allocations per new connection", "memcached", al[("idle_connection", "dproxy")], float("nan"), None, None))
 mem = os.path.join(out, "memory.txt")
