@@ -81,7 +81,9 @@ if [ "${1:-}" = "__hook" ]; then
       # sets it for its hooks). Per group: the sum of utime+stime clock ticks (all threads) from
       # /proc/PID/stat, "-" if a process is gone; machine: /proc/stat's aggregate cpu line (user
       # nice system idle iowait irq softirq steal). Bash builtins only, to stay cheap.
-      now=${EPOCHREALTIME/,/.}
+      now=${EPOCHREALTIME:-}
+      now=${now/,/.}
+      [ -n "$now" ] || read -r now _ </proc/uptime  # bash < 5: a coarser clock, same in both samples
       read -r _ cu cn cs ci cw cq csq cst _ </proc/stat
       sums=()
       for g in "$4" "$5" "${DPBENCH_PID:--}"; do
