@@ -1,11 +1,20 @@
 #!/usr/bin/env bash
 # Benchmarks dproxy against Debian's nutcracker (twemproxy 0.5) and against the backends directly,
-# on loopback, and prints one throughput/latency table plus an efficiency table:
+# on loopback, and prints one throughput/latency table, a CPU-per-op table and an efficiency table:
 #
 #   throughput  6 workloads (Redis GET+SET, memcached get+set, each unpipelined and pipeline 16;
 #               100-key multi-get: Redis MGET and memcached get) x 3 targets (dproxy, nutcracker,
 #               direct = the first backend alone), run A/B/C, B/C/A, C/A/B ... so that drift on
-#               this shared machine hits every target alike; the median of the rounds is reported
+#               this shared machine hits every target alike; the median of the rounds is reported.
+#               CPU accounting: dpbench's warm-up/measure hooks (`__hook cpu`) sample /proc right
+#               before and right after each measured window: utime+stime (all threads) of the
+#               proxy, of the protocol's 4 backends and of dpbench itself (/proc/PID/stat), and the
+#               machine's busy/idle/steal ticks (/proc/stat). The CPU table gives, per workload and
+#               target, us of CPU per op of each and their total, the cores they used (total x
+#               ops/s), the busy cores that went to other processes, and busy/idle/steal %; one
+#               line per workload compares dproxy's and nutcracker's CPU per op and the ops/s ratio
+#               their total CPU per op allows at equal cores (the run is CPU-bound when busy is
+#               ~100%); raw samples in $BENCH_OUT/cpu.txt
 #   syscalls    perf stat on the proxy during a fixed request count after warm-up:
 #               syscalls (and their breakdown), user/kernel instructions, cycles per request
 #   callgrind   user-space instructions per request under valgrind --tool=callgrind (dproxy with
@@ -66,6 +75,28 @@ if [ "${1:-}" = "__hook" ]; then
       done
       sleep 0.5
       echo "fds=$(ls "/proc/$1/fd" | wc -l) $(grep VmRSS "/proc/$1/status" | tr -s ' \t' ' ')" >"$3"
+      ;;
+    cpu)  # OUTFILE LABEL PHASE PROXY_PIDS BACKEND_PIDS: append one CPU sample line to OUTFILE
+      # PID lists are comma-separated ("-": none); the load generator is $DPBENCH_PID (dpbench
+      # sets it for its hooks). Per group: the sum of utime+stime clock ticks (all threads) from
+      # /proc/PID/stat, "-" if a process is gone; machine: /proc/stat's aggregate cpu line (user
+      # nice system idle iowait irq softirq steal). Bash builtins only, to stay cheap.
+      now=${EPOCHREALTIME:-}
+      now=${now/,/.}
+      [ -n "$now" ] || read -r now _ </proc/uptime  # bash < 5: a coarser clock, same in both samples
+      read -r _ cu cn cs ci cw cq csq cst _ </proc/stat
+      sums=()
+      for g in "$4" "$5" "${DPBENCH_PID:--}"; do
+        sum=0
+        for p in ${g//,/ }; do
+          if [ "$p" = - ] || ! read -r st 2>/dev/null <"/proc/$p/stat"; then sum=-; break; fi
+          read -r -a f <<<"${st##*) }"  # fields from the 3rd (state): utime is 14th, stime 15th
+          sum=$((sum + f[11] + f[12]))
+        done
+        sums+=("$sum")
+      done
+      echo "label=$2 phase=$3 t=$now stat=$cu,$cn,$cs,$ci,$cw,$cq,$csq,$cst" \
+        "proxy=${sums[0]} backends=${sums[1]} loadgen=${sums[2]}" >>"$1"
       ;;
     *) echo "bench.sh: unknown hook $what" >&2; exit 2 ;;
   esac
@@ -175,13 +206,16 @@ port_i=0
 next_port() { NEXT_PORT=${SPARE[$port_i]}; port_i=$((port_i + 1)); }
 
 log "backends: memcached ${MC_PORTS[*]}, redis-server ${RD_PORTS[*]}; results in $OUT"
+MC_PIDS="" RD_PIDS=""  # comma-separated, for the CPU samples of the throughput section
 for i in 0 1 2 3; do
   memcached -u "$(id -un)" -l 127.0.0.1 -p "${MC_PORTS[$i]}" -U 0 -t 1 -m 256 -c 20000 \
     >"$OUT/memcached$i.log" 2>&1 &
   PIDS+=($!)
+  MC_PIDS+="${MC_PIDS:+,}$!"
   redis-server --bind 127.0.0.1 --port "${RD_PORTS[$i]}" --save '' --appendonly no \
     --loglevel warning --maxclients 20000 >"$OUT/redis$i.log" 2>&1 &
   PIDS+=($!)
+  RD_PIDS+="${RD_PIDS:+,}$!"
 done
 
 # Configs: the same servers, names, weights, hash and distribution for both proxies.
@@ -320,6 +354,11 @@ target_port() {  # TARGET PROTO
     dproxy_t1:redis) echo "$T1_RD" ;; dproxy_t1:memcached) echo "$T1_MC" ;;
   esac
 }
+target_pid() {  # TARGET: the proxy process, "-" for direct
+  case "$1" in
+    dproxy) echo "$DP_PID" ;; nutcracker) echo "$NC_PID" ;; dproxy_t1) echo "$T1_PID" ;; *) echo - ;;
+  esac
+}
 
 # ------------------------------------------------------------------------------------------------
 if has throughput; then
@@ -332,9 +371,14 @@ if has throughput; then
     for r in $(seq "$ROUNDS"); do
       for k in $(seq 0 $((NT - 1))); do
         t=${TARGETS[$(((k + r - 1) % NT))]}
+        # CPU of the proxy, this protocol's 4 backends and dpbench, sampled by the hooks that
+        # dpbench runs right before and right after the measured window.
+        be=$MC_PIDS; [ "$proto" = redis ] && be=$RD_PIDS
+        hook="'$ROOT/scripts/bench.sh' __hook cpu '$OUT/cpu.txt' '$name/$t/$r'"
         # shellcheck disable=SC2086
         line=$(bench "$(target_port "$t" "$proto")" "$proto" "$name/$t/$r" $args \
-          --warmup-secs "$WARM" --secs "$SECS" --seed "$r")
+          --warmup-secs "$WARM" --secs "$SECS" --seed "$r" \
+          --hook-warm "$hook start $(target_pid "$t") $be" --hook-done "$hook end $(target_pid "$t") $be")
         echo "$line" >>"$OUT/throughput.txt"
         log "  $line"
       done
@@ -492,9 +536,10 @@ ELAPSED=$((SECONDS - T0))
 
 # ------------------------------------------------------------------------------------------------
 # Report.
-python3 - "$OUT" "$PREQ" "$DPROXY_THREADS" "$ROUNDS" "$SECS" "$ELAPSED" <<'PY'
+python3 - "$OUT" "$PREQ" "$DPROXY_THREADS" "$ROUNDS" "$SECS" "$ELAPSED" "$(getconf CLK_TCK)" <<'PY'
 import os, re, statistics, sys
 out, preq, threads, rounds, secs, elapsed = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
+clk_tck = int(sys.argv[7])
 
 def kv(line):
     return dict(p.split("=", 1) for p in line.split()[1:] if "=" in p)
@@ -544,6 +589,101 @@ if os.path.exists(path):
                     checks.append((f"{wl}: dproxy/direct ops/s", ratio_dir, ">=", DIRECT_TARGET[wl]))
             print()
     print()
+
+    # CPU per op: the hooks sampled /proc around each measured window (cpu.txt, start/end pairs).
+    cpu_path = os.path.join(out, "cpu.txt")
+    samples = {}
+    if os.path.exists(cpu_path):
+        for line in open(cpu_path):
+            d = dict(p.split("=", 1) for p in line.split() if "=" in p)
+            samples.setdefault(d["label"], {})[d["phase"]] = d
+    ncpu = sum(1 for line in open("/proc/stat") if re.match(r"cpu\d", line))
+    cpu = {}  # (workload, target) -> per-run dicts
+    unsampled = 0
+    for (wl, tgt), rs in runs.items():
+        for r in rs:
+            s = samples.get(r["label"], {})
+            ops = int(r["ops"])
+            if "start" not in s or "end" not in s or ops == 0:
+                unsampled += 1
+                continue
+            a, b = s["start"], s["end"]
+            win = float(b["t"]) - float(a["t"])
+            # /proc/stat: user nice system idle iowait irq softirq steal (clock ticks, all CPUs)
+            st = [int(y) - int(x) for x, y in zip(a["stat"].split(","), b["stat"].split(","))]
+            tot = sum(st) or 1
+            c = {"ops_per_sec": float(r["ops_per_sec"]), "busy": 100.0 * (sum(st[:3]) + st[5] + st[6]) / tot,
+                 "idle": 100.0 * (st[3] + st[4]) / tot, "steal": 100.0 * st[7] / tot}
+            comp = 0.0  # CPU seconds of proxy + backends + load generator
+            for g in ["proxy", "backends", "loadgen"]:
+                if a[g] == "-" or b[g] == "-":
+                    c[g] = None
+                    if g == "proxy" and tgt == "direct":
+                        continue  # no proxy: the total is backends + load generator
+                    comp = None
+                    continue
+                sec = (int(b[g]) - int(a[g])) / clk_tck
+                c[g] = sec / ops * 1e6
+                comp = comp + sec if comp is not None else None
+            c["total"] = comp / ops * 1e6 if comp is not None else None
+            c["cores"] = comp / win if comp is not None and win > 0 else None
+            busy_cores = (sum(st[:3]) + st[5] + st[6]) / clk_tck / win if win > 0 else None
+            c["other"] = busy_cores - c["cores"] if c["cores"] is not None and busy_cores is not None else None
+            cpu.setdefault((wl, tgt), []).append(c)
+    if cpu:
+        def cmed(wl, tgt, key):
+            xs = [c[key] for c in cpu.get((wl, tgt), []) if c[key] is not None]
+            return med(xs) if xs else None
+        def fmt(v, width, prec):
+            return f"{v:>{width}.{prec}f}" if v is not None else f"{'-':>{width}}"
+        print(f"CPU per op in the measured window, median of {rounds} round(s): us of CPU time (utime+stime, all threads,\n"
+              f"/proc/PID/stat at {clk_tck} ticks/s) per op of the proxy, the protocol's 4 backends and the load generator (the\n"
+              f"kernel's loopback network work counts for the process it runs in); cores = CPU s of those three per s (total x\n"
+              f"ops/s); machine over the same window (/proc/stat, {ncpu} CPUs): busy = user+system+irq+softirq, idle (+iowait),\n"
+              f"steal = taken by the hypervisor; other = busy cores not charged to the three (other processes on this machine)")
+        hdr = (f"{'workload':<19}{'target':<11}{'ops/s':>10}{'proxy':>9}{'backends':>10}{'loadgen':>9}{'total':>9}"
+               f"{'cores':>7}{'other':>7}{'busy%':>7}{'idle%':>7}{'steal%':>7}")
+        print(hdr)
+        print("-" * len(hdr))
+        notes = []
+        for wl in WL:
+            tgts = [t for t in ["dproxy", "nutcracker", "direct", "dproxy_t1"] if (wl, t) in cpu]
+            for tgt in tgts:
+                m = {k: cmed(wl, tgt, k) for k in ["ops_per_sec", "proxy", "backends", "loadgen", "total", "cores",
+                                                   "other", "busy", "idle", "steal"]}
+                print(f"{wl:<19}{tgt:<11}{fmt(m['ops_per_sec'], 10, 0)}{fmt(m['proxy'], 9, 2)}{fmt(m['backends'], 10, 2)}"
+                      f"{fmt(m['loadgen'], 9, 2)}{fmt(m['total'], 9, 2)}{fmt(m['cores'], 7, 2)}{fmt(m['other'], 7, 2)}"
+                      f"{fmt(m['busy'], 7, 1)}{fmt(m['idle'], 7, 1)}{fmt(m['steal'], 7, 1)}")
+            if not tgts:
+                continue
+            # One line per workload: how the proxies compare in CPU per op, and what ops/s ratio the total
+            # CPU per op allows when the run is CPU-bound (both targets getting the same cores).
+            parts = []
+            dp, nc = cmed(wl, "dproxy", "proxy"), cmed(wl, "nutcracker", "proxy")
+            if dp is not None and nc:
+                t1 = cmed(wl, "dproxy_t1", "proxy")
+                parts.append(f"proxy CPU/op dproxy/nutcracker {dp / nc:.2f} ({dp:.2f} vs {nc:.2f} us"
+                             + (f"; dproxy_t1 {t1 / nc:.2f}" if t1 is not None else "") + ")")
+            dpt, nct = cmed(wl, "dproxy", "total"), cmed(wl, "nutcracker", "total")
+            dpo, nco = cmed(wl, "dproxy", "ops_per_sec"), cmed(wl, "nutcracker", "ops_per_sec")
+            dpc, ncc = cmed(wl, "dproxy", "cores"), cmed(wl, "nutcracker", "cores")
+            if dpt and nct and dpo and nco and dpc and ncc:
+                parts.append(f"total {dpt:.2f} vs {nct:.2f} us: at equal cores dproxy/nutcracker ops/s would be"
+                             f" {nct / dpt:.2f}, measured {dpo / nco:.2f} on {dpc:.2f} vs {ncc:.2f} cores")
+            busy = [cmed(wl, t, "busy") for t in tgts]
+            steal = [cmed(wl, t, "steal") for t in tgts]
+            rng = lambda xs: (f"{min(xs):.0f}-{max(xs):.0f}" if round(min(xs)) != round(max(xs)) else f"{xs[0]:.0f}")
+            rng1 = lambda xs: (f"{min(xs):.1f}-{max(xs):.1f}" if f"{min(xs):.1f}" != f"{max(xs):.1f}" else f"{xs[0]:.1f}")
+            busy = [x for x in busy if x is not None]
+            steal = [x for x in steal if x is not None]
+            if busy and steal:
+                parts.append(f"busy {rng(busy)}%, steal {rng1(steal)}%")
+            notes.append(f"  {wl}: " + "; ".join(parts))
+        print()
+        print("\n".join(notes))
+        if unsampled:
+            print(f"  ({unsampled} run(s) without CPU samples left out)")
+        print()
 
 def perf_file(name, t):
     p = os.path.join(out, f"perf_{name}_{t}.txt")

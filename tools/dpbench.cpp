@@ -10,7 +10,8 @@
 // them every connection is idle (no request in flight) and `--hook-warm CMD` runs; after the
 // measure phase `--hook-done CMD` runs before the connections close. The hooks let a caller attach
 // perf, start callgrind collection or snapshot a malloc counter exactly around the measured
-// requests, on connections that are already established and warm.
+// requests, on connections that are already established and warm. Hooks run through system()
+// with DPBENCH_PID set to dpbench's own PID, so that they can sample its CPU time too.
 //
 // Output: one line on stdout,
 //   RESULT label=.. ops=.. secs=.. ops_per_sec=.. p50_us=.. p99_us=.. p999_us=.. max_us=..
@@ -96,6 +97,7 @@ const char kUsage[] =
     "  --secs S | --requests N measured phase: duration or total request count\n"
     "  --hook-warm CMD         shell command run after warm-up (all connections idle)\n"
     "  --hook-done CMD         shell command run after the measured phase, before closing\n"
+    "                          (hooks see DPBENCH_PID, the PID of this dpbench)\n"
     "  --prefill               SET every key once (pipelined), then exit\n"
     "  --idle N [--idle-touch] open N connections (send one GET each), run --hook-warm, close\n"
     "  --stall-secs S          fail when no reply arrives for S seconds (default 10)\n"
@@ -777,6 +779,8 @@ Options parse_args(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   Options o = parse_args(argc, argv);
+  // Hooks inherit the environment: tell them which process is the load generator.
+  setenv("DPBENCH_PID", std::to_string(getpid()).c_str(), 1);
   // Hard cap on the whole run: a watchdog thread exits the process.
   std::thread([max = o.max_secs] {
     std::this_thread::sleep_for(std::chrono::duration<double>(max));
