@@ -50,6 +50,7 @@ bool Listener::open(std::string& error) {
     }
     endpoint = asio::ip::tcp::endpoint(addr, pool_->listen.port);
   }
+  protocol_ = endpoint.protocol();
   acceptor_.open(endpoint.protocol(), ec);
   if (!ec && !pool_->listen.is_unix)
     acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
@@ -80,11 +81,12 @@ void Listener::close() {
 }
 
 void Listener::accept_next() {
-  Worker& worker = *workers_[next_worker_];
-  next_worker_ = (next_worker_ + 1) % workers_.size();
+  // NOTE: the socket is accepted on this (the main) thread's io_context and its descriptor is
+  // handed to a worker, which registers it with its own io_context on its own thread. Workers
+  // run their io_context without per-descriptor locking (Worker: ASIO_CONCURRENCY_HINT_UNSAFE_IO),
+  // so no other thread may ever touch a socket of theirs.
   acceptor_.async_accept(
-      asio::any_io_executor(worker.io().get_executor()),
-      [this, &worker](const asio::error_code& ec, asio::generic::stream_protocol::socket socket) {
+      [this](const asio::error_code& ec, asio::generic::stream_protocol::socket socket) {
         if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
         if (ec) {
           LOG_WARN("pool %s: accept failed: %s", pool_->name.c_str(), ec.message().c_str());
@@ -99,14 +101,30 @@ void Listener::accept_next() {
           socket.shutdown(asio::socket_base::shutdown_both, ignored);
           socket.close(ignored);
         } else {
-          clients_.count.fetch_add(1);
-          uint64_t id = next_id_++;
-          // NOTE: the session is created and started on its socket's own worker thread.
-          asio::post(worker.io(), [&worker, pool = pool_id_, &clients = clients_, id,
-                                   s = std::make_shared<asio::generic::stream_protocol::socket>(
-                                       std::move(socket))]() mutable {
-            std::make_shared<ClientSession>(worker, pool, clients, std::move(*s), id)->start();
-          });
+          asio::error_code rec;
+          const int fd = socket.release(rec);
+          if (rec) {
+            LOG_WARN("pool %s: accept failed: %s", pool_->name.c_str(), rec.message().c_str());
+          } else {
+            Worker& worker = *workers_[next_worker_];
+            next_worker_ = (next_worker_ + 1) % workers_.size();
+            clients_.count.fetch_add(1);
+            uint64_t id = next_id_++;
+            asio::post(worker.io(), [&worker, pool = pool_id_, &clients = clients_, id,
+                                     protocol = protocol_, fd] {
+              asio::generic::stream_protocol::socket s(worker.io());
+              asio::error_code aec;
+              s.assign(protocol, fd, aec);
+              if (aec) {
+                // Not registered with the worker's reactor: the descriptor is still ours to close.
+                LOG_WARN("client connection dropped: %s", aec.message().c_str());
+                ::close(fd);
+                clients.count.fetch_sub(1);
+                return;
+              }
+              std::make_shared<ClientSession>(worker, pool, clients, std::move(s), id)->start();
+            });
+          }
         }
         accept_next();
       });

@@ -40,6 +40,7 @@ class Listener {
   std::string too_many_;  // the error a connection over client_connections gets
   std::vector<std::unique_ptr<Worker>>& workers_;
   asio::basic_socket_acceptor<asio::generic::stream_protocol> acceptor_;
+  asio::generic::stream_protocol protocol_{AF_INET, 0};  // of the bound endpoint
   size_t next_worker_ = 0;
   // Session ids are unique over every listener (workers key their sessions by id). Listeners
   // accept on the main thread only.

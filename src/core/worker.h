@@ -115,7 +115,9 @@ class Worker {
   // in the io_context's queue update their pool's counters when they are destroyed.
   std::vector<std::unique_ptr<PoolSlot>> slots_;
   BufferPool reply_buffers_;  // outlives io_ too: see BufferPool
-  asio::io_context io_{1};
+  // One thread runs it and only that thread touches its sockets and timers (other threads only
+  // post to it): per-descriptor locking off (Listener hands over descriptors, not sockets).
+  asio::io_context io_{ASIO_CONCURRENCY_HINT_UNSAFE_IO};
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   std::vector<std::unique_ptr<PoolRuntime>> retired_;
   asio::steady_timer collect_timer_{io_};
