@@ -2,12 +2,11 @@
 
 #include <algorithm>
 #include <charconv>
-#include <functional>
 
 #include "core/client_session.h"
 #include "core/log.h"
+#include "core/oneshot_exchange.h"
 #include "core/worker.h"
-#include "protocol/resp/reply_parser.h"
 #include "protocol/resp/reply_writer.h"
 #include "routing/cluster_slots.h"
 
@@ -38,86 +37,6 @@ bool parse_ip_address(std::string_view address, std::string& host, Endpoint& end
   endpoint = asio::ip::tcp::endpoint(ip, static_cast<uint16_t>(port));
   return true;
 }
-
-// One CLUSTER SLOTS question on a connection of its own: connect, send `request` (which
-// produces `replies` replies; every one before the last must be a success), read the last reply
-// whole, close. `done(ok, reply or error text)` runs exactly once.
-class SlotsQuery : public std::enable_shared_from_this<SlotsQuery> {
- public:
-  using Done = std::function<void(bool, std::string_view)>;
-  SlotsQuery(asio::io_context& io, Endpoint endpoint, const std::string& request, uint32_t replies,
-             std::chrono::milliseconds limit, Done done)
-      : socket_(io),
-        timer_(io),
-        endpoint_(std::move(endpoint)),
-        request_(request),
-        replies_(replies),
-        limit_(limit),
-        done_(std::move(done)) {}
-
-  void run() {
-    timer_.expires_after(limit_);
-    timer_.async_wait([self = shared_from_this()](const asio::error_code& ec) {
-      if (!ec) self->finish(false, "no answer in time");
-    });
-    socket_.async_connect(endpoint_, [self = shared_from_this()](const asio::error_code& ec) {
-      if (ec) return self->finish(false, "connect failed: " + ec.message());
-      asio::async_write(self->socket_, asio::buffer(self->request_),
-                        [self](const asio::error_code& err, size_t) {
-                          if (err) return self->finish(false, "write failed: " + err.message());
-                          self->read();
-                        });
-    });
-  }
-
- private:
-  void read() {
-    if (buf_.size() - end_ < 4096) buf_.resize(std::max<size_t>(buf_.size() * 2, 16384));
-    socket_.async_read_some(asio::buffer(buf_.data() + end_, buf_.size() - end_),
-                            [self = shared_from_this()](const asio::error_code& ec, size_t n) {
-                              if (ec) return self->finish(false, "read failed: " + ec.message());
-                              self->end_ += n;
-                              self->scan();
-                            });
-  }
-
-  void scan() {
-    while (true) {
-      std::string_view view(buf_.data() + start_, end_ - start_);
-      bool is_error = false;
-      protocol::ParseResult r = protocol::resp::scan_reply(view, &is_error);
-      if (r.status == protocol::ParseStatus::kNeedMore) break;
-      if (r.status == protocol::ParseStatus::kError) return finish(false, "malformed reply");
-      std::string_view reply = view.substr(0, r.consumed);
-      if (--replies_ == 0) return finish(true, reply);
-      if (is_error) return finish(false, reply);  // AUTH refused
-      start_ += r.consumed;
-    }
-    if (end_ > kMaxQueryReplyBytes) return finish(false, "reply too large");
-    read();
-  }
-
-  void finish(bool ok, std::string_view text) {
-    if (finished_) return;
-    finished_ = true;
-    timer_.cancel();
-    asio::error_code ignored;
-    socket_.close(ignored);
-    done_(ok, text);
-  }
-
-  asio::generic::stream_protocol::socket socket_;
-  asio::steady_timer timer_;
-  Endpoint endpoint_;
-  std::string request_;
-  uint32_t replies_;
-  std::chrono::milliseconds limit_;
-  Done done_;
-  std::vector<char> buf_;
-  size_t start_ = 0;
-  size_t end_ = 0;
-  bool finished_ = false;
-};
 
 }  // namespace
 
@@ -300,23 +219,24 @@ void ClusterRuntime::query(size_t i) {
   }
   const uint32_t node = candidates_[i];
   auto limit = std::chrono::milliseconds(config_.connect_timeout_ms + config_.timeout_ms);
-  auto q = std::make_shared<SlotsQuery>(
-      worker_.io(), nodes_[node]->endpoint, query_, query_replies_, limit,
-      [this, alive = alive_, node, i](bool ok, std::string_view reply) {
+  std::make_shared<OneshotExchange>(
+      worker_.io(), nodes_[node]->endpoint, query_, query_replies_, Protocol::kRedis, limit,
+      kMaxQueryReplyBytes,
+      [this, alive = alive_, node, i](OneshotExchange::Outcome outcome, std::string_view reply) {
         if (!*alive) return;
-        if (ok && apply(reply, node)) {
+        if (outcome != OneshotExchange::Outcome::kReply) {
+          if (outcome == OneshotExchange::Outcome::kMalformed) reply = "malformed reply";
+          LOG_DEBUG("pool %s: CLUSTER SLOTS to %s failed: %.*s", config_.name.c_str(),
+                    nodes_[node]->address.c_str(), static_cast<int>(reply.size()), reply.data());
+        } else if (apply(reply, node)) {
           refreshing_ = false;
           ClusterStats::bump(stats_.refreshes);
           if (refresh_again_) request_refresh();
           return;
         }
-        if (!ok) {
-          LOG_DEBUG("pool %s: CLUSTER SLOTS to %s failed: %.*s", config_.name.c_str(),
-                    nodes_[node]->address.c_str(), static_cast<int>(reply.size()), reply.data());
-        }
         query(i + 1);
-      });
-  q->run();
+      })
+      ->run();
 }
 
 bool ClusterRuntime::apply(std::string_view reply, uint32_t from) {

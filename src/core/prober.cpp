@@ -1,10 +1,10 @@
 #include "core/prober.h"
 
+#include <cstdint>
 #include <string>
 
+#include "core/oneshot_exchange.h"
 #include "core/server_health.h"
-#include "protocol/memcache/reply_parser.h"
-#include "protocol/resp/reply_parser.h"
 #include "protocol/resp/reply_writer.h"
 
 namespace dproxy::core {
@@ -13,117 +13,49 @@ namespace {
 
 constexpr std::chrono::milliseconds kTick{100};
 
-// One probe: connect, send the probe request, read the answer, report to the pool's health.
-class Probe : public std::enable_shared_from_this<Probe> {
- public:
-  Probe(asio::io_context& io, std::shared_ptr<PoolHealth> health, size_t index,
-        asio::generic::stream_protocol::endpoint endpoint)
-      : health_(std::move(health)),
-        index_(index),
-        endpoint_(std::move(endpoint)),
-        socket_(io),
-        timer_(io) {
-    const PoolConfig& config = health_->config();
-    redis_ = config.protocol == Protocol::kRedis;
-    if (redis_) {
-      // The same setup a data connection sends, then PING: every reply must be a success.
-      if (!config.server_password.empty()) {
-        std::string_view auth[] = {"AUTH", config.server_password};
-        protocol::resp::append_command(request_, auth);
-        ++replies_;
-      }
-      if (config.db != 0) {
-        std::string db = std::to_string(config.db);
-        std::string_view select[] = {"SELECT", db};
-        protocol::resp::append_command(request_, select);
-        ++replies_;
-      }
-      request_.append("*1\r\n$4\r\nPING\r\n");
-      ++replies_;
-    } else {
-      request_ = "version\r\n";
-      replies_ = 1;
+// Probes server `index` of `health`'s pool: the setup a data connection sends (Redis: AUTH,
+// SELECT) then memcached "version" / Redis PING; only VERSION ... / +PONG marks it up.
+void probe(asio::io_context& io, std::shared_ptr<PoolHealth> health, size_t index,
+           const asio::generic::stream_protocol::endpoint& endpoint) {
+  const PoolConfig& config = health->config();
+  const bool redis = config.protocol == Protocol::kRedis;
+  std::string request = "version\r\n";
+  uint32_t replies = 1;
+  if (redis) {
+    request.clear();
+    if (!config.server_password.empty()) {
+      std::string_view auth[] = {"AUTH", config.server_password};
+      protocol::resp::append_command(request, auth);
+      ++replies;
     }
-  }
-
-  void run() {
-    const PoolConfig& config = health_->config();
-    timer_.expires_after(std::chrono::milliseconds(config.connect_timeout_ms + config.timeout_ms));
-    timer_.async_wait([self = shared_from_this()](const asio::error_code& ec) {
-      if (!ec) self->finish(false, "no answer in time");
-    });
-    socket_.async_connect(endpoint_, [self = shared_from_this()](const asio::error_code& ec) {
-      if (ec) return self->finish(false, "connect failed: " + ec.message());
-      asio::async_write(self->socket_, asio::buffer(self->request_),
-                        [self](const asio::error_code& err, size_t) {
-                          if (err) return self->finish(false, "write failed: " + err.message());
-                          self->read();
-                        });
-    });
-  }
-
- private:
-  void read() {
-    if (buffer_.size() - used_ < 512) buffer_.resize(buffer_.size() + 4096);
-    socket_.async_read_some(asio::buffer(buffer_.data() + used_, buffer_.size() - used_),
-                            [self = shared_from_this()](const asio::error_code& ec, size_t n) {
-                              if (ec) return self->finish(false, "read failed: " + ec.message());
-                              self->used_ += n;
-                              self->check();
-                            });
-  }
-
-  void check() {
-    std::string_view in(buffer_.data(), used_);
-    while (replies_ > 0) {
-      bool is_error = false;
-      protocol::ParseResult r = redis_
-                                    ? protocol::resp::scan_reply(in, &is_error)
-                                    : protocol::memcache::scan_reply(
-                                          in, protocol::memcache::ReplyKind::kVersion, &is_error);
-      if (r.status == protocol::ParseStatus::kNeedMore) return read();
-      std::string_view reply =
-          r.status == protocol::ParseStatus::kOk ? in.substr(0, r.consumed) : in.substr(0, 80);
-      // memcached: kVersion accepts only "VERSION ..."; Redis: the last reply must be PING's
-      // +PONG (AUTH / SELECT before it: any success).
-      const bool pong_expected = redis_ && replies_ == 1;
-      if (r.status == protocol::ParseStatus::kError || is_error ||
-          (pong_expected && reply != "+PONG\r\n")) {
-        std::string text(reply.substr(0, 200));
-        while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
-        return finish(false, "unexpected answer: " + text);
-      }
-      in.remove_prefix(r.consumed);
-      --replies_;
+    if (config.db != 0) {
+      std::string db = std::to_string(config.db);
+      std::string_view select[] = {"SELECT", db};
+      protocol::resp::append_command(request, select);
+      ++replies;
     }
-    finish(true, {});
+    request.append("*1\r\n$4\r\nPING\r\n");
   }
-
-  void finish(bool ok, const std::string& why) {
-    if (done_) return;
-    done_ = true;
-    asio::error_code ignored;
-    timer_.cancel();
-    socket_.close(ignored);
-    if (ok) {
-      health_->mark_up(index_);
-    } else {
-      health_->probe_failed(index_, why);
-    }
-  }
-
-  std::shared_ptr<PoolHealth> health_;
-  size_t index_;
-  asio::generic::stream_protocol::endpoint endpoint_;
-  asio::generic::stream_protocol::socket socket_;
-  asio::steady_timer timer_;
-  bool redis_ = false;
-  bool done_ = false;
-  std::string request_;
-  uint32_t replies_ = 0;
-  std::vector<char> buffer_;
-  size_t used_ = 0;
-};
+  auto limit = std::chrono::milliseconds(config.connect_timeout_ms + config.timeout_ms);
+  // No size limit: the time limit bounds what a probe reads.
+  std::make_shared<OneshotExchange>(
+      io, endpoint, std::move(request), replies, config.protocol, limit, SIZE_MAX,
+      [health = std::move(health), index, redis](OneshotExchange::Outcome outcome,
+                                                 std::string_view text) {
+        using Outcome = OneshotExchange::Outcome;
+        if (outcome == Outcome::kReply &&
+            (redis ? text == "+PONG\r\n" : text.starts_with("VERSION "))) {
+          return health->mark_up(index);
+        }
+        if (outcome == Outcome::kFailed) return health->probe_failed(index, text);
+        std::string answer(text.substr(0, 200));
+        while (!answer.empty() && (answer.back() == '\n' || answer.back() == '\r')) {
+          answer.pop_back();
+        }
+        health->probe_failed(index, "unexpected answer: " + answer);
+      })
+      ->run();
+}
 
 }  // namespace
 
@@ -151,7 +83,7 @@ void Prober::tick() {
       ServerHealth& h = pool.server(i);
       if (!h.down.load() || h.probing.load() || h.retry_at_ms.load() > now) continue;
       h.probing.store(true);
-      std::make_shared<Probe>(io_, target.health, i, target.endpoints[i])->run();
+      probe(io_, target.health, i, target.endpoints[i]);
     }
   }
 }
