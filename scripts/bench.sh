@@ -34,7 +34,7 @@
 # redis-benchmark) so that both protocols, GET/SET mixes and multi-gets are measured the same way,
 # and so that its warm-up/measure hooks can bracket perf, callgrind and the malloc counter.
 #
-# Usage: scripts/bench.sh           (about 8 minutes on the 2-core machine)
+# Usage: scripts/bench.sh           (about 15 minutes on the 2-core machine)
 #   BENCH_QUICK=1          short run (~2 min): 1 round, 2 s per run, 10,000 profiled requests
 #   BENCH_SECTIONS="..."   subset of: throughput syscalls callgrind memory malloc
 #   BENCH_ONLY=REGEX       only the workloads whose name matches (redis_get_set_p1, redis_get_set_p16,

@@ -102,7 +102,7 @@ class ServerConnection {
   bool timer_armed_ = false;
   bool dirty_ = false;
   static constexpr size_t kInitialWriteBuffer = 16 << 10;
-  static constexpr size_t kInitialPending = 128;  // requests in flight before pending_ grows
+  static constexpr size_t kInitialPending = 256;  // requests in flight before pending_ grows
   std::string out_;                               // accumulating
   std::string writing_buf_;                       // in flight
   std::vector<char> in_;
