@@ -315,16 +315,9 @@ void ClientSession::forward_memcache_multiget(const Request& req) {
   for (size_t i = 0; i < nkeys; ++i) {
     const std::string_view key = req.keys[i];
     slot->key_len[i] = static_cast<uint32_t>(key.size());
-    const uint32_t server = pool_rt.server_for(key);
-    int32_t frag = frag_of_server_[server];
-    if (frag < 0) {
-      frag = static_cast<int32_t>(frag_servers_.size());
-      frag_of_server_[server] = frag;
-      frag_servers_.push_back(server);
-      frag_counts_.push_back(0);
-    }
-    frag_counts_[static_cast<size_t>(frag)] += static_cast<uint32_t>(key.size() + 1);
-    slot->key_frag[i] = static_cast<uint16_t>(frag);
+    const uint16_t frag = fragment_of(pool_rt.server_for(key));
+    frag_counts_[frag] += static_cast<uint32_t>(key.size() + 1);
+    slot->key_frag[i] = frag;
   }
   size_t nfrags = frag_servers_.size();
   if (split_hits_down_server(slot)) return;
@@ -337,10 +330,7 @@ void ClientSession::forward_memcache_multiget(const Request& req) {
     conn.push(shared_from_this(), slot, 0, mc::ReplyKind::kRetrieval);
     return;
   }
-  slot->outstanding = static_cast<uint32_t>(nfrags);
-  slot_.counters.fragments += nfrags;
-  if (slot->frags.size() < nfrags) slot->frags.resize(nfrags);
-  slot->frag_error.assign(nfrags, 0);
+  expect_fragments(slot, nfrags);
   // "get" or "gat <exptime>": everything before the space that precedes the first key. Each
   // key is then copied with the space before it (the line has one there), into room made
   // once per fragment.
@@ -369,14 +359,21 @@ void ClientSession::forward_memcache_multiget(const Request& req) {
   }
 }
 
-uint16_t ClientSession::fragment_of(uint32_t server) {
-  int32_t frag = frag_of_server_[server];
-  if (frag < 0) {
-    frag = static_cast<int32_t>(frag_servers_.size());
-    frag_of_server_[server] = frag;
-    frag_servers_.push_back(server);
+void ClientSession::expect_fragments(ReplySlot* slot, size_t nfrags) {
+  slot->outstanding = static_cast<uint32_t>(nfrags);
+  slot_.counters.fragments += nfrags;
+  if (slot->frags.size() < nfrags) slot->frags.resize(nfrags);
+  slot->frag_error.assign(nfrags, 0);
+}
+
+void ClientSession::expect_resp_fragments(ReplySlot* slot, std::string_view command, bool pairs,
+                                          size_t nfrags) {
+  if (command == "mget") {
+    slot->kind = ReplySlot::Kind::kRespArray;
+  } else if (pairs) {
+    slot->kind = ReplySlot::Kind::kRespAllOk;
   }
-  return static_cast<uint16_t>(frag);
+  expect_fragments(slot, nfrags);
 }
 
 bool ClientSession::split_hits_down_server(ReplySlot* slot) {

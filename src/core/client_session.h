@@ -77,9 +77,24 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   void dispatch_memcache(const protocol::Request& req);
   void forward_memcache_multiget(const protocol::Request& req);
   void forward_memcache_broadcast(const protocol::Request& req);
-  // Split bookkeeping (frag_of_server_ must be reset first): the fragment, one per distinct
-  // server, that a server's keys go to.
-  uint16_t fragment_of(uint32_t server);
+  // Split bookkeeping (frag_of_server_ must be reset, frag_servers_ and frag_counts_ cleared
+  // first): the fragment, one per distinct server, that a server's keys go to; a new fragment
+  // starts with a count of 0. Inline: it runs once per key of a multi-key request.
+  uint16_t fragment_of(uint32_t server) {
+    int32_t frag = frag_of_server_[server];
+    if (frag < 0) {
+      frag = static_cast<int32_t>(frag_servers_.size());
+      frag_of_server_[server] = frag;
+      frag_servers_.push_back(server);
+      frag_counts_.push_back(0);
+    }
+    return static_cast<uint16_t>(frag);
+  }
+  // A request split into nfrags parts: one reply expected per part, each stored until merged.
+  void expect_fragments(ReplySlot* slot, size_t nfrags);
+  // The same for a Redis multi-key split (sharded or redis_cluster): MGET replies are merged
+  // into one array, MSET replies into one +OK, others summed (the slot's kind when made).
+  void expect_resp_fragments(ReplySlot* slot, std::string_view command, bool pairs, size_t nfrags);
   // A split touching a down server gets that server's error as its whole reply: true then.
   bool split_hits_down_server(ReplySlot* slot);
   // Appends `frame` minus the noreply token (if any) to `out`.

@@ -152,15 +152,7 @@ void ClientSession::cluster_split(const resp::CommandInfo& cmd, const Request& r
     cluster_send(slot, 0, cluster.node_for(slot->frag_hslot[0], read, read_turn_++), false);
     return;
   }
-  if (cmd.name == "mget") {
-    slot->kind = ReplySlot::Kind::kRespArray;
-  } else if (pairs) {
-    slot->kind = ReplySlot::Kind::kRespAllOk;
-  }
-  slot->outstanding = static_cast<uint32_t>(nfrags);
-  slot_.counters.fragments += nfrags;
-  if (slot->frags.size() < nfrags) slot->frags.resize(nfrags);
-  slot->frag_error.assign(nfrags, 0);
+  expect_resp_fragments(slot, cmd.name, pairs, nfrags);
   cluster_fragments(slot, nfrags);
   const uint64_t spread = read_turn_++;
   for (size_t f = 0; f < nfrags; ++f) {

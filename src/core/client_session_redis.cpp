@@ -258,16 +258,9 @@ void ClientSession::redis_split(const resp::CommandInfo& cmd, const Request& req
   const size_t nkeys = key_idx_.size();
   slot->key_frag.resize(nkeys);
   for (size_t i = 0; i < nkeys; ++i) {
-    const uint32_t server = pool_rt.server_for(args[key_idx_[i]]);
-    int32_t frag = frag_of_server_[server];
-    if (frag < 0) {
-      frag = static_cast<int32_t>(frag_servers_.size());
-      frag_of_server_[server] = frag;
-      frag_servers_.push_back(server);
-      frag_counts_.push_back(0);
-    }
-    ++frag_counts_[static_cast<size_t>(frag)];
-    slot->key_frag[i] = static_cast<uint16_t>(frag);
+    const uint16_t frag = fragment_of(pool_rt.server_for(args[key_idx_[i]]));
+    ++frag_counts_[frag];
+    slot->key_frag[i] = frag;
   }
   const size_t nfrags = frag_servers_.size();
   if (split_hits_down_server(slot)) return;
@@ -279,15 +272,7 @@ void ClientSession::redis_split(const resp::CommandInfo& cmd, const Request& req
     conn.push(shared_from_this(), slot, 0, protocol::memcache::ReplyKind::kLine);
     return;
   }
-  if (cmd.name == "mget") {
-    slot->kind = ReplySlot::Kind::kRespArray;
-  } else if (pairs) {
-    slot->kind = ReplySlot::Kind::kRespAllOk;
-  }
-  slot->outstanding = static_cast<uint32_t>(nfrags);
-  slot_.counters.fragments += nfrags;
-  if (slot->frags.size() < nfrags) slot->frags.resize(nfrags);
-  slot->frag_error.assign(nfrags, 0);
+  expect_resp_fragments(slot, cmd.name, pairs, nfrags);
   auto self = shared_from_this();
   if (req.frame.empty() || req.frame[0] != '*') {
     // An inline command: each part is encoded from the arguments.
