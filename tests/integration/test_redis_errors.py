@@ -486,7 +486,7 @@ class RedisErrorsTest(RedisTestMixin, unittest.TestCase):
             if a and b:
                 break
         timed_out = RespError(f"ERR dproxy: backend {HOST}:{self.stall.port} timed out".encode())
-        os.kill(self.stall.pid, signal.SIGSTOP)
+        harness.freeze(self.stall)  # every thread stopped before the requests go out
         try:
             c.send(resp_command("MGET", b, a) + resp_command("GET", b) +
                    resp_command("EXISTS", a, b, b) + resp_command("SET", b, "new") +
@@ -511,7 +511,7 @@ class RedisErrorsTest(RedisTestMixin, unittest.TestCase):
         key = self.k("f")
         self.assertEqual(c.call("SET", key, "1"), b"OK")
         # Stalled backend: the request fails alone after timeout_ms, later requests work.
-        os.kill(self.flaky.pid, signal.SIGSTOP)
+        harness.freeze(self.flaky)
         try:
             start = time.time()
             self.assertEqual(c.call("GET", key), RespError(
