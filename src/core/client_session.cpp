@@ -416,6 +416,9 @@ ReplySlot* ClientSession::new_slot(ReplySlot::Kind kind) {
   if (free_slots_.empty()) {
     slot_storage_.push_back(std::make_unique<ReplySlot>());
     slot = slot_storage_.back().get();
+    // Room for a typical reply held back for ordering, kept by the slot: only larger ones
+    // borrow a pool buffer (hold_buffer), so pipelined small replies do not tie up 2 KiB each.
+    slot->data.reserve(ReplySlot::kHeldReplyCapacity);
   } else {
     slot = free_slots_.back();
     free_slots_.pop_back();

@@ -30,6 +30,7 @@ inline void copy_with_headroom(std::vector<T>& dst, std::span<const T> src) {
 
 struct ReplySlot {
   static constexpr uint16_t kNoCommand = 0xffff;
+  static constexpr size_t kHeldReplyCapacity = 256;
   enum class Kind : uint8_t {
     kReady,         // `data` is the complete reply (local answers, parse errors)
     kForward,       // one backend fragment; its reply is the client's reply
