@@ -206,7 +206,10 @@ void ClientSession::process() {
     ++slot_.counters.requests;
     cur_command_ = ReplySlot::kNoCommand;
     if (r.status == ParseStatus::kError) {
-      ReplySlot* slot = ready_slot(r.error);
+      if (!redis_) refused_memcache_store(r.error, req_);
+      // A request that asked for no reply gets none (an empty slot still closes in order).
+      const bool silent = req_.has(protocol::kFlagNoreply);
+      ReplySlot* slot = ready_slot(silent ? std::string_view() : r.error);
       rstart_ += std::min(r.consumed, in.size());
       discard_ = r.skip;
       if (r.close) {
@@ -225,6 +228,25 @@ void ClientSession::process() {
     rstart_ += r.consumed;
   }
   drain();
+}
+
+void ClientSession::refused_memcache_store(std::string_view error, const Request& req) {
+  namespace mc = protocol::memcache;
+  // memcached unlinks the old item when it refuses a `set` for its size (only `set`: the other
+  // storage commands leave it), so a later get cannot return the value the client replaced.
+  if (error != mc::errors::kTooLarge || req.keys.empty() ||
+      static_cast<mc::Command>(req.command) != mc::Command::kSet)
+    return;
+  delete_scratch_.assign("delete ");
+  delete_scratch_.append(req.keys[0]);
+  delete_scratch_.append("\r\n");
+  protocol::ParseResult r = mc_parser_.parse(delete_scratch_, delete_req_);
+  if (r.status != ParseStatus::kOk) return;
+  // Its reply is dropped; the refusal's own reply (or silence) follows it in order.
+  delete_req_.flags |= protocol::kFlagNoreply;
+  cur_command_ = delete_req_.command;
+  dispatch_memcache(delete_req_);
+  cur_command_ = ReplySlot::kNoCommand;
 }
 
 void ClientSession::append_frame(std::string& out, const Request& req) {

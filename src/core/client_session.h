@@ -97,6 +97,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   void expect_resp_fragments(ReplySlot* slot, std::string_view command, bool pairs, size_t nfrags);
   // A split touching a down server gets that server's error as its whole reply: true then.
   bool split_hits_down_server(ReplySlot* slot);
+  // A memcached storage request refused by the parser with `error`: a `set` refused for its
+  // size deletes the key's old value (as memcached does), with a delete whose reply is dropped.
+  void refused_memcache_store(std::string_view error, const protocol::Request& req);
   // Appends `frame` minus the noreply token (if any) to `out`.
   static void append_frame(std::string& out, const protocol::Request& req);
 
@@ -147,6 +150,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
                          size_t frag, bool pairs);
   void redis_forward(const protocol::Request& req, uint32_t server);
   void redis_error(std::string_view message);  // "-<message>\r\n" as the next reply
+  // EXEC / DISCARD, and every command after a refused MULTI up to them: answered as Redis
+  // answers a transaction it discards, never forwarded.
+  void refused_transaction(const protocol::resp::CommandInfo& cmd);
   void redis_command_reply(const protocol::Request& req);
   void redis_info_reply(const protocol::Request& req);
   void memcache_stats_reply();
@@ -188,10 +194,13 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   protocol::memcache::RequestParser mc_parser_;
   protocol::resp::RequestParser resp_parser_;
   bool authenticated_ = false;
+  bool in_refused_multi_ = false;  // MULTI was refused: refuse up to the EXEC or DISCARD
   std::string client_name_;
   std::vector<uint32_t> key_idx_;           // scratch: key argument indices of a request
   std::vector<std::string_view> sub_args_;  // scratch: arguments of one split sub-command
   protocol::Request req_;
+  protocol::Request delete_req_;  // the delete that follows a refused too-large set
+  std::string delete_scratch_;    // and its frame
   std::vector<char> rbuf_;
   size_t rstart_ = 0;
   size_t rend_ = 0;

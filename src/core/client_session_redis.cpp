@@ -115,6 +115,10 @@ void ClientSession::dispatch_redis(const Request& req) {
     redis_error("NOAUTH Authentication required.");
     return;
   }
+  if (cmd->name == "exec" || cmd->name == "discard" || (in_refused_multi_ && cmd->name != "quit")) {
+    refused_transaction(*cmd);
+    return;
+  }
   switch (resp::find_keys(*cmd, args, key_idx_)) {
     case resp::KeyStatus::kOk:
       break;
@@ -167,6 +171,8 @@ void ClientSession::dispatch_redis(const Request& req) {
       redis_local(*cmd, req);
       return;
     case Routing::kRejected: {
+      // The commands a client queues after this MULTI are refused up to its EXEC or DISCARD.
+      if (cmd->name == "multi") in_refused_multi_ = true;
       ReplySlot* slot = ready_slot("-ERR dproxy: ");
       append_upper(slot->data, cmd->name);
       slot->data.append(" is not supported (");
@@ -210,6 +216,37 @@ void ClientSession::dispatch_redis(const Request& req) {
   append_upper(slot->data, cmd->name);
   slot->data.append(
       " names no key, so there is no server to route it to (pass at least one key)\r\n");
+}
+
+void ClientSession::refused_transaction(const resp::CommandInfo& cmd) {
+  // Redis's own replies for a transaction that is discarded because a command could not be
+  // queued; nothing of it reaches a backend.
+  if (cmd.name == "exec" || cmd.name == "discard") {
+    if (!in_refused_multi_) {
+      ReplySlot* slot = ready_slot("-ERR ");
+      append_upper(slot->data, cmd.name);
+      slot->data.append(" without MULTI\r\n");
+    } else if (cmd.name == "exec") {
+      redis_error("EXECABORT Transaction discarded because of previous errors.");
+    } else {
+      ready_slot("+OK\r\n");
+    }
+    in_refused_multi_ = false;
+    return;
+  }
+  if (cmd.name == "multi") {
+    redis_error("ERR MULTI calls can not be nested");
+    return;
+  }
+  if (cmd.name == "watch") {
+    redis_error("ERR WATCH inside MULTI is not allowed");
+    return;
+  }
+  ReplySlot* slot = ready_slot("-ERR dproxy: ");
+  append_upper(slot->data, cmd.name);
+  slot->data.append(
+      " not queued: this transaction's MULTI was refused (transactions need a connection to one "
+      "server), so EXEC will discard it\r\n");
 }
 
 // Multibulk frames are forwarded byte for byte; an inline command (typed by hand) is re-encoded

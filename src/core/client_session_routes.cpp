@@ -214,7 +214,8 @@ void ClientSession::dispatch_memcache_routed(const Request& req) {
   if (cmd == mc::Command::kCas) {
     ready_slot(
         "CLIENT_ERROR cas is not supported in a replicated or fanout pool (cas values differ "
-        "between servers)\r\n");
+        "between servers)\r\n")
+        ->noreply = req.has(protocol::kFlagNoreply);
     return;
   }
   if (req.keys.size() > 1 && !keys_together_per_child(req.keys)) return;

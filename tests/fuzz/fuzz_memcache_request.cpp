@@ -34,7 +34,11 @@ std::string drive(std::string_view input, size_t first, size_t step) {
     } else {
       FUZZ_ASSERT(r.error.size() >= 2 && r.error.substr(r.error.size() - 2) == "\r\n");
       FUZZ_ASSERT(r.consumed <= buf.size());
-      log.append("err:").append(r.error);
+      // An error keeps the keys it parsed (inside the buffer) and says whether it was noreply.
+      for (auto k : req.keys)
+        FUZZ_ASSERT(k.data() >= buf.data() && k.data() + k.size() <= buf.data() + buf.size());
+      log.append(req.has(dproxy::protocol::kFlagNoreply) ? "err(noreply):" : "err:")
+          .append(r.error);
       if (r.close) break;
     }
     feeder.consume(r.consumed, r.skip);

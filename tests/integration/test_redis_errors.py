@@ -178,9 +178,10 @@ class RedisErrorsTest(RedisTestMixin, unittest.TestCase):
             (("XREADGROUP", "GROUP", "g", "c", "BLOCK", "10", "STREAMS", s, ">"),
              RespError(b"ERR dproxy: XREADGROUP with BLOCK is not supported (" + BLOCKING +
                        b")")),
-            (("MULTI",), rejected(b"MULTI", TRANSACTION)),
-            (("EXEC",), rejected(b"EXEC", TRANSACTION)),
-            (("DISCARD",), rejected(b"DISCARD", TRANSACTION)),
+            # MULTI (and what follows it) is checked in test_redis_refused_multi.py; without a
+            # MULTI, EXEC and DISCARD get Redis's own errors.
+            (("EXEC",), RespError(b"ERR EXEC without MULTI")),
+            (("DISCARD",), RespError(b"ERR DISCARD without MULTI")),
             (("WATCH", "k"), rejected(b"WATCH", TRANSACTION)),
             (("UNWATCH",), rejected(b"UNWATCH", TRANSACTION)),
             (("MONITOR",), rejected(b"MONITOR", b"MONITOR needs a connection to one server")),

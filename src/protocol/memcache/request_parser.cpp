@@ -156,9 +156,11 @@ class LineParser {
   LineParser(const RequestLimits& limits, std::string_view in, size_t line_len, Request& out)
       : limits_(limits), in_(in), line_len_(line_len), out_(out) {}
 
+  // Parses the line; on an error, sets kFlagNoreply when the request carried noreply.
   ParseResult parse(std::string_view line);
 
  private:
+  ParseResult parse_line(std::string_view line);
   ParseResult retrieval(Tokenizer& tz, bool with_exptime);
   ParseResult storage(const Tokens& t, bool is_cas);
   ParseResult del(const Tokens& t);
@@ -203,7 +205,48 @@ class LineParser {
   Request& out_;
 };
 
+// The commands that take memcached's "noreply" as their last token.
+bool takes_noreply(Command c) {
+  switch (c) {
+    case Command::kSet:
+    case Command::kAdd:
+    case Command::kReplace:
+    case Command::kAppend:
+    case Command::kPrepend:
+    case Command::kCas:
+    case Command::kDelete:
+    case Command::kIncr:
+    case Command::kDecr:
+    case Command::kTouch:
+    case Command::kFlushAll:
+    case Command::kVerbosity:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// True when the last of at least two tokens of `line` is "noreply".
+bool ends_with_noreply(std::string_view line) {
+  while (!line.empty() && line.back() == ' ') line.remove_suffix(1);
+  if (line.size() <= kNoreply.size() || line.substr(line.size() - kNoreply.size()) != kNoreply)
+    return false;
+  return line[line.size() - kNoreply.size() - 1] == ' ';
+}
+
 ParseResult LineParser::parse(std::string_view line) {
+  ParseResult r = parse_line(line);
+  // A refused request that asked for no reply gets none, whatever is wrong with it (memcached
+  // too stays silent once it has seen the noreply token): kFlagNoreply tells the caller.
+  if (r.status == ParseStatus::kError && !out_.has(kFlagNoreply) &&
+      takes_noreply(static_cast<Command>(out_.command)) && !out_.name.empty() &&
+      ends_with_noreply(line)) {
+    out_.flags |= kFlagNoreply;
+  }
+  return r;
+}
+
+ParseResult LineParser::parse_line(std::string_view line) {
   Tokenizer tz(line);
   std::string_view name;
   Command cmd = Command::kUnsupported;
@@ -310,8 +353,8 @@ ParseResult LineParser::storage(const Tokens& t, bool is_cas) {
     return line_error(errors::kBadFormat);
   }
   if (t.count == base + 1 && !take_noreply(t, base)) return line_error(errors::kBadFormat);
-  if (bytes > limits_.max_value_bytes) return line_error(errors::kTooLarge, bytes + 2);
   out_.keys.push_back(t.tok[1]);
+  if (bytes > limits_.max_value_bytes) return line_error(errors::kTooLarge, bytes + 2);
   out_.flags |= kFlagWrite | kFlagHasData;
   return with_data(bytes);
 }
@@ -427,14 +470,14 @@ ParseResult parse_frame(const RequestLimits& limits, std::string_view in, Reques
 ParseResult RequestParser::parse(std::string_view in, Request& out) const {
   out.reset();
   ParseResult r = parse_frame(limits_, in, out);
-  if (r.status != ParseStatus::kOk) {
-    const std::string_view name = out.name;
-    const uint16_t command = out.command;
+  if (r.status == ParseStatus::kNeedMore) {
     out.reset();
-    if (r.status == ParseStatus::kError) {
-      out.name = name;
-      out.command = command;
-    }
+  } else if (r.status == ParseStatus::kError) {
+    // Keep what the caller may need to act on the error: the command, its noreply, its keys.
+    out.frame = {};
+    out.args.clear();
+    out.noreply_token = {};
+    out.flags &= kFlagNoreply;
   }
   return r;
 }

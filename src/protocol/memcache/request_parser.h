@@ -46,7 +46,10 @@ class RequestParser {
   //   skip = <bytes> + 2 only for a storage line (or `ms`) that is refused for its key or its
   //   size while <bytes> itself is valid; errors in the line format never skip (as memcached).
   //   out.name / out.command are set when the command was recognized (name is empty for an
-  //   unknown command); every other field of `out` is reset.
+  //   unknown command). kFlagNoreply is set when the request carried noreply (its last token
+  //   is "noreply" and the command takes one): the caller then sends no reply at all. `keys`
+  //   holds the key of a storage command refused with kTooLarge (and perhaps keys parsed before
+  //   another error); every other field of `out` is reset.
   // The result is a pure function of the bytes: any split of the input gives the same frames.
   // Never allocates except to grow out.keys past its previous capacity.
   ParseResult parse(std::string_view in, Request& out) const;

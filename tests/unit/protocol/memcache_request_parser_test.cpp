@@ -14,6 +14,7 @@
 namespace {
 
 using namespace std::string_literals;
+using dproxy::protocol::kFlagNoreply;
 using dproxy::protocol::ParseResult;
 using dproxy::protocol::ParseStatus;
 using dproxy::protocol::Request;
@@ -740,7 +741,8 @@ TEST_CASE("memcache request: error results name the command when recognized") {
   r = p.parse("flush_all noreply noreply\r\n", req);
   CHECK(r.status == ParseStatus::kError);
   CHECK(req.noreply_token.empty());
-  CHECK(req.flags == 0);
+  // The last token is noreply: the caller must not answer (memcached stays silent too).
+  CHECK(req.flags == kFlagNoreply);
   r = p.parse("nope\r\n", req);
   CHECK(r.status == ParseStatus::kError);
   CHECK(req.name.empty());
@@ -839,3 +841,38 @@ TEST_CASE("memcache request: randomized split invariance") {
 }
 
 }  // namespace
+
+TEST_CASE("memcache request: a refused request that carried noreply says so") {
+  RequestParser p(RequestLimits{250, 100, 1024});
+  Request req;
+  struct Case {
+    std::string in;
+    bool noreply;
+  };
+  const Case cases[] = {
+      {"delete k 10 noreply\r\n", true},
+      {"delete k 10\r\n", false},
+      {"incr k noreply\r\n", true},
+      {"incr k abc noreply  \r\n", true},
+      {"touch k noreply\r\n", true},
+      {"verbosity noreply\r\n", true},
+      {"set k 0 0 noreply\r\n", true},
+      {"set k 0 0 101 noreply\r\n", true},
+      {"set k 0 0 101\r\n", false},
+      {"delete k 0 0 0 0 0 0 0 0 noreply\r\n", true},  // more tokens than any command takes
+      {"set k 0 0 1 xnoreply\r\n", false},
+      {"bogus k noreply\r\n", false},  // memcached answers ERROR to an unknown command
+      {"stats x noreply\r\n", false},  // refused, but stats takes no noreply
+      {"get k noreply\r\n", false},    // a key named noreply: not an error at all
+  };
+  for (const Case& c : cases) {
+    CAPTURE(c.in);
+    p.parse(c.in, req);
+    CHECK(req.has(kFlagNoreply) == c.noreply);
+  }
+  // A set refused for its size keeps its key (the caller deletes the old value).
+  ParseResult r = p.parse("set kk 0 0 101\r\n", req);
+  CHECK(r.error == errors::kTooLarge);
+  REQUIRE(req.keys.size() == 1);
+  CHECK(req.keys[0] == "kk");
+}
