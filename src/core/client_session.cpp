@@ -2,10 +2,10 @@
 
 #include <cstring>
 
+#include "core/backend/pool_runtime.h"
+#include "core/backend/server_health.h"
 #include "core/log.h"
-#include "core/pool_runtime.h"
 #include "core/read_hint.h"
-#include "core/server_health.h"
 #include "core/stats.h"
 #include "core/worker.h"
 #include "protocol/byte_scan.h"

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/handler_memory.h"
+#include "core/reply_sink.h"
 #include "core/reply_slot.h"
 #include "core/ring_queue.h"
 #include "protocol/memcache/reply_parser.h"
@@ -36,7 +37,7 @@ struct PoolSlot;
 // Lives on one worker thread. Reads client bytes, parses every complete frame in place,
 // forwards frames (or split sub-frames) to backend connections, reserves a reply slot per
 // request, and writes the ready prefix of the slot queue back in request order.
-class ClientSession : public std::enable_shared_from_this<ClientSession> {
+class ClientSession final : public ReplySink, public std::enable_shared_from_this<ClientSession> {
  public:
   // `pool` is the id of the session's pool on `worker`; `clients` counts the pool's open
   // connections over every thread.
@@ -51,10 +52,10 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // fragment `frag` of `slot`. `bytes` is only valid during the call.
   // `marks`: where a multi-get fragment's items are (scan_reply marks), when its scan noted them.
   void on_backend_reply(ReplySlot* slot, uint16_t frag, std::string_view bytes, bool is_error,
-                        std::span<const size_t> marks = {});
+                        std::span<const size_t> marks = {}) override;
   // redis_cluster pools: re-sends fragment `frag` of `slot` after a TRYAGAIN / CLUSTERDOWN
   // backoff (called by the worker's ClusterRuntime).
-  void cluster_retry(ReplySlot* slot, uint16_t frag);
+  void cluster_retry(ReplySlot* slot, uint16_t frag) override;
   // The fragment number of a pending record whose reply is dropped (the ASKING before an ASK
   // re-send).
   static constexpr uint16_t kIgnoredFrag = UINT16_MAX;
@@ -141,7 +142,15 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   ServerConnection& broadcast_connection(uint32_t server);
 
   // Redis (client_session_redis.cpp).
+  // Looks the command up, checks AUTH, a refused transaction and the keys, then routes it.
   void dispatch_redis(const protocol::Request& req);
+  // The command (or subcommand) of `req`; nullptr when unknown (the error reply is queued).
+  const protocol::resp::CommandInfo* redis_lookup(const protocol::Request& req);
+  // Finds the key arguments (into key_idx_); false when they are malformed (error queued).
+  bool redis_keys(const protocol::resp::CommandInfo& cmd, const protocol::Request& req);
+  // Routes `cmd` in a sharded pool (ketama / modula / random), or answers it locally.
+  void dispatch_redis_sharded(const protocol::resp::CommandInfo& cmd, const protocol::Request& req);
+  void redis_no_key_error(const protocol::resp::CommandInfo& cmd);
   void redis_local(const protocol::resp::CommandInfo& cmd, const protocol::Request& req);
   void redis_split(const protocol::resp::CommandInfo& cmd, const protocol::Request& req);
   // Appends, RESP-encoded, the part of a split MGET/MSET/DEL/... that fragment `frag` of `slot`

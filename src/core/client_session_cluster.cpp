@@ -11,10 +11,10 @@
 // Multi-key MGET/MSET/DEL/UNLINK/EXISTS/TOUCH are split by slot (a cluster node refuses keys of
 // several slots in one command) and merged as in sharded pools.
 
+#include "core/backend/cluster_runtime.h"
+#include "core/backend/pool_runtime.h"
+#include "core/backend/server_connection.h"
 #include "core/client_session.h"
-#include "core/cluster_runtime.h"
-#include "core/pool_runtime.h"
-#include "core/server_connection.h"
 #include "core/stats.h"
 #include "core/worker.h"
 #include "protocol/resp/reply_writer.h"

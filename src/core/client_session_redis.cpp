@@ -4,9 +4,9 @@
 #include <chrono>
 #include <cstring>
 
+#include "core/backend/pool_runtime.h"
+#include "core/backend/server_connection.h"
 #include "core/client_session.h"
-#include "core/pool_runtime.h"
-#include "core/server_connection.h"
 #include "core/stats.h"
 #include "core/worker.h"
 #include "protocol/resp/reply_parser.h"
@@ -67,6 +67,38 @@ void ClientSession::redis_error(std::string_view message) {
 }
 
 void ClientSession::dispatch_redis(const Request& req) {
+  const resp::CommandInfo* cmd = redis_lookup(req);
+  if (cmd == nullptr) return;  // unknown command or subcommand: answered
+  if (!authenticated_ && cmd->name != "auth" && cmd->name != "hello" && cmd->name != "quit") {
+    redis_error("NOAUTH Authentication required.");
+    return;
+  }
+  if (cmd->name == "exec" || cmd->name == "discard" || (in_refused_multi_ && cmd->name != "quit")) {
+    refused_transaction(*cmd);
+    return;
+  }
+  if (!redis_keys(*cmd, req)) return;
+  if (cmd->routing == Routing::kBroadcast) {
+    redis_broadcast(*cmd, req);
+    return;
+  }
+  const bool remote = cmd->routing != Routing::kLocal && cmd->routing != Routing::kRejected;
+  if (remote && pool().cluster() != nullptr) {
+    dispatch_redis_cluster(*cmd, req);  // client_session_cluster.cpp
+    return;
+  }
+  if (remote && pool().route_kind() != routing::Route::Kind::kShard) {
+    if (key_idx_.empty() && cmd->routing != Routing::kNoKeyForward) {
+      redis_no_key_error(*cmd);
+      return;
+    }
+    dispatch_redis_routed(*cmd, req);  // client_session_routes.cpp
+    return;
+  }
+  dispatch_redis_sharded(*cmd, req);
+}
+
+const resp::CommandInfo* ClientSession::redis_lookup(const Request& req) {
   const auto& args = req.args;
   // Clients tend to repeat a command: remember the last lookup (exact bytes).
   const resp::CommandInfo* cmd;
@@ -80,7 +112,6 @@ void ClientSession::dispatch_redis(const Request& req) {
     }
   }
   if (cmd == nullptr) {
-    // Redis 7's own wording.
     // Redis 7's own wording and truncation: the name up to 128 bytes, then arguments until the
     // list reaches 128 bytes.
     ReplySlot* slot = ready_slot("-ERR unknown command '");
@@ -95,7 +126,7 @@ void ClientSession::dispatch_redis(const Request& req) {
       slot->data.append("' ");
     }
     slot->data.append("\r\n");
-    return;
+    return nullptr;
   }
   // Latency is kept per top-level command (its index in the sorted command table).
   cur_command_ = static_cast<uint16_t>(cmd - resp::all_commands().data());
@@ -107,76 +138,64 @@ void ClientSession::dispatch_redis(const Request& req) {
       slot->data.append("'. Try ");
       append_upper(slot->data, cmd->name);
       slot->data.append(" HELP.\r\n");
-      return;
+      return nullptr;
     }
     cmd = sub;
   }
-  if (!authenticated_ && cmd->name != "auth" && cmd->name != "hello" && cmd->name != "quit") {
-    redis_error("NOAUTH Authentication required.");
-    return;
-  }
-  if (cmd->name == "exec" || cmd->name == "discard" || (in_refused_multi_ && cmd->name != "quit")) {
-    refused_transaction(*cmd);
-    return;
-  }
-  switch (resp::find_keys(*cmd, args, key_idx_)) {
+  return cmd;
+}
+
+bool ClientSession::redis_keys(const resp::CommandInfo& cmd, const Request& req) {
+  switch (resp::find_keys(cmd, req.args, key_idx_)) {
     case resp::KeyStatus::kOk:
-      break;
+      return true;
     case resp::KeyStatus::kWrongArity: {
       ReplySlot* slot = ready_slot("-ERR wrong number of arguments for '");
-      slot->data.append(cmd->name);
+      slot->data.append(cmd.name);
       slot->data.append("' command\r\n");
-      return;
+      return false;
     }
     case resp::KeyStatus::kBadNumkeys: {
       ReplySlot* slot = ready_slot("-ERR dproxy: malformed key arguments for '");
-      append_upper(slot->data, cmd->name);
+      append_upper(slot->data, cmd.name);
       slot->data.append("' (check numkeys or the STREAMS list)\r\n");
-      return;
+      return false;
     }
     case resp::KeyStatus::kRejectedOption: {
       ReplySlot* slot = ready_slot("-ERR dproxy: ");
-      append_upper(slot->data, cmd->name);
+      append_upper(slot->data, cmd.name);
       slot->data.append(" with BLOCK is not supported (");
       slot->data.append(resp::reasons::kBlocking);
       slot->data.append(")\r\n");
-      return;
+      return false;
     }
   }
-  if (cmd->routing == Routing::kBroadcast) {
-    redis_broadcast(*cmd, req);
-    return;
-  }
-  if (pool().cluster() != nullptr && cmd->routing != Routing::kLocal &&
-      cmd->routing != Routing::kRejected) {
-    dispatch_redis_cluster(*cmd, req);  // client_session_cluster.cpp
-    return;
-  }
-  if (pool().route_kind() != routing::Route::Kind::kShard && cmd->routing != Routing::kLocal &&
-      cmd->routing != Routing::kRejected) {
-    if (key_idx_.empty() && cmd->routing != Routing::kNoKeyForward) {
-      ReplySlot* slot = ready_slot("-ERR dproxy: ");
-      append_upper(slot->data, cmd->name);
-      slot->data.append(
-          " names no key, so there is no server to route it to (pass at least one key)\r\n");
-      return;
-    }
-    dispatch_redis_routed(*cmd, req);
-    return;
-  }
-  switch (cmd->routing) {
+  return false;
+}
+
+void ClientSession::redis_no_key_error(const resp::CommandInfo& cmd) {
+  // A command that routes by key but names none (EVAL with numkeys 0, ...).
+  ReplySlot* slot = ready_slot("-ERR dproxy: ");
+  append_upper(slot->data, cmd.name);
+  slot->data.append(
+      " names no key, so there is no server to route it to (pass at least one key)\r\n");
+}
+
+void ClientSession::dispatch_redis_sharded(const resp::CommandInfo& cmd, const Request& req) {
+  const auto& args = req.args;
+  switch (cmd.routing) {
     case Routing::kBroadcast:
-      return;  // handled above
+      return;  // handled by dispatch_redis
     case Routing::kLocal:
-      redis_local(*cmd, req);
+      redis_local(cmd, req);
       return;
     case Routing::kRejected: {
       // The commands a client queues after this MULTI are refused up to its EXEC or DISCARD.
-      if (cmd->name == "multi") in_refused_multi_ = true;
+      if (cmd.name == "multi") in_refused_multi_ = true;
       ReplySlot* slot = ready_slot("-ERR dproxy: ");
-      append_upper(slot->data, cmd->name);
+      append_upper(slot->data, cmd.name);
       slot->data.append(" is not supported (");
-      slot->data.append(cmd->reject_reason);
+      slot->data.append(cmd.reject_reason);
       slot->data.append(")\r\n");
       return;
     }
@@ -190,7 +209,7 @@ void ClientSession::dispatch_redis(const Request& req) {
       return;
     case Routing::kMultiKeySplit:
       if (key_idx_.empty()) break;
-      redis_split(*cmd, req);
+      redis_split(cmd, req);
       return;
     case Routing::kSameServer: {
       if (key_idx_.empty()) break;
@@ -198,7 +217,7 @@ void ClientSession::dispatch_redis(const Request& req) {
       for (size_t i = 1; i < key_idx_.size(); ++i) {
         if (pool().server_for(args[key_idx_[i]]) != server) {
           ReplySlot* slot = ready_slot("-CROSSSLOT dproxy: the keys of ");
-          append_upper(slot->data, cmd->name);
+          append_upper(slot->data, cmd.name);
           slot->data.append(
               " map to different servers; keep them together with a hash tag, e.g. "
               "{user1}.a and {user1}.b");
@@ -211,11 +230,7 @@ void ClientSession::dispatch_redis(const Request& req) {
       return;
     }
   }
-  // A command that routes by key but names none (EVAL with numkeys 0, ...).
-  ReplySlot* slot = ready_slot("-ERR dproxy: ");
-  append_upper(slot->data, cmd->name);
-  slot->data.append(
-      " names no key, so there is no server to route it to (pass at least one key)\r\n");
+  redis_no_key_error(cmd);
 }
 
 void ClientSession::refused_transaction(const resp::CommandInfo& cmd) {

@@ -13,9 +13,9 @@
 // Read path (replicated reads): one child (read: first | round_robin | hash), then the next on
 // an error, a timeout, a down server, and also on a miss with failover_on_miss.
 
+#include "core/backend/pool_runtime.h"
+#include "core/backend/server_connection.h"
 #include "core/client_session.h"
-#include "core/pool_runtime.h"
-#include "core/server_connection.h"
 #include "protocol/memcache/command.h"
 #include "protocol/resp/reply_writer.h"
 

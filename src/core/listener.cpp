@@ -3,9 +3,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/backend/server_health.h"
 #include "core/client_session.h"
 #include "core/log.h"
-#include "core/server_health.h"
 #include "core/worker.h"
 
 namespace dproxy::core {

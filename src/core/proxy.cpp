@@ -6,10 +6,10 @@
 #include <ctime>
 #include <set>
 
+#include "core/backend/prober.h"
+#include "core/backend/server_health.h"
 #include "core/listener.h"
 #include "core/log.h"
-#include "core/prober.h"
-#include "core/server_health.h"
 #include "core/stats.h"
 #include "core/stats_server.h"
 

@@ -1,10 +1,10 @@
 #include "core/worker.h"
 
+#include "core/backend/pool_runtime.h"
+#include "core/backend/server_connection.h"
+#include "core/backend/server_health.h"
 #include "core/client_session.h"
 #include "core/log.h"
-#include "core/pool_runtime.h"
-#include "core/server_connection.h"
-#include "core/server_health.h"
 #include "protocol/memcache/command.h"
 #include "protocol/resp/command_table.h"
 

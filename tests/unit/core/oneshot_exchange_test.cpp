@@ -1,6 +1,6 @@
 // Unit tests for OneshotExchange against a scripted peer on a real loopback socket.
 
-#include "core/oneshot_exchange.h"
+#include "core/backend/oneshot_exchange.h"
 
 #include <doctest/doctest.h>
 

@@ -8,11 +8,12 @@
 #include <string_view>
 #include <vector>
 
+#include "core/backend/server_health.h"
 #include "core/config.h"
 #include "core/handler_memory.h"
+#include "core/reply_sink.h"
 #include "core/reply_slot.h"
 #include "core/ring_queue.h"
-#include "core/server_health.h"
 #include "core/stats.h"
 #include "protocol/memcache/command.h"
 #include "protocol/memcache/reply_parser.h"
@@ -20,12 +21,11 @@
 
 namespace dproxy::core {
 
-class ClientSession;
 class Worker;
 
 // A request written (or about to be written) to the backend, waiting for its reply.
 struct Pending {
-  std::shared_ptr<ClientSession> session;  // keeps the slot alive
+  std::shared_ptr<ReplySink> session;  // keeps the slot alive
   ReplySlot* slot = nullptr;
   uint16_t frag = 0;
   protocol::memcache::ReplyKind kind = protocol::memcache::ReplyKind::kLine;
@@ -55,7 +55,7 @@ class ServerConnection {
   std::string& out() { return out_; }
   // Registers the reply expected for the bytes just appended, and schedules a flush at the end
   // of the current batch.
-  void push(std::shared_ptr<ClientSession> session, ReplySlot* slot, uint16_t frag,
+  void push(std::shared_ptr<ReplySink> session, ReplySlot* slot, uint16_t frag,
             protocol::memcache::ReplyKind kind);
   // Sends what out() holds (connecting first if needed). Called by the worker once per batch.
   void flush();

@@ -8,7 +8,7 @@
 #include <memory>
 #include <string_view>
 
-#include "core/cluster_stats.h"
+#include "core/backend/cluster_stats.h"
 #include "core/config.h"
 
 namespace dproxy::core {

@@ -1,10 +1,10 @@
-#include "core/prober.h"
+#include "core/backend/prober.h"
 
 #include <cstdint>
 #include <string>
 
-#include "core/oneshot_exchange.h"
-#include "core/server_health.h"
+#include "core/backend/oneshot_exchange.h"
+#include "core/backend/server_health.h"
 #include "protocol/resp/reply_writer.h"
 
 namespace dproxy::core {

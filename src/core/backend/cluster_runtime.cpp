@@ -1,11 +1,10 @@
-#include "core/cluster_runtime.h"
+#include "core/backend/cluster_runtime.h"
 
 #include <algorithm>
 #include <charconv>
 
-#include "core/client_session.h"
+#include "core/backend/oneshot_exchange.h"
 #include "core/log.h"
-#include "core/oneshot_exchange.h"
 #include "core/worker.h"
 #include "protocol/resp/reply_writer.h"
 #include "routing/cluster_slots.h"
@@ -298,8 +297,8 @@ bool ClusterRuntime::apply(std::string_view reply, uint32_t from) {
   return true;
 }
 
-void ClusterRuntime::retry_later(std::shared_ptr<ClientSession> session, ReplySlot* slot,
-                                 uint16_t frag, std::chrono::milliseconds delay) {
+void ClusterRuntime::retry_later(std::shared_ptr<ReplySink> session, ReplySlot* slot, uint16_t frag,
+                                 std::chrono::milliseconds delay) {
   retries_.push_back(Retry{std::move(session), slot, frag, Clock::now() + delay});
   arm_retry_timer();
 }

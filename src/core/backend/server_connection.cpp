@@ -1,6 +1,5 @@
-#include "core/server_connection.h"
+#include "core/backend/server_connection.h"
 
-#include "core/client_session.h"
 #include "core/log.h"
 #include "core/read_hint.h"
 #include "core/worker.h"
@@ -51,7 +50,7 @@ ServerConnection::~ServerConnection() {
   connect_timer_.cancel();
 }
 
-void ServerConnection::push(std::shared_ptr<ClientSession> session, ReplySlot* slot, uint16_t frag,
+void ServerConnection::push(std::shared_ptr<ReplySink> session, ReplySlot* slot, uint16_t frag,
                             mc::ReplyKind kind) {
   const auto bytes = static_cast<uint32_t>(out_.size() - out_mark_);
   out_mark_ = out_.size();

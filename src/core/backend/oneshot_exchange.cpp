@@ -1,4 +1,4 @@
-#include "core/oneshot_exchange.h"
+#include "core/backend/oneshot_exchange.h"
 
 #include <algorithm>
 

@@ -15,13 +15,12 @@
 #include <string_view>
 #include <vector>
 
-#include "core/cluster_stats.h"
+#include "core/backend/cluster_stats.h"
+#include "core/backend/server_connection.h"
 #include "core/config.h"
-#include "core/server_connection.h"
 
 namespace dproxy::core {
 
-class ClientSession;
 struct ReplySlot;
 class Worker;
 
@@ -63,7 +62,7 @@ class ClusterRuntime {
   // Refreshes the slot map soon (at most one refresh in flight; at most one every 100 ms).
   void request_refresh();
   // Calls session->cluster_retry(slot, frag) after `delay`.
-  void retry_later(std::shared_ptr<ClientSession> session, ReplySlot* slot, uint16_t frag,
+  void retry_later(std::shared_ptr<ReplySink> session, ReplySlot* slot, uint16_t frag,
                    std::chrono::milliseconds delay);
 
   // Requests waiting for a reply on the node connections or for a retry.
@@ -82,7 +81,7 @@ class ClusterRuntime {
     std::vector<uint32_t> replicas;                        // when this node is a master
   };
   struct Retry {
-    std::shared_ptr<ClientSession> session;
+    std::shared_ptr<ReplySink> session;
     ReplySlot* slot;
     uint16_t frag;
     std::chrono::steady_clock::time_point due;

@@ -1,4 +1,4 @@
-#include "core/server_health.h"
+#include "core/backend/server_health.h"
 
 #include <string>
 

@@ -5,10 +5,10 @@
 #include <string>
 #include <vector>
 
-#include "core/cluster_runtime.h"
+#include "core/backend/cluster_runtime.h"
+#include "core/backend/server_connection.h"
+#include "core/backend/server_health.h"
 #include "core/config.h"
-#include "core/server_connection.h"
-#include "core/server_health.h"
 #include "routing/fanout_route.h"
 #include "routing/replicated_route.h"
 #include "routing/route.h"

@@ -1,4 +1,4 @@
-#include "core/pool_runtime.h"
+#include "core/backend/pool_runtime.h"
 
 #include <cstdlib>
 
