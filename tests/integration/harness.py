@@ -206,8 +206,9 @@ class Processes:
             report = sanitizer_report(log)
             if proc.returncode != expected or report or note:
                 tail = report or "\n".join(log.splitlines()[-40:])
+                what = "; its log holds a sanitizer report" if report else ""
                 problems.append(f"dproxy pid {proc.pid} exited with {proc.returncode} (expected "
-                                f"{expected}){note}; log {log_path}:\n{tail}")
+                                f"{expected}){note}{what}; log {log_path}:\n{tail}")
         self.dproxies = []
         for f in self.log_files:
             f.close()
