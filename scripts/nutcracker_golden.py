@@ -22,7 +22,6 @@ Usage: /usr/bin/python3 scripts/nutcracker_golden.py [--check] [hashes] [placeme
 import argparse
 import os
 import re
-import socket
 import socketserver
 import sys
 import threading

@@ -284,7 +284,6 @@ class Processes:
         return cluster
 
 
-
 def free_cluster_port():
     """A free loopback port whose cluster bus port (port + 10000) is free as well."""
     import random

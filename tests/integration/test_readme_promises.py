@@ -13,7 +13,7 @@ import unittest
 
 import harness
 from harness import (HOST, Dproxy, HeldPort, Processes, RawClient, RespClient, free_port,
-                     resp_command, wait_for, wait_log)
+                     wait_for, wait_log)
 
 ARGS = None
 
