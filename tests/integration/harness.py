@@ -406,6 +406,17 @@ class Dproxy:
         with open(self.log_path, errors="replace") as f:
             return f.read()
 
+    def stats(self):
+        """The stats listener's JSON document (twemproxy's shape)."""
+        data = exchange(self.stats_port, b"GET /stats HTTP/1.0\r\n\r\n")
+        return json.loads(data.split(b"\r\n\r\n", 1)[1])
+
+    def in_flight(self, pool, server):
+        """Requests of pool `pool` queued for or sent to `server` (its stats key: the name, or
+        host:port) and not answered yet, summed over the worker threads."""
+        entry = self.stats()[pool][server]
+        return entry["in_queue"] + entry["out_queue"]
+
     def stop(self):
         """SIGTERM; waits for the exit and returns the exit status."""
         self.procs.kill(self.proc, signal.SIGTERM, timeout=Processes.DPROXY_EXIT_TIMEOUT)

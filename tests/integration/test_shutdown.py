@@ -78,7 +78,9 @@ class ShutdownBase:
             expected[i] = (k, b"in-flight-%d" % i, other)
             c.send(self.ops.set_req(k, b"in-flight-%d" % i) + self.ops.get_req(k)
                    + self.ops.get_req(other))
-        time.sleep(0.2)  # dproxy has read them; they wait on the frozen backend
+        # dproxy has read them: 8 requests wait on the frozen backend.
+        self.assertTrue(harness.wait_for(
+            lambda: proxy.in_flight("p", f"{HOST}:{slow.port}") == 2 * len(clients), 10))
         os.kill(proxy.proc.pid, signal.SIGTERM)
         t_term = time.monotonic()
         # New connections are refused while the in-flight requests are still pending.
@@ -125,7 +127,8 @@ class ShutdownBase:
         harness.freeze(stuck)
         self.addCleanup(resume, stuck)
         c.send(self.ops.get_req(keys[stuck.port][0]))
-        time.sleep(0.2)
+        self.assertTrue(harness.wait_for(
+            lambda: proxy.in_flight("p", f"{HOST}:{stuck.port}") == 1, 10))
         t0 = time.monotonic()
         os.kill(proxy.proc.pid, signal.SIGTERM)
         rc = self.wait_exit(proxy, shutdown_ms / 1000 + 10)
