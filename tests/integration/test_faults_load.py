@@ -15,7 +15,7 @@ ARGS = None
 IDLE_CONNECTIONS = 10000
 # KiB of VmRSS per idle connection: README ~2 KiB; ASan adds redzones and shadow memory.
 IDLE_BOUND_KIB = 6
-ASAN_IDLE_BOUND_KIB = 64
+ASAN_IDLE_BOUND_KIB = 12
 # Raised before any process is started, so that dproxy (a child) inherits it too.
 NOFILE = harness.raise_nofile_limit()
 
@@ -125,7 +125,7 @@ class BackpressureBase(LoadBase):
         ops = self.ops
         # dproxy's VmRSS growth while flooded (ASan: redzones, shadow and quarantine of
         # freed blocks).
-        self.GROWTH_BOUND_MIB = 96 if self.asan else 40
+        self.GROWTH_BOUND_MIB = 64 if self.asan else 40
         backends, self.proxy, port = harness.start_cluster(self.procs, ARGS.dproxy, ops, n=2,
                                                            threads=2)
         pid = self.proxy.proc.pid
