@@ -188,6 +188,22 @@ class ReadmePromisesTest(unittest.TestCase):
         # Random over 2 servers: all 100 on one of them has probability 2^-99.
         self.assertTrue(all(n > 0 for n in per_server.values()), per_server)
 
+    def test_weight_0_takes_no_keys(self):
+        # nutcracker 0.5 rejects weight 0, so this is checked against the README alone.
+        ports = [m.port for m in self.mc]
+        for policy in ("ketama", "modula"):
+            port = free_port()
+            self.start({"m": mc_pool(port, [f"{HOST}:{ports[0]}:1", f"{HOST}:{ports[1]}:0"],
+                                     policy=policy)})
+            c = RawClient(port)
+            self.addCleanup(c.close)
+            keys = [b"w0:%s:%d" % (policy.encode(), i) for i in range(200)]
+            c.send(b"".join(b"set %s 0 0 1\r\nx\r\n" % k for k in keys))
+            for _ in keys:
+                self.assertEqual(c.read_line(), b"STORED\r\n")
+            where = harness.locate_keys(harness.MemcachedOps, ports, keys)
+            self.assertEqual({k: v for k, v in where.items() if v != [ports[0]]}, {}, policy)
+
     def test_health_is_shared_by_the_workers(self):
         dead = HeldPort()  # connects are refused
         self.addCleanup(dead.close)
