@@ -6,6 +6,8 @@ import argparse
 import json
 import os
 import pwd
+import random
+import re
 import signal
 import socket
 import subprocess
@@ -24,15 +26,67 @@ def parse_args():
     return args
 
 
+def _ephemeral_range():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = (int(x) for x in f.read().split())
+        return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+_EPHEMERAL = _ephemeral_range()
+_handed_out = set()  # ports free_port() gave this test process: never given twice
+
+
+def _bindable(port):
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((HOST, port))
+        return True
+    except OSError:
+        return False
+
+
 def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
+    """A loopback TCP port that nothing is bound to, for a process this test starts.
+
+    Chosen at random below the kernel's ephemeral range (so no outgoing connection of any process
+    takes it as its local port before the server binds it) and never handed out twice in one
+    test process; a bind check skips ports in use (e.g. by a suite running in parallel)."""
+    lo, hi = 10000, min(_EPHEMERAL[0], 65536) - 1
+    if hi - lo < 1000:  # an unusual ephemeral range: fall back to one of its ports
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((HOST, 0))
+            return s.getsockname()[1]
+    for _ in range(1000):
+        port = random.randint(lo, hi)
+        if port in _handed_out or not _bindable(port):
+            continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError("no free loopback port")
+
+
+class HeldPort:
+    """A loopback port that stays closed: bound (so no one else gets it) but not listening, so
+    a connect to it is refused. Release with close() (also on garbage collection)."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind((HOST, 0))
+        self.port = self.sock.getsockname()[1]
+
+    def close(self):
+        self.sock.close()
+
+    def __del__(self):
+        self.sock.close()
 
 
 def wait_port(port, proc=None, timeout=10.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"process exited early with {proc.returncode}")
         try:
@@ -43,11 +97,46 @@ def wait_port(port, proc=None, timeout=10.0):
     raise RuntimeError(f"port {port} did not open in {timeout}s")
 
 
+SANITIZER_REPORT = re.compile(r"ERROR: (Address|Leak|Thread|Memory)Sanitizer|"
+                              r"SUMMARY: \w+Sanitizer|: runtime error: ")
+
+
+def sanitizer_report(text):
+    """The sanitizer report (AddressSanitizer, LeakSanitizer, UBSan ...) in `text`, or None."""
+    m = SANITIZER_REPORT.search(text or "")
+    if not m:
+        return None
+    start = text.rfind("\n", 0, max(0, m.start() - 2000)) + 1
+    return text[start:start + 12000]
+
+
+def _read_log(path):
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except (OSError, TypeError):
+        return ""
+
+
+class UncleanExit(AssertionError):
+    """A dproxy this test started exited uncleanly (non-zero, a signal, a sanitizer report)."""
+
+
 class Processes:
-    """Owns child processes; kills them (by PID) on close."""
+    """Owns child processes; kills them (by PID) on close.
+
+    Every dproxy started through this object (Dproxy, DproxyTop, or spawn_dproxy()) is
+    watched: close() stops it (SIGTERM) if it still runs and raises UncleanExit, after every
+    process is gone, when one exited with a status other than 0 or its log (stderr) holds a
+    sanitizer report; the report and the log tail are in the exception's message, so they reach
+    the test's output."""
+
+    DPROXY_EXIT_TIMEOUT = 60.0  # an ASan build with much memory to check for leaks is slow
 
     def __init__(self):
         self.procs = []
+        self.dproxies = []  # [proc, log path, expected exit status]
+        self.log_files = []
         self.tmp = tempfile.TemporaryDirectory(prefix="dproxy-test-")
 
     def spawn(self, argv, **kw):
@@ -57,14 +146,94 @@ class Processes:
         self.procs.append(p)
         return p
 
-    def kill(self, p, sig=signal.SIGKILL):
+    def watch_dproxy(self, proc, log_path, expected_rc=0, log_file=None):
+        """close() checks `proc` (a dproxy whose stderr goes to `log_path`) exits cleanly (and
+        closes `log_file`, the file object of that log, if given)."""
+        self.dproxies.append([proc, log_path, expected_rc])
+        if log_file is not None:
+            self.log_files.append(log_file)
+
+    def expect_exit(self, proc, rc):
+        """The test expects the watched dproxy `proc` to exit with status `rc` (not 0)."""
+        for entry in self.dproxies:
+            if entry[0] is proc:
+                entry[2] = rc
+
+    def spawn_dproxy(self, argv, log_path=None, **kw):
+        """Starts a dproxy (argv[0] is the binary) with stderr to `log_path` (default: a new
+        file in the temporary directory) and watches it. Returns the Popen, with .log_path."""
+        if log_path is None:
+            log_path = os.path.join(self.tmp.name, f"dproxy-{time.monotonic_ns()}.stderr")
+        with open(log_path, "a") as log:
+            p = self.spawn(argv, stderr=log, **kw)
+        p.log_path = log_path
+        self.watch_dproxy(p, log_path)
+        return p
+
+    def kill(self, p, sig=signal.SIGKILL, timeout=10):
+        """Sends `sig` to `p` and waits (SIGKILL after `timeout` s). A watched dproxy killed
+        on purpose with SIGKILL is expected to exit with -SIGKILL."""
+        if sig == signal.SIGKILL and p.poll() is None:
+            self.expect_exit(p, -signal.SIGKILL)
         if p.poll() is None:
             os.kill(p.pid, sig)
             try:
-                p.wait(timeout=10)
+                p.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 os.kill(p.pid, signal.SIGKILL)
                 p.wait()
+
+    def check_dproxies(self):
+        """Stops the watched dproxy processes still running (SIGTERM, all at once); returns a
+        description of each unclean exit (empty list: all clean)."""
+        problems = []
+        running = [e for e in self.dproxies if e[0].poll() is None]
+        for proc, _, _ in running:
+            try:
+                os.kill(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + self.DPROXY_EXIT_TIMEOUT
+        for proc, log_path, expected in self.dproxies:
+            note = ""
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+                note = f" (still running {self.DPROXY_EXIT_TIMEOUT:.0f} s after SIGTERM: killed)"
+            log = _read_log(log_path)
+            report = sanitizer_report(log)
+            if proc.returncode != expected or report or note:
+                tail = report or "\n".join(log.splitlines()[-40:])
+                what = "; its log holds a sanitizer report" if report else ""
+                problems.append(f"dproxy pid {proc.pid} exited with {proc.returncode} (expected "
+                                f"{expected}){note}{what}; log {log_path}:\n{tail}")
+        self.dproxies = []
+        for f in self.log_files:
+            f.close()
+        self.log_files = []
+        return problems
+
+    def close(self):
+        problems = self.check_dproxies()
+        # Everything else (backends, nutcracker) is killed at once: SIGKILL, no one-by-one
+        # graceful exits to wait for (memcached takes about a second on SIGTERM).
+        for p in self.procs:
+            if p.poll() is None:
+                try:
+                    os.kill(p.pid, signal.SIGCONT)
+                    os.kill(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        for p in self.procs:
+            p.wait()
+        self.procs = []
+        self.tmp.cleanup()
+        if problems:
+            for text in problems:
+                print("\n" + text, file=sys.stderr, flush=True)
+            raise UncleanExit("; ".join(p.split("\n", 1)[0] for p in problems))
 
     def memcached(self, port=None):
         port = port or free_port()
@@ -73,6 +242,14 @@ class Processes:
                         "-t", "1", "-I", "8m"])
         wait_port(port, p)
         p.port = port
+        return p
+
+    def memcached_unix(self, path):
+        """A memcached serving only the unix socket `path`."""
+        p = self.spawn(["memcached", "-u", pwd.getpwuid(os.getuid()).pw_name, "-s", path,
+                        "-a", "0700", "-m", "64", "-t", "1"])
+        wait_unix_socket(path, p)
+        p.path = path
         return p
 
     def redis(self, port=None, extra=()):
@@ -105,15 +282,6 @@ class Processes:
         if not wait_for(lambda: cluster.converged(replicas), timeout, interval=0.1):
             raise RuntimeError("the cluster did not converge: " + cluster.describe())
         return cluster
-
-    def close(self):
-        for p in reversed(self.procs):
-            try:
-                self.kill(p, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        self.procs = []
-        self.tmp.cleanup()
 
 
 def free_cluster_port():
@@ -205,17 +373,29 @@ class RedisCluster:
 
 
 class Dproxy:
-    """A dproxy process started with a config built from `pools` (dict pool-name -> pool)."""
+    """A dproxy process started with a config built from `pools` (dict pool-name -> pool) and
+    the top-level keys `top` (e.g. shutdown_timeout_ms). Unless `top` sets "stats", the stats
+    listener gets a port of its own (`stats_port`), so that dproxy processes of tests running
+    in parallel never compete for the default 22222. Its stderr (log lines and any sanitizer
+    report) goes to `log_path`; `procs` checks its exit (see Processes)."""
 
-    def __init__(self, procs, binary, pools, threads=2, extra_args=()):
+    def __init__(self, procs, binary, pools, threads=2, extra_args=(), top=None):
         self.procs = procs
+        top = dict(top or {})
+        self.stats_port = None
+        if "stats" not in top:
+            self.stats_port = free_port()
+            top["stats"] = {"listen": f"{HOST}:{self.stats_port}"}
+        elif top["stats"].get("enabled", True) and "listen" in top["stats"]:
+            self.stats_port = int(top["stats"]["listen"].rsplit(":", 1)[1])
         self.config_path = os.path.join(procs.tmp.name, f"pools-{time.monotonic_ns()}.json")
         with open(self.config_path, "w") as f:
-            json.dump({"pools": pools}, f, indent=2)
+            json.dump({"pools": pools, **top}, f, indent=2)
         self.log_path = self.config_path + ".log"
         self.log = open(self.log_path, "w")
         self.proc = procs.spawn([binary, "--config", self.config_path, "--threads", str(threads),
                                  *extra_args], stderr=self.log)
+        procs.watch_dproxy(self.proc, self.log_path, log_file=self.log)
         for pool in pools.values():
             listen = pool["listen"]
             if not listen.startswith("/"):
@@ -223,11 +403,23 @@ class Dproxy:
 
     def log_text(self):
         self.log.flush()
-        with open(self.log_path) as f:
+        with open(self.log_path, errors="replace") as f:
             return f.read()
 
+    def stats(self):
+        """The stats listener's JSON document (twemproxy's shape)."""
+        data = exchange(self.stats_port, b"GET /stats HTTP/1.0\r\n\r\n")
+        return json.loads(data.split(b"\r\n\r\n", 1)[1])
+
+    def in_flight(self, pool, server):
+        """Requests of pool `pool` queued for or sent to `server` (its stats key: the name, or
+        host:port) and not answered yet, summed over the worker threads."""
+        entry = self.stats()[pool][server]
+        return entry["in_queue"] + entry["out_queue"]
+
     def stop(self):
-        self.procs.kill(self.proc, signal.SIGTERM)
+        """SIGTERM; waits for the exit and returns the exit status."""
+        self.procs.kill(self.proc, signal.SIGTERM, timeout=Processes.DPROXY_EXIT_TIMEOUT)
         return self.proc.returncode
 
 
@@ -367,14 +559,20 @@ class Nutcracker:
 
 
 def run_dproxy(binary, args, timeout=10.0, **kw):
-    """Runs dproxy to completion (e.g. --test-config, --help); returns CompletedProcess (text)."""
-    return subprocess.run([binary, *args], capture_output=True, text=True, timeout=timeout, **kw)
+    """Runs dproxy to completion (e.g. --test-config, --help); returns CompletedProcess (text).
+    Raises UncleanExit when its stderr holds a sanitizer report."""
+    r = subprocess.run([binary, *args], capture_output=True, text=True, timeout=timeout, **kw)
+    report = sanitizer_report(r.stderr)
+    if report:
+        print("\n" + report, file=sys.stderr, flush=True)
+        raise UncleanExit(f"dproxy {' '.join(args)}: sanitizer report (exit {r.returncode})")
+    return r
 
 
 def wait_unix_socket(path, proc=None, timeout=10.0):
     """Waits until a unix stream socket at `path` accepts connections."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"process exited early with {proc.returncode}")
         try:
@@ -546,6 +744,23 @@ def vm_rss_kb(pid):
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+def tcp_queues(local_port, remote_port):
+    """(send queue, receive queue) in bytes of the IPv4 loopback TCP socket whose local port is
+    `local_port` and whose peer's is `remote_port` (from /proc/net/tcp), or None. Used on the
+    server's end of a test's connection: a receive queue that stays full shows the server
+    stopped reading."""
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            local, remote, queues = fields[1], fields[2], fields[4]
+            if int(local.split(":")[1], 16) == local_port and \
+                    int(remote.split(":")[1], 16) == remote_port:
+                tx, rx = queues.split(":")
+                return int(tx, 16), int(rx, 16)
+    return None
+
+
 def fd_count(pid):
     """Number of open file descriptors of process `pid`."""
     return len(os.listdir(f"/proc/{pid}/fd"))
@@ -616,18 +831,7 @@ class DproxyTop(Dproxy):
     """A Dproxy whose config also has top-level keys (e.g. shutdown_timeout_ms)."""
 
     def __init__(self, procs, binary, pools, top=None, threads=2, extra_args=()):
-        self.procs = procs
-        self.config_path = os.path.join(procs.tmp.name, f"pools-{time.monotonic_ns()}.json")
-        with open(self.config_path, "w") as f:
-            json.dump({"pools": pools, **(top or {})}, f, indent=2)
-        self.log_path = self.config_path + ".log"
-        self.log = open(self.log_path, "w")
-        self.proc = procs.spawn([binary, "--config", self.config_path, "--threads", str(threads),
-                                 *extra_args], stderr=self.log)
-        for pool in pools.values():
-            listen = pool["listen"]
-            if not listen.startswith("/"):
-                wait_port(int(listen.rsplit(":", 1)[1]), self.proc)
+        super().__init__(procs, binary, pools, threads=threads, extra_args=extra_args, top=top)
 
 
 class FakeServer:

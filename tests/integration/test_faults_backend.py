@@ -118,11 +118,20 @@ class BackendFaultsBase:
         threads = [threading.Thread(target=load, args=(i,)) for i in range(nthreads)]
         for t in threads:
             t.start()
-        time.sleep(0.5)
+        # The load runs (every thread has done some rounds), then the kill; then wait until
+        # the killed server's keys have been asked for a while after it.
+        self.assertTrue(harness.wait_for(lambda: counts[0] >= 100 * nthreads, 10),
+                        f"the load did not start: {unexpected[:3]}")
         kill_sent = time.monotonic()
         self.procs.kill(victim, signal.SIGKILL)  # returns once the process is gone
         killed_at[0] = time.monotonic()
-        time.sleep(1.5)
+
+        def asked_after_kill():
+            with lock:
+                return sum(1 for r in dead_results if r[0] > killed_at[0]) >= 20 * nthreads
+
+        self.assertTrue(harness.wait_for(asked_after_kill, 10),
+                        "the killed server's keys were not asked after the kill")
         stop.set()
         for t in threads:
             t.join(timeout=30)

@@ -1,5 +1,4 @@
 """A backend that closes idle connections (Redis `timeout`) is not a failing backend."""
-import time
 import unittest
 
 import harness
@@ -20,8 +19,23 @@ class IdleCloseTest(unittest.TestCase):
         c = RespClient(port)
         self.addCleanup(c.close)
         self.assertEqual(c.call("SET", "idle", "1"), b"OK")
-        # The server drops dproxy's idle backend connections after 1 s; give it time to.
-        time.sleep(2.5)
+
+        def backend_clients():
+            """Ids of the clients connected to the backend, besides the one asking."""
+            r = harness.redis_direct(backend.port)
+            try:
+                me = r.client_id()
+                return {c["id"] for c in r.client_list() if int(c["id"]) != me}
+            finally:
+                r.close()
+
+        before = backend_clients()
+        self.assertTrue(before, "dproxy has no backend connection")
+        # The server drops dproxy's idle backend connections after 1 s: wait until every one
+        # of them is gone (dproxy may open new ones at once).
+        self.assertTrue(harness.wait_for(lambda: not (before & backend_clients()), 15,
+                                         interval=0.1),
+                        "the backend did not close dproxy's idle connection")
         for _ in range(5):
             self.assertEqual(c.call("GET", "idle"), b"1")
         self.assertNotIn("marked DOWN", proxy.log_text())

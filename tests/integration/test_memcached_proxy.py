@@ -28,7 +28,8 @@ class MemcachedProxyTest(unittest.TestCase):
     def setUpClass(cls):
         cls.procs = Processes()
         cls.backends = [cls.procs.memcached() for _ in range(3)]
-        cls.dead_port = free_port()  # nothing listens here
+        cls.dead = harness.HeldPort()  # bound, never listening: connects are refused
+        cls.dead_port = cls.dead.port
         cls.port = free_port()
         cls.down_port = free_port()
         cls.sock_path = os.path.join(cls.procs.tmp.name, "dproxy.sock")
@@ -456,11 +457,11 @@ class MemcachedProxyTest(unittest.TestCase):
         c.send(b"get a\r\n")
         self.assertTrue(c.read_retrieval().startswith(b"SERVER_ERROR backend "))
         procs.memcached(port=backend.port)
-        deadline = time.time() + 10
+        deadline = time.monotonic() + 10
         while True:
             c.send(b"set a 0 0 1\r\n2\r\n")
             line = c.read_line()
-            if line == b"STORED\r\n" or time.time() > deadline:
+            if line == b"STORED\r\n" or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
         self.assertEqual(line, b"STORED\r\n")

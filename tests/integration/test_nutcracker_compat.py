@@ -219,6 +219,107 @@ class NutcrackerCompatTest(unittest.TestCase):
         self.assertEqual(set().union(*by_tag.values()), {0, 1, 2})
 
 
+class NutcrackerPlacementCasesTest(unittest.TestCase):
+    """Placement against nutcracker beyond TCP servers with weights 1-3: a server on port
+    11211 (twemproxy leaves the port out of its unnamed ketama name), unix-socket servers, and
+    the distribution rebuilt after a server is ejected. Lean: 2,000 keys per case.
+
+    (Weight 0 cannot be compared: nutcracker 0.5 rejects it as invalid syntax. The random
+    distribution picks a server per request on both sides, so there is nothing to compare
+    key for key.)"""
+
+    N = 2000
+
+    def setUp(self):
+        self.procs = harness.Processes()
+        self.addCleanup(self.procs.close)
+
+    def start_pair(self, servers, policy="ketama", hash_name="md5", **extra):
+        nc = harness.Nutcracker(self.procs, {"hash": hash_name, "distribution": policy,
+                                             "servers": servers, **extra})
+        self.addCleanup(nc.stop)
+        dp_port = harness.free_port()
+        dp_extra = {("server_retry_timeout_ms" if k == "server_retry_timeout" else k): v
+                    for k, v in extra.items()}
+        dp = harness.Dproxy(self.procs, ARGS.dproxy, {"p": {
+            "protocol": "memcached", "listen": f"{HOST}:{dp_port}", "policy": policy,
+            "hash": hash_name, "servers": servers, **dp_extra}})
+        return nc, dp, dp_port
+
+    def compare(self, nc, dp_port, seed):
+        """Keys written through nutcracker are all found through dproxy."""
+        rng = random.Random(seed)
+        keys = make_keys(rng, b"%s." % seed.encode(), self.N)
+        items = {k: make_value(rng, i) for i, k in enumerate(keys)}
+        nc_client = Client((HOST, nc.port), allow_unicode_keys=True, timeout=10,
+                           default_noreply=False)
+        try:
+            for i in range(0, len(keys), SET_BATCH):
+                batch = {k: items[k] for k in keys[i:i + SET_BATCH]}
+                self.assertEqual(nc_client.set_many(batch, noreply=False), [])
+        finally:
+            nc_client.close()
+        dp_client = Client((HOST, dp_port), allow_unicode_keys=True, timeout=10,
+                           default_noreply=False)
+        got = {}
+        try:
+            for i in range(0, len(keys), GET_BATCH):
+                got.update(dp_client.get_many(keys[i:i + GET_BATCH]))
+        finally:
+            dp_client.close()
+        missed = [k for k in keys if got.get(k) != items[k]]
+        self.assertEqual(len(missed), 0, f"dproxy missed {len(missed)} of {len(keys)} keys "
+                                         f"written through nutcracker, e.g. {missed[:5]}")
+
+    def test_unnamed_server_on_port_11211(self):
+        if not harness._bindable(11211):
+            self.skipTest("127.0.0.1:11211 is in use")
+        mcs = [self.procs.memcached(11211), self.procs.memcached(), self.procs.memcached()]
+        servers = [f"{HOST}:{m.port}:1" for m in mcs]
+        nc, dp, dp_port = self.start_pair(servers)
+        self.compare(nc, dp_port, "port11211")
+
+    def test_unix_socket_servers(self):
+        paths = [os.path.join(self.procs.tmp.name, f"mc{i}.sock") for i in range(3)]
+        for path in paths:
+            self.procs.memcached_unix(path)
+        for named in (False, True):
+            servers = [f"{path}:{w}" + (f" u{i}" if named else "")
+                       for i, (path, w) in enumerate(zip(paths, WEIGHTS))]
+            for policy in POLICIES:
+                nc, dp, dp_port = self.start_pair(servers, policy=policy)
+                self.compare(nc, dp_port, f"unix-{named}-{policy}")
+
+    def test_placement_after_ejection(self):
+        eject = {"auto_eject_hosts": True, "server_failure_limit": 1,
+                 "server_retry_timeout": 600000}
+        for policy in POLICIES:
+            mcs = [self.procs.memcached() for _ in range(3)]
+            servers = [f"{HOST}:{m.port}:{w} e{i}" for i, (m, w) in enumerate(zip(mcs, WEIGHTS))]
+            nc, dp, dp_port = self.start_pair(servers, policy=policy, **eject)
+            self.procs.kill(mcs[1])
+            # Drive both proxies until each has ejected the dead server: every get answers.
+            for port in (nc.port, dp_port):
+                self.assertTrue(harness.wait_for(lambda: self.all_answer(port), 20,
+                                                 interval=0.05),
+                                f"port {port} still fails requests for the dead server")
+            self.assertTrue(harness.wait_log(dp, "marked DOWN"), dp.log_text())
+            self.compare(nc, dp_port, f"ejected-{policy}")
+
+    @staticmethod
+    def all_answer(port):
+        """50 gets of distinct keys through `port` all answer (no SERVER_ERROR)."""
+        c = harness.RawClient(port, timeout=10)
+        try:
+            for i in range(50):
+                c.send(b"get eject-probe-%d-%d\r\n" % (i, random.randrange(1 << 30)))
+                if not isinstance(c.read_retrieval(), list):
+                    return False
+            return True
+        finally:
+            c.close()
+
+
 def _add_combination(hash_name, policy):
     def test(self):
         self.check(hash_name, policy)

@@ -22,6 +22,8 @@ import redis
 ARGS = None
 
 CROSSSLOT = "CROSSSLOT Keys in request don't hash to the same slot"
+# Failed requests allowed while a master fails over (README: 2, measured with one client).
+MAX_FAILOVER_FAILURES = 5
 
 
 def crc16(data):
@@ -432,9 +434,11 @@ class RedisClusterFailoverTest(RedisTestMixin, unittest.TestCase):
     def test_replica_killed_reads_go_to_master(self):
         r = self.client(port=self.replica_port)
         w = self.client()
-        # A master that still has a replica (this runs after the master failover test).
-        first, _, master, replicas = next(e for e in self.cluster.slots() if e[3])
-        victim = replicas[0]
+        # A master that still has a replica (the master failover test may have run first).
+        alive = lambda port: self.cluster.node(port).poll() is None  # noqa: E731
+        first, _, master, replicas = next(e for e in self.cluster.slots()
+                                          if any(alive(p) for p in e[3]))
+        victim = next(p for p in replicas if alive(p))
         keys = [k for k in (self.k(i) for i in range(400))
                 if self.cluster.master_of(keyslot(k))[0] == master][:20]
         self.assertTrue(keys)
@@ -479,9 +483,12 @@ class RedisClusterFailoverTest(RedisTestMixin, unittest.TestCase):
         r = self.client()
         keys = [self.k(i) for i in range(60)]
         r.mset({key: "before" for key in keys})
-        victim = self.cluster.masters()[1]
-        victim_slots = [(a, b) for a, b, m, _ in self.cluster.slots() if m == victim]
-        replica = self.cluster.master_of(victim_slots[0][0])[1][0]
+        # A master whose replica is alive (whatever the other tests of this class killed).
+        slots = self.cluster.slots()
+        victim, replica = next((m, next(r for r in reps if self.cluster.node(r).poll() is None))
+                               for _, _, m, reps in slots
+                               if any(self.cluster.node(r).poll() is None for r in reps))
+        victim_slots = [(a, b) for a, b, m, _ in slots if m == victim]
         victim_keys = [k for k in keys
                        if any(a <= keyslot(k) <= b for a, b in victim_slots)]
         self.assertTrue(victim_keys)
@@ -530,6 +537,12 @@ class RedisClusterFailoverTest(RedisTestMixin, unittest.TestCase):
         window = (failures[-1][0] - failures[0][0]) if failures else 0.0
         self.assertLess(window, 20.0)
         self.assertLess(recovered_at - killed_at, 20.0)
+        # README: 2 failed requests (the write in flight at the kill, one that ran out of
+        # retries); the margin covers a slower election. A dproxy that does not retry fails
+        # every request of the ~4 s window (hundreds: the loop pauses 10 ms after a failure).
+        self.assertLessEqual(len(failures), MAX_FAILOVER_FAILURES,
+                             f"{len(failures)} failed requests over {window:.2f} s: "
+                             f"{[f[1] for f in failures[:5]]}")
         self.assertGreater(len([t for t in successes if t > recovered_at]), 200)
         for key in victim_keys:  # every key readable on the promoted replica
             self.assertIn(r.get(key), (b"before", b"after"))

@@ -264,8 +264,8 @@ class RedisCommandsTest(RedisTestMixin, unittest.TestCase):
         self.assertEqual(r.execute_command("EXPIRETIME", k), at)
         self.assertFalse(r.expire(self.k("missing"), 10))
         self.assertTrue(r.pexpire(k, 1))
-        deadline = time.time() + 5
-        while r.exists(k) and time.time() < deadline:
+        deadline = time.monotonic() + 5
+        while r.exists(k) and time.monotonic() < deadline:
             time.sleep(0.01)
         self.assertIsNone(r.get(k))
         # TYPE, OBJECT ENCODING, RENAME/COPY (same server through a hash tag), TIME.

@@ -96,8 +96,9 @@ class ReloadTest(unittest.TestCase):
         self.config_path = os.path.join(self.procs.tmp.name, "reload.json")
         self.log_path = os.path.join(self.procs.tmp.name, "dproxy.log")
         self.write_config()
-        self.proc = self.procs.spawn([ARGS.dproxy, "--config", self.config_path, "--threads", "2",
-                                      "--log-file", self.log_path])
+        # Log lines go to --log-file; stderr (a sanitizer report) to a file Processes checks.
+        self.proc = self.procs.spawn_dproxy([ARGS.dproxy, "--config", self.config_path,
+                                             "--threads", "2", "--log-file", self.log_path])
         for port in (self.a_port, self.b_port, self.stats_port):
             wait_port(port, self.proc)
 

@@ -240,7 +240,11 @@ class StatsListenTest(unittest.TestCase):
     def test_disabled(self):
         procs = Processes()
         self.addCleanup(procs.close)
-        port, stats = free_port(), free_port()
+        # The stats port is held (bound, not listening): a dproxy that bound it anyway could
+        # not start, one that did not leaves it refusing connections.
+        held = harness.HeldPort()
+        self.addCleanup(held.close)
+        port, stats = free_port(), held.port
         proxy = DproxyTop(procs, ARGS.dproxy, {"p": {
             "protocol": "memcached", "listen": f"{HOST}:{port}", "servers": [f"{HOST}:1"]}},
             top={"stats": {"listen": f"{HOST}:{stats}", "enabled": False}})

@@ -106,6 +106,7 @@ struct PlacementGolden {
 // through a nutcracker pool with the configuration above and looked up on each memcached
 // backend directly. The same method agreed with this implementation on 480,000 keys over
 // 10 configurations x 12 hashes x {ketama, modula}.
+// Regenerate or check: /usr/bin/python3 scripts/nutcracker_golden.py [--check] placements
 constexpr PlacementGolden kPlacements[] = {
     {"named_weighted", DistributionKind::kKetama, HashKind::kOneAtATime,
      "202112232210111212220131"},

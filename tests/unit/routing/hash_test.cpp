@@ -49,6 +49,7 @@ struct HashGolden {
 // from its placement: for each hash, keys were stored through modula pools of 64, 63, 61, 59,
 // 53 and 47 equal-weight memcached servers, giving hash % n for each n, and combined with the
 // Chinese remainder theorem (the moduli's product exceeds 2^32).
+// Regenerate or check: /usr/bin/python3 scripts/nutcracker_golden.py [--check] hashes
 const std::vector<HashGolden>& nutcracker_hashes() {
   static const std::vector<HashGolden> kGolden = {
       {"abcdefghijkl",
