@@ -89,7 +89,7 @@ void ClientSession::start() {
 }
 
 bool ClientSession::paused() const {
-  return slots_.size() >= kMaxPendingSlots ||
+  return input_held_ || slots_.size() >= kMaxPendingSlots ||
          out_.size() + writing_buf_.size() + held_bytes_ >= kMaxBufferedReplyBytes;
 }
 
@@ -203,6 +203,12 @@ void ClientSession::process() {
       break;
     }
     need_ = 0;
+    if (reads_pending_ > 0 && r.status == ParseStatus::kOk && waits_for_reads(req_)) {
+      // A replicated read of this session may still fail over: this request (and all after it)
+      // stays in the buffer until that read is final (client_session_routes.cpp).
+      input_held_ = true;
+      break;
+    }
     ++slot_.counters.requests;
     cur_command_ = ReplySlot::kNoCommand;
     if (r.status == ParseStatus::kError) {
@@ -462,7 +468,7 @@ void ClientSession::on_backend_reply(ReplySlot* slot, uint16_t frag, std::string
     return;
   }
   if (slot->kind == ReplySlot::Kind::kFailover) {
-    on_failover_reply(slot, bytes, is_error);
+    on_failover_reply(slot, bytes, is_error, marks);
     return;
   }
   if (slot->kind == ReplySlot::Kind::kForward) {
