@@ -11,7 +11,13 @@
 // server (2), the backend failed: timeout, connection, down (3). Ties go to the first child.
 //
 // Read path (replicated reads): one child (read: first | round_robin | hash), then the next on
-// an error, a timeout, a down server, and also on a miss with failover_on_miss.
+// an error, a timeout, a down server, and also on a miss with failover_on_miss. A multi-key get
+// or MGET with failover_on_miss asks the next child for the missing keys only (per_key slots)
+// and merges the answers in key order.
+//
+// Ordering: until every replicated read of the session is final (reads_pending_), process()
+// leaves the session's next request that is not a read, and everything after it, unparsed in the
+// read buffer (input_held_), so a read that fails over never sees a write sent after it.
 
 #include "core/client_session.h"
 #include "core/pool_runtime.h"
@@ -390,7 +396,9 @@ bool ClientSession::waits_for_reads(const Request& req) {
   }
   if (req.args.empty()) return false;
   // Anything but a read-only command waits (commands that touch no backend lose nothing by it).
-  const resp::CommandInfo* cmd = resp::find_command(req.args[0]);
+  const resp::CommandInfo* cmd = req.args[0] == last_command_name_ && last_command_ != nullptr
+                                     ? last_command_
+                                     : resp::find_command(req.args[0]);
   return cmd == nullptr || !cmd->has(resp::kCmdReadonly) || cmd->has(resp::kCmdWrite);
 }
 
