@@ -166,7 +166,8 @@ void ClientSession::send_with_failover(std::string_view frame,
   slot->failover_on_miss = route->failover_on_miss();
   slot->reply_kind = reply_kind;
   slot->outstanding = 1;
-  if (per_key && keys.size() > 1 && slot->failover_on_miss) {
+  // (A one-key MGET too: its miss is a nil element, not a nil reply.)
+  if (per_key && (keys.size() > 1 || redis_) && slot->failover_on_miss) {
     slot->per_key = true;
     // memcached: the command name as sent (get / gets); Redis: always MGET.
     slot->frame.assign(frame.substr(0, frame.find(' ')));

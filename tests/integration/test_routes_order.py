@@ -311,6 +311,10 @@ class RedisOrderTest(OrderBase, unittest.TestCase):
         c = self.client(self.ports["first"])
         c.send(resp_command("MGET", *keys))
         self.assertEqual(c.read_reply(), [expected.get(k) for k in keys])
+        # One key: its miss is a nil element, and it fails over as GET does.
+        for key in (keys[0], keys[12], keys[19]):
+            c.send(resp_command("MGET", key))
+            self.assertEqual(c.read_reply(), [expected.get(key)], key)
 
 
 if __name__ == "__main__":
