@@ -116,6 +116,13 @@ class OrderBase:
         pools = {m: pool(proto, cls.ports[m], children, read=m) for m in MODES}
         cls.slow_port = free_port()
         pools["slow"] = pool(proto, cls.slow_port, children, timeout_ms=300)
+        # Child 0 has no server listening: reads fail over on a connection error ("dead"), or
+        # skip child 0 once it is marked down ("down": ejected after one failure).
+        dead = addr(free_port())
+        cls.dead_ports = {cause: free_port() for cause in ("dead", "down")}
+        pools["dead"] = pool(proto, cls.dead_ports["dead"], [dead, children[1]])
+        pools["down"] = pool(proto, cls.dead_ports["down"], [dead, children[1]],
+                             server_failure_limit=1, server_retry_timeout_ms=60000)
         cls.fan_ports = {r: free_port() for r in ("first", "majority")}
         for r, p in cls.fan_ports.items():
             pools["fan_" + r] = fanout(proto, p, children, r)
@@ -258,6 +265,23 @@ class OrderBase:
                 self.assertIsNone(seen, f"round {i}: the get saw the later set")
         finally:
             harness.resume(self.b[0])
+
+    def test_read_then_write_when_the_first_child_fails_or_is_down(self):
+        for cause, port in self.dead_ports.items():
+            with self.subTest(cause=cause):
+                c = self.client(port)
+                for i in range(50):
+                    key = self.k(f"{cause}{i}")
+                    if self.REDIS:
+                        c.send(resp_command("GET", key) + resp_command("SET", key, "x"))
+                        seen = c.read_reply()
+                        c.read_reply()  # the set: child 0's error (write_ack all)
+                    else:
+                        c.send(b"get " + key + b"\r\n" + mc_set_req(key, b"x"))
+                        seen = mc_values(c.read_retrieval())
+                        seen = seen.get(key) if isinstance(seen, dict) else seen
+                        c.read_line()
+                    self.assertIsNone(seen, f"round {i}: the get saw the later set")
 
     def test_multi_key_read_fails_over_missing_keys_only(self):
         keys, expected = self.replica_restarted_empty()
