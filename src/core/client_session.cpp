@@ -89,7 +89,7 @@ void ClientSession::start() {
 }
 
 bool ClientSession::paused() const {
-  return slots_.size() >= kMaxPendingSlots ||
+  return input_held_ || slots_.size() >= kMaxPendingSlots ||
          out_.size() + writing_buf_.size() + held_bytes_ >= kMaxBufferedReplyBytes;
 }
 
@@ -179,7 +179,9 @@ void ClientSession::on_read(const asio::error_code& ec, size_t n) {
 
 void ClientSession::begin_drain() {
   if (closed_) return;
-  stop_input_ = true;
+  // Input held behind a replicated read was read: it is still answered (the read that ends
+  // with EOF then stops the input).
+  if (!input_held_) stop_input_ = true;
   close_when_done_ = true;
   // A read in progress ends with EOF; nothing more is read from this client.
   asio::error_code ignored;
@@ -203,6 +205,14 @@ void ClientSession::process() {
       break;
     }
     need_ = 0;
+    if (reads_pending_ > 0 && (r.status == ParseStatus::kOk || !redis_) && waits_for_reads(req_)) {
+      // A replicated read of this session may still fail over: this request (and all after it)
+      // stays in the buffer until that read is final (client_session_routes.cpp). A refused
+      // memcached request waits too (its error path may write); the RESP parser remembers the
+      // discard of a refused command, so only complete Redis commands can wait.
+      input_held_ = true;
+      break;
+    }
     ++slot_.counters.requests;
     cur_command_ = ReplySlot::kNoCommand;
     if (r.status == ParseStatus::kError) {
@@ -484,7 +494,7 @@ void ClientSession::on_backend_reply(ReplySlot* slot, uint16_t frag, std::string
     return;
   }
   if (slot->kind == ReplySlot::Kind::kFailover) {
-    on_failover_reply(slot, bytes, is_error);
+    on_failover_reply(slot, bytes, is_error, marks);
     return;
   }
   if (slot->kind == ReplySlot::Kind::kForward) {
@@ -654,7 +664,8 @@ void ClientSession::drain() {
       break;
     }
   }
-  if (close_when_done_ && slots_.empty()) close_after_write_ = true;
+  // Not while a posted process() (held or paused input) may still add replies.
+  if (close_when_done_ && slots_.empty() && !resume_posted_) close_after_write_ = true;
   start_write();
   if (read_paused_ && !reading_ && !closed_ && !stop_input_ && !paused() && !resume_posted_) {
     // Reading was paused by backpressure: resume outside the current call stack.

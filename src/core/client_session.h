@@ -112,11 +112,29 @@ class ClientSession final : public ReplySink, public std::enable_shared_from_thi
   // Sends `frame` to the key's server in every child; the reply follows `mode`.
   void send_to_children(std::string_view frame, std::string_view noreply_cut, std::string_view key,
                         routing::AckMode mode, bool noreply, uint8_t reply_kind);
-  // Sends `frame` to one child, failing over to the next ones.
-  void send_with_failover(std::string_view frame, std::string_view key, uint8_t reply_kind);
+  // Sends `frame` to one child, failing over to the next ones. `keys`: every key of the request
+  // (the first routes it); with `per_key` (a multi-key get / MGET) and failover_on_miss, only
+  // the keys a child misses go to the next child, and the answers are merged in key order.
+  void send_with_failover(std::string_view frame, std::span<const std::string_view> keys,
+                          bool per_key, uint8_t reply_kind);
   void failover_next(ReplySlot* slot);
+  // A per-key failover read: the request for the keys still missing, as sent to a child.
+  void append_missing_keys(std::string& out, const ReplySlot* slot) const;
   void on_ack_reply(ReplySlot* slot, uint16_t frag, std::string_view bytes, bool is_error);
-  void on_failover_reply(ReplySlot* slot, std::string_view bytes, bool is_error);
+  void on_failover_reply(ReplySlot* slot, std::string_view bytes, bool is_error,
+                         std::span<const size_t> marks);
+  // A per-key failover read's reply from one child: notes the keys it answered. 1: every key
+  // is answered; 0: some are missing; -1: the reply is not of the expected shape (slot->data
+  // then holds the error that is the final reply).
+  int note_per_key_reply(ReplySlot* slot, std::string_view bytes, std::span<const size_t> marks);
+  // The merged reply of a per-key failover read, into slot->data.
+  void finish_per_key(ReplySlot* slot);
+  // A replicated read's reply is final: it goes to the client, and once no read of this session
+  // can fail over any more, held input is processed again.
+  void failover_final(ReplySlot* slot);
+  // True when `req` must wait for this session's replicated reads that may still fail over
+  // (anything but a read: see the README, "Ordering").
+  bool waits_for_reads(const protocol::Request& req);
   uint8_t reply_rank(std::string_view bytes, bool is_error) const;
   // Redis commands sent to every server (or walked server by server: SCAN).
   void redis_broadcast(const protocol::resp::CommandInfo& cmd, const protocol::Request& req);
@@ -240,6 +258,10 @@ class ClientSession final : public ReplySink, public std::enable_shared_from_thi
   std::vector<std::span<const size_t>> frag_mark_views_;  // scratch: and their scan marks
   std::vector<size_t> frag_cursor_;                       // scratch: merge position per fragment
   uint64_t read_turn_ = 0;                                // replicated read: round_robin counter
+  // Replicated reads of this session whose reply is not final (they may still fail over to
+  // another child), and whether input is held until there are none (a write was parsed).
+  uint32_t reads_pending_ = 0;
+  bool input_held_ = false;
   std::vector<std::string_view> args_scratch_;
   std::string inline_scratch_;
   std::string last_command_name_;  // the name of the last command looked up, as sent

@@ -11,11 +11,18 @@
 // server (2), the backend failed: timeout, connection, down (3). Ties go to the first child.
 //
 // Read path (replicated reads): one child (read: first | round_robin | hash), then the next on
-// an error, a timeout, a down server, and also on a miss with failover_on_miss.
+// an error, a timeout, a down server, and also on a miss with failover_on_miss. A multi-key get
+// or MGET with failover_on_miss asks the next child for the missing keys only (per_key slots)
+// and merges the answers in key order.
+//
+// Ordering: until every replicated read of the session is final (reads_pending_), process()
+// leaves the session's next request that is not a read, and everything after it, unparsed in the
+// read buffer (input_held_), so a read that fails over never sees a write sent after it.
 
 #include "core/backend/pool_runtime.h"
 #include "core/backend/server_connection.h"
 #include "core/client_session.h"
+#include "protocol/byte_scan.h"
 #include "protocol/memcache/command.h"
 #include "protocol/resp/reply_writer.h"
 
@@ -149,50 +156,221 @@ void ClientSession::on_ack_reply(ReplySlot* slot, uint16_t frag, std::string_vie
   if (slot->orphaned && slot->outstanding == 0) free_slots_.push_back(slot);
 }
 
-void ClientSession::send_with_failover(std::string_view frame, std::string_view key,
+void ClientSession::send_with_failover(std::string_view frame,
+                                       std::span<const std::string_view> keys, bool per_key,
                                        uint8_t reply_kind) {
   const routing::ReplicatedRoute* route = pool().replicated();
+  const std::string_view key = keys.empty() ? std::string_view() : keys[0];
   ReplySlot* slot = new_slot(ReplySlot::Kind::kFailover);
-  slot->frame.assign(frame);
-  slot->keys.assign(key);
   slot->child = route->first_read_child(key, read_turn_++);
   slot->failover_on_miss = route->failover_on_miss();
   slot->reply_kind = reply_kind;
   slot->outstanding = 1;
+  // (A one-key MGET too: its miss is a nil element, not a nil reply.)
+  if (per_key && (keys.size() > 1 || redis_) && slot->failover_on_miss) {
+    slot->per_key = true;
+    // memcached: the command name as sent (get / gets); Redis: always MGET.
+    slot->frame.assign(frame.substr(0, frame.find(' ')));
+    for (std::string_view k : keys) {
+      slot->keys.append(k);
+      slot->key_len.push_back(static_cast<uint32_t>(k.size()));
+    }
+    slot->key_frag.assign(keys.size(), ReplySlot::kNoAttempt);
+    slot->key_span.resize(2 * keys.size());
+  } else {
+    slot->frame.assign(frame);
+    slot->keys.assign(key);
+  }
+  if (pool().child_count() > 1) {
+    // It may fail over: later writes of this session wait until its reply is final.
+    slot->read_pending = true;
+    ++reads_pending_;
+  }
   failover_next(slot);
+}
+
+void ClientSession::append_missing_keys(std::string& out, const ReplySlot* slot) const {
+  size_t missing = 0;
+  for (uint16_t a : slot->key_frag) missing += a == ReplySlot::kNoAttempt ? 1 : 0;
+  if (redis_) {
+    resp::append_array_header(out, missing + 1);
+    resp::append_bulk(out, "MGET");
+  } else {
+    out.append(slot->frame);
+  }
+  size_t at = 0;
+  for (size_t i = 0; i < slot->key_len.size(); ++i) {
+    const std::string_view k(slot->keys.data() + at, slot->key_len[i]);
+    at += k.size();
+    if (slot->key_frag[i] != ReplySlot::kNoAttempt) continue;
+    if (redis_) {
+      resp::append_bulk(out, k);
+    } else {
+      out.push_back(' ');
+      out.append(k);
+    }
+  }
+  if (!redis_) out.append("\r\n");
 }
 
 void ClientSession::failover_next(ReplySlot* slot) {
   const auto n = static_cast<uint32_t>(pool().child_count());
+  const std::string_view key =
+      slot->per_key ? std::string_view(slot->keys.data(), slot->key_len[0]) : slot->keys;
   uint32_t down = 0;
   while (slot->tried < n) {
     uint32_t c = (slot->child + slot->tried) % n;
     ++slot->tried;
-    uint32_t server = pool().child_server(c, slot->keys);
+    uint32_t server = pool().child_server(c, key);
     if (pool().is_down(server)) {
       down = server;
       continue;
     }
     ServerConnection& conn = pool().connection(server, id_);
-    conn.out().append(slot->frame);
+    if (slot->per_key) {
+      append_missing_keys(conn.out(), slot);
+    } else {
+      conn.out().append(slot->frame);
+    }
     conn.push(shared_from_this(), slot, 0, static_cast<mc::ReplyKind>(slot->reply_kind));
     return;
   }
-  // Every child left is down.
+  // Every child left is down: their error, unless a per-key read already has answers (its
+  // misses then stand, as a single key's miss does).
   slot->outstanding = 0;
-  slot->data.assign(pool().down_error(down));
+  if (slot->per_key && slot->attempts > 0 && !slot->last_error) {
+    finish_per_key(slot);
+  } else {
+    slot->data.assign(pool().down_error(down));
+  }
+  failover_final(slot);
+}
+
+void ClientSession::failover_final(ReplySlot* slot) {
   slot->done = true;
+  if (slot->read_pending) {
+    slot->read_pending = false;
+    if (--reads_pending_ == 0 && input_held_) {
+      // Held input (a write and what follows it) is processed again, outside this call stack.
+      input_held_ = false;
+      if (!closed_ && !resume_posted_) {
+        resume_posted_ = true;
+        asio::post(socket_.get_executor(), [self = shared_from_this()] {
+          self->resume_posted_ = false;
+          self->process();
+          self->start_read();
+        });
+      }
+    }
+  }
   drain();
 }
 
-void ClientSession::on_failover_reply(ReplySlot* slot, std::string_view bytes, bool is_error) {
+int ClientSession::note_per_key_reply(ReplySlot* slot, std::string_view bytes,
+                                      std::span<const size_t> marks) {
+  const uint16_t a = slot->attempts;
+  // Redis: an MGET reply is "*<n>\r\n" then one element per key asked, each ending at its mark;
+  // a nil element is a miss. memcached: the hits, in the order asked, each a VALUE item whose
+  // key and end the marks give; a key with no item is a miss.
+  size_t cursor = 0;  // Redis: where the next element starts; memcached: the next item's marks
+  if (redis_) {
+    int64_t count = 0;
+    size_t asked = 0;
+    for (uint16_t f : slot->key_frag) asked += f == ReplySlot::kNoAttempt ? 1 : 0;
+    if (bytes.size() < 2 || bytes[0] != '*' ||
+        resp::detail::read_integer_line(bytes, 1, count, cursor) != resp::detail::LineStatus::kOk ||
+        count < 0 || static_cast<size_t>(count) != asked || marks.size() != asked) {
+      slot->data.assign("-ERR dproxy: backend sent an MGET reply of the wrong shape\r\n");
+      return -1;
+    }
+  }
+  copy_with_headroom(slot->frags[a], bytes);
+  slot->held += bytes.size();
+  held_bytes_ += bytes.size();
+  bool all = true;
+  size_t at = 0;
+  size_t element = 0;
+  for (size_t i = 0; i < slot->key_len.size(); ++i) {
+    const size_t len = slot->key_len[i];
+    const char* const key = slot->keys.data() + at;
+    at += len;
+    if (slot->key_frag[i] != ReplySlot::kNoAttempt) continue;
+    bool hit = false;
+    size_t from = 0;
+    size_t to = 0;
+    if (redis_) {
+      from = cursor;
+      to = marks[element++];
+      cursor = to;
+      hit = bytes.substr(from, to - from) != "$-1\r\n";
+    } else if (cursor < marks.size() && marks[cursor + 1] == len &&
+               protocol::byte_scan::equal(bytes.data() + marks[cursor], key, len)) {
+      from = cursor == 0 ? 0 : marks[cursor - 1];
+      to = marks[cursor + 2];
+      cursor += mc::kMarksPerItem;
+      hit = true;
+    }
+    if (hit) {
+      slot->key_frag[i] = a;
+      slot->key_span[2 * i] = from;
+      slot->key_span[2 * i + 1] = to;
+    } else {
+      all = false;
+    }
+  }
+  ++slot->attempts;
+  return all ? 1 : 0;
+}
+
+void ClientSession::finish_per_key(ReplySlot* slot) {
+  size_t bound = 5;  // "END\r\n"
+  for (uint16_t a = 0; a < slot->attempts; ++a) bound += slot->frags[a].size();
+  bound += 16 + 5 * slot->key_len.size();  // Redis: the header and a nil per key
+  std::string& dst = hold_buffer(slot->data, bound);
+  dst.clear();
+  if (redis_) resp::append_array_header(dst, slot->key_len.size());
+  for (size_t i = 0; i < slot->key_len.size(); ++i) {
+    const uint16_t a = slot->key_frag[i];
+    if (a == ReplySlot::kNoAttempt) {
+      if (redis_) resp::append_null_bulk(dst);
+      continue;
+    }
+    const size_t from = slot->key_span[2 * i];
+    dst.append(std::string_view(slot->frags[a]).substr(from, slot->key_span[2 * i + 1] - from));
+  }
+  if (!redis_) dst.append("END\r\n");
+  slot->held += dst.size();
+  held_bytes_ += dst.size();
+}
+
+void ClientSession::on_failover_reply(ReplySlot* slot, std::string_view bytes, bool is_error,
+                                      std::span<const size_t> marks) {
   const bool miss = redis_ ? (bytes == "$-1\r\n" || bytes == "*-1\r\n") : bytes == "END\r\n";
-  if ((is_error || (slot->failover_on_miss && miss)) && slot->tried < pool().child_count()) {
+  bool again = is_error || (slot->failover_on_miss && miss);
+  if (slot->per_key) {
+    slot->last_error = is_error;
+    if (!is_error) {
+      if (slot->frags.size() <= slot->attempts) slot->frags.resize(slot->attempts + 1u);
+      const int noted = note_per_key_reply(slot, bytes, marks);
+      again = noted == 0;
+      if (noted < 0) {
+        // A reply of the wrong shape: it is final (note_per_key_reply put it in slot->data).
+        slot->outstanding = 0;
+        slot->held += slot->data.size();
+        held_bytes_ += slot->data.size();
+        failover_final(slot);
+        return;
+      }
+    }
+  }
+  if (again && slot->tried < pool().child_count()) {
     // Try the next child; a down one is skipped. If none is left, the reply below stands.
     const auto n = static_cast<uint32_t>(pool().child_count());
+    const std::string_view key =
+        slot->per_key ? std::string_view(slot->keys.data(), slot->key_len[0]) : slot->keys;
     while (slot->tried < n) {
       uint32_t c = (slot->child + slot->tried) % n;
-      uint32_t server = pool().child_server(c, slot->keys);
+      uint32_t server = pool().child_server(c, key);
       if (pool().is_down(server)) {
         ++slot->tried;
         continue;
@@ -202,11 +380,27 @@ void ClientSession::on_failover_reply(ReplySlot* slot, std::string_view bytes, b
     }
   }
   slot->outstanding = 0;
-  slot->data.assign(bytes);
-  slot->held = bytes.size();
-  held_bytes_ += bytes.size();
-  slot->done = true;
-  drain();
+  if (slot->per_key && !is_error) {
+    finish_per_key(slot);
+  } else {
+    slot->data.assign(bytes);
+    slot->held += bytes.size();
+    held_bytes_ += bytes.size();
+  }
+  failover_final(slot);
+}
+
+bool ClientSession::waits_for_reads(const Request& req) {
+  if (!redis_) {
+    auto cmd = static_cast<mc::Command>(req.command);
+    return cmd != mc::Command::kGet && cmd != mc::Command::kGets;
+  }
+  if (req.args.empty()) return false;
+  // Anything but a read-only command waits (commands that touch no backend lose nothing by it).
+  const resp::CommandInfo* cmd = req.args[0] == last_command_name_ && last_command_ != nullptr
+                                     ? last_command_
+                                     : resp::find_command(req.args[0]);
+  return cmd == nullptr || !cmd->has(resp::kCmdReadonly) || cmd->has(resp::kCmdWrite);
 }
 
 void ClientSession::dispatch_memcache_routed(const Request& req) {
@@ -226,7 +420,7 @@ void ClientSession::dispatch_memcache_routed(const Request& req) {
     return;
   }
   if (cmd == mc::Command::kGet || cmd == mc::Command::kGets) {
-    send_with_failover(req.frame, req.keys[0], kind);
+    send_with_failover(req.frame, req.keys, true, kind);
     return;
   }
   send_to_children(req.frame, req.noreply_token, req.keys[0], pool().replicated()->write_ack(),
@@ -263,7 +457,7 @@ void ClientSession::dispatch_redis_routed(const resp::CommandInfo& cmd, const Re
   if (write) {
     send_to_children(frame, {}, key, pool().replicated()->write_ack(), false, 0);
   } else {
-    send_with_failover(frame, key, 0);
+    send_with_failover(frame, args_scratch_, cmd.name == "mget", 0);
   }
 }
 

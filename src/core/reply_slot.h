@@ -79,6 +79,18 @@ struct ReplySlot {
   uint32_t tried = 0;
   bool failover_on_miss = false;
   uint8_t reply_kind = 0;  // memcache::ReplyKind for a re-sent memcached request
+  // kFailover: counted in the session's pending reads until final (see ClientSession).
+  bool read_pending = false;
+  // kFailover per key (a multi-key get / MGET with failover_on_miss): `keys` holds the keys back
+  // to back, key_len their lengths, `frame` the command name (memcached). frags[a] is the reply
+  // of attempt a; key_frag[i] the attempt that answered key i (kNoAttempt: none yet) and
+  // key_span[2i], key_span[2i + 1] where in that reply its answer is. `last_error`: the last
+  // attempt failed (its reply is then the answer, as for a single key).
+  static constexpr uint16_t kNoAttempt = 0xffff;
+  bool per_key = false;
+  bool last_error = false;
+  uint16_t attempts = 0;
+  std::vector<size_t> key_span;
   // Latency stats: the command id (kNoCommand: not measured) and when the request was read.
   uint16_t command = kNoCommand;
   std::chrono::steady_clock::time_point started{};
@@ -103,6 +115,8 @@ struct ReplySlot {
     child = tried = 0;
     failover_on_miss = false;
     reply_kind = 0;
+    read_pending = per_key = last_error = false;
+    attempts = 0;
     held = 0;
     data.clear();
     for (auto& f : frags) f.clear();

@@ -238,10 +238,11 @@ void ServerConnection::on_read(size_t n) {
     Pending& p = pending_.front();
     bool is_error = false;
     std::string_view view(in_.data() + in_start_, in_end_ - in_start_);
-    // A fragment of a multi-get: the scan also notes where its items are, for the merge.
+    // A fragment of a multi-get (or a per-key failover read): the scan also notes where its
+    // items are, for the merge.
     std::vector<size_t>* marks = nullptr;
     if (!p.abandoned && (p.slot->kind == ReplySlot::Kind::kMultiGet ||
-                         p.slot->kind == ReplySlot::Kind::kRespArray)) {
+                         p.slot->kind == ReplySlot::Kind::kRespArray || p.slot->per_key)) {
       marks = &marks_;
     }
     protocol::ParseResult r = redis_
