@@ -32,20 +32,17 @@ char* merge_scratch(size_t n) {
 
 ClientSession::ClientSession(Worker& worker, size_t pool_id, PoolClients& clients,
                              asio::generic::stream_protocol::socket socket, uint64_t id)
-    : worker_(worker),
+    : Connection(
+          worker, worker.slot(pool_id), std::move(socket), id,
+          worker.slot(pool_id).runtime->config().max_value_bytes + kMaxLineBytes + (1 << 20)),
       pool_id_(pool_id),
-      slot_(worker.slot(pool_id)),
       clients_(clients),
-      cur_command_(ReplySlot::kNoCommand),
-      socket_(std::move(socket)),
-      id_(id),
       redis_(pool().config().protocol == Protocol::kRedis),
       mc_parser_(
           protocol::memcache::RequestLimits{250, pool().config().max_value_bytes, kMaxLineBytes}),
       resp_parser_(
           protocol::resp::RequestLimits{pool().config().max_value_bytes, 1024 * 1024, 64 * 1024}),
-      authenticated_(pool().config().client_password.empty()),
-      max_request_bytes_(pool().config().max_value_bytes + kMaxLineBytes + (1 << 20)) {
+      authenticated_(pool().config().client_password.empty()) {
   ++slot_.counters.client_connections;
   ++slot_.counters.total_client_connections;
 }
@@ -57,13 +54,6 @@ ClientSession::~ClientSession() {
 
 PoolRuntime& ClientSession::pool() const {
   return *slot_.runtime;
-}
-
-void ClientSession::record_latency(const ReplySlot* slot) {
-  if (slot->command == ReplySlot::kNoCommand) return;
-  auto elapsed = worker_.now() - slot->started;
-  int64_t us = std::chrono::duration_cast<std::chrono::microseconds>(elapsed).count();
-  slot_.counters.record_latency(slot->command, us < 0 ? 0 : static_cast<uint64_t>(us));
 }
 
 void ClientSession::memcache_stats_reply() {
@@ -80,113 +70,12 @@ void ClientSession::memcache_stats_reply() {
 }
 
 void ClientSession::start() {
-  worker_.add_session(id_, weak_from_this(), pool_id_);
-  asio::error_code ec;
-  auto local = socket_.local_endpoint(ec);
-  if (!ec && local.protocol().family() != AF_UNIX)
-    socket_.set_option(asio::ip::tcp::no_delay(true), ec);
-  start_read();
+  worker_.add_session(id_, shared_from_this(), pool_id_);
+  start_io();
 }
 
-bool ClientSession::paused() const {
-  return input_held_ || slots_.size() >= kMaxPendingSlots ||
-         out_.size() + writing_buf_.size() + held_bytes_ >= kMaxBufferedReplyBytes;
-}
-
-void ClientSession::start_read() {
-  if (reading_ || closed_ || stop_input_) return;
-  if (paused()) {
-    read_paused_ = true;  // drain() resumes reading once replies are written
-    return;
-  }
-  if (rbuf_.empty()) {
-    // Nothing read yet: wait for the first bytes without holding a read buffer, so that idle
-    // connections stay small; the buffer is allocated once data arrives.
-    reading_ = true;
-    socket_.async_wait(
-        asio::socket_base::wait_read,
-        with_memory(read_memory_, [self = shared_from_this()](const asio::error_code& ec) {
-          self->reading_ = false;
-          if (self->closed_) return;
-          if (ec) {
-            self->close();
-            return;
-          }
-          self->rbuf_.resize(kInitialReadBuffer);
-          self->start_read();
-        }));
-    return;
-  }
-  if (rstart_ == rend_) rstart_ = rend_ = 0;
-  if (rend_ - rstart_ >= max_request_bytes_ || need_ > max_request_bytes_) {
-    // One request bigger than any value this pool accepts: refuse it rather than buffer more.
-    ReplySlot* slot = ready_slot(redis_ ? "-ERR dproxy: request too large\r\n"
-                                        : "SERVER_ERROR request too large\r\n");
-    slot->close_after = true;
-    stop_input_ = true;
-    drain();
-    return;
-  }
-  size_t want = std::max(need_, rend_ - rstart_ + 1);
-  if (rbuf_.size() - rstart_ < want || rend_ == rbuf_.size()) {
-    // Compact, then grow when the pending frame still does not fit.
-    if (rstart_ > 0) {
-      std::memmove(rbuf_.data(), rbuf_.data() + rstart_, rend_ - rstart_);
-      rend_ -= rstart_;
-      rstart_ = 0;
-    }
-    if (rbuf_.size() < want || rend_ == rbuf_.size())
-      rbuf_.resize(std::max(want, rbuf_.size() * 2));
-  }
-  reading_ = true;
-  read_tainted_ = write_waits_;
-  size_t space = rbuf_.size() - rend_;
-  socket_.async_read_some(asio::buffer(rbuf_.data() + rend_, space),
-                          with_memory(read_memory_, [self = shared_from_this(), space](
-                                                        const asio::error_code& ec, size_t n) {
-                            if (!ec && n < space && self->read_queued_ && !self->read_tainted_)
-                              read_hint::mark_drained(self->socket_);
-                            self->on_read(ec, n);
-                          }));
-  read_queued_ = read_hint::read_queued(socket_);
-}
-
-void ClientSession::on_read(const asio::error_code& ec, size_t n) {
-  reading_ = false;
-  if (closed_) return;
-  if (ec == asio::error::eof) {
-    // The client finished sending (or half-closed): answer everything it sent, then close.
-    ++slot_.counters.client_eof;
-    stop_input_ = true;
-    close_when_done_ = true;
-    drain();
-    return;
-  }
-  if (ec) {
-    if (ec != asio::error::operation_aborted) {
-      ++slot_.counters.client_err;
-      LOG_DEBUG("client %llu: read error: %s", static_cast<unsigned long long>(id_),
-                ec.message().c_str());
-    }
-    close();
-    return;
-  }
-  worker_.tick();
-  rend_ += n;
-  process();
-  start_read();
-}
-
-void ClientSession::begin_drain() {
-  if (closed_) return;
-  // Input held behind a replicated read was read: it is still answered (the read that ends
-  // with EOF then stops the input).
-  if (!input_held_) stop_input_ = true;
-  close_when_done_ = true;
-  // A read in progress ends with EOF; nothing more is read from this client.
-  asio::error_code ignored;
-  socket_.shutdown(asio::socket_base::shutdown_receive, ignored);
-  drain();
+std::string_view ClientSession::request_too_large_reply() const {
+  return redis_ ? "-ERR dproxy: request too large\r\n" : "SERVER_ERROR request too large\r\n";
 }
 
 void ClientSession::process() {
@@ -443,44 +332,6 @@ void ClientSession::forward_memcache_broadcast(const Request& req) {
   }
 }
 
-ReplySlot* ClientSession::new_slot(ReplySlot::Kind kind) {
-  ReplySlot* slot;
-  if (free_slots_.empty()) {
-    slot_storage_.push_back(std::make_unique<ReplySlot>());
-    slot = slot_storage_.back().get();
-    // Room for a typical reply held back for ordering, kept by the slot: only larger ones
-    // borrow a pool buffer (hold_buffer), so pipelined small replies do not tie up 2 KiB each.
-    slot->data.reserve(ReplySlot::kHeldReplyCapacity);
-  } else {
-    slot = free_slots_.back();
-    free_slots_.pop_back();
-    slot->reset();
-  }
-  slot->kind = kind;
-  slot->command = cur_command_;
-  slot->started = worker_.now();
-  slots_.push_back(slot);
-  return slot;
-}
-
-std::string& ClientSession::out_buffer() {
-  if (out_.empty() && out_.capacity() < BufferPool::kInitialCapacity)
-    worker_.reply_buffers().take(out_);
-  return out_;
-}
-
-std::string& ClientSession::hold_buffer(std::string& buf, size_t need) {
-  if (buf.empty() && buf.capacity() < need) worker_.reply_buffers().take(buf);
-  return buf;
-}
-
-ReplySlot* ClientSession::ready_slot(std::string_view reply) {
-  ReplySlot* slot = new_slot(ReplySlot::Kind::kReady);
-  slot->data.assign(reply);
-  slot->done = true;
-  return slot;
-}
-
 void ClientSession::on_backend_reply(ReplySlot* slot, uint16_t frag, std::string_view bytes,
                                      bool is_error, std::span<const size_t> marks) {
   if (frag == kIgnoredFrag) return;  // the reply to an ASKING (redis_cluster)
@@ -639,81 +490,6 @@ void ClientSession::finish_broadcast(ReplySlot* slot) {
     }
   }
   slot->data.assign("OK\r\n");
-}
-
-void ClientSession::drain() {
-  while (!slots_.empty() && slots_.front()->done) {
-    ReplySlot* slot = slots_.pop_front();
-    record_latency(slot);
-    held_bytes_ -= slot->held;
-    slot->held = 0;
-    if (!slot->noreply && !closed_) out_buffer().append(slot->data);
-    // A reply held in a borrowed buffer (see hold_buffer) gives it back.
-    if (slot->data.capacity() >= BufferPool::kInitialCapacity)
-      worker_.reply_buffers().give(slot->data);
-    bool close_after = slot->close_after;
-    if (slot->outstanding > 0) {
-      // Answered before every fragment came back (write_ack majority/one): the late ones still
-      // point at this slot, so it is recycled when the last arrives.
-      slot->orphaned = true;
-    } else {
-      free_slots_.push_back(slot);
-    }
-    if (close_after) {
-      close_after_write_ = true;
-      break;
-    }
-  }
-  // Not while a posted process() (held or paused input) may still add replies.
-  if (close_when_done_ && slots_.empty() && !resume_posted_) close_after_write_ = true;
-  start_write();
-  if (read_paused_ && !reading_ && !closed_ && !stop_input_ && !paused() && !resume_posted_) {
-    // Reading was paused by backpressure: resume outside the current call stack.
-    read_paused_ = false;
-    resume_posted_ = true;
-    asio::post(socket_.get_executor(), [self = shared_from_this()] {
-      self->resume_posted_ = false;
-      self->process();
-      self->start_read();
-    });
-  }
-}
-
-void ClientSession::start_write() {
-  if (closed_ || writing_) return;
-  if (out_.empty()) {
-    if (close_after_write_) close();
-    return;
-  }
-  writing_ = true;
-  // writing_buf_ gave its memory back when the last write completed: the output buffer moves
-  // over, and the next reply borrows another one (out_buffer()).
-  writing_buf_ = std::move(out_);
-  out_.clear();
-  asio::async_write(
-      socket_, asio::buffer(writing_buf_),
-      with_memory(write_memory_, [self = shared_from_this()](const asio::error_code& ec, size_t) {
-        self->writing_ = false;
-        self->write_waits_ = false;
-        self->worker_.reply_buffers().give(self->writing_buf_);
-        if (ec) {
-          ++self->slot_.counters.client_err;
-          self->close();
-          return;
-        }
-        self->drain();
-      }));
-  if (read_hint::write_may_wait(socket_)) write_waits_ = read_tainted_ = true;
-}
-
-void ClientSession::close() {
-  if (closed_) return;
-  closed_ = true;
-  worker_.remove_session(id_);
-  asio::error_code ignored;
-  socket_.shutdown(asio::socket_base::shutdown_both, ignored);
-  socket_.close(ignored);
-  worker_.reply_buffers().give(out_);
 }
 
 }  // namespace dproxy::core

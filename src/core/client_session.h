@@ -12,6 +12,7 @@
 #include "core/reply_sink.h"
 #include "core/reply_slot.h"
 #include "core/ring_queue.h"
+#include "core/session/connection.h"
 #include "protocol/memcache/reply_parser.h"
 #include "protocol/memcache/request_parser.h"
 #include "protocol/request.h"
@@ -37,16 +38,17 @@ struct PoolSlot;
 // Lives on one worker thread. Reads client bytes, parses every complete frame in place,
 // forwards frames (or split sub-frames) to backend connections, reserves a reply slot per
 // request, and writes the ready prefix of the slot queue back in request order.
-class ClientSession final : public ReplySink, public std::enable_shared_from_this<ClientSession> {
+class ClientSession final : public Connection, public ReplySink {
  public:
   // `pool` is the id of the session's pool on `worker`; `clients` counts the pool's open
   // connections over every thread.
   ClientSession(Worker& worker, size_t pool, PoolClients& clients,
                 asio::generic::stream_protocol::socket socket, uint64_t id);
-  ~ClientSession();
+  ~ClientSession() override;
   void start();
-  // Graceful shutdown: read nothing more, answer what was already read, then close.
-  void begin_drain();
+  std::shared_ptr<ClientSession> shared_from_this() {
+    return std::static_pointer_cast<ClientSession>(Connection::shared_from_this());
+  }
 
   // Backend side: the reply (or a SERVER_ERROR line when is_error and the backend failed) for
   // fragment `frag` of `slot`. `bytes` is only valid during the call.
@@ -61,20 +63,12 @@ class ClientSession final : public ReplySink, public std::enable_shared_from_thi
   static constexpr uint16_t kIgnoredFrag = UINT16_MAX;
 
  private:
-  static constexpr size_t kInitialReadBuffer = 4096;
-  static constexpr size_t kMaxPendingSlots = 4096;           // stop reading past this many
-  static constexpr size_t kMaxBufferedReplyBytes = 8 << 20;  // or this many unsent reply bytes
-
   // The pool's current runtime (config reload replaces it between requests).
   PoolRuntime& pool() const;
-  // A reply leaves the slot queue: its latency goes to the pool's per-command histogram.
-  void record_latency(const ReplySlot* slot);
 
-  void start_read();
-  void on_read(const asio::error_code& ec, size_t n);
   // Parses and dispatches every complete frame in the read buffer.
-  void process();
-  bool paused() const;
+  void process() override;
+  std::string_view request_too_large_reply() const override;
   void dispatch_memcache(const protocol::Request& req);
   void forward_memcache_multiget(const protocol::Request& req);
   void forward_memcache_broadcast(const protocol::Request& req);
@@ -164,8 +158,13 @@ class ClientSession final : public ReplySink, public std::enable_shared_from_thi
   void dispatch_redis(const protocol::Request& req);
   // The command (or subcommand) of `req`; nullptr when unknown (the error reply is queued).
   const protocol::resp::CommandInfo* redis_lookup(const protocol::Request& req);
+  [[gnu::cold]] void redis_unknown_command(const protocol::Request& req);
+  [[gnu::cold]] void redis_unknown_subcommand(const protocol::resp::CommandInfo& cmd,
+                                              const protocol::Request& req);
   // Finds the key arguments (into key_idx_); false when they are malformed (error queued).
   bool redis_keys(const protocol::resp::CommandInfo& cmd, const protocol::Request& req);
+  [[gnu::cold]] void redis_key_error(const protocol::resp::CommandInfo& cmd,
+                                     protocol::resp::KeyStatus status);
   // Routes `cmd` in a sharded pool (ketama / modula / random), or answers it locally.
   void dispatch_redis_sharded(const protocol::resp::CommandInfo& cmd, const protocol::Request& req);
   void redis_no_key_error(const protocol::resp::CommandInfo& cmd);
@@ -190,33 +189,15 @@ class ClientSession final : public ReplySink, public std::enable_shared_from_thi
   void finish_resp_all_ok(ReplySlot* slot);
   void finish_resp_sum(ReplySlot* slot);
 
-  ReplySlot* new_slot(ReplySlot::Kind kind);
-  ReplySlot* ready_slot(std::string_view reply);
-  // The output buffer, borrowed from the worker's BufferPool when it has no memory of its own
-  // (after each write it is given back, so idle connections hold none).
-  std::string& out_buffer();
-  // `buf` (a slot's reply, held back for ordering) made able to take `need` bytes without
-  // growing: borrowed from the pool when too small; drain() gives it back.
-  std::string& hold_buffer(std::string& buf, size_t need);
-  void complete(ReplySlot* slot);
   // Split replies merged in key order (memcached get, Redis MGET): the last fragment's reply
   // completes the slot; the merged reply is appended to `dst`, from frag_views_.
   void on_merge_reply(ReplySlot* slot, uint16_t frag, std::string_view bytes, bool is_error,
                       std::span<const size_t> marks);
   void finish_multiget(ReplySlot* slot, std::string& dst);
   void finish_broadcast(ReplySlot* slot);
-  // Moves the ready prefix of the slot queue into the output buffer and starts a write.
-  void drain();
-  void start_write();
-  void close();
 
-  Worker& worker_;
   size_t pool_id_;
-  PoolSlot& slot_;        // outlives the session (see Worker::slots_)
   PoolClients& clients_;  // outlives the worker threads (and so every session)
-  uint16_t cur_command_;  // command id of the request being dispatched (latency stats)
-  asio::generic::stream_protocol::socket socket_;
-  uint64_t id_;
   const bool redis_;
   protocol::memcache::RequestParser mc_parser_;
   protocol::resp::RequestParser resp_parser_;
@@ -226,28 +207,8 @@ class ClientSession final : public ReplySink, public std::enable_shared_from_thi
   std::vector<uint32_t> key_idx_;           // scratch: key argument indices of a request
   std::vector<std::string_view> sub_args_;  // scratch: arguments of one split sub-command
   protocol::Request req_;
-  protocol::Request delete_req_;  // the delete that follows a refused too-large set
-  std::string delete_scratch_;    // and its frame
-  std::vector<char> rbuf_;
-  size_t rstart_ = 0;
-  size_t rend_ = 0;
-  size_t discard_ = 0;  // bytes still to swallow (data block of a refused value)
-  bool reading_ = false;
-  bool writing_ = false;
-  bool closed_ = false;      // socket closed; replies still arriving are dropped
-  bool stop_input_ = false;  // quit or fatal parse error seen: parse nothing more
-  bool resume_posted_ = false;
-  bool read_paused_ = false;        // start_read() declined because of backpressure
-  bool close_after_write_ = false;  // close once the output buffer is written
-  bool close_when_done_ = false;    // input ended: close once every reply is written
-  size_t held_bytes_ = 0;           // reply bytes stored in slots not yet at the head of the queue
-  size_t max_request_bytes_;        // one request may not need more buffered bytes than this
-  size_t need_ = 0;          // size of the incomplete frame at rstart_, when the parser knows it
-  std::string out_;          // accumulating replies
-  std::string writing_buf_;  // in flight
-  RingQueue<ReplySlot*> slots_;
-  std::vector<std::unique_ptr<ReplySlot>> slot_storage_;
-  std::vector<ReplySlot*> free_slots_;
+  protocol::Request delete_req_;         // the delete that follows a refused too-large set
+  std::string delete_scratch_;           // and its frame
   std::vector<int32_t> frag_of_server_;  // scratch for splitting, -1 = unused
   std::vector<uint32_t> frag_servers_;   // scratch: fragment -> server index
   std::vector<uint32_t> frag_counts_;    // scratch: fragment -> keys (or key bytes) sent to it
@@ -259,22 +220,13 @@ class ClientSession final : public ReplySink, public std::enable_shared_from_thi
   std::vector<size_t> frag_cursor_;                       // scratch: merge position per fragment
   uint64_t read_turn_ = 0;                                // replicated read: round_robin counter
   // Replicated reads of this session whose reply is not final (they may still fail over to
-  // another child), and whether input is held until there are none (a write was parsed).
+  // another child); input_held_ (Connection) is set until there are none (a write was parsed).
   uint32_t reads_pending_ = 0;
-  bool input_held_ = false;
   std::vector<std::string_view> args_scratch_;
   std::string inline_scratch_;
   std::string last_command_name_;  // the name of the last command looked up, as sent
   const protocol::resp::CommandInfo* last_command_ = nullptr;
   std::string cluster_error_;  // scratch: an error reply made by cluster_intercept
-  // Memory of the one read (or wait for the first bytes) and the one write in flight.
-  HandlerMemory read_memory_;
-  HandlerMemory write_memory_;
-  // read_hint bookkeeping: the read in flight was queued on the reactor; it overlapped a write
-  // that may wait in the reactor; such a write is in flight.
-  bool read_queued_ = false;
-  bool read_tainted_ = false;
-  bool write_waits_ = false;
 };
 
 }  // namespace dproxy::core

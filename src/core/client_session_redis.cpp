@@ -66,39 +66,33 @@ void ClientSession::redis_error(std::string_view message) {
   slot->data.append("\r\n");
 }
 
-void ClientSession::dispatch_redis(const Request& req) {
-  const resp::CommandInfo* cmd = redis_lookup(req);
-  if (cmd == nullptr) return;  // unknown command or subcommand: answered
-  if (!authenticated_ && cmd->name != "auth" && cmd->name != "hello" && cmd->name != "quit") {
-    redis_error("NOAUTH Authentication required.");
-    return;
+void ClientSession::redis_unknown_command(const Request& req) {
+  const auto& args = req.args;
+  // Redis 7's own wording and truncation: the name up to 128 bytes, then arguments until the
+  // list reaches 128 bytes.
+  ReplySlot* slot = ready_slot("-ERR unknown command '");
+  append_one_line(slot->data, args[0].substr(0, 128));
+  slot->data.append("', with args beginning with: ");
+  size_t list_start = slot->data.size();
+  for (size_t i = 1; i < args.size(); ++i) {
+    size_t used = slot->data.size() - list_start;
+    if (used >= 128) break;
+    slot->data.push_back('\'');
+    append_one_line(slot->data, args[i].substr(0, 128 - used));
+    slot->data.append("' ");
   }
-  if (cmd->name == "exec" || cmd->name == "discard" || (in_refused_multi_ && cmd->name != "quit")) {
-    refused_transaction(*cmd);
-    return;
-  }
-  if (!redis_keys(*cmd, req)) return;
-  if (cmd->routing == Routing::kBroadcast) {
-    redis_broadcast(*cmd, req);
-    return;
-  }
-  const bool remote = cmd->routing != Routing::kLocal && cmd->routing != Routing::kRejected;
-  if (remote && pool().cluster() != nullptr) {
-    dispatch_redis_cluster(*cmd, req);  // client_session_cluster.cpp
-    return;
-  }
-  if (remote && pool().route_kind() != routing::Route::Kind::kShard) {
-    if (key_idx_.empty() && cmd->routing != Routing::kNoKeyForward) {
-      redis_no_key_error(*cmd);
-      return;
-    }
-    dispatch_redis_routed(*cmd, req);  // client_session_routes.cpp
-    return;
-  }
-  dispatch_redis_sharded(*cmd, req);
+  slot->data.append("\r\n");
 }
 
-const resp::CommandInfo* ClientSession::redis_lookup(const Request& req) {
+void ClientSession::redis_unknown_subcommand(const resp::CommandInfo& cmd, const Request& req) {
+  ReplySlot* slot = ready_slot("-ERR unknown subcommand '");
+  append_one_line(slot->data, req.args[1].substr(0, 128));
+  slot->data.append("'. Try ");
+  append_upper(slot->data, cmd.name);
+  slot->data.append(" HELP.\r\n");
+}
+
+inline const resp::CommandInfo* ClientSession::redis_lookup(const Request& req) {
   const auto& args = req.args;
   // Clients tend to repeat a command: remember the last lookup (exact bytes).
   const resp::CommandInfo* cmd;
@@ -106,38 +100,21 @@ const resp::CommandInfo* ClientSession::redis_lookup(const Request& req) {
     cmd = last_command_;
   } else {
     cmd = resp::find_command(args[0]);
-    if (cmd != nullptr && args[0].size() <= 32) {
+    if (cmd == nullptr) {
+      redis_unknown_command(req);
+      return nullptr;
+    }
+    if (args[0].size() <= 32) {
       last_command_name_.assign(args[0]);
       last_command_ = cmd;
     }
-  }
-  if (cmd == nullptr) {
-    // Redis 7's own wording and truncation: the name up to 128 bytes, then arguments until the
-    // list reaches 128 bytes.
-    ReplySlot* slot = ready_slot("-ERR unknown command '");
-    append_one_line(slot->data, args[0].substr(0, 128));
-    slot->data.append("', with args beginning with: ");
-    size_t list_start = slot->data.size();
-    for (size_t i = 1; i < args.size(); ++i) {
-      size_t used = slot->data.size() - list_start;
-      if (used >= 128) break;
-      slot->data.push_back('\'');
-      append_one_line(slot->data, args[i].substr(0, 128 - used));
-      slot->data.append("' ");
-    }
-    slot->data.append("\r\n");
-    return nullptr;
   }
   // Latency is kept per top-level command (its index in the sorted command table).
   cur_command_ = static_cast<uint16_t>(cmd - resp::all_commands().data());
   if (cmd->has_subcommands && args.size() >= 2) {
     const resp::CommandInfo* sub = resp::find_subcommand(*cmd, args[1]);
     if (sub == nullptr) {
-      ReplySlot* slot = ready_slot("-ERR unknown subcommand '");
-      append_one_line(slot->data, args[1].substr(0, 128));
-      slot->data.append("'. Try ");
-      append_upper(slot->data, cmd->name);
-      slot->data.append(" HELP.\r\n");
+      redis_unknown_subcommand(*cmd, req);
       return nullptr;
     }
     cmd = sub;
@@ -145,21 +122,21 @@ const resp::CommandInfo* ClientSession::redis_lookup(const Request& req) {
   return cmd;
 }
 
-bool ClientSession::redis_keys(const resp::CommandInfo& cmd, const Request& req) {
-  switch (resp::find_keys(cmd, req.args, key_idx_)) {
+void ClientSession::redis_key_error(const resp::CommandInfo& cmd, resp::KeyStatus status) {
+  switch (status) {
     case resp::KeyStatus::kOk:
-      return true;
+      return;
     case resp::KeyStatus::kWrongArity: {
       ReplySlot* slot = ready_slot("-ERR wrong number of arguments for '");
       slot->data.append(cmd.name);
       slot->data.append("' command\r\n");
-      return false;
+      return;
     }
     case resp::KeyStatus::kBadNumkeys: {
       ReplySlot* slot = ready_slot("-ERR dproxy: malformed key arguments for '");
       append_upper(slot->data, cmd.name);
       slot->data.append("' (check numkeys or the STREAMS list)\r\n");
-      return false;
+      return;
     }
     case resp::KeyStatus::kRejectedOption: {
       ReplySlot* slot = ready_slot("-ERR dproxy: ");
@@ -167,9 +144,16 @@ bool ClientSession::redis_keys(const resp::CommandInfo& cmd, const Request& req)
       slot->data.append(" with BLOCK is not supported (");
       slot->data.append(resp::reasons::kBlocking);
       slot->data.append(")\r\n");
-      return false;
+      return;
     }
   }
+}
+
+inline bool ClientSession::redis_keys(const resp::CommandInfo& cmd, const Request& req) {
+  const resp::KeyStatus status = resp::find_keys(cmd, req.args, key_idx_);
+  if (status == resp::KeyStatus::kOk) [[likely]]
+    return true;
+  redis_key_error(cmd, status);
   return false;
 }
 
@@ -181,7 +165,8 @@ void ClientSession::redis_no_key_error(const resp::CommandInfo& cmd) {
       " names no key, so there is no server to route it to (pass at least one key)\r\n");
 }
 
-void ClientSession::dispatch_redis_sharded(const resp::CommandInfo& cmd, const Request& req) {
+__attribute__((always_inline)) inline void ClientSession::dispatch_redis_sharded(
+    const resp::CommandInfo& cmd, const Request& req) {
   const auto& args = req.args;
   switch (cmd.routing) {
     case Routing::kBroadcast:
@@ -231,6 +216,38 @@ void ClientSession::dispatch_redis_sharded(const resp::CommandInfo& cmd, const R
     }
   }
   redis_no_key_error(cmd);
+}
+
+void ClientSession::dispatch_redis(const Request& req) {
+  const resp::CommandInfo* cmd = redis_lookup(req);
+  if (cmd == nullptr) return;  // unknown command or subcommand: answered
+  if (!authenticated_ && cmd->name != "auth" && cmd->name != "hello" && cmd->name != "quit") {
+    redis_error("NOAUTH Authentication required.");
+    return;
+  }
+  if (cmd->name == "exec" || cmd->name == "discard" || (in_refused_multi_ && cmd->name != "quit")) {
+    refused_transaction(*cmd);
+    return;
+  }
+  if (!redis_keys(*cmd, req)) return;
+  if (cmd->routing == Routing::kBroadcast) {
+    redis_broadcast(*cmd, req);
+    return;
+  }
+  const bool remote = cmd->routing != Routing::kLocal && cmd->routing != Routing::kRejected;
+  if (remote && pool().cluster() != nullptr) {
+    dispatch_redis_cluster(*cmd, req);  // client_session_cluster.cpp
+    return;
+  }
+  if (remote && pool().route_kind() != routing::Route::Kind::kShard) {
+    if (key_idx_.empty() && cmd->routing != Routing::kNoKeyForward) {
+      redis_no_key_error(*cmd);
+      return;
+    }
+    dispatch_redis_routed(*cmd, req);  // client_session_routes.cpp
+    return;
+  }
+  dispatch_redis_sharded(*cmd, req);
 }
 
 void ClientSession::refused_transaction(const resp::CommandInfo& cmd) {
