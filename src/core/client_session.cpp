@@ -6,6 +6,8 @@
 #include "core/backend/server_health.h"
 #include "core/log.h"
 #include "core/read_hint.h"
+#include "core/session/memcache_front_end.h"
+#include "core/session/redis_front_end.h"
 #include "core/stats.h"
 #include "core/worker.h"
 #include "protocol/byte_scan.h"
@@ -37,12 +39,12 @@ ClientSession::ClientSession(Worker& worker, size_t pool_id, PoolClients& client
           worker.slot(pool_id).runtime->config().max_value_bytes + kMaxLineBytes + (1 << 20)),
       pool_id_(pool_id),
       clients_(clients),
-      redis_(pool().config().protocol == Protocol::kRedis),
-      mc_parser_(
-          protocol::memcache::RequestLimits{250, pool().config().max_value_bytes, kMaxLineBytes}),
-      resp_parser_(
-          protocol::resp::RequestLimits{pool().config().max_value_bytes, 1024 * 1024, 64 * 1024}),
-      authenticated_(pool().config().client_password.empty()) {
+      redis_(pool().config().protocol == Protocol::kRedis) {
+  if (redis_) {
+    front_ = std::make_unique<RedisFrontEnd>(*this, pool().config());
+  } else {
+    front_ = std::make_unique<McFrontEnd>(*this, pool().config(), kMaxLineBytes);
+  }
   ++slot_.counters.client_connections;
   ++slot_.counters.total_client_connections;
 }
@@ -56,26 +58,13 @@ PoolRuntime& ClientSession::pool() const {
   return *slot_.runtime;
 }
 
-void ClientSession::memcache_stats_reply() {
-  // The figures are summed over every worker thread: the reply waits for them.
-  ReplySlot* slot = new_slot(ReplySlot::Kind::kReady);
-  worker_.collect_stats(
-      socket_.get_executor(),
-      [self = shared_from_this(), slot](const StatsSnapshot& snap, const ProcessInfo& info) {
-        slot->data = format_memcached_stats(snap, info, self->slot_.name);
-        slot->data.append("END\r\n");
-        slot->done = true;
-        self->drain();
-      });
-}
-
 void ClientSession::start() {
   worker_.add_session(id_, shared_from_this(), pool_id_);
   start_io();
 }
 
 std::string_view ClientSession::request_too_large_reply() const {
-  return redis_ ? "-ERR dproxy: request too large\r\n" : "SERVER_ERROR request too large\r\n";
+  return front_->request_too_large_reply();
 }
 
 void ClientSession::process() {
@@ -88,27 +77,24 @@ void ClientSession::process() {
     }
     if (rstart_ == rend_ || paused()) break;
     std::string_view in(rbuf_.data() + rstart_, rend_ - rstart_);
-    protocol::ParseResult r = redis_ ? resp_parser_.parse(in, req_) : mc_parser_.parse(in, req_);
+    protocol::ParseResult r = front_->parse(in, req_);
     if (r.status == ParseStatus::kNeedMore) {
       need_ = r.size_hint;
       break;
     }
     need_ = 0;
-    if (reads_pending_ > 0 && (r.status == ParseStatus::kOk || !redis_) && waits_for_reads(req_)) {
+    if (reads_pending_ > 0 && (r.status == ParseStatus::kOk || front_->refusal_waits_for_reads()) &&
+        !front_->is_read(req_)) {
       // A replicated read of this session may still fail over: this request (and all after it)
       // stays in the buffer until that read is final (client_session_routes.cpp). A refused
-      // memcached request waits too (its error path may write); the RESP parser remembers the
-      // discard of a refused command, so only complete Redis commands can wait.
+      // request waits too when its answer may write (memcached).
       input_held_ = true;
       break;
     }
     ++slot_.counters.requests;
     cur_command_ = ReplySlot::kNoCommand;
     if (r.status == ParseStatus::kError) {
-      if (!redis_) refused_memcache_store(r.error, req_);
-      // A request that asked for no reply gets none (an empty slot still closes in order).
-      const bool silent = req_.has(protocol::kFlagNoreply);
-      ReplySlot* slot = ready_slot(silent ? std::string_view() : r.error);
+      ReplySlot* slot = front_->refuse(r, req_);
       rstart_ += std::min(r.consumed, in.size());
       discard_ = r.skip;
       if (r.close) {
@@ -118,34 +104,10 @@ void ClientSession::process() {
       }
       continue;
     }
-    if (!redis_) {
-      cur_command_ = req_.command;
-      dispatch_memcache(req_);
-    } else if (!req_.args.empty()) {
-      dispatch_redis(req_);
-    }
+    front_->dispatch(req_);
     rstart_ += r.consumed;
   }
   drain();
-}
-
-void ClientSession::refused_memcache_store(std::string_view error, const Request& req) {
-  namespace mc = protocol::memcache;
-  // memcached unlinks the old item when it refuses a `set` for its size (only `set`: the other
-  // storage commands leave it), so a later get cannot return the value the client replaced.
-  if (error != mc::errors::kTooLarge || req.keys.empty() ||
-      static_cast<mc::Command>(req.command) != mc::Command::kSet)
-    return;
-  delete_scratch_.assign("delete ");
-  delete_scratch_.append(req.keys[0]);
-  delete_scratch_.append("\r\n");
-  protocol::ParseResult r = mc_parser_.parse(delete_scratch_, delete_req_);
-  if (r.status != ParseStatus::kOk) return;
-  // Its reply is dropped; the refusal's own reply (or silence) follows it in order.
-  delete_req_.flags |= protocol::kFlagNoreply;
-  cur_command_ = delete_req_.command;
-  dispatch_memcache(delete_req_);
-  cur_command_ = ReplySlot::kNoCommand;
 }
 
 void ClientSession::append_frame(std::string& out, const Request& req) {
@@ -159,43 +121,12 @@ void ClientSession::append_frame(std::string& out, const Request& req) {
   out.append(req.frame.substr(cut + req.noreply_token.size()));
 }
 
-void ClientSession::dispatch_memcache(const Request& req) {
+void ClientSession::execute_memcache(const Request& req) {
   namespace mc = protocol::memcache;
   auto cmd = static_cast<mc::Command>(req.command);
-  if (cmd == mc::Command::kStats) {
-    if (req.has(protocol::kFlagRejected)) {
-      ready_slot(
-          "CLIENT_ERROR dproxy answers plain 'stats' only (its own figures); 'stats <group>' "
-          "would need one backend\r\n");
-    } else {
-      memcache_stats_reply();
-    }
+  if (cmd == mc::Command::kFlushAll) {
+    forward_memcache_broadcast(req);
     return;
-  }
-  if (req.has(protocol::kFlagRejected) || cmd == mc::Command::kUnsupported) {
-    ReplySlot* slot = ready_slot("CLIENT_ERROR command '");
-    slot->data.append(req.name);
-    slot->data.append("' is not supported by dproxy\r\n");
-    return;
-  }
-  switch (cmd) {
-    case mc::Command::kVersion:
-      ready_slot("VERSION " DPROXY_VERSION " dproxy\r\n");
-      return;
-    case mc::Command::kVerbosity:
-      if (!req.has(protocol::kFlagNoreply)) ready_slot("OK\r\n");
-      return;
-    case mc::Command::kQuit: {
-      ReplySlot* slot = ready_slot("");
-      slot->close_after = true;
-      stop_input_ = true;
-      return;
-    }
-    case mc::Command::kFlushAll:
-      forward_memcache_broadcast(req);
-      return;
-    default:
-      break;
   }
   if (pool().route_kind() != routing::Route::Kind::kShard) {
     dispatch_memcache_routed(req);

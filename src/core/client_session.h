@@ -13,6 +13,7 @@
 #include "core/reply_slot.h"
 #include "core/ring_queue.h"
 #include "core/session/connection.h"
+#include "core/session/front_end.h"
 #include "protocol/memcache/reply_parser.h"
 #include "protocol/memcache/request_parser.h"
 #include "protocol/request.h"
@@ -63,13 +64,20 @@ class ClientSession final : public Connection, public ReplySink {
   static constexpr uint16_t kIgnoredFrag = UINT16_MAX;
 
  private:
+  friend class McFrontEnd;
+  friend class RedisFrontEnd;
+
   // The pool's current runtime (config reload replaces it between requests).
   PoolRuntime& pool() const;
 
   // Parses and dispatches every complete frame in the read buffer.
   void process() override;
   std::string_view request_too_large_reply() const override;
-  void dispatch_memcache(const protocol::Request& req);
+  // The execution of a request a front end handed over: memcached (flush_all broadcast,
+  // replicated/fanout routes, multi-get split, single key) and Redis (broadcast, redis_cluster,
+  // replicated/fanout routes, sharded).
+  void execute_memcache(const protocol::Request& req);
+  void execute_redis(const protocol::resp::CommandInfo& cmd, const protocol::Request& req);
   void forward_memcache_multiget(const protocol::Request& req);
   void forward_memcache_broadcast(const protocol::Request& req);
   // Split bookkeeping (frag_of_server_ must be reset, frag_servers_ and frag_counts_ cleared
@@ -92,9 +100,6 @@ class ClientSession final : public Connection, public ReplySink {
   void expect_resp_fragments(ReplySlot* slot, std::string_view command, bool pairs, size_t nfrags);
   // A split touching a down server gets that server's error as its whole reply: true then.
   bool split_hits_down_server(ReplySlot* slot);
-  // A memcached storage request refused by the parser with `error`: a `set` refused for its
-  // size deletes the key's old value (as memcached does), with a delete whose reply is dropped.
-  void refused_memcache_store(std::string_view error, const protocol::Request& req);
   // Appends `frame` minus the noreply token (if any) to `out`.
   static void append_frame(std::string& out, const protocol::Request& req);
 
@@ -126,9 +131,6 @@ class ClientSession final : public Connection, public ReplySink {
   // A replicated read's reply is final: it goes to the client, and once no read of this session
   // can fail over any more, held input is processed again.
   void failover_final(ReplySlot* slot);
-  // True when `req` must wait for this session's replicated reads that may still fail over
-  // (anything but a read: see the README, "Ordering").
-  bool waits_for_reads(const protocol::Request& req);
   uint8_t reply_rank(std::string_view bytes, bool is_error) const;
   // Redis commands sent to every server (or walked server by server: SCAN).
   void redis_broadcast(const protocol::resp::CommandInfo& cmd, const protocol::Request& req);
@@ -154,21 +156,9 @@ class ClientSession final : public Connection, public ReplySink {
   ServerConnection& broadcast_connection(uint32_t server);
 
   // Redis (client_session_redis.cpp).
-  // Looks the command up, checks AUTH, a refused transaction and the keys, then routes it.
-  void dispatch_redis(const protocol::Request& req);
-  // The command (or subcommand) of `req`; nullptr when unknown (the error reply is queued).
-  const protocol::resp::CommandInfo* redis_lookup(const protocol::Request& req);
-  [[gnu::cold]] void redis_unknown_command(const protocol::Request& req);
-  [[gnu::cold]] void redis_unknown_subcommand(const protocol::resp::CommandInfo& cmd,
-                                              const protocol::Request& req);
-  // Finds the key arguments (into key_idx_); false when they are malformed (error queued).
-  bool redis_keys(const protocol::resp::CommandInfo& cmd, const protocol::Request& req);
-  [[gnu::cold]] void redis_key_error(const protocol::resp::CommandInfo& cmd,
-                                     protocol::resp::KeyStatus status);
   // Routes `cmd` in a sharded pool (ketama / modula / random), or answers it locally.
   void dispatch_redis_sharded(const protocol::resp::CommandInfo& cmd, const protocol::Request& req);
   void redis_no_key_error(const protocol::resp::CommandInfo& cmd);
-  void redis_local(const protocol::resp::CommandInfo& cmd, const protocol::Request& req);
   void redis_split(const protocol::resp::CommandInfo& cmd, const protocol::Request& req);
   // Appends, RESP-encoded, the part of a split MGET/MSET/DEL/... that fragment `frag` of `slot`
   // gets: the command name, then its keys (and, with `pairs`, each key's value) in request order.
@@ -176,15 +166,6 @@ class ClientSession final : public Connection, public ReplySink {
                          size_t frag, bool pairs);
   void redis_forward(const protocol::Request& req, uint32_t server);
   void redis_error(std::string_view message);  // "-<message>\r\n" as the next reply
-  // EXEC / DISCARD, and every command after a refused MULTI up to them: answered as Redis
-  // answers a transaction it discards, never forwarded.
-  void refused_transaction(const protocol::resp::CommandInfo& cmd);
-  void redis_command_reply(const protocol::Request& req);
-  void redis_info_reply(const protocol::Request& req);
-  void memcache_stats_reply();
-  // AUTH check against the pool's client_password; on failure queues the error reply.
-  // `password_only`: the one-argument form (AUTH <password>).
-  bool redis_auth(std::string_view user, std::string_view password, bool password_only);
   void finish_resp_array(ReplySlot* slot, std::string& dst);
   void finish_resp_all_ok(ReplySlot* slot);
   void finish_resp_sum(ReplySlot* slot);
@@ -199,16 +180,10 @@ class ClientSession final : public Connection, public ReplySink {
   size_t pool_id_;
   PoolClients& clients_;  // outlives the worker threads (and so every session)
   const bool redis_;
-  protocol::memcache::RequestParser mc_parser_;
-  protocol::resp::RequestParser resp_parser_;
-  bool authenticated_ = false;
-  bool in_refused_multi_ = false;  // MULTI was refused: refuse up to the EXEC or DISCARD
-  std::string client_name_;
+  std::unique_ptr<FrontEnd> front_;         // the client protocol's side (session/*_front_end.*)
   std::vector<uint32_t> key_idx_;           // scratch: key argument indices of a request
   std::vector<std::string_view> sub_args_;  // scratch: arguments of one split sub-command
   protocol::Request req_;
-  protocol::Request delete_req_;         // the delete that follows a refused too-large set
-  std::string delete_scratch_;           // and its frame
   std::vector<int32_t> frag_of_server_;  // scratch for splitting, -1 = unused
   std::vector<uint32_t> frag_servers_;   // scratch: fragment -> server index
   std::vector<uint32_t> frag_counts_;    // scratch: fragment -> keys (or key bytes) sent to it
@@ -224,8 +199,6 @@ class ClientSession final : public Connection, public ReplySink {
   uint32_t reads_pending_ = 0;
   std::vector<std::string_view> args_scratch_;
   std::string inline_scratch_;
-  std::string last_command_name_;  // the name of the last command looked up, as sent
-  const protocol::resp::CommandInfo* last_command_ = nullptr;
   std::string cluster_error_;  // scratch: an error reply made by cluster_intercept
 };
 

@@ -47,13 +47,6 @@ void assign_request(std::string& out, const Request& req) {
   }
 }
 
-void append_upper_name(std::string& out, std::string_view name) {
-  for (char c : name) {
-    if (c == '|') c = ' ';
-    out.push_back(c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : c);
-  }
-}
-
 }  // namespace
 
 void ClientSession::dispatch_redis_cluster(const resp::CommandInfo& cmd, const Request& req) {
@@ -90,7 +83,7 @@ void ClientSession::dispatch_redis_cluster(const resp::CommandInfo& cmd, const R
   }
   if (keyed && key_idx_.empty()) {
     ReplySlot* slot = ready_slot("-ERR dproxy: ");
-    append_upper_name(slot->data, cmd.name);
+    resp::append_upper_name(slot->data, cmd.name);
     slot->data.append(
         " names no key, so there is no server to route it to (pass at least one key)\r\n");
     return;

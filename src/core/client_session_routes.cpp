@@ -390,19 +390,6 @@ void ClientSession::on_failover_reply(ReplySlot* slot, std::string_view bytes, b
   failover_final(slot);
 }
 
-bool ClientSession::waits_for_reads(const Request& req) {
-  if (!redis_) {
-    auto cmd = static_cast<mc::Command>(req.command);
-    return cmd != mc::Command::kGet && cmd != mc::Command::kGets;
-  }
-  if (req.args.empty()) return false;
-  // Anything but a read-only command waits (commands that touch no backend lose nothing by it).
-  const resp::CommandInfo* cmd = req.args[0] == last_command_name_ && last_command_ != nullptr
-                                     ? last_command_
-                                     : resp::find_command(req.args[0]);
-  return cmd == nullptr || !cmd->has(resp::kCmdReadonly) || cmd->has(resp::kCmdWrite);
-}
-
 void ClientSession::dispatch_memcache_routed(const Request& req) {
   auto cmd = static_cast<mc::Command>(req.command);
   if (cmd == mc::Command::kCas) {

@@ -89,4 +89,11 @@ void append_command(std::string& out, std::span<const std::string_view> args) {
   }
 }
 
+void append_upper_name(std::string& out, std::string_view name) {
+  for (char c : name) {
+    if (c == '|') c = ' ';
+    out.push_back(c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : c);
+  }
+}
+
 }  // namespace dproxy::protocol::resp

@@ -35,4 +35,8 @@ void append_array_header(std::string& out, size_t n);
 // byte what hiredis's redisFormatCommandArgv produces.
 void append_command(std::string& out, std::span<const std::string_view> args);
 
+// Appends a command table name upper-cased, a subcommand separated by a space, as Redis names
+// commands in its errors ("client|setname" -> "CLIENT SETNAME").
+void append_upper_name(std::string& out, std::string_view name);
+
 }  // namespace dproxy::protocol::resp

@@ -1,0 +1,112 @@
+// McFrontEnd: memcached ASCII clients. See memcache_front_end.h.
+
+#include "core/session/memcache_front_end.h"
+
+#include "core/backend/pool_runtime.h"
+#include "core/client_session.h"
+#include "core/stats.h"
+#include "core/worker.h"
+
+namespace dproxy::core {
+
+namespace mc = protocol::memcache;
+using protocol::ParseResult;
+using protocol::ParseStatus;
+using protocol::Request;
+
+McFrontEnd::McFrontEnd(ClientSession& session, const PoolConfig& config, size_t max_line_bytes)
+    : s_(session), parser_(mc::RequestLimits{250, config.max_value_bytes, max_line_bytes}) {}
+
+ParseResult McFrontEnd::parse(std::string_view in, Request& req) {
+  return parser_.parse(in, req);
+}
+
+ReplySlot* McFrontEnd::refuse(const ParseResult& r, const Request& req) {
+  refused_store(r.error, req);
+  // A request that asked for no reply gets none (an empty slot still closes in order).
+  return s_.ready_slot(req.has(protocol::kFlagNoreply) ? std::string_view() : r.error);
+}
+
+void McFrontEnd::dispatch(const Request& req) {
+  s_.cur_command_ = req.command;
+  dispatch_request(req);
+}
+
+bool McFrontEnd::is_read(const Request& req) const {
+  auto cmd = static_cast<mc::Command>(req.command);
+  return cmd == mc::Command::kGet || cmd == mc::Command::kGets;
+}
+
+std::string_view McFrontEnd::request_too_large_reply() const {
+  return "SERVER_ERROR request too large\r\n";
+}
+
+inline void McFrontEnd::dispatch_request(const Request& req) {
+  auto cmd = static_cast<mc::Command>(req.command);
+  if (cmd == mc::Command::kStats) {
+    if (req.has(protocol::kFlagRejected)) {
+      s_.ready_slot(
+          "CLIENT_ERROR dproxy answers plain 'stats' only (its own figures); 'stats <group>' "
+          "would need one backend\r\n");
+    } else {
+      stats_reply();
+    }
+    return;
+  }
+  if (req.has(protocol::kFlagRejected) || cmd == mc::Command::kUnsupported) {
+    ReplySlot* slot = s_.ready_slot("CLIENT_ERROR command '");
+    slot->data.append(req.name);
+    slot->data.append("' is not supported by dproxy\r\n");
+    return;
+  }
+  switch (cmd) {
+    case mc::Command::kVersion:
+      s_.ready_slot("VERSION " DPROXY_VERSION " dproxy\r\n");
+      return;
+    case mc::Command::kVerbosity:
+      if (!req.has(protocol::kFlagNoreply)) s_.ready_slot("OK\r\n");
+      return;
+    case mc::Command::kQuit: {
+      ReplySlot* slot = s_.ready_slot("");
+      slot->close_after = true;
+      s_.stop_input_ = true;
+      return;
+    }
+    default:
+      break;
+  }
+  s_.execute_memcache(req);
+}
+
+void McFrontEnd::refused_store(std::string_view error, const Request& req) {
+  // memcached unlinks the old item when it refuses a `set` for its size (only `set`: the other
+  // storage commands leave it), so a later get cannot return the value the client replaced.
+  if (error != mc::errors::kTooLarge || req.keys.empty() ||
+      static_cast<mc::Command>(req.command) != mc::Command::kSet)
+    return;
+  delete_scratch_.assign("delete ");
+  delete_scratch_.append(req.keys[0]);
+  delete_scratch_.append("\r\n");
+  protocol::ParseResult r = parser_.parse(delete_scratch_, delete_req_);
+  if (r.status != ParseStatus::kOk) return;
+  // Its reply is dropped; the refusal's own reply (or silence) follows it in order.
+  delete_req_.flags |= protocol::kFlagNoreply;
+  s_.cur_command_ = delete_req_.command;
+  dispatch_request(delete_req_);
+  s_.cur_command_ = ReplySlot::kNoCommand;
+}
+
+void McFrontEnd::stats_reply() {
+  // The figures are summed over every worker thread: the reply waits for them.
+  ReplySlot* slot = s_.new_slot(ReplySlot::Kind::kReady);
+  s_.worker_.collect_stats(
+      s_.socket_.get_executor(),
+      [self = s_.shared_from_this(), slot](const StatsSnapshot& snap, const ProcessInfo& info) {
+        slot->data = format_memcached_stats(snap, info, self->slot_.name);
+        slot->data.append("END\r\n");
+        slot->done = true;
+        self->drain();
+      });
+}
+
+}  // namespace dproxy::core

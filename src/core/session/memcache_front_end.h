@@ -1,0 +1,42 @@
+#pragma once
+// The memcached ASCII front end: parsing, the commands dproxy answers itself (version,
+// verbosity, stats, quit), refusals (silent for noreply; a set refused for its size deletes the
+// old value), and the hand-off of everything else to the session's execution.
+
+#include <string>
+#include <string_view>
+
+#include "core/config.h"
+#include "core/session/front_end.h"
+#include "protocol/memcache/request_parser.h"
+
+namespace dproxy::core {
+
+class ClientSession;
+
+class McFrontEnd final : public FrontEnd {
+ public:
+  McFrontEnd(ClientSession& session, const PoolConfig& config, size_t max_line_bytes);
+
+  protocol::ParseResult parse(std::string_view in, protocol::Request& req) override;
+  ReplySlot* refuse(const protocol::ParseResult& r, const protocol::Request& req) override;
+  void dispatch(const protocol::Request& req) override;
+  bool is_read(const protocol::Request& req) const override;
+  bool refusal_waits_for_reads() const override { return true; }  // a refused set deletes
+  std::string_view request_too_large_reply() const override;
+
+ private:
+  void dispatch_request(const protocol::Request& req);
+  // A storage request refused by the parser with `error`: a `set` refused for its size deletes
+  // the key's old value (as memcached does), with a delete whose reply is dropped.
+  void refused_store(std::string_view error, const protocol::Request& req);
+  // dproxy's own figures, summed over every worker thread (the reply waits for them).
+  void stats_reply();
+
+  ClientSession& s_;
+  protocol::memcache::RequestParser parser_;
+  protocol::Request delete_req_;  // the delete that follows a refused too-large set
+  std::string delete_scratch_;    // and its frame
+};
+
+}  // namespace dproxy::core

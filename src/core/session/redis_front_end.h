@@ -1,0 +1,67 @@
+#pragma once
+// The Redis (RESP2) front end: parsing, the command table lookup, AUTH, commands dproxy answers
+// itself (PING, ECHO, HELLO, COMMAND, INFO, CLIENT ...), refusals (and a refused transaction),
+// and the hand-off of everything else to the session's execution.
+
+#include <string>
+#include <string_view>
+
+#include "core/config.h"
+#include "core/session/front_end.h"
+#include "protocol/resp/command_table.h"
+#include "protocol/resp/request_parser.h"
+
+namespace dproxy::core {
+
+class ClientSession;
+
+class RedisFrontEnd final : public FrontEnd {
+ public:
+  RedisFrontEnd(ClientSession& session, const PoolConfig& config);
+
+  protocol::ParseResult parse(std::string_view in, protocol::Request& req) override;
+  ReplySlot* refuse(const protocol::ParseResult& r, const protocol::Request& req) override;
+  void dispatch(const protocol::Request& req) override;
+  bool is_read(const protocol::Request& req) const override;
+  bool refusal_waits_for_reads() const override {
+    // The RESP parser remembers the discard of a refused command: it cannot be parsed again.
+    return false;
+  }
+  std::string_view request_too_large_reply() const override;
+
+ private:
+  // Looks the command up, checks AUTH, a refused transaction and the keys, then answers it or
+  // hands it to the session.
+  void dispatch_command(const protocol::Request& req);
+  // The command (or subcommand) of `req`; nullptr when unknown (the error reply is queued).
+  const protocol::resp::CommandInfo* lookup(const protocol::Request& req);
+  [[gnu::cold]] void unknown_command(const protocol::Request& req);
+  [[gnu::cold]] void unknown_subcommand(const protocol::resp::CommandInfo& cmd,
+                                        const protocol::Request& req);
+  // Finds the key arguments (into the session's key_idx_); false when malformed (error queued).
+  bool keys(const protocol::resp::CommandInfo& cmd, const protocol::Request& req);
+  [[gnu::cold]] void key_error(const protocol::resp::CommandInfo& cmd,
+                               protocol::resp::KeyStatus status);
+  // A command dproxy never forwards: the error names the reason. A refused MULTI starts a
+  // refused transaction.
+  void reject(const protocol::resp::CommandInfo& cmd);
+  // EXEC / DISCARD, and every command after a refused MULTI up to them: answered as Redis
+  // answers a transaction it discards, never forwarded.
+  void refused_transaction(const protocol::resp::CommandInfo& cmd);
+  void local(const protocol::resp::CommandInfo& cmd, const protocol::Request& req);
+  void command_reply(const protocol::Request& req);
+  void info_reply(const protocol::Request& req);
+  // AUTH check against the pool's client_password; on failure queues the error reply.
+  // `password_only`: the one-argument form (AUTH <password>).
+  bool auth(std::string_view user, std::string_view password, bool password_only);
+
+  ClientSession& s_;
+  protocol::resp::RequestParser parser_;
+  bool authenticated_ = false;
+  bool in_refused_multi_ = false;  // MULTI was refused: refuse up to the EXEC or DISCARD
+  std::string client_name_;
+  std::string last_command_name_;  // the name of the last command looked up, as sent
+  const protocol::resp::CommandInfo* last_command_ = nullptr;
+};
+
+}  // namespace dproxy::core
