@@ -282,67 +282,7 @@ void RedisFrontEnd::local(const resp::CommandInfo& cmd, const Request& req) {
                                  : (s_.redis_error("ERR syntax error"), false);
     if (ok) s_.ready_slot("+OK\r\n");
   } else if (name == "hello") {
-    size_t i = 1;
-    if (args.size() > 1) {
-      int64_t version = 0;
-      if (!resp::parse_int64(args[1], version)) {
-        s_.redis_error("ERR Protocol version is not an integer or out of range");
-        return;
-      }
-      if (version == 3) {
-        s_.redis_error("NOPROTO sorry, this protocol version is not supported.");
-        return;
-      }
-      if (version != 2) {
-        s_.redis_error("NOPROTO unsupported protocol version");
-        return;
-      }
-      i = 2;
-    }
-    std::string_view new_name;
-    bool set_name = false;
-    for (; i < args.size(); ++i) {
-      if (iequals(args[i], "auth") && i + 2 < args.size()) {
-        if (!auth(args[i + 1], args[i + 2], false)) return;
-        i += 2;
-      } else if (iequals(args[i], "setname") && i + 1 < args.size()) {
-        new_name = args[++i];
-        if (!valid_client_name(new_name)) {
-          s_.redis_error("ERR Client names cannot contain spaces, newlines or special characters.");
-          return;
-        }
-        set_name = true;
-      } else {
-        ReplySlot* slot = s_.ready_slot("-ERR Syntax error in HELLO option '");
-        append_one_line(slot->data, args[i].substr(0, 128));
-        slot->data.append("'\r\n");
-        return;
-      }
-    }
-    if (!authenticated_) {
-      // Redis 7.0's wording.
-      s_.redis_error(
-          "NOAUTH HELLO must be called with the client already authenticated, otherwise the "
-          "HELLO AUTH <user> <pass> option can be used to authenticate the client and select "
-          "the RESP protocol version at the same time");
-      return;
-    }
-    if (set_name) client_name_.assign(new_name);
-    std::string& out = s_.ready_slot("*14\r\n")->data;
-    resp::append_bulk(out, "server");
-    resp::append_bulk(out, "dproxy");
-    resp::append_bulk(out, "version");
-    resp::append_bulk(out, DPROXY_VERSION);
-    resp::append_bulk(out, "proto");
-    resp::append_integer(out, 2);
-    resp::append_bulk(out, "id");
-    resp::append_integer(out, static_cast<int64_t>(s_.id_));
-    resp::append_bulk(out, "mode");
-    resp::append_bulk(out, "proxy");
-    resp::append_bulk(out, "role");
-    resp::append_bulk(out, "master");
-    resp::append_bulk(out, "modules");
-    resp::append_array_header(out, 0);
+    hello(args);
   } else if (name == "select") {
     if (args[1] == "0") {
       s_.ready_slot("+OK\r\n");
@@ -376,6 +316,70 @@ void RedisFrontEnd::local(const resp::CommandInfo& cmd, const Request& req) {
     resp::append_upper_name(slot->data, name);
     slot->data.append(" is not supported\r\n");
   }
+}
+
+void RedisFrontEnd::hello(std::span<const std::string_view> args) {
+  size_t i = 1;
+  if (args.size() > 1) {
+    int64_t version = 0;
+    if (!resp::parse_int64(args[1], version)) {
+      s_.redis_error("ERR Protocol version is not an integer or out of range");
+      return;
+    }
+    if (version == 3) {
+      s_.redis_error("NOPROTO sorry, this protocol version is not supported.");
+      return;
+    }
+    if (version != 2) {
+      s_.redis_error("NOPROTO unsupported protocol version");
+      return;
+    }
+    i = 2;
+  }
+  std::string_view new_name;
+  bool set_name = false;
+  for (; i < args.size(); ++i) {
+    if (iequals(args[i], "auth") && i + 2 < args.size()) {
+      if (!auth(args[i + 1], args[i + 2], false)) return;
+      i += 2;
+    } else if (iequals(args[i], "setname") && i + 1 < args.size()) {
+      new_name = args[++i];
+      if (!valid_client_name(new_name)) {
+        s_.redis_error("ERR Client names cannot contain spaces, newlines or special characters.");
+        return;
+      }
+      set_name = true;
+    } else {
+      ReplySlot* slot = s_.ready_slot("-ERR Syntax error in HELLO option '");
+      append_one_line(slot->data, args[i].substr(0, 128));
+      slot->data.append("'\r\n");
+      return;
+    }
+  }
+  if (!authenticated_) {
+    // Redis 7.0's wording.
+    s_.redis_error(
+        "NOAUTH HELLO must be called with the client already authenticated, otherwise the "
+        "HELLO AUTH <user> <pass> option can be used to authenticate the client and select "
+        "the RESP protocol version at the same time");
+    return;
+  }
+  if (set_name) client_name_.assign(new_name);
+  std::string& out = s_.ready_slot("*14\r\n")->data;
+  resp::append_bulk(out, "server");
+  resp::append_bulk(out, "dproxy");
+  resp::append_bulk(out, "version");
+  resp::append_bulk(out, DPROXY_VERSION);
+  resp::append_bulk(out, "proto");
+  resp::append_integer(out, 2);
+  resp::append_bulk(out, "id");
+  resp::append_integer(out, static_cast<int64_t>(s_.id_));
+  resp::append_bulk(out, "mode");
+  resp::append_bulk(out, "proxy");
+  resp::append_bulk(out, "role");
+  resp::append_bulk(out, "master");
+  resp::append_bulk(out, "modules");
+  resp::append_array_header(out, 0);
 }
 
 void RedisFrontEnd::command_reply(const Request& req) {

@@ -3,6 +3,7 @@
 // itself (PING, ECHO, HELLO, COMMAND, INFO, CLIENT ...), refusals (and a refused transaction),
 // and the hand-off of everything else to the session's execution.
 
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -49,6 +50,8 @@ class RedisFrontEnd final : public FrontEnd {
   // answers a transaction it discards, never forwarded.
   void refused_transaction(const protocol::resp::CommandInfo& cmd);
   void local(const protocol::resp::CommandInfo& cmd, const protocol::Request& req);
+  // HELLO [2] [AUTH user pass] [SETNAME name]: protocol 2 only (HELLO 3 gets -NOPROTO).
+  void hello(std::span<const std::string_view> args);
   void command_reply(const protocol::Request& req);
   void info_reply(const protocol::Request& req);
   // AUTH check against the pool's client_password; on failure queues the error reply.
