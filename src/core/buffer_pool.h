@@ -48,6 +48,7 @@ class BufferPool {
   }
 
   size_t kept() const { return free_.size(); }
+  size_t kept_bytes() const { return kept_bytes_; }
 
  private:
   void grow() {

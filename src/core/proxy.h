@@ -50,6 +50,9 @@ class Proxy {
 
   // Graceful shutdown: waits (polling the workers) until none has work left or the deadline.
   void wait_for_drain(std::chrono::steady_clock::time_point deadline);
+  // Every kTrimEvery: when the allocator holds more than kTrimAboveFreeBytes of freed memory
+  // (after a burst: clients gone, buffers released), asks it to give that memory back.
+  void arm_memory_trim();
   void handle_signals();
   void handle_control_signals();
   // Resolves the servers of `pool` (blocking, main thread). False + error naming the server.
@@ -78,6 +81,8 @@ class Proxy {
   bool shutting_down_ = false;
   bool control_signals_added_ = false;
   asio::steady_timer drain_timer_{io_};
+  asio::steady_timer trim_timer_{io_};
+  std::atomic<uint64_t> memory_trims_{0};
   asio::signal_set signals_{io_};
   asio::signal_set control_signals_{io_};
 };

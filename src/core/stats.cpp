@@ -17,6 +17,7 @@ void merge_server(ServerStats& a, const ServerStats& b) {
   a.in_queue_bytes += b.in_queue_bytes;
   a.out_queue += b.out_queue;
   a.out_queue_bytes += b.out_queue_bytes;
+  a.buffer_bytes += b.buffer_bytes;
 }
 
 void merge_pool(PoolStats& a, const PoolStats& b) {
@@ -88,6 +89,7 @@ uint64_t total(const StatsSnapshot& s, uint64_t PoolStats::*field) {
 }  // namespace
 
 void StatsSnapshot::merge(const StatsSnapshot& other) {
+  memory.add(other.memory);
   for (const PoolStats& p : other.pools) {
     auto it = std::find_if(pools.begin(), pools.end(),
                            [&](const PoolStats& x) { return x.name == p.name; });
@@ -107,6 +109,16 @@ std::string format_stats_json(const StatsSnapshot& s, const ProcessInfo& p) {
   doc["timestamp"] = p.timestamp_s;
   doc["total_connections"] = total(s, &PoolStats::total_client_connections);
   doc["curr_connections"] = total(s, &PoolStats::client_connections);
+  // Memory by component (flat keys: every object at this level is a pool, as in twemproxy).
+  doc["memory_rss_bytes"] = p.rss_bytes;
+  doc["memory_heap_used_bytes"] = p.heap_used_bytes;
+  doc["memory_heap_free_bytes"] = p.heap_free_bytes;
+  doc["memory_trims"] = p.memory_trims;
+  doc["memory_buffer_pool_bytes"] = s.memory.buffer_pool_bytes;
+  doc["memory_client_buffer_bytes"] = s.memory.client_buffer_bytes;
+  doc["memory_reply_slots"] = s.memory.reply_slots;
+  doc["memory_reply_slot_bytes"] = s.memory.reply_slot_bytes;
+  doc["memory_backend_buffer_bytes"] = s.memory.backend_buffer_bytes;
   for (const PoolStats& pool : s.pools) {
     nlohmann::ordered_json j;
     j["client_eof"] = pool.client_eof;
@@ -170,6 +182,21 @@ std::string format_prometheus(const StatsSnapshot& s, const ProcessInfo& p) {
   header("dproxy_config_reload_failures_total", "counter",
          "Configuration reloads rejected (the old configuration stayed in force).");
   line("dproxy_config_reload_failures_total", "", p.reload_failures);
+  header("dproxy_memory_bytes", "gauge",
+         "Memory by component: rss, heap_used, heap_free (held by the allocator), buffer_pool, "
+         "client_buffers, reply_slots, backend_buffers.");
+  line("dproxy_memory_bytes", "component=\"rss\"", p.rss_bytes);
+  line("dproxy_memory_bytes", "component=\"heap_used\"", p.heap_used_bytes);
+  line("dproxy_memory_bytes", "component=\"heap_free\"", p.heap_free_bytes);
+  line("dproxy_memory_bytes", "component=\"buffer_pool\"", s.memory.buffer_pool_bytes);
+  line("dproxy_memory_bytes", "component=\"client_buffers\"", s.memory.client_buffer_bytes);
+  line("dproxy_memory_bytes", "component=\"reply_slots\"", s.memory.reply_slot_bytes);
+  line("dproxy_memory_bytes", "component=\"backend_buffers\"", s.memory.backend_buffer_bytes);
+  header("dproxy_reply_slots", "gauge", "Reply slots allocated by client connections.");
+  line("dproxy_reply_slots", "", s.memory.reply_slots);
+  header("dproxy_memory_trims_total", "counter",
+         "Times the allocator was asked to return freed memory to the system.");
+  line("dproxy_memory_trims_total", "", p.memory_trims);
 
   struct PoolMetric {
     const char* name;

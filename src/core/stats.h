@@ -97,6 +97,24 @@ struct ServerStats {
   uint64_t in_queue_bytes = 0;
   uint64_t out_queue = 0;  // requests written, waiting for their reply
   uint64_t out_queue_bytes = 0;
+  uint64_t buffer_bytes = 0;  // memory of the connections' read and write buffers
+};
+
+// Memory held by dproxy's components, summed over the workers (issue 24: a growth is visible
+// and attributable). Capacities, not contents: what the component keeps allocated.
+struct MemoryStats {
+  uint64_t buffer_pool_bytes = 0;     // reply buffers kept by the workers' pools
+  uint64_t client_buffer_bytes = 0;   // client connections' read and reply buffers
+  uint64_t reply_slots = 0;           // reply slots allocated by client connections
+  uint64_t reply_slot_bytes = 0;      // and their memory
+  uint64_t backend_buffer_bytes = 0;  // backend connections' read and write buffers
+  void add(const MemoryStats& o) {
+    buffer_pool_bytes += o.buffer_pool_bytes;
+    client_buffer_bytes += o.client_buffer_bytes;
+    reply_slots += o.reply_slots;
+    reply_slot_bytes += o.reply_slot_bytes;
+    backend_buffer_bytes += o.backend_buffer_bytes;
+  }
 };
 
 struct CommandLatency {
@@ -130,6 +148,7 @@ inline constexpr std::array<const char*, 8> kClusterFigures = {"cluster_slot_map
 
 struct StatsSnapshot {
   std::vector<PoolStats> pools;  // config order
+  MemoryStats memory;
   // Adds `other` (another worker's snapshot) into this one, matching pools and servers by name.
   void merge(const StatsSnapshot& other);
 };
@@ -143,6 +162,10 @@ struct ProcessInfo {
   unsigned threads = 0;
   uint64_t reloads = 0;
   uint64_t reload_failures = 0;
+  uint64_t rss_bytes = 0;        // resident set size
+  uint64_t heap_used_bytes = 0;  // memory allocated and not freed (glibc's malloc)
+  uint64_t heap_free_bytes = 0;  // freed memory the allocator still holds
+  uint64_t memory_trims = 0;     // times the allocator was asked to give memory back
 };
 
 // twemproxy's stats document (one JSON object; see the README).

@@ -80,6 +80,10 @@ void Worker::collect_retired() {
 }
 
 void Worker::snapshot(StatsSnapshot& out) const {
+  out.memory.buffer_pool_bytes += reply_buffers_.kept_bytes();
+  for (const auto& [sid, entry] : sessions_) {
+    if (auto s = entry.session.lock()) s->add_memory(out.memory);
+  }
   for (const auto& slot_ptr : slots_) {
     const PoolSlot& slot = *slot_ptr;
     if (slot.removed || !slot.runtime) continue;
@@ -110,7 +114,10 @@ void Worker::snapshot(StatsSnapshot& out) const {
         p.cluster_figures[i] = figures[i]->load(std::memory_order_relaxed);
     }
     rt.server_stats(p.servers);
-    for (const auto& s : p.servers) p.forward_error += s.counters.forward_errors;
+    for (const auto& s : p.servers) {
+      p.forward_error += s.counters.forward_errors;
+      out.memory.backend_buffer_bytes += s.buffer_bytes;
+    }
     for (size_t cmd = 0; cmd < c.latency.size(); ++cmd) {
       if (!c.latency[cmd] || c.latency[cmd]->count == 0) continue;
       std::string name;

@@ -12,6 +12,9 @@ namespace mc = protocol::memcache;
 
 namespace {
 constexpr size_t kReadChunk = 16 * 1024;
+// A buffer that grew past this during a burst is given back once it is empty again, so a
+// connection returns to its working size after a burst (issue 24: memory after faults).
+constexpr size_t kShrinkAbove = 256 * 1024;
 constexpr size_t kMaxAbandoned = 65536;  // a backend this far behind is treated as dead
 constexpr std::chrono::milliseconds kMinBackoff{50};
 constexpr std::chrono::milliseconds kMaxBackoff{2000};
@@ -154,6 +157,10 @@ void ServerConnection::write_buffer() {
                       writing_ = false;
                       write_waits_ = false;
                       writing_buf_.clear();
+                      if (writing_buf_.capacity() > kShrinkAbove) {
+                        std::string().swap(writing_buf_);
+                        writing_buf_.reserve(kInitialWriteBuffer);
+                      }
                       if (err) {
                         if (state_ == State::kConnected) fail_all("write failed: " + err.message());
                         return;
@@ -270,7 +277,13 @@ void ServerConnection::on_read(size_t n) {
         done.slot, done.frag, view.substr(0, r.consumed), is_error,
         marks != nullptr ? std::span<const size_t>(marks_) : std::span<const size_t>());
   }
-  if (in_start_ == in_end_) in_start_ = in_end_ = 0;
+  if (in_start_ == in_end_) {
+    in_start_ = in_end_ = 0;
+    if (in_.size() > kShrinkAbove) {
+      in_.resize(kReadChunk);
+      in_.shrink_to_fit();
+    }
+  }
   start_read();
 }
 
@@ -376,6 +389,7 @@ void ServerConnection::add_stats(ServerStats& s) const {
   s.in_queue_bytes += out_.size();
   s.out_queue += pending_.size() - std::min(pending_.size(), unsent_);
   s.out_queue_bytes += sent_bytes_;
+  s.buffer_bytes += out_.capacity() + writing_buf_.capacity() + in_.capacity();
 }
 
 }  // namespace dproxy::core

@@ -23,6 +23,13 @@ Connection::Connection(Worker& worker, PoolSlot& pool_slot,
 
 Connection::~Connection() = default;
 
+void Connection::add_memory(MemoryStats& m) const {
+  m.client_buffer_bytes += rbuf_.capacity() + out_.capacity() + writing_buf_.capacity();
+  m.reply_slots += slot_storage_.size();
+  for (const auto& slot : slot_storage_)
+    m.reply_slot_bytes += sizeof(ReplySlot) + slot->data.capacity() + slot->frame.capacity();
+}
+
 void Connection::start_io() {
   asio::error_code ec;
   auto local = socket_.local_endpoint(ec);

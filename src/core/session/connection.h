@@ -11,6 +11,7 @@
 #include "core/handler_memory.h"
 #include "core/reply_slot.h"
 #include "core/ring_queue.h"
+#include "core/stats.h"
 
 namespace dproxy::core {
 
@@ -31,11 +32,17 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Connection& operator=(const Connection&) = delete;
   // Graceful shutdown: read nothing more, answer what was already read, then close.
   void begin_drain();
+  // Adds this connection's buffers and reply slots to `m` (stats; worker thread).
+  void add_memory(MemoryStats& m) const;
 
  protected:
   static constexpr size_t kInitialReadBuffer = 4096;
   static constexpr size_t kMaxPendingSlots = 4096;           // stop reading past this many
   static constexpr size_t kMaxBufferedReplyBytes = 8 << 20;  // or this many unsent reply bytes
+  // After a burst, an empty read buffer above this size and free slots past kKeptSlots are
+  // released, so a connection returns to its working size (the README's memory bounds).
+  static constexpr size_t kShrinkReadBufferAbove = 64 << 10;
+  static constexpr size_t kKeptSlots = 256;
 
   // `pool_slot` holds the counters of the connection's pool; one request may need at most
   // `max_request_bytes` of buffered input.
@@ -71,6 +78,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void drain();
   void start_write();
   void close();
+  // Frees the slots past kKeptSlots when every slot is free.
+  void trim_slots();
 
   Worker& worker_;
   PoolSlot& slot_;  // outlives the connection (see Worker::slots_)
