@@ -170,6 +170,31 @@ _explicit("migrate shutdown debug replicaof slaveof save bgsave bgrewriteaof las
           rejected("kAdmin"))
 
 
+# ---------------------------------------------------------------------------------------------
+# MERGES (the `merge` column, documented in src/protocol/resp/command_table.h): how the replies
+# of a split (kMultiKeySplit) or broadcast (kBroadcast) command become the client's reply; the
+# value names a merge unit of src/protocol/resp/merge.h. Every split or broadcast command must
+# be named here, and no other command (the script stops otherwise).
+# ---------------------------------------------------------------------------------------------
+MERGES = {}
+
+
+def _merge(names, merge):
+    for name in names.split():
+        assert name not in MERGES, name
+        MERGES[name] = merge
+
+
+_merge("mget", "kArrayInKeyOrder")
+_merge("mset flushall flushdb script|flush", "kAllOk")
+_merge("del unlink exists touch dbsize", "kSum")
+_merge("keys", "kConcat")
+_merge("script|load", "kAllSame")
+_merge("script|exists", "kAndArray")
+_merge("scan", "kScanCursor")
+_merge("randomkey", "kAnyKey")
+
+
 def decide_routing(cmd, container):
     """Returns (routing, reason, rule) for one command or subcommand (not for containers)."""
     name = cmd["name"]
@@ -498,6 +523,13 @@ def assign_routing(commands):
                     cmd["rule"] = "container: subcommands differ"
         else:
             cmd["routing"], cmd["reason"], cmd["rule"] = decide_routing(cmd, None)
+    for c in commands + [s for c in commands for s in c["subcommands"]]:
+        c["merge"] = MERGES.get(c["name"])
+        merging = c["routing"] in ("kMultiKeySplit", "kBroadcast")
+        if merging != (c["merge"] is not None):
+            raise SystemExit(f"{SCRIPT_NAME}: '{c['name']}' ({c['routing']}) "
+                             + ("needs a merge: add it to MERGES" if merging
+                                else "is not split or broadcast: remove it from MERGES"))
     unused = set(EXPLICIT) - {c["name"] for c in commands} - {
         s["name"] for c in commands for s in c["subcommands"]} - {
         c["name"] + "|*" for c in commands if c["subcommands"]}
@@ -654,6 +686,8 @@ def command_lines(cmd, spec_offset, sub_offset):
         out.append(f"{pad}.reject_reason = reasons::{cmd['reason']},")
     else:
         out.append(f"{pad}.reject_reason = {{}},")
+    if cmd["merge"]:
+        out.append(f"{pad}.merge = Merge::{cmd['merge']},")
     out += assign_string(ind, "info_reply", cmd["info_reply"])
     out += assign_string(ind, "docs_reply", cmd["docs_reply"])
     docs = cmd["docs"]

@@ -10,8 +10,9 @@
 #include "core/session/redis_front_end.h"
 #include "core/stats.h"
 #include "core/worker.h"
-#include "protocol/byte_scan.h"
+#include "protocol/memcache/merge.h"
 #include "protocol/memcache/reply_parser.h"
+#include "protocol/resp/merge.h"
 
 namespace dproxy::core {
 
@@ -21,16 +22,6 @@ using protocol::Request;
 namespace {
 constexpr size_t kMaxLineBytes = 2 * 1024 * 1024;
 }  // namespace
-
-char* merge_scratch(size_t n) {
-  thread_local std::unique_ptr<char[]> buf;
-  thread_local size_t cap = 0;
-  if (cap < n) {
-    cap = std::max(n, cap * 2);
-    buf.reset(new char[cap]);
-  }
-  return buf.get();
-}
 
 ClientSession::ClientSession(Worker& worker, size_t pool_id, PoolClients& clients,
                              asio::generic::stream_protocol::socket socket, uint64_t id)
@@ -157,7 +148,7 @@ void ClientSession::forward_memcache_multiget(const Request& req) {
   ReplySlot* slot = new_slot(ReplySlot::Kind::kMultiGet);
   const size_t nkeys = req.keys.size();
   // The keys are kept as one copy of the line from the first key to the end of the last (keys
-  // separated by spaces) plus each key's length: finish_multiget walks them in order.
+  // separated by spaces) plus each key's length: merge_multiget walks them in order.
   const std::string_view first = req.keys.front();
   const std::string_view last = req.keys.back();
   slot->keys.assign(first.data(), static_cast<size_t>(last.data() + last.size() - first.data()));
@@ -218,13 +209,10 @@ void ClientSession::expect_fragments(ReplySlot* slot, size_t nfrags) {
   slot->frag_error.assign(nfrags, 0);
 }
 
-void ClientSession::expect_resp_fragments(ReplySlot* slot, std::string_view command, bool pairs,
+void ClientSession::expect_resp_fragments(ReplySlot* slot, protocol::resp::Merge merge,
                                           size_t nfrags) {
-  if (command == "mget") {
-    slot->kind = ReplySlot::Kind::kRespArray;
-  } else if (pairs) {
-    slot->kind = ReplySlot::Kind::kRespAllOk;
-  }
+  slot->kind = ReplySlot::Kind::kRespMerge;
+  slot->merge = merge;
   expect_fragments(slot, nfrags);
 }
 
@@ -295,7 +283,8 @@ void ClientSession::on_backend_reply(ReplySlot* slot, uint16_t frag, std::string
     drain();
     return;
   }
-  if (slot->kind == ReplySlot::Kind::kMultiGet || slot->kind == ReplySlot::Kind::kRespArray) {
+  if (slot->kind == ReplySlot::Kind::kMultiGet ||
+      slot->merge == protocol::resp::Merge::kArrayInKeyOrder) {
     on_merge_reply(slot, frag, bytes, is_error, marks);
     return;
   }
@@ -304,26 +293,24 @@ void ClientSession::on_backend_reply(ReplySlot* slot, uint16_t frag, std::string
   held_bytes_ += bytes.size();
   slot->frag_error[frag] = is_error ? 1 : 0;
   if (--slot->outstanding > 0) return;
-  switch (slot->kind) {
-    case ReplySlot::Kind::kRespAllOk:
-      finish_resp_all_ok(slot);
-      break;
-    case ReplySlot::Kind::kRespSum:
-      finish_resp_sum(slot);
-      break;
-    case ReplySlot::Kind::kRespConcat:
-    case ReplySlot::Kind::kRespAllSame:
-    case ReplySlot::Kind::kRespAndArray:
-    case ReplySlot::Kind::kRespScan:
-    case ReplySlot::Kind::kRespAnyKey:
-      finish_resp_broadcast(slot);
-      break;
-    default:
-      finish_broadcast(slot);
-      break;
-  }
+  finish_collected(slot);
   slot->done = true;
   drain();
+}
+
+void ClientSession::finish_collected(ReplySlot* slot) {
+  const size_t nfrags = slot->frag_error.size();
+  frag_views_.resize(nfrags);
+  for (size_t f = 0; f < nfrags; ++f) frag_views_[f] = slot->frags[f];
+  const protocol::Fragments frags{frag_views_, slot->frag_error, {}};
+  slot->data.clear();
+  if (slot->kind == ReplySlot::Kind::kBroadcast) {
+    protocol::memcache::merge_all_ok(frags, slot->data);
+    return;
+  }
+  // SCAN: the server's position and the server count; RANDOMKEY: where to start looking.
+  const protocol::resp::MergeContext ctx{slot->key_frag, slot->child, slot->tried};
+  protocol::resp::append_merged(slot->merge, frags, ctx, merge_scratch_, slot->data);
 }
 
 void ClientSession::on_merge_reply(ReplySlot* slot, uint16_t frag, std::string_view bytes,
@@ -355,10 +342,12 @@ void ClientSession::on_merge_reply(ReplySlot* slot, uint16_t frag, std::string_v
   size_t merged_bound = 0;
   for (size_t f = 0; f < nfrags; ++f) merged_bound += frag_views_[f].size();
   std::string& dst = direct ? out_buffer() : hold_buffer(slot->data, merged_bound);
+  const protocol::Fragments frags{frag_views_, slot->frag_error, frag_mark_views_};
   if (slot->kind == ReplySlot::Kind::kMultiGet) {
-    finish_multiget(slot, dst);
+    protocol::memcache::merge_multiget(frags, {slot->keys, slot->key_len, slot->key_frag},
+                                       merge_scratch_, dst);
   } else {
-    finish_resp_array(slot, dst);
+    protocol::resp::merge_array_in_key_order(frags, slot->key_frag, merge_scratch_, dst);
   }
   if (direct) {
     record_latency(slot);
@@ -369,58 +358,6 @@ void ClientSession::on_merge_reply(ReplySlot* slot, uint16_t frag, std::string_v
     slot->done = true;
   }
   drain();
-}
-
-void ClientSession::finish_multiget(ReplySlot* slot, std::string& dst) {
-  namespace mc = protocol::memcache;
-  size_t nfrags = slot->frag_error.size();
-  for (size_t f = 0; f < nfrags; ++f) {
-    if (slot->frag_error[f]) {
-      // One shard failed: the whole reply is that shard's error (documented in the README).
-      dst.append(frag_views_[f]);
-      return;
-    }
-  }
-  // Each fragment's items, in its keys' order (memcached answers hits in request order), are
-  // located by the marks its scan left: key offset, key length, end of item. An item starts
-  // where the one before it ends (the first at 0).
-  // The merged reply is at most every fragment plus "END\r\n": sized once, copied into.
-  frag_cursor_.assign(nfrags, 0);
-  size_t bound = 5;
-  for (size_t f = 0; f < nfrags; ++f) bound += frag_views_[f].size();
-  char* const out_start = merge_scratch(bound);
-  char* o = out_start;
-  const char* k = slot->keys.data();
-  const char* const keys_end = k + slot->keys.size();
-  for (size_t i = 0; i < slot->key_len.size(); ++i) {
-    while (k < keys_end && *k == ' ') ++k;
-    const size_t len = slot->key_len[i];
-    const char* const key = k;
-    k += len;
-    const uint16_t f = slot->key_frag[i];
-    const std::span<const size_t> m = frag_mark_views_[f];
-    const size_t c = frag_cursor_[f];
-    if (c >= m.size() || m[c + 1] != len) continue;
-    const char* const reply = frag_views_[f].data();
-    if (!protocol::byte_scan::equal(reply + m[c], key, len)) continue;
-    const size_t start = c == 0 ? 0 : m[c - 1];
-    std::memcpy(o, reply + start, m[c + 2] - start);
-    o += m[c + 2] - start;
-    frag_cursor_[f] = c + mc::kMarksPerItem;
-  }
-  std::memcpy(o, "END\r\n", 5);
-  o += 5;
-  dst.append(out_start, static_cast<size_t>(o - out_start));
-}
-
-void ClientSession::finish_broadcast(ReplySlot* slot) {
-  for (size_t f = 0; f < slot->frag_error.size(); ++f) {
-    if (slot->frag_error[f] || slot->frags[f] != "OK\r\n") {
-      slot->data.assign(slot->frags[f]);
-      return;
-    }
-  }
-  slot->data.assign("OK\r\n");
 }
 
 }  // namespace dproxy::core

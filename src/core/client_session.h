@@ -16,6 +16,7 @@
 #include "core/session/front_end.h"
 #include "protocol/memcache/reply_parser.h"
 #include "protocol/memcache/request_parser.h"
+#include "protocol/merge_scratch.h"
 #include "protocol/request.h"
 #include "protocol/resp/command_table.h"
 #include "protocol/resp/reply_parser.h"
@@ -28,10 +29,6 @@ class ClusterRuntime;
 class PoolRuntime;
 class ServerConnection;
 
-// Uninitialized scratch memory of at least `n` bytes, one buffer per worker thread (it only
-// grows): where a multi-get reply is merged before it is appended to its destination.
-// NOTE: valid until the next call on the same thread.
-char* merge_scratch(size_t n);
 class Worker;
 struct PoolClients;
 struct PoolSlot;
@@ -95,9 +92,9 @@ class ClientSession final : public Connection, public ReplySink {
   }
   // A request split into nfrags parts: one reply expected per part, each stored until merged.
   void expect_fragments(ReplySlot* slot, size_t nfrags);
-  // The same for a Redis multi-key split (sharded or redis_cluster): MGET replies are merged
-  // into one array, MSET replies into one +OK, others summed (the slot's kind when made).
-  void expect_resp_fragments(ReplySlot* slot, std::string_view command, bool pairs, size_t nfrags);
+  // The same for a Redis multi-key split (sharded or redis_cluster): the replies are merged by
+  // `merge` (the command's column in the command table).
+  void expect_resp_fragments(ReplySlot* slot, protocol::resp::Merge merge, size_t nfrags);
   // A split touching a down server gets that server's error as its whole reply: true then.
   bool split_hits_down_server(ReplySlot* slot);
   // Appends `frame` minus the noreply token (if any) to `out`.
@@ -134,7 +131,6 @@ class ClientSession final : public Connection, public ReplySink {
   uint8_t reply_rank(std::string_view bytes, bool is_error) const;
   // Redis commands sent to every server (or walked server by server: SCAN).
   void redis_broadcast(const protocol::resp::CommandInfo& cmd, const protocol::Request& req);
-  void finish_resp_broadcast(ReplySlot* slot);
 
   // redis_cluster pools (client_session_cluster.cpp).
   void dispatch_redis_cluster(const protocol::resp::CommandInfo& cmd, const protocol::Request& req);
@@ -166,16 +162,14 @@ class ClientSession final : public Connection, public ReplySink {
                          size_t frag, bool pairs);
   void redis_forward(const protocol::Request& req, uint32_t server);
   void redis_error(std::string_view message);  // "-<message>\r\n" as the next reply
-  void finish_resp_array(ReplySlot* slot, std::string& dst);
-  void finish_resp_all_ok(ReplySlot* slot);
-  void finish_resp_sum(ReplySlot* slot);
 
   // Split replies merged in key order (memcached get, Redis MGET): the last fragment's reply
   // completes the slot; the merged reply is appended to `dst`, from frag_views_.
   void on_merge_reply(ReplySlot* slot, uint16_t frag, std::string_view bytes, bool is_error,
                       std::span<const size_t> marks);
-  void finish_multiget(ReplySlot* slot, std::string& dst);
-  void finish_broadcast(ReplySlot* slot);
+  // Every fragment of `slot` (kBroadcast, kRespMerge) has its reply in slot->frags: merged into
+  // slot->data by the slot's merge unit (protocol/memcache/merge.h, protocol/resp/merge.h).
+  void finish_collected(ReplySlot* slot);
 
   size_t pool_id_;
   PoolClients& clients_;  // outlives the worker threads (and so every session)
@@ -184,15 +178,14 @@ class ClientSession final : public Connection, public ReplySink {
   std::vector<uint32_t> key_idx_;           // scratch: key argument indices of a request
   std::vector<std::string_view> sub_args_;  // scratch: arguments of one split sub-command
   protocol::Request req_;
-  std::vector<int32_t> frag_of_server_;  // scratch for splitting, -1 = unused
-  std::vector<uint32_t> frag_servers_;   // scratch: fragment -> server index
-  std::vector<uint32_t> frag_counts_;    // scratch: fragment -> keys (or key bytes) sent to it
-  std::vector<size_t> frag_bytes_;       // scratch: fragment -> bytes of its arguments
-  std::vector<char*> frag_write_;        // scratch: fragment -> where its next bytes go
-  std::vector<protocol::resp::ArrayReader> readers_;      // scratch for merging Redis arrays
-  std::vector<std::string_view> frag_views_;              // scratch: the fragments being merged
+  std::vector<int32_t> frag_of_server_;       // scratch for splitting, -1 = unused
+  std::vector<uint32_t> frag_servers_;        // scratch: fragment -> server index
+  std::vector<uint32_t> frag_counts_;         // scratch: fragment -> keys (or key bytes) sent to it
+  std::vector<size_t> frag_bytes_;            // scratch: fragment -> bytes of its arguments
+  std::vector<char*> frag_write_;             // scratch: fragment -> where its next bytes go
+  std::vector<std::string_view> frag_views_;  // scratch: the fragments being merged
   std::vector<std::span<const size_t>> frag_mark_views_;  // scratch: and their scan marks
-  std::vector<size_t> frag_cursor_;                       // scratch: merge position per fragment
+  protocol::MergeScratch merge_scratch_;                  // scratch of the merge units
   uint64_t read_turn_ = 0;                                // replicated read: round_robin counter
   // Replicated reads of this session whose reply is not final (they may still fail over to
   // another child); input_held_ (Connection) is set until there are none (a write was parsed).

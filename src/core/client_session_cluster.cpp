@@ -118,11 +118,11 @@ void ClientSession::cluster_fragments(ReplySlot* slot, size_t n) {
 
 void ClientSession::cluster_split(const resp::CommandInfo& cmd, const Request& req, bool read) {
   const auto& args = req.args;
-  const bool pairs = cmd.name == "mset";  // MSET k v [k v ...]: a key's value follows it
+  const bool pairs = resp::key_value_pairs(cmd);  // MSET k v [k v ...]: a key's value follows it
   ClusterRuntime& cluster = *pool().cluster();
   std::vector<int32_t>& frag_of_slot = cluster.slot_scratch();
   frag_servers_.clear();  // here: the hash slot of each fragment
-  ReplySlot* slot = new_slot(ReplySlot::Kind::kRespSum);
+  ReplySlot* slot = new_slot(ReplySlot::Kind::kRespMerge);
   for (uint32_t idx : key_idx_) {
     const uint16_t hslot = routing::key_slot(args[idx]);
     int32_t f = frag_of_slot[hslot];
@@ -145,7 +145,7 @@ void ClientSession::cluster_split(const resp::CommandInfo& cmd, const Request& r
     cluster_send(slot, 0, cluster.node_for(slot->frag_hslot[0], read, read_turn_++), false);
     return;
   }
-  expect_resp_fragments(slot, cmd.name, pairs, nfrags);
+  expect_resp_fragments(slot, cmd.merge, nfrags);
   cluster_fragments(slot, nfrags);
   const uint64_t spread = read_turn_++;
   for (size_t f = 0; f < nfrags; ++f) {

@@ -138,12 +138,12 @@ void ClientSession::append_split_part(std::string& out, const ReplySlot* slot, c
 
 void ClientSession::redis_split(const resp::CommandInfo& cmd, const Request& req) {
   const auto& args = req.args;
-  const bool pairs = cmd.name == "mset";  // MSET k v [k v ...]: a key's value follows it
+  const bool pairs = resp::key_value_pairs(cmd);  // MSET k v [k v ...]: a key's value follows it
   PoolRuntime& pool_rt = pool();
   frag_of_server_.assign(pool_rt.server_count(), -1);
   frag_servers_.clear();
   frag_counts_.clear();
-  ReplySlot* slot = new_slot(ReplySlot::Kind::kRespSum);
+  ReplySlot* slot = new_slot(ReplySlot::Kind::kRespMerge);
   const size_t nkeys = key_idx_.size();
   slot->key_frag.resize(nkeys);
   for (size_t i = 0; i < nkeys; ++i) {
@@ -161,7 +161,7 @@ void ClientSession::redis_split(const resp::CommandInfo& cmd, const Request& req
     conn.push(shared_from_this(), slot, 0, protocol::memcache::ReplyKind::kLine);
     return;
   }
-  expect_resp_fragments(slot, cmd.name, pairs, nfrags);
+  expect_resp_fragments(slot, cmd.merge, nfrags);
   auto self = shared_from_this();
   if (req.frame.empty() || req.frame[0] != '*') {
     // An inline command: each part is encoded from the arguments.
@@ -211,104 +211,6 @@ void ClientSession::redis_split(const resp::CommandInfo& cmd, const Request& req
   }
 }
 
-// The first failed fragment's reply, if any, becomes the whole reply. Returns true then.
-static bool take_first_error(ReplySlot* slot) {
-  for (size_t f = 0; f < slot->frag_error.size(); ++f) {
-    if (slot->frag_error[f]) {
-      slot->data.assign(slot->frags[f]);
-      return true;
-    }
-  }
-  return false;
-}
-
-void ClientSession::finish_resp_array(ReplySlot* slot, std::string& dst) {
-  size_t nfrags = slot->frag_error.size();
-  for (size_t f = 0; f < nfrags; ++f) {
-    if (slot->frag_error[f]) {
-      dst.append(frag_views_[f]);
-      return;
-    }
-  }
-  const size_t start = dst.size();
-  resp::append_array_header(dst, slot->key_frag.size());
-  // Fast path: each fragment is "*<n>\r\n" then n elements whose ends its scan marked (no
-  // nested arrays), so element j of a fragment is [end of j - 1 (or of the header), end of j).
-  frag_cursor_.resize(nfrags);
-  bool marked = true;
-  for (size_t f = 0; f < nfrags && marked; ++f) {
-    const std::string_view v = frag_views_[f];
-    int64_t n = 0;
-    size_t next = 0;
-    marked = v.size() > 1 && v[0] == '*' &&
-             resp::detail::read_integer_line(v, 1, n, next) == resp::detail::LineStatus::kOk &&
-             n >= 0 && static_cast<uint64_t>(n) == frag_mark_views_[f].size();
-    frag_cursor_[f] = next;
-  }
-  if (marked) {
-    // frag_cursor_[f]: where the fragment's next element starts; counts[f]: elements taken.
-    // The elements fit in the fragments' sizes: the output is sized once and copied into.
-    frag_counts_.assign(nfrags, 0);
-    size_t bound = 0;
-    for (size_t f = 0; f < nfrags; ++f) bound += frag_views_[f].size();
-    char* const out_start = merge_scratch(bound);
-    char* o = out_start;
-    for (uint16_t f : slot->key_frag) {
-      const std::span<const size_t> m = frag_mark_views_[f];
-      uint32_t& taken = frag_counts_[f];
-      if (taken == m.size()) {
-        dst.resize(start);
-        dst.append("-ERR dproxy: backend sent an MGET reply of the wrong shape\r\n");
-        return;
-      }
-      const size_t from = frag_cursor_[f];
-      std::memcpy(o, frag_views_[f].data() + from, m[taken] - from);
-      o += m[taken] - from;
-      frag_cursor_[f] = m[taken];
-      ++taken;
-    }
-    dst.append(out_start, static_cast<size_t>(o - out_start));
-    return;
-  }
-  readers_.clear();
-  for (size_t f = 0; f < nfrags; ++f) readers_.emplace_back(frag_views_[f]);
-  std::string_view element;
-  for (uint16_t f : slot->key_frag) {
-    if (!readers_[f].next(element)) {
-      dst.resize(start);
-      dst.append("-ERR dproxy: backend sent an MGET reply of the wrong shape\r\n");
-      return;
-    }
-    dst.append(element);
-  }
-}
-
-void ClientSession::finish_resp_all_ok(ReplySlot* slot) {
-  if (take_first_error(slot)) return;
-  for (const auto& frag : slot->frags) {
-    if (frag != "+OK\r\n" && !frag.empty()) {
-      slot->data.assign(frag);
-      return;
-    }
-  }
-  slot->data.assign("+OK\r\n");
-}
-
-void ClientSession::finish_resp_sum(ReplySlot* slot) {
-  if (take_first_error(slot)) return;
-  int64_t total = 0;
-  for (size_t f = 0; f < slot->frag_error.size(); ++f) {
-    int64_t n = 0;
-    if (!resp::parse_integer_reply(slot->frags[f], n)) {
-      slot->data.assign("-ERR dproxy: backend sent a non-integer reply to a counting command\r\n");
-      return;
-    }
-    total += n;
-  }
-  slot->data.clear();
-  resp::append_integer(slot->data, total);
-}
-
 void ClientSession::redis_broadcast(const resp::CommandInfo& cmd, const Request& req) {
   const std::string_view name = cmd.name;
   const bool write =
@@ -331,7 +233,7 @@ void ClientSession::redis_broadcast(const resp::CommandInfo& cmd, const Request&
   }
   const auto n = static_cast<uint32_t>(frag_servers_.size());
 
-  if (name == "scan") {
+  if (cmd.merge == resp::Merge::kScanCursor) {
     // The client's cursor = backend cursor * n + server position (see README); 0 starts at the
     // first server and a reply of 0 means every server was walked.
     U128 cursor = 0;
@@ -351,7 +253,8 @@ void ClientSession::redis_broadcast(const resp::CommandInfo& cmd, const Request&
     std::string backend_cursor = std::to_string(static_cast<uint64_t>(backend));
     args_scratch_.assign(req.args.begin(), req.args.end());
     args_scratch_[1] = backend_cursor;
-    ReplySlot* slot = new_slot(ReplySlot::Kind::kRespScan);
+    ReplySlot* slot = new_slot(ReplySlot::Kind::kRespMerge);
+    slot->merge = cmd.merge;
     slot->child = position;
     slot->tried = n;
     slot->outstanding = 1;
@@ -362,13 +265,8 @@ void ClientSession::redis_broadcast(const resp::CommandInfo& cmd, const Request&
     conn.push(shared_from_this(), slot, 0, protocol::memcache::ReplyKind::kLine);
     return;
   }
-  ReplySlot::Kind kind = ReplySlot::Kind::kRespAllOk;  // flushall, flushdb, script flush
-  if (name == "dbsize") kind = ReplySlot::Kind::kRespSum;
-  if (name == "keys") kind = ReplySlot::Kind::kRespConcat;
-  if (name == "script|load") kind = ReplySlot::Kind::kRespAllSame;
-  if (name == "script|exists") kind = ReplySlot::Kind::kRespAndArray;
-  if (name == "randomkey") kind = ReplySlot::Kind::kRespAnyKey;
-  ReplySlot* slot = new_slot(kind);
+  ReplySlot* slot = new_slot(ReplySlot::Kind::kRespMerge);
+  slot->merge = cmd.merge;
   slot->child = static_cast<uint32_t>(read_turn_++ % n);  // RANDOMKEY: where to start looking
   slot->outstanding = n;
   if (slot->frags.size() < n) slot->frags.resize(n);
@@ -378,98 +276,6 @@ void ClientSession::redis_broadcast(const resp::CommandInfo& cmd, const Request&
     ServerConnection& conn = broadcast_connection(frag_servers_[f]);
     append_request(conn.out(), req);
     conn.push(self, slot, static_cast<uint16_t>(f), protocol::memcache::ReplyKind::kLine);
-  }
-}
-
-void ClientSession::finish_resp_broadcast(ReplySlot* slot) {
-  if (take_first_error(slot)) return;
-  const size_t n = slot->frag_error.size();
-  std::string_view element;
-  switch (slot->kind) {
-    case ReplySlot::Kind::kRespAllSame:
-      slot->data.assign(slot->frags[0]);
-      return;
-    case ReplySlot::Kind::kRespAnyKey:
-      // nil only when every server is empty, as Redis answers for an empty database.
-      for (size_t i = 0; i < n; ++i) {
-        const std::string& reply = slot->frags[(slot->child + i) % n];
-        if (reply != "$-1\r\n") {
-          slot->data.assign(reply);
-          return;
-        }
-      }
-      slot->data.assign("$-1\r\n");
-      return;
-    case ReplySlot::Kind::kRespConcat: {
-      int64_t total = 0;
-      for (size_t f = 0; f < n; ++f) {
-        resp::ArrayReader reader(slot->frags[f]);
-        if (!reader.ok() || reader.size() < 0) {
-          slot->data.assign("-ERR dproxy: backend sent a KEYS reply of the wrong shape\r\n");
-          return;
-        }
-        total += reader.size();
-      }
-      slot->data.clear();
-      resp::append_array_header(slot->data, static_cast<size_t>(total));
-      for (size_t f = 0; f < n; ++f) {
-        resp::ArrayReader reader(slot->frags[f]);
-        while (reader.next(element)) slot->data.append(element);
-      }
-      return;
-    }
-    case ReplySlot::Kind::kRespAndArray: {
-      readers_.clear();
-      for (size_t f = 0; f < n; ++f) readers_.emplace_back(slot->frags[f]);
-      const int64_t count = readers_[0].size();
-      slot->data.clear();
-      resp::append_array_header(slot->data, static_cast<size_t>(count < 0 ? 0 : count));
-      for (int64_t i = 0; i < count; ++i) {
-        bool all = true;
-        for (auto& reader : readers_) {
-          if (!reader.next(element) || element != ":1\r\n") all = false;
-        }
-        resp::append_integer(slot->data, all ? 1 : 0);
-      }
-      return;
-    }
-    case ReplySlot::Kind::kRespScan: {
-      resp::ArrayReader reader(slot->frags[0]);
-      std::string_view cursor_bulk, keys;
-      int64_t len = 0;
-      if (!reader.next(cursor_bulk) || !reader.next(keys) || cursor_bulk.size() < 4 ||
-          cursor_bulk[0] != '$') {
-        slot->data.assign("-ERR dproxy: backend sent a SCAN reply of the wrong shape\r\n");
-        return;
-      }
-      size_t line_end = cursor_bulk.find("\r\n");
-      if (!resp::parse_int64(cursor_bulk.substr(1, line_end - 1), len) || len < 0) {
-        slot->data.assign("-ERR dproxy: backend sent a SCAN reply of the wrong shape\r\n");
-        return;
-      }
-      uint64_t next = 0;
-      for (char c : cursor_bulk.substr(line_end + 2, static_cast<size_t>(len)))
-        next = next * 10 + static_cast<uint64_t>(c - '0');
-      const uint32_t position = slot->child, count = slot->tried;
-      U128 out = 0;
-      if (next != 0) {
-        out = static_cast<U128>(next) * count + position;
-      } else if (position + 1 < count) {
-        out = position + 1;  // this server is done: the next one, from its start
-      }
-      char digits[48];
-      size_t d = sizeof digits;
-      do {
-        digits[--d] = static_cast<char>('0' + static_cast<unsigned>(out % 10));
-        out /= 10;
-      } while (out != 0);
-      slot->data.assign("*2\r\n");
-      resp::append_bulk(slot->data, std::string_view(digits + d, sizeof digits - d));
-      slot->data.append(keys);
-      return;
-    }
-    default:
-      return;
   }
 }
 

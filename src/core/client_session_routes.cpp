@@ -24,6 +24,8 @@
 #include "core/client_session.h"
 #include "protocol/byte_scan.h"
 #include "protocol/memcache/command.h"
+#include "protocol/memcache/merge.h"
+#include "protocol/resp/merge.h"
 #include "protocol/resp/reply_writer.h"
 
 namespace dproxy::core {
@@ -35,6 +37,7 @@ using protocol::Request;
 namespace {
 
 constexpr uint8_t kNoReply = 255;
+static_assert(ReplySlot::kNoAttempt == mc::kNoAttempt && ReplySlot::kNoAttempt == resp::kNoAttempt);
 
 uint32_t acks_needed(routing::AckMode mode, uint32_t n) {
   switch (mode) {
@@ -328,17 +331,13 @@ void ClientSession::finish_per_key(ReplySlot* slot) {
   bound += 16 + 5 * slot->key_len.size();  // Redis: the header and a nil per key
   std::string& dst = hold_buffer(slot->data, bound);
   dst.clear();
-  if (redis_) resp::append_array_header(dst, slot->key_len.size());
-  for (size_t i = 0; i < slot->key_len.size(); ++i) {
-    const uint16_t a = slot->key_frag[i];
-    if (a == ReplySlot::kNoAttempt) {
-      if (redis_) resp::append_null_bulk(dst);
-      continue;
-    }
-    const size_t from = slot->key_span[2 * i];
-    dst.append(std::string_view(slot->frags[a]).substr(from, slot->key_span[2 * i + 1] - from));
+  frag_views_.resize(slot->attempts);
+  for (uint16_t a = 0; a < slot->attempts; ++a) frag_views_[a] = slot->frags[a];
+  if (redis_) {
+    resp::merge_answered_keys(frag_views_, slot->key_frag, slot->key_span, dst);
+  } else {
+    mc::merge_answered_keys(frag_views_, slot->key_frag, slot->key_span, dst);
   }
-  if (!redis_) dst.append("END\r\n");
   slot->held += dst.size();
   held_bytes_ += dst.size();
 }
@@ -444,7 +443,7 @@ void ClientSession::dispatch_redis_routed(const resp::CommandInfo& cmd, const Re
   if (write) {
     send_to_children(frame, {}, key, pool().replicated()->write_ack(), false, 0);
   } else {
-    send_with_failover(frame, args_scratch_, cmd.name == "mget", 0);
+    send_with_failover(frame, args_scratch_, cmd.merge == resp::Merge::kArrayInKeyOrder, 0);
   }
 }
 

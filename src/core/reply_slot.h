@@ -8,6 +8,8 @@
 #include <string_view>
 #include <vector>
 
+#include "protocol/resp/command_table.h"
+
 namespace dproxy::core {
 
 class ClusterRuntime;
@@ -32,22 +34,17 @@ struct ReplySlot {
   static constexpr uint16_t kNoCommand = 0xffff;
   static constexpr size_t kHeldReplyCapacity = 256;
   enum class Kind : uint8_t {
-    kReady,         // `data` is the complete reply (local answers, parse errors)
-    kForward,       // one backend fragment; its reply is the client's reply
-    kMultiGet,      // memcached get split over servers; merged in key order
-    kBroadcast,     // sent to every server; "OK" only when all say OK (flush_all)
-    kRespArray,     // Redis MGET split over servers: one array in key order
-    kRespAllOk,     // Redis MSET split: +OK when every part says +OK
-    kRespSum,       // Redis DEL/UNLINK/EXISTS/TOUCH split: the sum of the integer replies
-    kRespConcat,    // Redis KEYS on every server: the arrays concatenated
-    kRespAllSame,   // Redis SCRIPT LOAD on every server: the first reply when none failed
-    kRespAndArray,  // Redis SCRIPT EXISTS on every server: 1 only where every server says 1
-    kRespScan,      // Redis SCAN on one server: the cursor rewritten to encode the server
-    kRespAnyKey,    // Redis RANDOMKEY on every server: a key from the first that has one
-    kAck,           // replicated write / fanout: one fragment per child, reply per ack mode
-    kFailover,      // replicated read: one child at a time, the next one on failure (or miss)
+    kReady,      // `data` is the complete reply (local answers, parse errors)
+    kForward,    // one backend fragment; its reply is the client's reply
+    kMultiGet,   // memcached get split over servers; merged in key order
+    kBroadcast,  // sent to every server; "OK" only when all say OK (flush_all)
+    kRespMerge,  // Redis split or broadcast: the replies merged by `merge` (the command's
+                 // column in the command table; kArrayInKeyOrder merges as they arrive)
+    kAck,        // replicated write / fanout: one fragment per child, reply per ack mode
+    kFailover,   // replicated read: one child at a time, the next one on failure (or miss)
   };
   Kind kind = Kind::kReady;
+  protocol::resp::Merge merge = protocol::resp::Merge::kNone;  // kRespMerge: the merge unit
   bool noreply = false;      // drop the reply instead of sending it
   bool close_after = false;  // close the client connection once this reply is written
   bool done = false;         // `data` holds the final reply
@@ -58,11 +55,12 @@ struct ReplySlot {
   // kMultiGet / kBroadcast: per-fragment replies and whether each was an error.
   std::vector<std::string> frags;
   std::vector<uint8_t> frag_error;
-  // kMultiGet / kRespArray: where each fragment's items are (memcache / resp scan_reply marks).
+  // kMultiGet / kArrayInKeyOrder merge: where each fragment's items are (memcache / resp scan_reply
+  // marks).
   std::vector<std::vector<size_t>> frag_marks;
   // kMultiGet: copy of the requested keys (the request line from the first key to the end of the
   // last: keys separated by spaces) with each key's length and fragment, in order.
-  // kRespArray: key_frag only.
+  // kArrayInKeyOrder merge: key_frag only.
   std::string keys;
   std::vector<uint32_t> key_len;
   std::vector<uint16_t> key_frag;
@@ -73,7 +71,8 @@ struct ReplySlot {
   uint32_t acks = 0;
   uint32_t fails = 0;
   // kFailover: the request frame and routing key (copied: the read buffer moves on), the child
-  // tried first and how many children were tried. kRespScan: `child` is the server index.
+  // tried first and how many children were tried. kScanCursor merge: `child` is the server
+  // position and `tried` the server count; kAnyKey merge: `child` is where to start looking.
   std::string frame;
   uint32_t child = 0;
   uint32_t tried = 0;
@@ -105,8 +104,15 @@ struct ReplySlot {
   std::vector<uint8_t> frag_redirects;
   std::vector<uint8_t> frag_retries;
 
+  // A fragment's reply is merged by where its items are (scan_reply marks): a memcached
+  // multi-get, an MGET split, a per-key failover read.
+  bool wants_marks() const {
+    return kind == Kind::kMultiGet || merge == protocol::resp::Merge::kArrayInKeyOrder || per_key;
+  }
+
   void reset() {
     kind = Kind::kReady;
+    merge = protocol::resp::Merge::kNone;
     noreply = close_after = done = orphaned = false;
     outstanding = 0;
     frag_rank.clear();

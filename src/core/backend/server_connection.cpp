@@ -248,8 +248,7 @@ void ServerConnection::on_read(size_t n) {
     // A fragment of a multi-get (or a per-key failover read): the scan also notes where its
     // items are, for the merge.
     std::vector<size_t>* marks = nullptr;
-    if (!p.abandoned && (p.slot->kind == ReplySlot::Kind::kMultiGet ||
-                         p.slot->kind == ReplySlot::Kind::kRespArray || p.slot->per_key)) {
+    if (!p.abandoned && p.slot->wants_marks()) {
       marks = &marks_;
     }
     protocol::ParseResult r = redis_

@@ -281,6 +281,11 @@ std::span<const CommandInfo> all_subcommands() {
   return kSubcommands;
 }
 
+bool key_value_pairs(const CommandInfo& cmd) {
+  return cmd.key_specs.size() == 1 && cmd.key_specs[0].find_keys == FindKeys::kRange &&
+         cmd.key_specs[0].keystep == 2;
+}
+
 KeyStatus find_keys(const CommandInfo& cmd, std::span<const std::string_view> args,
                     std::vector<uint32_t>& key_indices, std::vector<uint32_t>* key_flags) {
   KeyCollector keys(key_indices, key_flags);

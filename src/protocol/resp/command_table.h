@@ -49,6 +49,11 @@
 //   | A container ("object") not named by rule 1 gets its subcommands' class when they all    |
 //   | agree, else kRejected / kUnknownSubcommand (it only matters for an unknown subcommand). |
 //
+// Merges (the `merge` column, from the script's MERGES table; every kMultiKeySplit and
+// kBroadcast command must have one, no other command may): MGET kArrayInKeyOrder; MSET FLUSHALL
+// FLUSHDB SCRIPT FLUSH kAllOk; DEL UNLINK EXISTS TOUCH DBSIZE kSum; KEYS kConcat; SCRIPT LOAD
+// kAllSame; SCRIPT EXISTS kAndArray; SCAN kScanCursor; RANDOMKEY kAnyKey.
+//
 // For redis-server 7.0.15: 240 commands (COMMAND COUNT), 126 subcommands; kSingleKey 130,
 // kSameServer 41, kMultiKeySplit 6, kLocal 17, kNoKeyForward 6, kRejected 166 (see the .inc).
 //
@@ -180,6 +185,22 @@ enum class Routing : uint8_t {
   kRejected,       // never forwarded: reply with an error built from reject_reason
 };
 
+// How dproxy merges the replies of a command it splits (kMultiKeySplit) or broadcasts
+// (kBroadcast) into the client's reply: the merge unit that resp::append_merged applies
+// (protocol/resp/merge.h). kNone for every other command (its one reply is the client's).
+// A failed fragment's reply is the whole reply, for every merge.
+enum class Merge : uint8_t {
+  kNone,
+  kArrayInKeyOrder,  // MGET: one array, each key's element from its fragment, in key order
+  kAllOk,            // MSET FLUSHALL FLUSHDB SCRIPT FLUSH: +OK when every fragment says +OK
+  kSum,              // DEL UNLINK EXISTS TOUCH DBSIZE: the sum of the integer replies
+  kConcat,           // KEYS: the arrays concatenated
+  kAllSame,          // SCRIPT LOAD: the first reply (every server answers the same)
+  kAndArray,         // SCRIPT EXISTS: element i is 1 only where every server says 1
+  kScanCursor,       // SCAN (one server at a time): the cursor rewritten to name the server
+  kAnyKey,           // RANDOMKEY: a key from the first server that has one, from a given start
+};
+
 // The reject reasons used by the table (and by find_keys' kRejectedOption: kBlocking).
 namespace reasons {
 inline constexpr std::string_view kPubSub = "pub/sub needs a connection to one server";
@@ -210,6 +231,7 @@ struct CommandInfo {
   KeyFinder key_finder = KeyFinder::kSpecs;
   Routing routing = Routing::kRejected;
   std::string_view reject_reason{};  // one of `reasons`, set when routing == kRejected
+  Merge merge = Merge::kNone;        // set when routing is kMultiKeySplit or kBroadcast
   // This command's entry in a RESP2 COMMAND INFO reply (one array, subcommands included, in
   // name order), so COMMAND / COMMAND INFO can be answered as "*<n>\r\n" + entries.
   std::string_view info_reply{};
@@ -248,6 +270,10 @@ std::span<const CommandInfo> all_commands();
 // Every subcommand ("acl|cat" ... "xinfo|stream"), sorted by full name. COMMAND LIST (no
 // filter) lists all_commands() then all_subcommands(): 366 names for Redis 7.0.15.
 std::span<const CommandInfo> all_subcommands();
+
+// True when each key of `cmd` is followed by its value (MSET k v [k v ...]): its one key spec
+// takes every other argument. A split sends each key with its value.
+bool key_value_pairs(const CommandInfo& cmd);
 
 enum class KeyStatus {
   kOk,
