@@ -31,8 +31,13 @@ std::string join(const std::vector<std::string>& names) {
 
 }  // namespace
 
-Proxy::Proxy(Config config, unsigned threads, std::string config_path)
-    : config_(std::move(config)), threads_(threads), config_path_(std::move(config_path)) {}
+Proxy::Proxy(Config config, unsigned threads, std::string config_path, ConfigOverrides overrides)
+    : config_(std::move(config)),
+      threads_(threads),
+      config_path_(std::move(config_path)),
+      overrides_(std::move(overrides)) {
+  overrides_.threads = threads_;
+}
 
 Proxy::~Proxy() {
   // NOTE: a pending accept holds a socket of a worker's io_context; let the aborted accepts
@@ -138,8 +143,10 @@ bool Proxy::start(std::string& error) {
   for (auto& w : workers_) w->start();
   for (auto& p : pools_) p.listener->start();
   prober_->start();
-  LOG_INFO("dproxy " DPROXY_VERSION " started: %zu pool(s), %u worker thread(s)", pools_.size(),
-           threads_);
+  LOG_INFO("dproxy " DPROXY_VERSION
+           " started: pid %ld, config %s, %zu pool(s), %u worker thread(s)",
+           static_cast<long>(::getpid()), config_path_.empty() ? "(none)" : config_path_.c_str(),
+           pools_.size(), threads_);
   return true;
 }
 
@@ -148,6 +155,7 @@ bool Proxy::reload(std::string& error) {
   if (config_path_.empty()) {
     error = "no config file to re-read";
   } else if (load_config(config_path_, next, error)) {
+    apply_overrides(next, overrides_);
     error.clear();
   }
   std::vector<ActivePool> staged;  // the new pool list, in the new config order

@@ -23,7 +23,9 @@ struct PoolClients;
 class Proxy {
  public:
   // `config_path` is re-read on SIGHUP.
-  Proxy(Config config, unsigned threads, std::string config_path = {});
+  // `overrides` (command-line settings) are applied to every reloaded config as well.
+  Proxy(Config config, unsigned threads, std::string config_path = {},
+        ConfigOverrides overrides = {});
   ~Proxy();
   // Resolves backends, binds every listener, starts the workers. False + error on failure.
   bool start(std::string& error);
@@ -62,6 +64,7 @@ class Proxy {
   Config config_;  // top-level settings (pools live in pools_)
   unsigned threads_;
   std::string config_path_;
+  ConfigOverrides overrides_;
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
 
   asio::io_context io_{1};
