@@ -79,7 +79,8 @@ const char kStatsDescription[] =
     "  out_queue           \"# requests in outgoing queue\"\n"
     "  out_queue_bytes     \"current request bytes in outgoing queue\"\n"
     "\n"
-    "The same listener answers HTTP: GET /metrics (Prometheus), /stats (JSON).\n";
+    "The same listener answers HTTP: GET /metrics (Prometheus), /stats (JSON),\n"
+    "/healthz (alive), /readyz (every pool has a server up).\n";
 
 int usage_error(const std::string& message) {
   std::fprintf(stderr, "dproxy: %s\nTry 'dproxy --help'.\n", message.c_str());

@@ -1,6 +1,6 @@
 """nutcracker's command line on dproxy, --test-config's checks against the machine, IPv6,
-nutcracker's pool keys at run time (preconnect, tcp keepalive, no timeout) and the
-stats listener address. Real memcached processes on loopback.
+nutcracker's pool keys at run time (preconnect, tcp keepalive, no timeout) and the health
+endpoints of the stats listener. Real memcached processes on loopback.
 """
 import json
 import os
@@ -17,6 +17,13 @@ import harness  # noqa: E402
 
 ARGS = harness.parse_args()
 HOST = harness.HOST
+
+
+def http_get(port, path):
+    """(status code, body) of GET `path` on the stats listener."""
+    raw = harness.exchange(port, f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    head, _, body = raw.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body.decode()
 
 
 def memcached_stat(port, name):
@@ -242,6 +249,28 @@ class RuntimeTest(unittest.TestCase):
         harness.resume(mc)
         clients["forever"].sock.settimeout(10)
         self.assertEqual(clients["forever"].read_line(), b"END\r\n")
+
+    def test_healthz_and_readyz(self):
+        mc = self.procs.memcached()
+        dead = harness.free_port()  # nothing listens here
+        stats = harness.free_port()
+        live_port, dead_port = harness.free_port(), harness.free_port()
+        harness.Dproxy(self.procs, ARGS.dproxy, {
+            "live": {"protocol": "memcached", "listen": f"{HOST}:{live_port}",
+                     "servers": [f"{HOST}:{mc.port}"]},
+            "gone": {"protocol": "memcached", "listen": f"{HOST}:{dead_port}",
+                     "server_failure_limit": 1, "server_retry_timeout_ms": 60000,
+                     "servers": [f"{HOST}:{dead}"]}}, extra_args=["-s", str(stats)])
+        self.assertEqual(http_get(stats, "/healthz"), (200, "ok\n"))
+        self.assertEqual(http_get(stats, "/readyz"), (200, "ready\n"))
+        c = harness.RawClient(dead_port)
+        c.send(b"get k\r\n")
+        self.assertIn(b"SERVER_ERROR", c.read_line())
+        c.close()
+        self.assertTrue(harness.wait_for(lambda: http_get(stats, "/readyz")[0] == 503, 5))
+        self.assertEqual(http_get(stats, "/readyz"),
+                         (503, "not ready: no server up in pool gone\n"))
+        self.assertEqual(http_get(stats, "/healthz"), (200, "ok\n"))
 
 
 if __name__ == "__main__":
