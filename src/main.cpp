@@ -5,7 +5,6 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -164,7 +163,7 @@ bool daemonize(int& report_fd, std::string& error) {
     return false;
   }
   if (pid > 0) std::_Exit(0);
-  ::umask(0);
+  // The umask is left as it was (files and sockets are created as without -d).
   if (::chdir("/") != 0) {
     error = std::string("cannot daemonize: chdir /: ") + std::strerror(errno);
     return false;
@@ -349,8 +348,11 @@ int main(int argc, char** argv) {
     }
   }
   auto fail = [&](const std::string& message) {
-    std::fprintf(stderr, "dproxy: %s\n", message.c_str());
-    report(report_fd, message);
+    // A daemon's waiting parent prints the message on the terminal it was started from.
+    if (report_fd >= 0)
+      report(report_fd, message);
+    else
+      std::fprintf(stderr, "dproxy: %s\n", message.c_str());
     return 1;
   };
   if (!log_file.empty() && !dproxy::core::open_log_file(log_file, error)) return fail(error);

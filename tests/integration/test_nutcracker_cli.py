@@ -150,6 +150,7 @@ class CliTest(unittest.TestCase):
                                    timeout=20)
             self.assertEqual(r.returncode, 1)
             self.assertIn(f"pools.cache.listen: cannot listen on {HOST}:{port}", r.stderr)
+            self.assertEqual(r.stderr.count("cannot listen"), 1, r.stderr)
             self.assertFalse(os.path.exists(pid_file))
         # Without -d: the pid file names this process and goes at exit.
         mc = self.procs.memcached()

@@ -309,6 +309,20 @@ sessions:
         check = harness.run_dproxy(ARGS.dproxy, ["--test-config", "--config", path])
         self.assertEqual(check.returncode, 0, check.stderr)
 
+    def test_debian_example_config_loads(self):
+        example = "/usr/share/doc/nutcracker/examples/nutcracker.yml"
+        nc = subprocess.run([harness.NUTCRACKER, "-t", "-c", example], capture_output=True,
+                            text=True, timeout=10)
+        self.assertEqual(nc.returncode, 0, nc.stderr)
+        run = harness.run_dproxy(ARGS.dproxy, ["--print-config", example])
+        self.assertEqual(run.returncode, 0, run.stderr)
+        pools = json.loads(run.stdout)["pools"]
+        self.assertEqual(list(pools), ["alpha", "beta", "gamma", "delta", "omega"])
+        self.assertEqual(pools["beta"]["timeout_ms"], 400)
+        self.assertEqual(pools["gamma"]["backlog"], 1024)
+        self.assertEqual(pools["omega"]["listen"], "/tmp/gamma")
+        self.assertEqual(pools["omega"]["servers"][0], "127.0.0.1:11214:100000")
+
     def test_nutcracker_key_dproxy_cannot_take_is_named(self):
         path = os.path.join(self.procs.tmp.name, "bad.yml")
         with open(path, "w") as f:
