@@ -227,6 +227,8 @@ std::string unknown_key(const std::string& key, const std::vector<std::string>& 
   };
   for (const auto& [nc, hint] : kNutcracker)
     if (key == nc) return "unknown key: \"" + key + "\" is nutcracker's name; " + hint;
+  for (const auto& k : known)  // a unit left out: "connect_timeout" for "connect_timeout_ms"
+    if (k.starts_with(key + "_")) return "unknown key (did you mean \"" + k + "\"?)";
   std::string best;
   size_t best_d = 3;  // at most 2 edits, and fewer than half the key
   for (const auto& k : known) {
@@ -609,6 +611,8 @@ bool parse_config(const std::string& text, Config& out, std::string& error) {
         have_pools = true;
       } else if (key == "shutdown_timeout_ms") {
         out.shutdown_timeout_ms = static_cast<uint32_t>(get_uint(value, key, 0, 3600 * 1000));
+      } else if (key == "resolve_interval_ms") {
+        out.resolve_interval_ms = static_cast<uint32_t>(get_uint(value, key, 0, 86400 * 1000));
       } else if (key == "stats") {
         if (!value.is_object())
           fail(key, std::string("expected an object like {\"listen\": \"127.0.0.1:22222\"}, got ") +
@@ -632,7 +636,8 @@ bool parse_config(const std::string& text, Config& out, std::string& error) {
           fail(key,
                "unknown top-level key: it looks like a pool; pools go inside \"pools\": "
                "{...} (a nutcracker YAML file is read as such when named *.yml or *.yaml)");
-        std::string message = unknown_key(key, {"pools", "shutdown_timeout_ms", "stats"});
+        std::string message =
+            unknown_key(key, {"pools", "shutdown_timeout_ms", "resolve_interval_ms", "stats"});
         fail(key, "unknown top-level key" + message.substr(std::string("unknown key").size()));
       }
     }
@@ -762,7 +767,8 @@ std::string describe_config(const Config& config) {
        << " client_connections=" << p.client_connections
        << " server_connections=" << p.server_connections;
     if (p.server_connections_per_process != 0)
-      os << " (per thread; " << p.server_connections_per_process << " per process)";
+      os << " (per worker thread, from server_connections_per_process="
+         << p.server_connections_per_process << ")";
     os << " max_value_bytes=" << p.max_value_bytes << " servers=" << p.servers.size();
     if (p.backlog != 0) os << " backlog=" << p.backlog;
     if (p.preconnect) os << " preconnect=true";

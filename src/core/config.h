@@ -66,6 +66,9 @@ struct PoolConfig {
 struct Config {
   std::vector<PoolConfig> pools;
   uint32_t shutdown_timeout_ms = 5000;  // SIGTERM/SIGINT: how long in-flight requests may finish
+  // Server host names are resolved again this often; a pool whose addresses changed is
+  // re-installed as on a reload (names, and so placement, stay). 0: only at start and reload.
+  uint32_t resolve_interval_ms = 30000;
   // The stats listener (twemproxy JSON, GET /metrics, GET /stats).
   bool stats_enabled = true;
   bool stats_configured = false;  // "stats.listen" given: failing to bind it is fatal

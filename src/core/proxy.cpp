@@ -1,5 +1,6 @@
 #include "core/proxy.h"
 
+#include <netdb.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -89,6 +90,62 @@ bool Proxy::resolve(const PoolConfig& pool,
   return true;
 }
 
+void Proxy::schedule_resolve() {
+  resolve_timer_.cancel();
+  if (config_.resolve_interval_ms == 0) return;
+  resolve_timer_.expires_after(std::chrono::milliseconds(config_.resolve_interval_ms));
+  resolve_timer_.async_wait([this](const asio::error_code& ec) {
+    if (ec || shutting_down_) return;
+    re_resolve();
+    schedule_resolve();
+  });
+}
+
+void Proxy::re_resolve() {
+  bool any_changed = false;
+  for (auto& p : pools_) {
+    bool has_name = false;
+    for (const auto& s : p.config->servers) {
+      asio::error_code ec;
+      if (s.port != 0) {
+        asio::ip::make_address(s.host, ec);
+        has_name = has_name || ec;
+      }
+    }
+    if (!has_name) continue;  // IP addresses and socket paths never change
+    std::vector<asio::generic::stream_protocol::endpoint> endpoints;
+    std::string error;
+    if (!resolve(*p.config, endpoints, error)) {
+      LOG_WARN("re-resolve: %s; pool %s keeps its addresses", error.c_str(),
+               p.config->name.c_str());
+      continue;
+    }
+    if (endpoints == p.endpoints) continue;
+    for (size_t i = 0; i < endpoints.size(); ++i) {
+      if (endpoints[i] == p.endpoints[i]) continue;
+      const auto& s = p.config->servers[i];
+      char host[NI_MAXHOST] = "?";
+      ::getnameinfo(endpoints[i].data(), static_cast<socklen_t>(endpoints[i].size()), host,
+                    sizeof host, nullptr, 0, NI_NUMERICHOST);
+      LOG_INFO("pool %s: server %s now resolves to %s; the pool is re-installed with it",
+               p.config->name.c_str(), s.address().c_str(), host);
+    }
+    // As a reload of the pool: fresh health and backend connections; the config (server
+    // names, so placement) and the listener stay.
+    p.endpoints = std::move(endpoints);
+    p.health = std::make_shared<PoolHealth>(p.config);
+    for (auto& w : workers_) {
+      Worker* worker = w.get();
+      asio::post(worker->io(), [worker, id = p.id, config = p.config, health = p.health,
+                                endpoints = p.endpoints] {
+        worker->install_pool(id, config, health, endpoints);
+      });
+    }
+    any_changed = true;
+  }
+  if (any_changed) update_prober();
+}
+
 void Proxy::update_prober() {
   std::vector<Prober::Target> targets;
   for (const auto& p : pools_) targets.push_back({p.health, p.endpoints});
@@ -143,6 +200,7 @@ bool Proxy::start(std::string& error) {
   for (auto& w : workers_) w->start();
   for (auto& p : pools_) p.listener->start();
   prober_->start();
+  schedule_resolve();
   LOG_INFO("dproxy " DPROXY_VERSION
            " started: pid %ld, config %s, %zu pool(s), %u worker thread(s)",
            static_cast<long>(::getpid()), config_path_.empty() ? "(none)" : config_path_.c_str(),
@@ -293,6 +351,10 @@ bool Proxy::reload(std::string& error) {
   update_prober();
   // Top-level settings.
   config_.shutdown_timeout_ms = next.shutdown_timeout_ms;
+  if (config_.resolve_interval_ms != next.resolve_interval_ms) {
+    config_.resolve_interval_ms = next.resolve_interval_ms;
+    schedule_resolve();
+  }
   const bool stats_changed = next.stats_enabled != config_.stats_enabled ||
                              next.stats_listen.to_string() != config_.stats_listen.to_string();
   config_.stats_enabled = next.stats_enabled;
@@ -392,6 +454,7 @@ void Proxy::handle_signals() {
     }
     if (stats_) stats_->close();
     control_signals_.cancel();
+    resolve_timer_.cancel();
     prober_->stop();
     for (auto& w : workers_) {
       Worker* worker = w.get();

@@ -59,6 +59,10 @@ class Proxy {
                std::string& error);
   size_t pool_id(const std::string& name);
   void update_prober();
+  // Re-resolves the server host names of every pool every config_.resolve_interval_ms; a pool
+  // whose addresses changed is re-installed with them (as a reload of that pool would).
+  void schedule_resolve();
+  void re_resolve();
   bool open_stats(std::string& error);
 
   Config config_;  // top-level settings (pools live in pools_)
@@ -81,6 +85,7 @@ class Proxy {
   bool shutting_down_ = false;
   bool control_signals_added_ = false;
   asio::steady_timer drain_timer_{io_};
+  asio::steady_timer resolve_timer_{io_};
   asio::signal_set signals_{io_};
   asio::signal_set control_signals_{io_};
 };

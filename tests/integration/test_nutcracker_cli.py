@@ -207,6 +207,67 @@ class RuntimeTest(unittest.TestCase):
                 return False
         return harness.wait_for(up, 10)
 
+    @unittest.skipUnless(os.geteuid() == 0, "needs root for a private /etc/hosts (unshare -m)")
+    def test_host_name_is_resolved_again(self):
+        user = pwd.getpwuid(os.getuid()).pw_name
+        port = harness.free_port()
+        old, new = (self.procs.spawn(["memcached", "-u", user, "-l", ip, "-p", str(port),
+                                      "-U", "0", "-t", "1"]) for ip in ("127.0.0.1", "127.0.0.2"))
+        for ip, proc in (("127.0.0.1", old), ("127.0.0.2", new)):
+            self.assertTrue(harness.wait_for(lambda: self.connectable(ip, port, proc), 10))
+        # dproxy alone sees this file as /etc/hosts (a private mount namespace).
+        hosts = os.path.join(self.procs.tmp.name, "hosts")
+        with open(hosts, "w") as f:
+            f.write("127.0.0.1 nc-moving-host\n")
+        listen = harness.free_port()
+        cfg = os.path.join(self.procs.tmp.name, "moving.json")
+        with open(cfg, "w") as f:
+            json.dump({"resolve_interval_ms": 100, "pools": {"m": {
+                "protocol": "memcached", "listen": f"{HOST}:{listen}",
+                "servers": [f"nc-moving-host:{port}:1 moving"]}}}, f)
+        log_path = cfg + ".log"
+        log = open(log_path, "w")
+        self.addCleanup(log.close)
+        # unshare execs the shell, which execs dproxy: the PID is dproxy's.
+        dp = self.procs.spawn(["unshare", "-m", "sh", "-c",
+                               'mount --bind "$0" /etc/hosts && exec "$@"', hosts,
+                               ARGS.dproxy, "-c", cfg, "-s", str(harness.free_port())],
+                              stderr=log)
+        harness.wait_port(listen, dp)
+
+        def lands_on(key, ip):
+            c = harness.RawClient(listen)
+            c.send(b"set " + key + b" 0 0 1\r\nx\r\n")
+            self.assertEqual(c.read_line(), b"STORED\r\n")
+            c.close()
+            d = socket.create_connection((ip, port), timeout=5)
+            d.sendall(b"get " + key + b"\r\n")
+            reply = d.recv(4096)
+            d.close()
+            return reply.startswith(b"VALUE")
+
+        self.assertTrue(lands_on(b"before", "127.0.0.1"))
+        self.assertFalse(lands_on(b"before2", "127.0.0.2"))
+        with open(hosts, "w") as f:  # same inode: the bind mount shows the new text
+            f.write("127.0.0.2 nc-moving-host\n")
+        n = [0]
+
+        def moved():
+            n[0] += 1
+            return lands_on(b"after%d" % n[0], "127.0.0.2")
+        self.assertTrue(harness.wait_for(moved, 10), open(log_path).read()[-2000:])
+        self.assertIn(f"server nc-moving-host:{port} now resolves to 127.0.0.2",
+                      open(log_path).read())
+
+    def connectable(self, ip, port, proc):
+        if proc.poll() is not None:
+            raise RuntimeError("exited early")
+        try:
+            socket.create_connection((ip, port), timeout=0.5).close()
+            return True
+        except OSError:
+            return False
+
     def test_preconnect_and_keepalive(self):
         mc = self.procs.memcached()
         before = memcached_stat(mc.port, "curr_connections")

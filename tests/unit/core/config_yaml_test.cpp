@@ -185,3 +185,19 @@ TEST_CASE("config: listen mode, timeout 0 and IPv6 server literals in JSON") {
       bad, error));
   CHECK(error.starts_with("pools.a.server_connections_per_process: give server_connections"));
 }
+
+TEST_CASE("config: resolve_interval_ms") {
+  const std::string pools =
+      R"("pools": {"a": {"protocol": "memcached", "listen": "127.0.0.1:1", "servers": ["h:1"]}})";
+  Config c;
+  std::string error;
+  REQUIRE(parse_config("{" + pools + "}", c, error));
+  CHECK(c.resolve_interval_ms == 30000);
+  Config set;
+  REQUIRE(parse_config(R"({"resolve_interval_ms": 0, )" + pools + "}", set, error));
+  CHECK(set.resolve_interval_ms == 0);
+  Config bad;
+  CHECK_FALSE(parse_config(R"({"resolve_interval": 5, )" + pools + "}", bad, error));
+  CHECK(error ==
+        R"(resolve_interval: unknown top-level key (did you mean "resolve_interval_ms"?))");
+}
