@@ -68,8 +68,8 @@ size_t Proxy::pool_id(const std::string& name) {
 }
 
 bool Proxy::resolve(const PoolConfig& pool,
-                    std::vector<asio::generic::stream_protocol::endpoint>& out,
-                    std::string& error) {
+                    std::vector<asio::generic::stream_protocol::endpoint>& out, std::string& error,
+                    const std::vector<asio::generic::stream_protocol::endpoint>* keep) {
   asio::ip::tcp::resolver resolver(io_);
   out.clear();
   for (size_t i = 0; i < pool.servers.size(); ++i) {
@@ -85,7 +85,18 @@ bool Proxy::resolve(const PoolConfig& pool,
               server.host + "\": " + (ec ? ec.message() : std::string("no address"));
       return false;
     }
-    out.push_back(results.begin()->endpoint());
+    asio::generic::stream_protocol::endpoint chosen(results.begin()->endpoint());
+    // A name with several addresses may list them in another order each time: the address in
+    // use stays while the name still has it.
+    if (keep != nullptr && i < keep->size()) {
+      for (const auto& r : results) {
+        if (asio::generic::stream_protocol::endpoint(r.endpoint()) == (*keep)[i]) {
+          chosen = (*keep)[i];
+          break;
+        }
+      }
+    }
+    out.push_back(chosen);
   }
   return true;
 }
@@ -115,12 +126,15 @@ void Proxy::re_resolve() {
     if (!has_name) continue;  // IP addresses and socket paths never change
     std::vector<asio::generic::stream_protocol::endpoint> endpoints;
     std::string error;
-    if (!resolve(*p.config, endpoints, error)) {
+    if (!resolve(*p.config, endpoints, error, &p.endpoints)) {
       LOG_WARN("re-resolve: %s; pool %s keeps its addresses", error.c_str(),
                p.config->name.c_str());
       continue;
     }
-    if (endpoints == p.endpoints) continue;
+    if (endpoints == p.endpoints) {
+      LOG_DEBUG("re-resolve: pool %s: addresses unchanged", p.config->name.c_str());
+      continue;
+    }
     for (size_t i = 0; i < endpoints.size(); ++i) {
       if (endpoints[i] == p.endpoints[i]) continue;
       const auto& s = p.config->servers[i];

@@ -55,8 +55,10 @@ class Proxy {
   void handle_signals();
   void handle_control_signals();
   // Resolves the servers of `pool` (blocking, main thread). False + error naming the server.
+  // With `keep`, a server whose name still resolves to keep[i] (among others) keeps it.
   bool resolve(const PoolConfig& pool, std::vector<asio::generic::stream_protocol::endpoint>& out,
-               std::string& error);
+               std::string& error,
+               const std::vector<asio::generic::stream_protocol::endpoint>* keep = nullptr);
   size_t pool_id(const std::string& name);
   void update_prober();
   // Re-resolves the server host names of every pool every config_.resolve_interval_ms; a pool

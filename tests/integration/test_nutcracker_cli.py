@@ -212,13 +212,13 @@ class RuntimeTest(unittest.TestCase):
         user = pwd.getpwuid(os.getuid()).pw_name
         port = harness.free_port()
         old, new = (self.procs.spawn(["memcached", "-u", user, "-l", ip, "-p", str(port),
-                                      "-U", "0", "-t", "1"]) for ip in ("127.0.0.1", "127.0.0.2"))
-        for ip, proc in (("127.0.0.1", old), ("127.0.0.2", new)):
+                                      "-U", "0", "-t", "1"]) for ip in ("127.0.0.3", "127.0.0.2"))
+        for ip, proc in (("127.0.0.3", old), ("127.0.0.2", new)):
             self.assertTrue(harness.wait_for(lambda: self.connectable(ip, port, proc), 10))
         # dproxy alone sees this file as /etc/hosts (a private mount namespace).
         hosts = os.path.join(self.procs.tmp.name, "hosts")
         with open(hosts, "w") as f:
-            f.write("127.0.0.1 nc-moving-host\n")
+            f.write("127.0.0.3 nc-moving-host\n")
         listen = harness.free_port()
         cfg = os.path.join(self.procs.tmp.name, "moving.json")
         with open(cfg, "w") as f:
@@ -231,7 +231,8 @@ class RuntimeTest(unittest.TestCase):
         # unshare execs the shell, which execs dproxy: the PID is dproxy's.
         dp = self.procs.spawn(["unshare", "-m", "sh", "-c",
                                'mount --bind "$0" /etc/hosts && exec "$@"', hosts,
-                               ARGS.dproxy, "-c", cfg, "-s", str(harness.free_port())],
+                               ARGS.dproxy, "-c", cfg, "-s", str(harness.free_port()),
+                               "-l", "debug"],
                               stderr=log)
         harness.wait_port(listen, dp)
 
@@ -246,9 +247,20 @@ class RuntimeTest(unittest.TestCase):
             d.close()
             return reply.startswith(b"VALUE")
 
-        self.assertTrue(lands_on(b"before", "127.0.0.1"))
+        self.assertTrue(lands_on(b"before", "127.0.0.3"))
         self.assertFalse(lands_on(b"before2", "127.0.0.2"))
+
+        def resolved_unchanged():
+            return open(log_path).read().count("re-resolve: pool m: addresses unchanged")
+        # The name gains an address that the resolver lists first (127.0.0.2 sorts before
+        # 127.0.0.3): the address in use stays while the name has it.
         with open(hosts, "w") as f:  # same inode: the bind mount shows the new text
+            f.write("127.0.0.2 nc-moving-host\n127.0.0.3 nc-moving-host\n")
+        seen = resolved_unchanged()
+        self.assertTrue(harness.wait_for(lambda: resolved_unchanged() >= seen + 2, 10))
+        self.assertTrue(lands_on(b"still", "127.0.0.3"))
+        self.assertNotIn("now resolves to", open(log_path).read())
+        with open(hosts, "w") as f:
             f.write("127.0.0.2 nc-moving-host\n")
         n = [0]
 
@@ -279,12 +291,14 @@ class RuntimeTest(unittest.TestCase):
         self.assertTrue(harness.wait_for(
             lambda: memcached_stat(mc.port, "curr_connections") == before + 2, 5),
             memcached_stat(mc.port, "curr_connections"))
-        ss = subprocess.run(["ss", "-tnoH", "state", "established",
-                             f"( dport = :{mc.port} )"], capture_output=True, text=True)
-        lines = [l for l in ss.stdout.splitlines() if l.strip()]
-        self.assertEqual(len(lines), 2, ss.stdout)
-        for line in lines:
-            self.assertIn("keepalive", line)
+        def backend_sockets():
+            ss = subprocess.run(["ss", "-tnoH", "state", "established",
+                                 f"( dport = :{mc.port} )"], capture_output=True, text=True)
+            return [line for line in ss.stdout.splitlines() if line.strip()]
+        # SO_KEEPALIVE is set once the connect completes: wait for both sockets to show it.
+        self.assertTrue(harness.wait_for(
+            lambda: [("keepalive" in line) for line in backend_sockets()] == [True, True], 5),
+            backend_sockets())
         dp.stop()
 
     def test_timeout_zero_waits_for_a_slow_backend(self):
