@@ -4,9 +4,9 @@ set -euo pipefail
 
 PACKAGES=(
   cmake g++ make pkg-config
-  libasio-dev libhiredis-dev nlohmann-json3-dev doctest-dev
+  libasio-dev libhiredis-dev nlohmann-json3-dev libyaml-cpp-dev doctest-dev
   memcached redis-server redis-tools nutcracker libmemcached-tools
-  python3 python3-pymemcache python3-redis clang-format curl
+  python3 python3-pymemcache python3-redis clang-format curl iproute2 mount
   clang libclang-rt-14-dev
 )
 

@@ -29,9 +29,10 @@ dproxy is starting with configs/pools.json:
 Try:  redis-cli -p 22122 set hello world; redis-cli -p 22122 mget hello other
       memccp --servers=127.0.0.1:22121 /etc/hostname; memccat --servers=127.0.0.1:22121 hostname
 Stats: curl 127.0.0.1:22222/metrics   (Prometheus)   curl 127.0.0.1:22222/stats   (JSON)
-Reload configs/pools.json after editing it: kill -HUP <dproxy pid>
+       curl 127.0.0.1:22222/healthz   curl 127.0.0.1:22222/readyz
 Press Ctrl-C to stop.
 MSG
 ./build/dproxy --config configs/pools.json &
 pids+=($!)
+echo "dproxy runs as PID $!; after editing configs/pools.json reload it with: kill -HUP $!"
 wait "${pids[-1]}"

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -69,6 +70,20 @@ ListenAddress parse_listen(const std::string& s, const std::string& path) {
   if (!s.empty() && s[0] == '/') {
     a.host = s;
     a.is_unix = true;
+    // nutcracker's "/path/to/socket 0666": the socket file's permissions, in octal.
+    auto space = s.rfind(' ');
+    if (space != std::string::npos) {
+      std::string mode = s.substr(space + 1);
+      uint32_t m = 0;
+      auto [end, ec] = std::from_chars(mode.data(), mode.data() + mode.size(), m, 8);
+      if (mode.empty() || ec != std::errc() || end != mode.data() + mode.size() || m > 0777 ||
+          m == 0)
+        fail(path, json_quote(s) +
+                       " is not a unix socket path optionally followed by an octal mode, e.g. "
+                       "\"/run/dproxy.sock 0666\"");
+      a.host = s.substr(0, space);
+      a.mode = m;
+    }
     return a;
   }
   const std::string bad =
@@ -100,6 +115,18 @@ routing::ServerSpec parse_server_string(const std::string& s, const std::string&
   }
   std::vector<std::string> parts;
   size_t start = 0;
+  std::string bracketed;  // an IPv6 literal: "[::1]:11211[:weight]"
+  if (!addr.empty() && addr[0] == '[') {
+    auto close = addr.find(']');
+    if (close == std::string::npos || close + 1 >= addr.size() || addr[close + 1] != ':')
+      fail(path, bad);
+    bracketed = addr.substr(1, close - 1);
+    unsigned char buf[sizeof(in6_addr)];
+    if (inet_pton(AF_INET6, bracketed.c_str(), buf) != 1)
+      fail(path, json_quote(s) + ": \"" + bracketed + "\" is not an IPv6 address");
+    parts.push_back(bracketed);
+    start = close + 2;
+  }
   while (true) {
     auto c = addr.find(':', start);
     parts.push_back(addr.substr(start, c == std::string::npos ? std::string::npos : c - start));
@@ -139,7 +166,12 @@ routing::ServerSpec parse_server(const json& v, const std::string& path) {
     if (key == "address") {
       const std::string& a = get_string(value, p);
       routing::ServerSpec parsed = parse_server_string(a, p);
-      long colons = std::count(a.begin(), a.end(), ':');
+      // Colons after an IPv6 literal's "]" (or in the whole address).
+      auto bracket = a.find(']');
+      long colons = a.empty() ? 0
+                    : a[0] == '[' && bracket != std::string::npos
+                        ? std::count(a.begin() + static_cast<long>(bracket), a.end(), ':')
+                        : std::count(a.begin(), a.end(), ':');
       if (!parsed.name.empty() || colons != (a[0] == '/' ? 0 : 1))
         fail(p, json_quote(a) +
                     " is not host:port or a socket path (weight and name have keys of their own)");
@@ -158,6 +190,58 @@ routing::ServerSpec parse_server(const json& v, const std::string& path) {
   }
   if (!have_address) fail(path, "missing required key \"address\"");
   return spec;
+}
+
+// Edits (insert, delete, replace, swap two neighbours) that turn a into b.
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<std::vector<size_t>> d(a.size() + 1, std::vector<size_t>(b.size() + 1));
+  for (size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+  for (size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
+        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+    }
+  }
+  return d[a.size()][b.size()];
+}
+
+// "unknown key" with a hint: nutcracker's name for a dproxy key, or the known key it is
+// closest to (a typo), or else the list of known keys.
+std::string unknown_key(const std::string& key, const std::vector<std::string>& known) {
+  static const std::pair<const char*, const char*> kNutcracker[] = {
+      {"distribution", "use \"policy\" (ketama, modula, random)"},
+      {"timeout",
+       "use \"timeout_ms\" (dproxy's default is 1000; 0 waits forever as nutcracker "
+       "does without timeout)"},
+      {"redis", "use \"protocol\": \"redis\""},
+      {"redis_auth",
+       "use \"client_password\" (clients must AUTH) and \"server_password\" "
+       "(sent to every server); nutcracker's redis_auth is both"},
+      {"redis_db", "use \"db\""},
+      {"server_retry_timeout", "use \"server_retry_timeout_ms\""},
+      {"tcpkeepalive", "use \"tcp_keepalive\""},
+      {"servers_connections", "use \"server_connections\""},
+  };
+  for (const auto& [nc, hint] : kNutcracker)
+    if (key == nc) return "unknown key: \"" + key + "\" is nutcracker's name; " + hint;
+  for (const auto& k : known)  // a unit left out: "connect_timeout" for "connect_timeout_ms"
+    if (k.starts_with(key + "_")) return "unknown key (did you mean \"" + k + "\"?)";
+  std::string best;
+  size_t best_d = 3;  // at most 2 edits, and fewer than half the key
+  for (const auto& k : known) {
+    size_t d = edit_distance(key, k);
+    if (d < best_d && d * 2 < key.size()) {
+      best_d = d;
+      best = k;
+    }
+  }
+  if (!best.empty()) return "unknown key (did you mean \"" + best + "\"?)";
+  std::string list;
+  for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
+  return "unknown key (expected " + list + ")";
 }
 
 bool is_route_key(const std::string& key) {
@@ -347,7 +431,19 @@ PoolConfig parse_pool(const std::string& name, const json& v, const std::string&
       if (s.size() != 2) fail(p, json_quote(s) + " must be exactly two characters, e.g. \"{}\"");
       pool.hash_tag = s;
     } else if (key == "timeout_ms") {
-      pool.timeout_ms = static_cast<uint32_t>(get_uint(value, p, 1, 3600 * 1000));
+      pool.timeout_ms = static_cast<uint32_t>(get_uint(value, p, 0, 3600 * 1000));
+    } else if (key == "backlog") {
+      pool.backlog = static_cast<uint32_t>(get_uint(value, p, 0, 1000000));
+    } else if (key == "preconnect" || key == "tcp_keepalive") {
+      if (!value.is_boolean())
+        fail(p, std::string("expected true or false, got ") + type_name(value));
+      (key == "preconnect" ? pool.preconnect : pool.tcp_keepalive) = value.get<bool>();
+    } else if (key == "server_connections_per_process") {
+      if (v.contains("server_connections"))
+        fail(p,
+             "give server_connections (per worker thread) or server_connections_per_process, "
+             "not both");
+      pool.server_connections_per_process = static_cast<uint32_t>(get_uint(value, p, 1, 64 * 256));
     } else if (key == "connect_timeout_ms") {
       pool.connect_timeout_ms = static_cast<uint32_t>(get_uint(value, p, 1, 3600 * 1000));
     } else if (key == "server_failure_limit") {
@@ -389,12 +485,34 @@ PoolConfig parse_pool(const std::string& name, const json& v, const std::string&
       }
       cluster_only.push_back(p);
     } else {
-      fail(p,
-           "unknown key (expected protocol, listen, policy, hash, hash_tag, timeout_ms, "
-           "connect_timeout_ms, server_failure_limit, server_retry_timeout_ms, auto_eject_hosts, "
-           "client_connections, "
-           "server_connections, max_value_bytes, servers, client_password, server_password, db, "
-           "children, write_ack, read, failover_on_miss, reply, cluster_refresh_ms, read_from)");
+      fail(p, unknown_key(key, {"protocol",
+                                "listen",
+                                "policy",
+                                "hash",
+                                "hash_tag",
+                                "timeout_ms",
+                                "connect_timeout_ms",
+                                "server_failure_limit",
+                                "server_retry_timeout_ms",
+                                "auto_eject_hosts",
+                                "client_connections",
+                                "server_connections",
+                                "server_connections_per_process",
+                                "backlog",
+                                "preconnect",
+                                "tcp_keepalive",
+                                "max_value_bytes",
+                                "servers",
+                                "client_password",
+                                "server_password",
+                                "db",
+                                "children",
+                                "write_ack",
+                                "read",
+                                "failover_on_miss",
+                                "reply",
+                                "cluster_refresh_ms",
+                                "read_from"}));
     }
   }
   if (!have_protocol) fail(path, "missing required key \"protocol\"");
@@ -493,6 +611,8 @@ bool parse_config(const std::string& text, Config& out, std::string& error) {
         have_pools = true;
       } else if (key == "shutdown_timeout_ms") {
         out.shutdown_timeout_ms = static_cast<uint32_t>(get_uint(value, key, 0, 3600 * 1000));
+      } else if (key == "resolve_interval_ms") {
+        out.resolve_interval_ms = static_cast<uint32_t>(get_uint(value, key, 0, 86400 * 1000));
       } else if (key == "stats") {
         if (!value.is_object())
           fail(key, std::string("expected an object like {\"listen\": \"127.0.0.1:22222\"}, got ") +
@@ -508,11 +628,17 @@ bool parse_config(const std::string& text, Config& out, std::string& error) {
               fail(sp, std::string("expected true or false, got ") + type_name(svalue));
             out.stats_enabled = svalue.get<bool>();
           } else {
-            fail(sp, "unknown key (expected listen, enabled)");
+            fail(sp, unknown_key(skey, {"listen", "enabled"}));
           }
         }
       } else {
-        fail(key, "unknown top-level key (expected pools, shutdown_timeout_ms, stats)");
+        if (value.is_object() && (value.contains("listen") || value.contains("servers")))
+          fail(key,
+               "unknown top-level key: it looks like a pool; pools go inside \"pools\": "
+               "{...} (a nutcracker YAML file is read as such when named *.yml or *.yaml)");
+        std::string message =
+            unknown_key(key, {"pools", "shutdown_timeout_ms", "resolve_interval_ms", "stats"});
+        fail(key, "unknown top-level key" + message.substr(std::string("unknown key").size()));
       }
     }
     if (!have_pools) fail("(top level)", "missing required key \"pools\"");
@@ -530,7 +656,20 @@ bool parse_config(const std::string& text, Config& out, std::string& error) {
   return false;
 }
 
-bool load_config(const std::string& path, Config& out, std::string& error) {
+bool is_yaml_config(const std::string& path, const std::string& text) {
+  std::string ext = std::filesystem::path(path).extension().string();
+  if (ext == ".json") return false;
+  if (ext == ".yml" || ext == ".yaml") return true;
+  size_t first = text.find_first_not_of(" \t\r\n");
+  // A UTF-8 byte order mark may precede a JSON document.
+  if (first != std::string::npos && text.compare(first, 3, "\xEF\xBB\xBF") == 0)
+    first = text.find_first_not_of(" \t\r\n", first + 3);
+  return first != std::string::npos && text[first] != '{';
+}
+
+namespace {
+
+bool read_file(const std::string& path, std::string& text, std::string& error) {
   std::error_code fs_error;
   if (std::filesystem::is_directory(path, fs_error)) {
     error = path + ": cannot read config file: " + std::strerror(EISDIR);
@@ -543,8 +682,65 @@ bool load_config(const std::string& path, Config& out, std::string& error) {
   }
   std::stringstream ss;
   ss << in.rdbuf();
-  if (!parse_config(ss.str(), out, error)) {
+  text = ss.str();
+  return true;
+}
+
+// Reads `path` as dproxy JSON text (YAML converted); errors are prefixed with the path.
+bool read_as_json(const std::string& path, std::string& text, std::string& error,
+                  bool* yaml = nullptr) {
+  if (!read_file(path, text, error)) return false;
+  if (yaml != nullptr) *yaml = false;
+  if (!is_yaml_config(path, text)) return true;
+  if (yaml != nullptr) *yaml = true;
+  std::string converted;
+  if (!nutcracker_yaml_to_json(text, converted, error)) {
     error = path + ": " + error;
+    return false;
+  }
+  text = std::move(converted);
+  return true;
+}
+
+}  // namespace
+
+bool config_file_as_json(const std::string& path, std::string& json_out, std::string& error) {
+  std::string text;
+  bool yaml = false;
+  if (!read_as_json(path, text, error, &yaml)) return false;
+  Config check;
+  if (!parse_config(text, check, error)) {
+    error = path + ": " + (yaml ? yaml_error_path(error) : error);
+    return false;
+  }
+  json_out = json::parse(text).dump(2) + "\n";
+  return true;
+}
+
+void apply_overrides(Config& config, const ConfigOverrides& overrides) {
+  for (auto& pool : config.pools) {
+    if (pool.server_connections_per_process == 0) continue;
+    unsigned threads = std::max(1u, overrides.threads);
+    pool.server_connections =
+        std::max<uint32_t>(1, (pool.server_connections_per_process + threads - 1) / threads);
+  }
+  if (!overrides.stats_addr.empty()) {
+    config.stats_listen.host = overrides.stats_addr;
+    config.stats_configured = true;
+  }
+  if (overrides.stats_port != 0) {
+    config.stats_listen.port = static_cast<uint16_t>(overrides.stats_port);
+    config.stats_configured = true;
+  }
+  if (!overrides.stats_addr.empty() || overrides.stats_port != 0) config.stats_enabled = true;
+}
+
+bool load_config(const std::string& path, Config& out, std::string& error) {
+  std::string text;
+  bool yaml = false;
+  if (!read_as_json(path, text, error, &yaml)) return false;
+  if (!parse_config(text, out, error)) {
+    error = path + ": " + (yaml ? yaml_error_path(error) : error);
     return false;
   }
   return true;
@@ -569,8 +765,19 @@ std::string describe_config(const Config& config) {
        << " server_retry_timeout_ms=" << p.server_retry_timeout_ms
        << " auto_eject_hosts=" << (p.auto_eject_hosts ? "true" : "false")
        << " client_connections=" << p.client_connections
-       << " server_connections=" << p.server_connections << " max_value_bytes=" << p.max_value_bytes
-       << " servers=" << p.servers.size();
+       << " server_connections=" << p.server_connections;
+    if (p.server_connections_per_process != 0)
+      os << " (per worker thread, from server_connections_per_process="
+         << p.server_connections_per_process << ")";
+    os << " max_value_bytes=" << p.max_value_bytes << " servers=" << p.servers.size();
+    if (p.backlog != 0) os << " backlog=" << p.backlog;
+    if (p.preconnect) os << " preconnect=true";
+    if (p.tcp_keepalive) os << " tcp_keepalive=true";
+    if (p.listen.mode != 0) {
+      char mode[16];
+      std::snprintf(mode, sizeof mode, "%04o", p.listen.mode);
+      os << " listen_mode=" << mode;
+    }
     if (policy == "redis_cluster") {
       os << " cluster_refresh_ms=" << p.cluster_refresh_ms << " read_from="
          << (p.read_from == ReadFrom::kMaster    ? "master"

@@ -21,6 +21,7 @@ struct ListenAddress {
   std::string host;  // IP address, or a unix socket path when is_unix
   uint16_t port = 0;
   bool is_unix = false;
+  uint32_t mode = 0;  // unix socket permissions ("/path 0666"); 0 = as the umask leaves them
   std::string to_string() const;
 };
 
@@ -31,12 +32,19 @@ struct PoolConfig {
   routing::HashKind hash = routing::HashKind::kFnv1a_64;
   std::string hash_tag;                      // empty or exactly two characters
   uint32_t timeout_ms = 1000;                // a request with no reply in this time fails alone
+                                             // (0: wait forever, nutcracker's default)
   uint32_t connect_timeout_ms = 1000;        // a backend connect attempt gives up after this
   uint32_t server_failure_limit = 2;         // consecutive failures that mark a server down
   uint32_t server_retry_timeout_ms = 30000;  // a down server is probed after this
   bool auto_eject_hosts = false;             // down servers leave the distribution (keys move)
   uint32_t client_connections = 0;           // max client connections to this pool, 0 = no limit
   uint32_t server_connections = 1;           // backend connections per server per worker thread
+  // nutcracker's server_connections: per process; apply_overrides() turns it into
+  // server_connections = ceil(n / threads). 0 = not set.
+  uint32_t server_connections_per_process = 0;
+  uint32_t backlog = 0;        // listen(2) backlog; 0 = the system's maximum (SOMAXCONN)
+  bool preconnect = false;     // connect to every server at start, not at the first request
+  bool tcp_keepalive = false;  // SO_KEEPALIVE on backend connections
   uint64_t max_value_bytes = 1024 * 1024;
   // Every server of the pool (all leaves of the route tree, in config order), and the JSON path
   // each came from (for messages).
@@ -58,6 +66,9 @@ struct PoolConfig {
 struct Config {
   std::vector<PoolConfig> pools;
   uint32_t shutdown_timeout_ms = 5000;  // SIGTERM/SIGINT: how long in-flight requests may finish
+  // Server host names are resolved again this often; a pool whose addresses changed is
+  // re-installed as on a reload (names, and so placement, stay). 0: only at start and reload.
+  uint32_t resolve_interval_ms = 30000;
   // The stats listener (twemproxy JSON, GET /metrics, GET /stats).
   bool stats_enabled = true;
   bool stats_configured = false;  // "stats.listen" given: failing to bind it is fatal
@@ -68,8 +79,40 @@ struct Config {
 // line naming the JSON path and the problem, e.g.
 //   pools.cache.servers[2]: "10.0.0.1:abc" is not host:port[:weight] [name]
 bool parse_config(const std::string& text, Config& out, std::string& error);
-// Reads `path` and parses it; errors are prefixed with the path.
+// Reads `path` and parses it; errors are prefixed with the path. A file named *.yml / *.yaml,
+// or whose first non-blank character is not '{', is read as nutcracker's YAML (see
+// nutcracker_yaml_to_json).
 bool load_config(const std::string& path, Config& out, std::string& error);
+
+// True when `path` / `text` is to be read as nutcracker YAML rather than dproxy JSON.
+bool is_yaml_config(const std::string& path, const std::string& text);
+
+// Converts a nutcracker (twemproxy 0.5) YAML config to the equivalent dproxy JSON document
+// (pretty-printed). Keys are checked against nutcracker's; an unknown key is an error naming
+// it. The JSON is not validated here: parse_config does that.
+bool nutcracker_yaml_to_json(const std::string& text, std::string& json_out, std::string& error);
+
+// Rewrites a parse_config error about a document converted from YAML so that it names the
+// nutcracker key ("pools.web.timeout_ms: ..." -> "web.timeout: ...").
+std::string yaml_error_path(const std::string& error);
+
+// The dproxy JSON equivalent of the config file at `path` (YAML converted, JSON re-printed),
+// validated as load_config would.
+bool config_file_as_json(const std::string& path, std::string& json_out, std::string& error);
+
+// Command-line settings that outlive reloads: applied after every load.
+struct ConfigOverrides {
+  unsigned threads = 1;
+  std::string stats_addr;   // -a: the stats listener's IP address
+  uint32_t stats_port = 0;  // -s: the stats listener's port (0 = from the config)
+};
+void apply_overrides(Config& config, const ConfigOverrides& overrides);
+
+// For --test-config: resolves every server host name and tries to bind every listen address
+// (pools, and stats when configured). False when something fails; `problems` gets one line per
+// problem (the key path and what failed). An address already in use (a running dproxy holds its
+// own addresses) or a unix socket directory that does not exist yet is a warning line only.
+bool check_config_environment(const Config& config, std::string& problems);
 
 // A human-readable multi-line summary (for --test-config).
 std::string describe_config(const Config& config);

@@ -55,7 +55,14 @@ bool Listener::open(std::string& error) {
   if (!ec && !pool_->listen.is_unix)
     acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) acceptor_.bind(endpoint, ec);
-  if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+  // nutcracker's listen string "/path 0666" sets the socket file's permissions.
+  if (!ec && pool_->listen.is_unix && pool_->listen.mode != 0 &&
+      ::chmod(pool_->listen.host.c_str(), static_cast<mode_t>(pool_->listen.mode)) != 0)
+    ec = asio::error_code(errno, asio::system_category());
+  if (!ec)
+    acceptor_.listen(pool_->backlog != 0 ? static_cast<int>(pool_->backlog)
+                                         : asio::socket_base::max_listen_connections,
+                     ec);
   if (ec) {
     error = where + ec.message();
     asio::error_code ignored;

@@ -1,6 +1,7 @@
 #include "core/proxy.h"
 
 #include <malloc.h>
+#include <netdb.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -48,8 +49,13 @@ std::string join(const std::vector<std::string>& names) {
 
 }  // namespace
 
-Proxy::Proxy(Config config, unsigned threads, std::string config_path)
-    : config_(std::move(config)), threads_(threads), config_path_(std::move(config_path)) {}
+Proxy::Proxy(Config config, unsigned threads, std::string config_path, ConfigOverrides overrides)
+    : config_(std::move(config)),
+      threads_(threads),
+      config_path_(std::move(config_path)),
+      overrides_(std::move(overrides)) {
+  overrides_.threads = threads_;
+}
 
 Proxy::~Proxy() {
   // NOTE: a pending accept holds a socket of a worker's io_context; let the aborted accepts
@@ -79,8 +85,8 @@ size_t Proxy::pool_id(const std::string& name) {
 }
 
 bool Proxy::resolve(const PoolConfig& pool,
-                    std::vector<asio::generic::stream_protocol::endpoint>& out,
-                    std::string& error) {
+                    std::vector<asio::generic::stream_protocol::endpoint>& out, std::string& error,
+                    const std::vector<asio::generic::stream_protocol::endpoint>* keep) {
   asio::ip::tcp::resolver resolver(io_);
   out.clear();
   for (size_t i = 0; i < pool.servers.size(); ++i) {
@@ -96,9 +102,79 @@ bool Proxy::resolve(const PoolConfig& pool,
               server.host + "\": " + (ec ? ec.message() : std::string("no address"));
       return false;
     }
-    out.push_back(results.begin()->endpoint());
+    asio::generic::stream_protocol::endpoint chosen(results.begin()->endpoint());
+    // A name with several addresses may list them in another order each time: the address in
+    // use stays while the name still has it.
+    if (keep != nullptr && i < keep->size()) {
+      for (const auto& r : results) {
+        if (asio::generic::stream_protocol::endpoint(r.endpoint()) == (*keep)[i]) {
+          chosen = (*keep)[i];
+          break;
+        }
+      }
+    }
+    out.push_back(chosen);
   }
   return true;
+}
+
+void Proxy::schedule_resolve() {
+  resolve_timer_.cancel();
+  if (config_.resolve_interval_ms == 0) return;
+  resolve_timer_.expires_after(std::chrono::milliseconds(config_.resolve_interval_ms));
+  resolve_timer_.async_wait([this](const asio::error_code& ec) {
+    if (ec || shutting_down_) return;
+    re_resolve();
+    schedule_resolve();
+  });
+}
+
+void Proxy::re_resolve() {
+  bool any_changed = false;
+  for (auto& p : pools_) {
+    bool has_name = false;
+    for (const auto& s : p.config->servers) {
+      asio::error_code ec;
+      if (s.port != 0) {
+        asio::ip::make_address(s.host, ec);
+        has_name = has_name || ec;
+      }
+    }
+    if (!has_name) continue;  // IP addresses and socket paths never change
+    std::vector<asio::generic::stream_protocol::endpoint> endpoints;
+    std::string error;
+    if (!resolve(*p.config, endpoints, error, &p.endpoints)) {
+      LOG_WARN("re-resolve: %s; pool %s keeps its addresses", error.c_str(),
+               p.config->name.c_str());
+      continue;
+    }
+    if (endpoints == p.endpoints) {
+      LOG_DEBUG("re-resolve: pool %s: addresses unchanged", p.config->name.c_str());
+      continue;
+    }
+    for (size_t i = 0; i < endpoints.size(); ++i) {
+      if (endpoints[i] == p.endpoints[i]) continue;
+      const auto& s = p.config->servers[i];
+      char host[NI_MAXHOST] = "?";
+      ::getnameinfo(endpoints[i].data(), static_cast<socklen_t>(endpoints[i].size()), host,
+                    sizeof host, nullptr, 0, NI_NUMERICHOST);
+      LOG_INFO("pool %s: server %s now resolves to %s; the pool is re-installed with it",
+               p.config->name.c_str(), s.address().c_str(), host);
+    }
+    // As a reload of the pool: fresh health and backend connections; the config (server
+    // names, so placement) and the listener stay.
+    p.endpoints = std::move(endpoints);
+    p.health = std::make_shared<PoolHealth>(p.config);
+    for (auto& w : workers_) {
+      Worker* worker = w.get();
+      asio::post(worker->io(), [worker, id = p.id, config = p.config, health = p.health,
+                                endpoints = p.endpoints] {
+        worker->install_pool(id, config, health, endpoints);
+      });
+    }
+    any_changed = true;
+  }
+  if (any_changed) update_prober();
 }
 
 void Proxy::update_prober() {
@@ -156,8 +232,11 @@ bool Proxy::start(std::string& error) {
   for (auto& p : pools_) p.listener->start();
   prober_->start();
   arm_memory_trim();
-  LOG_INFO("dproxy " DPROXY_VERSION " started: %zu pool(s), %u worker thread(s)", pools_.size(),
-           threads_);
+  schedule_resolve();
+  LOG_INFO("dproxy " DPROXY_VERSION
+           " started: pid %ld, config %s, %zu pool(s), %u worker thread(s)",
+           static_cast<long>(::getpid()), config_path_.empty() ? "(none)" : config_path_.c_str(),
+           pools_.size(), threads_);
   return true;
 }
 
@@ -166,6 +245,7 @@ bool Proxy::reload(std::string& error) {
   if (config_path_.empty()) {
     error = "no config file to re-read";
   } else if (load_config(config_path_, next, error)) {
+    apply_overrides(next, overrides_);
     error.clear();
   }
   std::vector<ActivePool> staged;  // the new pool list, in the new config order
@@ -303,6 +383,10 @@ bool Proxy::reload(std::string& error) {
   update_prober();
   // Top-level settings.
   config_.shutdown_timeout_ms = next.shutdown_timeout_ms;
+  if (config_.resolve_interval_ms != next.resolve_interval_ms) {
+    config_.resolve_interval_ms = next.resolve_interval_ms;
+    schedule_resolve();
+  }
   const bool stats_changed = next.stats_enabled != config_.stats_enabled ||
                              next.stats_listen.to_string() != config_.stats_listen.to_string();
   config_.stats_enabled = next.stats_enabled;
@@ -424,6 +508,7 @@ void Proxy::handle_signals() {
     }
     if (stats_) stats_->close();
     control_signals_.cancel();
+    resolve_timer_.cancel();
     prober_->stop();
     trim_timer_.cancel();
     for (auto& w : workers_) {

@@ -23,7 +23,9 @@ struct PoolClients;
 class Proxy {
  public:
   // `config_path` is re-read on SIGHUP.
-  Proxy(Config config, unsigned threads, std::string config_path = {});
+  // `overrides` (command-line settings) are applied to every reloaded config as well.
+  Proxy(Config config, unsigned threads, std::string config_path = {},
+        ConfigOverrides overrides = {});
   ~Proxy();
   // Resolves backends, binds every listener, starts the workers. False + error on failure.
   bool start(std::string& error);
@@ -56,15 +58,22 @@ class Proxy {
   void handle_signals();
   void handle_control_signals();
   // Resolves the servers of `pool` (blocking, main thread). False + error naming the server.
+  // With `keep`, a server whose name still resolves to keep[i] (among others) keeps it.
   bool resolve(const PoolConfig& pool, std::vector<asio::generic::stream_protocol::endpoint>& out,
-               std::string& error);
+               std::string& error,
+               const std::vector<asio::generic::stream_protocol::endpoint>* keep = nullptr);
   size_t pool_id(const std::string& name);
   void update_prober();
+  // Re-resolves the server host names of every pool every config_.resolve_interval_ms; a pool
+  // whose addresses changed is re-installed with them (as a reload of that pool would).
+  void schedule_resolve();
+  void re_resolve();
   bool open_stats(std::string& error);
 
   Config config_;  // top-level settings (pools live in pools_)
   unsigned threads_;
   std::string config_path_;
+  ConfigOverrides overrides_;
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
 
   asio::io_context io_{1};
@@ -83,6 +92,7 @@ class Proxy {
   asio::steady_timer drain_timer_{io_};
   asio::steady_timer trim_timer_{io_};
   std::atomic<uint64_t> memory_trims_{0};
+  asio::steady_timer resolve_timer_{io_};
   asio::signal_set signals_{io_};
   asio::signal_set control_signals_{io_};
 };

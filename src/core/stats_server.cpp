@@ -36,7 +36,16 @@ class StatsConnection : public std::enable_shared_from_this<StatsConnection> {
   }
 
  private:
-  enum class Kind { kRawJson, kJson, kMetrics, kNotFound, kBadMethod, kBadRequest };
+  enum class Kind {
+    kRawJson,
+    kJson,
+    kMetrics,
+    kHealthz,
+    kReadyz,
+    kNotFound,
+    kBadMethod,
+    kBadRequest
+  };
 
   void read() {
     socket_.async_read_some(asio::buffer(buf_),
@@ -77,6 +86,8 @@ class StatsConnection : public std::enable_shared_from_this<StatsConnection> {
     if (method != "GET" && method != "HEAD") return finish(Kind::kBadMethod);
     head_only_ = method == "HEAD";
     if (target == "/metrics") return finish(Kind::kMetrics);
+    if (target == "/healthz") return finish(Kind::kHealthz);
+    if (target == "/readyz") return finish(Kind::kReadyz);
     if (target == "/stats" || target == "/") return finish(Kind::kJson);
     finish(Kind::kNotFound);
   }
@@ -93,12 +104,31 @@ class StatsConnection : public std::enable_shared_from_this<StatsConnection> {
                            : kind == Kind::kBadMethod ? "405 Method Not Allowed"
                                                       : "400 Bad Request";
       write_http(status, "text/plain; charset=utf-8",
-                 "dproxy stats: GET /metrics (Prometheus text) or GET /stats (JSON)\n");
+                 "dproxy stats: GET /metrics (Prometheus text), GET /stats (JSON), GET /healthz, "
+                 "GET /readyz\n");
+      return;
+    }
+    if (kind == Kind::kHealthz) {
+      // Alive: the process runs its event loop and answers.
+      write_http("200 OK", "text/plain; charset=utf-8", "ok\n");
       return;
     }
     collector_(socket_.get_executor(), [self = shared_from_this(), kind](const StatsSnapshot& snap,
                                                                          const ProcessInfo& info) {
-      if (kind == Kind::kMetrics) {
+      if (kind == Kind::kReadyz) {
+        // Ready: every pool has at least one server that is not marked down.
+        std::string not_ready;
+        for (const auto& pool : snap.pools) {
+          bool any_up = false;
+          for (const auto& s : pool.servers) any_up = any_up || s.up;
+          if (!any_up) not_ready += (not_ready.empty() ? "" : ", ") + pool.name;
+        }
+        if (not_ready.empty())
+          self->write_http("200 OK", "text/plain; charset=utf-8", "ready\n");
+        else
+          self->write_http("503 Service Unavailable", "text/plain; charset=utf-8",
+                           "not ready: no server up in pool " + not_ready + "\n");
+      } else if (kind == Kind::kMetrics) {
         self->write_http("200 OK", "text/plain; version=0.0.4; charset=utf-8",
                          format_prometheus(snap, info));
       } else if (kind == Kind::kJson) {
@@ -160,7 +190,7 @@ bool StatsServer::open(const ListenAddress& address, std::string& error) {
     acceptor_.close(ignored);
     return false;
   }
-  LOG_INFO("stats: listening on %s (twemproxy JSON; HTTP GET /metrics, /stats)",
+  LOG_INFO("stats: listening on %s (twemproxy JSON; HTTP GET /metrics, /stats, /healthz, /readyz)",
            address.to_string().c_str());
   accept_next();
   return true;

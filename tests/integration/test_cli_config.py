@@ -214,7 +214,7 @@ class ConfigErrorTest(CliTestBase):
         self.config_error("[]", "(top level): expected an object, got array")
         self.config_error("{}", '(top level): missing required key "pools"')
         self.config_error(json.dumps({"pools": {"cache": pool()}, "pool": {}}),
-                          "pool: unknown top-level key (expected pools, shutdown_timeout_ms, stats)")
+                          'pool: unknown top-level key (did you mean "pools"?)')
         self.config_error(json.dumps({"pools": {}}), "pools: no pools defined")
         self.config_error(json.dumps({"pools": []}),
                           "pools: expected an object keyed by pool name, got array")
@@ -235,12 +235,33 @@ class ConfigErrorTest(CliTestBase):
 
     def test_unknown_pool_key(self):
         self.config_error(doc(cache=pool(hahs="md5")),
-                          "pools.cache.hahs: unknown key (expected protocol, listen, policy, hash, "
-                          "hash_tag, timeout_ms, connect_timeout_ms, server_failure_limit, "
+                          'pools.cache.hahs: unknown key (did you mean "hash"?)')
+        self.config_error(doc(cache=pool(colour="red")),
+                          "pools.cache.colour: unknown key (expected protocol, listen, policy, "
+                          "hash, hash_tag, timeout_ms, connect_timeout_ms, server_failure_limit, "
                           "server_retry_timeout_ms, auto_eject_hosts, client_connections, "
-                          "server_connections, max_value_bytes, servers, "
+                          "server_connections, server_connections_per_process, backlog, "
+                          "preconnect, tcp_keepalive, max_value_bytes, servers, "
                           "client_password, server_password, db, children, write_ack, read, "
                           "failover_on_miss, reply, cluster_refresh_ms, read_from)")
+
+    def test_nutcracker_key_names_get_a_hint(self):
+        for key, value, hint in (
+                ("distribution", "modula", 'use "policy"'),
+                ("timeout", 400, 'use "timeout_ms"'),
+                ("redis", True, 'use "protocol": "redis"'),
+                ("redis_auth", "pw", 'use "client_password"'),
+                ("redis_db", 1, 'use "db"'),
+                ("server_retry_timeout", 100, 'use "server_retry_timeout_ms"'),
+                ("tcpkeepalive", True, 'use "tcp_keepalive"')):
+            with self.subTest(key=key):
+                path = self.write(doc(cache=pool(**{key: value})))
+                r = self.run_dproxy("--test-config", "--config", path)
+                self.assertEqual(r.returncode, 1)
+                self.assertIn(f'pools.cache.{key}: unknown key: "{key}" is nutcracker\'s name; '
+                              + hint, r.stderr)
+        self.config_error(doc(cache=pool(timeout_msec=5)),
+                          'pools.cache.timeout_msec: unknown key (did you mean "timeout_ms"?)')
 
     def test_bad_protocol(self):
         self.config_error(doc(cache=pool(protocol="memcache")),
@@ -332,10 +353,8 @@ class ConfigErrorTest(CliTestBase):
                           "pools.cache.timeout_ms: expected a non-negative integer, got string")
         self.config_error(doc(cache=pool(timeout_ms=1.5)),
                           "pools.cache.timeout_ms: expected a non-negative integer, got 1.5")
-        self.config_error(doc(cache=pool(timeout_ms=0)),
-                          "pools.cache.timeout_ms: 0 is out of range [1, 3600000]")
         self.config_error(doc(cache=pool(timeout_ms=3600001)),
-                          "pools.cache.timeout_ms: 3600001 is out of range [1, 3600000]")
+                          "pools.cache.timeout_ms: 3600001 is out of range [0, 3600000]")
 
     def test_redis_only_keys_on_a_memcached_pool(self):
         self.config_error(doc(cache=pool(db=2)), "pools.cache.db: only a redis pool takes this key")

@@ -217,7 +217,9 @@ void ClusterRuntime::query(size_t i) {
     return;
   }
   const uint32_t node = candidates_[i];
-  auto limit = std::chrono::milliseconds(config_.connect_timeout_ms + config_.timeout_ms);
+  auto limit = std::chrono::milliseconds(
+      config_.connect_timeout_ms +
+      (config_.timeout_ms != 0 ? config_.timeout_ms : config_.connect_timeout_ms));
   std::make_shared<OneshotExchange>(
       worker_.io(), nodes_[node]->endpoint, query_, query_replies_, Protocol::kRedis, limit,
       kMaxQueryReplyBytes,

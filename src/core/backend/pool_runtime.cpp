@@ -46,6 +46,10 @@ PoolRuntime::PoolRuntime(Worker& worker, std::shared_ptr<const PoolConfig> confi
           worker, endpoints[i], address, config, &health, i, setup, setup_replies));
     }
   }
+  if (config.preconnect) {
+    for (auto& conns : servers_)
+      for (auto& c : conns) c->preconnect();
+  }
   std::string error;
   route_ = routing::make_route(config.route, config.servers, error);
   if (!route_) {

@@ -36,7 +36,10 @@ void probe(asio::io_context& io, std::shared_ptr<PoolHealth> health, size_t inde
     }
     request.append("*1\r\n$4\r\nPING\r\n");
   }
-  auto limit = std::chrono::milliseconds(config.connect_timeout_ms + config.timeout_ms);
+  // timeout_ms 0 (no request timeout) still bounds a probe: by the connect timeout once more.
+  auto limit = std::chrono::milliseconds(
+      config.connect_timeout_ms +
+      (config.timeout_ms != 0 ? config.timeout_ms : config.connect_timeout_ms));
   // No size limit: the time limit bounds what a probe reads.
   std::make_shared<OneshotExchange>(
       io, endpoint, std::move(request), replies, config.protocol, limit, SIZE_MAX,

@@ -36,6 +36,7 @@ ServerConnection::ServerConnection(Worker& worker,
       timer_(worker.io()),
       connect_timer_(worker.io()),
       redis_(config.protocol == Protocol::kRedis),
+      keepalive_(config.tcp_keepalive),
       setup_(std::move(setup)),
       setup_replies_(setup_replies) {
   // A backend connection carries the requests of many clients per write: sized once for a
@@ -61,7 +62,8 @@ void ServerConnection::push(std::shared_ptr<ReplySink> session, ReplySlot* slot,
   counters_.request_bytes += bytes;
   ++unsent_;
   pending_.push_back(
-      Pending{std::move(session), slot, frag, kind, false, bytes, Clock::now() + timeout_});
+      Pending{std::move(session), slot, frag, kind, false, bytes,
+              timeout_.count() == 0 ? Clock::time_point::max() : Clock::now() + timeout_});
   if (!dirty_) {
     dirty_ = true;
     worker_.mark_dirty(this);
@@ -86,6 +88,10 @@ void ServerConnection::flush() {
       break;
   }
   arm_timer();
+}
+
+void ServerConnection::preconnect() {
+  if (state_ == State::kDisconnected) start_connect();
 }
 
 void ServerConnection::start_connect() {
@@ -119,6 +125,7 @@ void ServerConnection::start_connect() {
     if (endpoint_.protocol().family() != AF_UNIX) {
       asio::error_code ignored;
       socket_.set_option(asio::ip::tcp::no_delay(true), ignored);
+      if (keepalive_) socket_.set_option(asio::socket_base::keep_alive(true), ignored);
     }
     LOG_INFO("backend %s: connected", address_.c_str());
     state_ = State::kConnected;
@@ -291,6 +298,7 @@ void ServerConnection::arm_timer() {
   for (size_t i = 0; i < pending_.size(); ++i) {
     Pending& p = pending_[i];
     if (p.abandoned) continue;
+    if (p.deadline == Clock::time_point::max()) return;  // timeout_ms 0: no request times out
     timer_armed_ = true;
     timer_.expires_at(p.deadline);
     timer_.async_wait(

@@ -59,6 +59,8 @@ class ServerConnection {
             protocol::memcache::ReplyKind kind);
   // Sends what out() holds (connecting first if needed). Called by the worker once per batch.
   void flush();
+  // Connects now if not connected (nutcracker's preconnect); failures are handled as usual.
+  void preconnect();
 
   const std::string& address() const { return address_; }
   size_t pending() const { return pending_.size(); }
@@ -112,6 +114,7 @@ class ServerConnection {
   size_t abandoned_ = 0;
   std::string error_scratch_;
   bool redis_;
+  bool keepalive_;
   std::string setup_;
   uint32_t setup_replies_;
   uint32_t setup_pending_ = 0;  // setup replies still expected on this connection

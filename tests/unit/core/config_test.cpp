@@ -256,8 +256,7 @@ TEST_CASE("config: top-level errors") {
   CHECK(parse_error(R"({"pools": {}})") == "pools: no pools defined");
   CHECK(parse_error(R"({"pools": []})") ==
         "pools: expected an object keyed by pool name, got array");
-  CHECK(parse_error(R"({"pool": {}})") ==
-        "pool: unknown top-level key (expected pools, shutdown_timeout_ms, stats)");
+  CHECK(parse_error(R"({"pool": {}})") == R"(pool: unknown top-level key (did you mean "pools"?))");
   CHECK(parse_error(R"({"pools": {"cache": 3}})") == "pools.cache: expected an object, got number");
 }
 
@@ -277,12 +276,14 @@ TEST_CASE("config: missing and unknown pool keys") {
       parse_error(R"({"pools": {"cache": {"protocol": "memcached", "listen": "127.0.0.1:1"}}})") ==
       R"(pools.cache: missing required key "servers")");
   CHECK(parse_error(pool_doc(R"("hahs": "md5", )")) ==
-        "pools.cache.hahs: unknown key (expected protocol, listen, policy, hash, hash_tag, "
+        R"(pools.cache.hahs: unknown key (did you mean "hash"?))");
+  CHECK(parse_error(pool_doc(R"("colour": "red", )")) ==
+        "pools.cache.colour: unknown key (expected protocol, listen, policy, hash, hash_tag, "
         "timeout_ms, connect_timeout_ms, server_failure_limit, server_retry_timeout_ms, "
-        "auto_eject_hosts, client_connections, server_connections, max_value_bytes, servers, "
-        "client_password, "
-        "server_password, db, children, write_ack, read, failover_on_miss, reply, "
-        "cluster_refresh_ms, read_from)");
+        "auto_eject_hosts, client_connections, server_connections, "
+        "server_connections_per_process, backlog, preconnect, tcp_keepalive, max_value_bytes, "
+        "servers, client_password, server_password, db, children, write_ack, read, "
+        "failover_on_miss, reply, cluster_refresh_ms, read_from)");
   CHECK(parse_error(pool_doc("", "[]")) == "pools.cache.servers: a pool needs at least one server");
   CHECK(parse_error(pool_doc("", R"({"a": "10.0.0.1:1"})")) ==
         "pools.cache.servers: expected an array, got object");
@@ -374,8 +375,9 @@ TEST_CASE("config: integer options") {
         "pools.cache.timeout_ms: expected a non-negative integer, got string");
   CHECK(parse_error(pool_doc(R"("timeout_ms": 1.5, )")) ==
         "pools.cache.timeout_ms: expected a non-negative integer, got 1.5");
-  CHECK(parse_error(pool_doc(R"("timeout_ms": 0, )")) ==
-        "pools.cache.timeout_ms: 0 is out of range [1, 3600000]");
+  CHECK(only_pool(parse_ok(pool_doc(R"("timeout_ms": 0, )"))).timeout_ms == 0);  // no timeout
+  CHECK(parse_error(pool_doc(R"("timeout_ms": 3600001, )")) ==
+        "pools.cache.timeout_ms: 3600001 is out of range [0, 3600000]");
   CHECK(only_pool(parse_ok(pool_doc(R"("timeout_ms": 3600000, )"))).timeout_ms == 3600000);
   CHECK(parse_error(pool_doc(R"("server_connections": 65, )")) ==
         "pools.cache.server_connections: 65 is out of range [1, 64]");
