@@ -124,7 +124,7 @@ void ClientSession::append_frame(std::string& out, const Request& req) {
 void ClientSession::execute_memcache(const Request& req) {
   namespace mc = protocol::memcache;
   auto cmd = static_cast<mc::Command>(req.command);
-  if (cmd == mc::Command::kFlushAll) {
+  if (req.has(protocol::kFlagBroadcast)) {  // flush_all, stats <group> / reset / detail
     forward_memcache_broadcast(req);
     return;
   }
@@ -259,7 +259,9 @@ void ClientSession::forward_memcache_broadcast(const Request& req) {
   for (uint32_t s = 0; s < n; ++s) {
     ServerConnection& conn = pool().connection(s, id_);
     append_frame(conn.out(), req);
-    conn.push(self, slot, static_cast<uint16_t>(s), protocol::memcache::ReplyKind::kOk);
+    conn.push(
+        self, slot, static_cast<uint16_t>(s),
+        protocol::memcache::reply_kind(static_cast<protocol::memcache::Command>(req.command)));
   }
 }
 
@@ -414,13 +416,34 @@ void ClientSession::finish_multiget(ReplySlot* slot, std::string& dst) {
 }
 
 void ClientSession::finish_broadcast(ReplySlot* slot) {
+  namespace mc = protocol::memcache;
+  const auto cmd = static_cast<mc::Command>(slot->command);
+  if (cmd == mc::Command::kStatsGroup) {
+    // Every server's lines in server order, then one END; the first server's error if any.
+    for (size_t f = 0; f < slot->frag_error.size(); ++f) {
+      if (slot->frag_error[f]) {
+        slot->data.assign(slot->frags[f]);
+        return;
+      }
+    }
+    slot->data.clear();
+    for (size_t f = 0; f < slot->frag_error.size(); ++f) {
+      std::string_view frag = slot->frags[f];
+      if (frag.ends_with("END\r\n")) frag.remove_suffix(5);
+      slot->data.append(frag);
+    }
+    slot->data.append("END\r\n");
+    return;
+  }
+  // flush_all, stats detail on|off: OK; stats reset: RESET; else the first other answer.
+  const std::string_view all = cmd == mc::Command::kStatsReset ? "RESET\r\n" : "OK\r\n";
   for (size_t f = 0; f < slot->frag_error.size(); ++f) {
-    if (slot->frag_error[f] || slot->frags[f] != "OK\r\n") {
+    if (slot->frag_error[f] || slot->frags[f] != all) {
       slot->data.assign(slot->frags[f]);
       return;
     }
   }
-  slot->data.assign("OK\r\n");
+  slot->data.assign(all);
 }
 
 }  // namespace dproxy::core

@@ -26,6 +26,10 @@ enum class Command : uint16_t {
   kFlushAll,
   kVerbosity,
   kStats,        // plain "stats": answered by dproxy with its own figures
+  kStatsGroup,   // "stats settings|items|slabs|sizes|conns|cachedump ...|detail dump": every
+                 // server's lines, concatenated, then one END
+  kStatsReset,   // "stats reset": sent to every server, RESET when all say so
+  kStatsDetail,  // "stats detail on|off": sent to every server, OK when all say so
   kUnsupported,  // a real memcached command dproxy does not proxy (stats, meta commands, ...)
 };
 
@@ -69,6 +73,9 @@ inline std::string_view command_name(Command c) {
     case Command::kVerbosity:
       return "verbosity";
     case Command::kStats:
+    case Command::kStatsGroup:
+    case Command::kStatsReset:
+    case Command::kStatsDetail:
       return "stats";
     case Command::kUnsupported:
       return "";
@@ -86,6 +93,8 @@ enum class ReplyKind : uint8_t {
   kTouch,      // TOUCHED, NOT_FOUND, or an error line
   kOk,         // OK, or an error line (flush_all, verbosity)
   kVersion,    // VERSION <anything>, or an error line
+  kReset,      // RESET, or an error line (stats reset)
+  kStats,      // lines (STAT, ITEM, PREFIX ...) then END, or an error line as the first line
 };
 
 inline ReplyKind reply_kind(Command c) {
@@ -111,7 +120,12 @@ inline ReplyKind reply_kind(Command c) {
       return ReplyKind::kTouch;
     case Command::kFlushAll:
     case Command::kVerbosity:
+    case Command::kStatsDetail:
       return ReplyKind::kOk;
+    case Command::kStatsReset:
+      return ReplyKind::kReset;
+    case Command::kStatsGroup:
+      return ReplyKind::kStats;
     case Command::kVersion:
       return ReplyKind::kVersion;
     default:
