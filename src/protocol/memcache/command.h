@@ -33,7 +33,8 @@ enum class Command : uint16_t {
   kUnsupported,  // a real memcached command dproxy does not proxy (stats, meta commands, ...)
 };
 
-// The command's name as clients spell it ("get", "flush_all"); "" for kUnsupported.
+// The command's name as clients spell it ("get", "flush_all"; the stats forms dproxy sends to
+// every server have names of their own: "stats_group", ...); "" for kUnsupported.
 inline std::string_view command_name(Command c) {
   switch (c) {
     case Command::kGet:
@@ -73,10 +74,14 @@ inline std::string_view command_name(Command c) {
     case Command::kVerbosity:
       return "verbosity";
     case Command::kStats:
-    case Command::kStatsGroup:
-    case Command::kStatsReset:
-    case Command::kStatsDetail:
       return "stats";
+    // The stats forms sent to the servers: names of their own, for per-command figures.
+    case Command::kStatsGroup:
+      return "stats_group";
+    case Command::kStatsReset:
+      return "stats_reset";
+    case Command::kStatsDetail:
+      return "stats_detail";
     case Command::kUnsupported:
       return "";
   }
