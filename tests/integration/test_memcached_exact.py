@@ -98,6 +98,8 @@ CASES = [
     b"get {k}\x01b\r\n",
     b"set {k}\x7fb 0 0 1\r\nx\r\nget {k}\x7fb\r\n",
     b"set {k}\tb 0 0 1\r\nx\r\nget {k}\tb {k}\r\n",
+    b"set {k}\x01a 0 0 1\r\na\r\nset {k}\x7fb 0 0 1\r\nb\r\nset {k}\rc 0 0 1\r\nc\r\n"
+    b"get {k}\rc {k}\x01a {k}\x7fb {k}\x1bd\r\n",
     b"set {k} 0 0 1\r\nx\r\nget {k}\x00junk\r\n",
     b"set {k}\x00 0 0 1\r\nx\r\n",
     # unknown commands, HTTP request lines
