@@ -115,7 +115,7 @@ void ClientSession::append_frame(std::string& out, const Request& req) {
 void ClientSession::execute_memcache(const Request& req) {
   namespace mc = protocol::memcache;
   auto cmd = static_cast<mc::Command>(req.command);
-  if (cmd == mc::Command::kFlushAll) {
+  if (req.has(protocol::kFlagBroadcast)) {  // flush_all, stats <group> / reset / detail
     forward_memcache_broadcast(req);
     return;
   }
@@ -247,7 +247,9 @@ void ClientSession::forward_memcache_broadcast(const Request& req) {
   for (uint32_t s = 0; s < n; ++s) {
     ServerConnection& conn = pool().connection(s, id_);
     append_frame(conn.out(), req);
-    conn.push(self, slot, static_cast<uint16_t>(s), protocol::memcache::ReplyKind::kOk);
+    conn.push(
+        self, slot, static_cast<uint16_t>(s),
+        protocol::memcache::reply_kind(static_cast<protocol::memcache::Command>(req.command)));
   }
 }
 
@@ -305,7 +307,20 @@ void ClientSession::finish_collected(ReplySlot* slot) {
   const protocol::Fragments frags{frag_views_, slot->frag_error, {}};
   slot->data.clear();
   if (slot->kind == ReplySlot::Kind::kBroadcast) {
-    protocol::memcache::merge_all_ok(frags, slot->data);
+    namespace mc = protocol::memcache;
+    // flush_all, stats detail on|off: OK; stats reset: RESET; stats <group>: every server's
+    // lines (slot->command is the memcached command: the latency stats' id).
+    switch (static_cast<mc::Command>(slot->command)) {
+      case mc::Command::kStatsGroup:
+        mc::merge_stat_lines(frags, slot->data);
+        break;
+      case mc::Command::kStatsReset:
+        mc::merge_all_same(frags, "RESET\r\n", slot->data);
+        break;
+      default:
+        mc::merge_all_same(frags, "OK\r\n", slot->data);
+        break;
+    }
     return;
   }
   // SCAN: the server's position and the server count; RANDOMKEY: where to start looking.

@@ -183,8 +183,19 @@ class StatsTest(unittest.TestCase):
         self.assertEqual(stats["cmd_set"], "10")
         self.assertEqual(stats["cmd_get"], "10")
         self.assertEqual(int(stats["server0_requests"]) + int(stats["server1_requests"]), 20)
+        # A group: every server's lines, one END (the items of both servers add up).
         c.send(b"stats items\r\n")
-        self.assertIn(b"CLIENT_ERROR dproxy answers plain 'stats' only", c.read_line())
+        lines = c.read_until(b"END\r\n").decode().split("\r\n")
+        self.assertEqual(lines[-2:], ["END", ""])
+        self.assertTrue(all(line.startswith("STAT items:") for line in lines[:-2]), lines)
+        numbers = [int(line.split()[2]) for line in lines[:-2]
+                   if line.split()[1].endswith(":number")]
+        self.assertEqual(len(numbers), 2)  # slab class 1 of each server
+        self.assertGreaterEqual(sum(numbers), 10)
+        c.send(b"stats reset\r\nstats detail on\r\nstats detail off\r\n")
+        self.assertEqual(c.read_line(), b"RESET\r\n")
+        self.assertEqual(c.read_line(), b"OK\r\n")
+        self.assertEqual(c.read_line(), b"OK\r\n")
         r = RespClient(self.rd_port)
         self.addCleanup(r.close)
         for i in range(7):

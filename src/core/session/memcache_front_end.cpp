@@ -2,8 +2,16 @@
 
 #include "core/session/memcache_front_end.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <cstdio>
+
 #include "core/backend/pool_runtime.h"
 #include "core/client_session.h"
+#include "core/log.h"
 #include "core/stats.h"
 #include "core/worker.h"
 
@@ -17,11 +25,52 @@ using protocol::Request;
 McFrontEnd::McFrontEnd(ClientSession& session, const PoolConfig& config, size_t max_line_bytes)
     : s_(session), parser_(mc::RequestLimits{250, config.max_value_bytes, max_line_bytes}) {}
 
+// memcached's own version line. libmemcached (memcping, memcstat, ...) refuses a major version 0,
+// so dproxy answers the memcached protocol level it speaks; its own version is in `stats`.
+constexpr std::string_view kVersionReply = "VERSION 1.6.0\r\n";
+
 ParseResult McFrontEnd::parse(std::string_view in, Request& req) {
+  if (!started_ && !in.empty()) {
+    started_ = true;
+    // Bytes that are no memcached ASCII: a TLS record (ClientHello) or a binary protocol
+    // request. Either would wait for a "\n" that may never come: close at once.
+    const auto first = static_cast<unsigned char>(in[0]);
+    if (first == 0x16 || first == 0x80) {
+      req.reset();
+      close_logged_ = true;
+      log_close(first == 0x16 ? "a TLS handshake on a plain memcached port"
+                              : "a memcached binary protocol request (dproxy speaks ASCII)");
+      return ParseResult::Error(mc::errors::kCloseHttp, in.size(), 0, true);
+    }
+  }
   return parser_.parse(in, req);
 }
 
+void McFrontEnd::log_close(const char* why) {
+  char peer[INET6_ADDRSTRLEN + 16] = "?";
+  sockaddr_storage ss{};
+  socklen_t len = sizeof(ss);
+  if (::getpeername(s_.socket_.native_handle(), reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
+    char host[INET6_ADDRSTRLEN] = "";
+    if (ss.ss_family == AF_INET) {
+      const auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
+      ::inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+      std::snprintf(peer, sizeof(peer), "%s:%u", host, ntohs(a->sin_port));
+    } else if (ss.ss_family == AF_INET6) {
+      const auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
+      ::inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+      std::snprintf(peer, sizeof(peer), "[%s]:%u", host, ntohs(a->sin6_port));
+    } else if (ss.ss_family == AF_UNIX) {
+      std::snprintf(peer, sizeof(peer), "unix socket");
+    }
+  }
+  LOG_WARN("pool %s: client %s: closed: %s", s_.slot_.name.c_str(), peer, why);
+}
+
 ReplySlot* McFrontEnd::refuse(const ParseResult& r, const Request& req) {
+  // A close without a reply: an HTTP request line (memcached closes too), or the bytes parse()
+  // found to be no memcached ASCII (logged there).
+  if (r.close && r.error.empty() && !close_logged_) log_close("an HTTP request line");
   refused_store(r.error, req);
   // A request that asked for no reply gets none (an empty slot still closes in order).
   return s_.ready_slot(req.has(protocol::kFlagNoreply) ? std::string_view() : r.error);
@@ -44,13 +93,7 @@ std::string_view McFrontEnd::request_too_large_reply() const {
 inline void McFrontEnd::dispatch_request(const Request& req) {
   auto cmd = static_cast<mc::Command>(req.command);
   if (cmd == mc::Command::kStats) {
-    if (req.has(protocol::kFlagRejected)) {
-      s_.ready_slot(
-          "CLIENT_ERROR dproxy answers plain 'stats' only (its own figures); 'stats <group>' "
-          "would need one backend\r\n");
-    } else {
-      stats_reply();
-    }
+    stats_reply();
     return;
   }
   if (req.has(protocol::kFlagRejected) || cmd == mc::Command::kUnsupported) {
@@ -61,7 +104,7 @@ inline void McFrontEnd::dispatch_request(const Request& req) {
   }
   switch (cmd) {
     case mc::Command::kVersion:
-      s_.ready_slot("VERSION " DPROXY_VERSION " dproxy\r\n");
+      s_.ready_slot(kVersionReply);
       return;
     case mc::Command::kVerbosity:
       if (!req.has(protocol::kFlagNoreply)) s_.ready_slot("OK\r\n");

@@ -32,11 +32,15 @@ class McFrontEnd final : public FrontEnd {
   void refused_store(std::string_view error, const protocol::Request& req);
   // dproxy's own figures, summed over every worker thread (the reply waits for them).
   void stats_reply();
+  // Logs (once, naming the peer) why the connection is closed without an answer.
+  void log_close(const char* why);
 
   ClientSession& s_;
   protocol::memcache::RequestParser parser_;
   protocol::Request delete_req_;  // the delete that follows a refused too-large set
   std::string delete_scratch_;    // and its frame
+  bool started_ = false;          // the connection's first bytes have been looked at
+  bool close_logged_ = false;     // parse() closed the connection and logged why
 };
 
 }  // namespace dproxy::core

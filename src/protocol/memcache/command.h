@@ -26,10 +26,15 @@ enum class Command : uint16_t {
   kFlushAll,
   kVerbosity,
   kStats,        // plain "stats": answered by dproxy with its own figures
+  kStatsGroup,   // "stats settings|items|slabs|sizes|conns|cachedump ...|detail dump": every
+                 // server's lines, concatenated, then one END
+  kStatsReset,   // "stats reset": sent to every server, RESET when all say so
+  kStatsDetail,  // "stats detail on|off": sent to every server, OK when all say so
   kUnsupported,  // a real memcached command dproxy does not proxy (stats, meta commands, ...)
 };
 
-// The command's name as clients spell it ("get", "flush_all"); "" for kUnsupported.
+// The command's name as clients spell it ("get", "flush_all"; the stats forms dproxy sends to
+// every server have names of their own: "stats_group", ...); "" for kUnsupported.
 inline std::string_view command_name(Command c) {
   switch (c) {
     case Command::kGet:
@@ -70,6 +75,13 @@ inline std::string_view command_name(Command c) {
       return "verbosity";
     case Command::kStats:
       return "stats";
+    // The stats forms sent to the servers: names of their own, for per-command figures.
+    case Command::kStatsGroup:
+      return "stats_group";
+    case Command::kStatsReset:
+      return "stats_reset";
+    case Command::kStatsDetail:
+      return "stats_detail";
     case Command::kUnsupported:
       return "";
   }
@@ -86,6 +98,8 @@ enum class ReplyKind : uint8_t {
   kTouch,      // TOUCHED, NOT_FOUND, or an error line
   kOk,         // OK, or an error line (flush_all, verbosity)
   kVersion,    // VERSION <anything>, or an error line
+  kReset,      // RESET, or an error line (stats reset)
+  kStats,      // lines (STAT, ITEM, PREFIX ...) then END, or an error line as the first line
 };
 
 inline ReplyKind reply_kind(Command c) {
@@ -111,7 +125,12 @@ inline ReplyKind reply_kind(Command c) {
       return ReplyKind::kTouch;
     case Command::kFlushAll:
     case Command::kVerbosity:
+    case Command::kStatsDetail:
       return ReplyKind::kOk;
+    case Command::kStatsReset:
+      return ReplyKind::kReset;
+    case Command::kStatsGroup:
+      return ReplyKind::kStats;
     case Command::kVersion:
       return ReplyKind::kVersion;
     default:

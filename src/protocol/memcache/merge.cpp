@@ -47,14 +47,29 @@ void merge_multiget(const Fragments& frags, const SplitKeys& keys, MergeScratch&
   dst.append(out_start, static_cast<size_t>(o - out_start));
 }
 
-void merge_all_ok(const Fragments& frags, std::string& dst) {
+void merge_all_same(const Fragments& frags, std::string_view all, std::string& dst) {
   for (size_t f = 0; f < frags.size(); ++f) {
-    if (frags.errors[f] != 0 || frags.replies[f] != "OK\r\n") {
+    if (frags.errors[f] != 0 || frags.replies[f] != all) {
       dst.append(frags.replies[f]);
       return;
     }
   }
-  dst.append("OK\r\n");
+  dst.append(all);
+}
+
+void merge_stat_lines(const Fragments& frags, std::string& dst) {
+  for (size_t f = 0; f < frags.size(); ++f) {
+    if (frags.errors[f] != 0) {
+      dst.append(frags.replies[f]);
+      return;
+    }
+  }
+  for (size_t f = 0; f < frags.size(); ++f) {
+    std::string_view lines = frags.replies[f];
+    if (lines.ends_with("END\r\n")) lines.remove_suffix(5);
+    dst.append(lines);
+  }
+  dst.append("END\r\n");
 }
 
 void merge_answered_keys(std::span<const std::string_view> replies,

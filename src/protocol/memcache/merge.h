@@ -30,9 +30,13 @@ struct SplitKeys {
 void merge_multiget(const Fragments& frags, const SplitKeys& keys, MergeScratch& scratch,
                     std::string& dst);
 
-// flush_all sent to every server: "OK" when every server said OK, else the first reply that is
-// not (an error, or any other answer).
-void merge_all_ok(const Fragments& frags, std::string& dst);
+// A command sent to every server whose success reply is `all` (flush_all and stats detail: "OK",
+// stats reset: "RESET"): `all` when every server said it, else the first reply that is not (an
+// error, or any other answer).
+void merge_all_same(const Fragments& frags, std::string_view all, std::string& dst);
+// stats <group> sent to every server: every server's STAT lines in server order, then one "END";
+// a failed fragment: its reply is the whole reply.
+void merge_stat_lines(const Fragments& frags, std::string& dst);
 
 // A replicated read failed over per key (a multi-key get): replies[a] is the reply of attempt a;
 // key_attempt[i] the attempt that answered key i (kNoAttempt: none did, a miss) and

@@ -163,6 +163,10 @@ bool valid_line(ReplyKind kind, std::string_view line) {
       return line == "OK";
     case ReplyKind::kVersion:
       return line.starts_with("VERSION ");
+    case ReplyKind::kReset:
+      return line == "RESET";
+    case ReplyKind::kStats:
+      return true;
   }
   return false;
 }
@@ -179,7 +183,8 @@ ParseResult scan_reply(std::string_view in, ReplyKind kind, ReplyScanState& stat
   if (is_error != nullptr) *is_error = false;
   std::string_view line;
   size_t pos = 0;
-  if (kind == ReplyKind::kRetrieval && state.pos <= in.size()) pos = state.pos;
+  if ((kind == ReplyKind::kRetrieval || kind == ReplyKind::kStats) && state.pos <= in.size())
+    pos = state.pos;
   if (pos == 0 && marks != nullptr) marks->clear();
   state = {};
   size_t next = 0;
@@ -197,6 +202,16 @@ ParseResult scan_reply(std::string_view in, ReplyKind kind, ReplyScanState& stat
           return bad_reply(in);
         case LineStatus::kOk:
           break;
+      }
+      if (kind == ReplyKind::kStats) {
+        // Lines up to END; an error line only as the first line (a STAT value may read "ERROR").
+        if (pos == 0 && is_error_line(line)) {
+          if (is_error != nullptr) *is_error = true;
+          return ParseResult::Ok(next);
+        }
+        if (line == "END") return ParseResult::Ok(next);
+        pos = next;
+        continue;
       }
       if (is_error_line(line)) {
         if (is_error != nullptr) *is_error = true;

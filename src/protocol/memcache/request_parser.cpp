@@ -32,10 +32,9 @@ class Tokenizer {
     return true;
   }
 
-  // The unread rest of the line; skip_to() continues after a token taken from it.
+  // The unread rest of the line.
   const char* pos() const { return p_; }
   const char* end() const { return end_; }
-  void skip_to(const char* p) { p_ = p; }
 
  private:
   const char* p_;
@@ -68,16 +67,18 @@ struct Tokens {
   }
 };
 
-// Decimal digits only (no sign, no spaces), value <= max.
+// Decimal digits after an optional '+' (as strtoul), value <= max.
 bool parse_unsigned(std::string_view s, uint64_t max, uint64_t& v) {
+  if (!s.empty() && s[0] == '+') s.remove_prefix(1);
   if (s.empty() || s[0] < '0' || s[0] > '9') return false;
   const char* end = s.data() + s.size();
   auto [ptr, ec] = std::from_chars(s.data(), end, v);
   return ec == std::errc() && ptr == end && v <= max;
 }
 
-// Optional '-' then decimal digits, fitting an int32 (memcached exptime / delay).
+// Optional '-' or '+' then decimal digits, fitting an int32 (memcached exptime / delay).
 bool parse_int32(std::string_view s) {
+  if (s.size() > 1 && s[0] == '+' && s[1] != '-') s.remove_prefix(1);
   const size_t sign = (!s.empty() && s[0] == '-') ? 1 : 0;
   if (s.size() <= sign || s[sign] < '0' || s[sign] > '9') return false;
   int32_t v = 0;
@@ -168,22 +169,16 @@ class LineParser {
   ParseResult touch(const Tokens& t);
   ParseResult flush_all(const Tokens& t);
   ParseResult verbosity(const Tokens& t);
-  ParseResult no_args(const Tokens& t, uint32_t flags);
+  ParseResult stats(const Tokens& t);
+  ParseResult unknown(Tokenizer& tz, std::string_view name);
+  ParseResult no_args(uint32_t flags);
   ParseResult unsupported(const Tokens& t);
   // Completes a frame that carries `bytes` of data after the line.
   ParseResult with_data(uint64_t bytes);
 
-  // The error for an invalid key, or an empty view when the key is acceptable.
-  std::string_view key_error(std::string_view key) const {
-    if (key.size() > limits_.max_key_bytes) {
-      return limits_.max_key_bytes == 250 ? errors::kKeyTooLong250 : errors::kKeyTooLong;
-    }
-    for (char ch : key) {
-      auto b = static_cast<unsigned char>(ch);
-      if (b < 0x20 || b == 0x7f) return errors::kKeyControlChar;
-    }
-    return {};
-  }
+  // memcached checks a key's length only: any byte but ' ' (and NUL, which ends the line)
+  // may be part of it.
+  bool key_too_long(std::string_view key) const { return key.size() > limits_.max_key_bytes; }
   ParseResult line_error(std::string_view err, size_t skip = 0) const {
     return ParseResult::Error(err, line_len_, skip);
   }
@@ -250,7 +245,8 @@ ParseResult LineParser::parse_line(std::string_view line) {
   Tokenizer tz(line);
   std::string_view name;
   Command cmd = Command::kUnsupported;
-  if (!tz.next(name) || !lookup_command(name, cmd)) return line_error(errors::kError);
+  if (!tz.next(name)) return line_error(errors::kError);
+  if (!lookup_command(name, cmd)) return unknown(tz, name);
   out_.name = name;
   out_.command = static_cast<uint16_t>(cmd);
 
@@ -266,10 +262,11 @@ ParseResult LineParser::parse_line(std::string_view line) {
   }
 
   Tokens t(name, tz);
-  if (t.overflow) {
-    // Too many tokens for any fixed-arity command. An unsupported command is still framed.
-    if (cmd != Command::kUnsupported && cmd != Command::kStats)
-      return line_error(errors::kBadFormat);
+  // Too many tokens for any fixed-arity command: memcached's token count checks say "ERROR".
+  // version and quit ignore their tokens; stats and unsupported commands are still framed.
+  if (t.overflow && cmd != Command::kUnsupported && cmd != Command::kStats &&
+      cmd != Command::kVersion && cmd != Command::kQuit) {
+    return line_error(errors::kError);
   }
   // t.tok[0] is the command name; t.count includes it.
   switch (cmd) {
@@ -289,17 +286,15 @@ ParseResult LineParser::parse_line(std::string_view line) {
     case Command::kTouch:
       return touch(t);
     case Command::kVersion:
-      return no_args(t, kFlagLocal);
+      return no_args(kFlagLocal);
     case Command::kQuit:
-      return no_args(t, kFlagQuit | kFlagLocal);
+      return no_args(kFlagQuit | kFlagLocal);
     case Command::kFlushAll:
       return flush_all(t);
     case Command::kVerbosity:
       return verbosity(t);
     case Command::kStats:
-      // Plain "stats" is answered by dproxy; "stats <group>" (items, slabs, ...) is refused.
-      if (t.count == 1) return no_args(t, kFlagLocal);
-      return unsupported(t);
+      return stats(t);
     default:
       return unsupported(t);
   }
@@ -308,14 +303,12 @@ ParseResult LineParser::parse_line(std::string_view line) {
 // get|gets <key>+ ; gat|gats <exptime> <key>+
 ParseResult LineParser::retrieval(Tokenizer& tz, bool with_exptime) {
   std::string_view tok;
-  bool bad_exptime = false;
   if (with_exptime) {
     if (!tz.next(tok)) return line_error(errors::kError);
-    bad_exptime = !parse_int32(tok);
+    if (!parse_int32(tok)) return line_error(errors::kBadExptime);
   }
-  // The keys, read eight bytes at a time: a key ends at a space (or the line's end); any other
-  // byte at or below 0x20, or 0x7f, is a control character: the key then goes through
-  // key_error, which names the first problem.
+  // The keys, read eight bytes at a time: a key ends at a space (or the line's end). The scan
+  // stops at control characters too (rare: they are part of the key), then goes on.
   const char* p = tz.pos();
   const char* const end = tz.end();
   for (;;) {
@@ -323,18 +316,14 @@ ParseResult LineParser::retrieval(Tokenizer& tz, bool with_exptime) {
     if (p == end) break;
     const char* const start = p;
     p = byte_scan::find_space_or_control(p, end);
-    if (p < end && *p != ' ') {
-      tz.skip_to(start);
-      tz.next(tok);
-      return line_error(key_error(tok));
-    }
+    while (p < end && *p != ' ') p = byte_scan::find_space_or_control(p + 1, end);
     tok = std::string_view(start, static_cast<size_t>(p - start));
-    if (tok.size() > limits_.max_key_bytes) return line_error(key_error(tok));
+    if (key_too_long(tok)) return line_error(errors::kBadFormat);
     out_.keys.push_back(tok);
   }
-  // memcached checks the token count before the arguments: no keys at all is "ERROR".
-  if (out_.keys.empty()) return line_error(errors::kError);
-  if (bad_exptime) return line_error(errors::kBadFormat);
+  // memcached checks the token count first: get without keys is "ERROR"; gat <exptime>
+  // without keys is an empty hit list.
+  if (out_.keys.empty()) return line_error(with_exptime ? errors::kEmptyGat : errors::kError);
   out_.flags = kFlagRead | kFlagMultiKey;
   return ok_line();
 }
@@ -343,16 +332,19 @@ ParseResult LineParser::retrieval(Tokenizer& tz, bool with_exptime) {
 // cas <key> <flags> <exptime> <bytes> <cas unique> [noreply]
 ParseResult LineParser::storage(const Tokens& t, bool is_cas) {
   const size_t base = is_cas ? 6 : 5;
-  if (t.count != base && t.count != base + 1) return line_error(errors::kBadFormat);
+  if (t.count != base && t.count != base + 1) return line_error(errors::kError);
   uint64_t bytes = 0;
   const bool bytes_ok = parse_unsigned(t.tok[4], kMaxDataBytes, bytes);
-  std::string_view err = key_error(t.tok[1]);
-  if (!err.empty()) return line_error(err, bytes_ok ? bytes + 2 : 0);
+  // An over-long key gets memcached's reply, but unlike memcached dproxy swallows the data
+  // block when <bytes> is valid: a value is never run as a command, and a noreply request
+  // stays silent.
+  if (key_too_long(t.tok[1])) return line_error(errors::kBadFormat, bytes_ok ? bytes + 2 : 0);
   if (!bytes_ok || !parse_u32(t.tok[2]) || !parse_int32(t.tok[3]) ||
       (is_cas && !parse_u64(t.tok[5]))) {
     return line_error(errors::kBadFormat);
   }
-  if (t.count == base + 1 && !take_noreply(t, base)) return line_error(errors::kBadFormat);
+  // A last token other than "noreply" is ignored, as memcached does (and forwarded).
+  if (t.count == base + 1) take_noreply(t, base);
   out_.keys.push_back(t.tok[1]);
   if (bytes > limits_.max_value_bytes) return line_error(errors::kTooLarge, bytes + 2);
   out_.flags |= kFlagWrite | kFlagHasData;
@@ -371,14 +363,14 @@ ParseResult LineParser::with_data(uint64_t bytes) {
 
 // delete <key> [0] [noreply]
 ParseResult LineParser::del(const Tokens& t) {
-  if (t.count < 2 || t.count > 4) return line_error(errors::kBadFormat);
-  std::string_view err = key_error(t.tok[1]);
-  if (!err.empty()) return line_error(err);
-  if (t.count == 3) {
-    if (t.tok[2] != "0" && !take_noreply(t, 2)) return line_error(errors::kBadFormat);
-  } else if (t.count == 4) {
-    if (t.tok[2] != "0" || !take_noreply(t, 3)) return line_error(errors::kBadFormat);
+  if (t.count < 2 || t.count > 4) return line_error(errors::kError);
+  if (t.count > 2) {
+    const bool hold_is_zero = t.tok[2] == "0";
+    const bool noreply = take_noreply(t, t.count - 1);
+    const bool valid = t.count == 3 ? (hold_is_zero || noreply) : (hold_is_zero && noreply);
+    if (!valid) return line_error(errors::kDeleteUsage);
   }
+  if (key_too_long(t.tok[1])) return line_error(errors::kBadFormat);
   out_.keys.push_back(t.tok[1]);
   out_.flags |= kFlagWrite;
   return ok_line();
@@ -386,11 +378,10 @@ ParseResult LineParser::del(const Tokens& t) {
 
 // incr|decr <key> <delta> [noreply]
 ParseResult LineParser::arith(const Tokens& t) {
-  if (t.count != 3 && t.count != 4) return line_error(errors::kBadFormat);
-  std::string_view err = key_error(t.tok[1]);
-  if (!err.empty()) return line_error(err);
+  if (t.count != 3 && t.count != 4) return line_error(errors::kError);
+  if (key_too_long(t.tok[1])) return line_error(errors::kBadFormat);
   if (!parse_u64(t.tok[2])) return line_error(errors::kBadDelta);
-  if (t.count == 4 && !take_noreply(t, 3)) return line_error(errors::kBadFormat);
+  if (t.count == 4) take_noreply(t, 3);  // any other last token is ignored (memcached)
   out_.keys.push_back(t.tok[1]);
   out_.flags |= kFlagWrite;
   return ok_line();
@@ -398,40 +389,93 @@ ParseResult LineParser::arith(const Tokens& t) {
 
 // touch <key> <exptime> [noreply]
 ParseResult LineParser::touch(const Tokens& t) {
-  if (t.count != 3 && t.count != 4) return line_error(errors::kBadFormat);
-  std::string_view err = key_error(t.tok[1]);
-  if (!err.empty()) return line_error(err);
-  if (!parse_int32(t.tok[2])) return line_error(errors::kBadFormat);
-  if (t.count == 4 && !take_noreply(t, 3)) return line_error(errors::kBadFormat);
+  if (t.count != 3 && t.count != 4) return line_error(errors::kError);
+  if (key_too_long(t.tok[1])) return line_error(errors::kBadFormat);
+  if (!parse_int32(t.tok[2])) return line_error(errors::kBadExptime);
+  if (t.count == 4) take_noreply(t, 3);  // any other last token is ignored (memcached)
   out_.keys.push_back(t.tok[1]);
   out_.flags |= kFlagWrite;
   return ok_line();
 }
 
 // flush_all [delay] [noreply]
+// memcached reads the delay from the first argument whenever there is one besides noreply, and
+// ignores a second one ("flush_all 1 2" is OK).
 ParseResult LineParser::flush_all(const Tokens& t) {
-  if (t.count > 3) return line_error(errors::kBadFormat);
-  size_t args = t.count - 1;
-  if (args > 0 && take_noreply(t, t.count - 1)) --args;
-  if (args > 1 || (args == 1 && !parse_int32(t.tok[1]))) return line_error(errors::kBadFormat);
+  if (t.count > 3) return line_error(errors::kError);
+  const bool noreply = t.count > 1 && take_noreply(t, t.count - 1);
+  if (t.count != (noreply ? 2u : 1u) && !parse_int32(t.tok[1])) {
+    return line_error(errors::kBadExptime);
+  }
   out_.flags |= kFlagBroadcast | kFlagWrite;
   return ok_line();
 }
 
 // verbosity <level> [noreply]
 ParseResult LineParser::verbosity(const Tokens& t) {
-  if (t.count != 2 && t.count != 3) return line_error(errors::kBadFormat);
+  if (t.count != 2 && t.count != 3) return line_error(errors::kError);
+  if (t.count == 3) take_noreply(t, 2);  // any other last token is ignored (memcached)
   if (!parse_u32(t.tok[1])) return line_error(errors::kBadFormat);
-  if (t.count == 3 && !take_noreply(t, 2)) return line_error(errors::kBadFormat);
   out_.flags |= kFlagLocal;
   return ok_line();
 }
 
-// version, quit: no arguments.
-ParseResult LineParser::no_args(const Tokens& t, uint32_t flags) {
-  if (t.count != 1) return line_error(errors::kBadFormat);
+// version, quit: memcached ignores any tokens after the name.
+ParseResult LineParser::no_args(uint32_t flags) {
   out_.flags = flags;
   return ok_line();
+}
+
+// stats [<group> ...]: plain "stats" is answered by dproxy (its own figures); the groups are
+// sent to every server (concatenated, or reset / detail on|off answered once by all).
+ParseResult LineParser::stats(const Tokens& t) {
+  if (t.count == 1) return no_args(kFlagLocal);
+  const std::string_view sub = t.tok[1];
+  Command c = Command::kStatsGroup;
+  if (sub == "reset") {
+    c = Command::kStatsReset;
+  } else if (sub == "detail") {
+    const std::string_view arg = t.count > 2 ? t.tok[2] : std::string_view();
+    if (arg == "on" || arg == "off") {
+      c = Command::kStatsDetail;
+    } else if (arg != "dump") {
+      return line_error(errors::kStatsDetailUsage);
+    }
+  } else if (sub != "settings" && sub != "items" && sub != "slabs" && sub != "sizes" &&
+             sub != "conns" && sub != "cachedump") {
+    return line_error(errors::kError);
+  }
+  out_.command = static_cast<uint16_t>(c);
+  out_.flags |= kFlagBroadcast;
+  return ok_line();
+}
+
+// A command memcached does not know: "ERROR", except that memcached closes the connection on
+// the line of a browser (an unknown command whose last token, the 23rd if there are more,
+// starts with "HTTP/"). memcached dispatches names starting g s a c i d t, and two-letter
+// names starting m, before that check: those always get "ERROR", as do one-letter names.
+ParseResult LineParser::unknown(Tokenizer& tz, std::string_view name) {
+  if (name.size() < 2) return line_error(errors::kError);
+  switch (name[0]) {
+    case 'g':
+    case 's':
+    case 'a':
+    case 'c':
+    case 'i':
+    case 'd':
+    case 't':
+      return line_error(errors::kError);
+    case 'm':
+      if (name.size() == 2) return line_error(errors::kError);
+      break;
+    default:
+      break;
+  }
+  std::string_view last = name;
+  std::string_view tok;
+  for (size_t n = 1; n < 23 && tz.next(tok); ++n) last = tok;
+  if (last.starts_with("HTTP/")) return ParseResult::Error(errors::kCloseHttp, line_len_, 0, true);
+  return line_error(errors::kError);
 }
 
 // A known command dproxy refuses. `ms <key> <datalen> ...` carries a data block that is framed
@@ -461,6 +505,10 @@ ParseResult parse_frame(const RequestLimits& limits, std::string_view in, Reques
   const size_t line_len = static_cast<size_t>(static_cast<const char*>(nl) - in.data()) + 1;
   size_t content_len = line_len - 1;
   if (content_len > 0 && in[content_len - 1] == '\r') --content_len;
+  // memcached reads the line as a C string: a NUL byte ends it.
+  if (const void* nul = std::memchr(in.data(), '\0', content_len); nul != nullptr) {
+    content_len = static_cast<size_t>(static_cast<const char*>(nul) - in.data());
+  }
   LineParser p(limits, in, line_len, out);
   return p.parse(in.substr(0, content_len));
 }

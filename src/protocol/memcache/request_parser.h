@@ -14,14 +14,19 @@ namespace dproxy::protocol::memcache {
 namespace errors {
 inline constexpr std::string_view kError = "ERROR\r\n";
 inline constexpr std::string_view kBadFormat = "CLIENT_ERROR bad command line format\r\n";
-inline constexpr std::string_view kKeyTooLong250 = "CLIENT_ERROR key longer than 250 bytes\r\n";
-inline constexpr std::string_view kKeyTooLong = "CLIENT_ERROR key too long\r\n";
-inline constexpr std::string_view kKeyControlChar =
-    "CLIENT_ERROR key contains a control character\r\n";
+inline constexpr std::string_view kDeleteUsage =
+    "CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n";
+inline constexpr std::string_view kBadExptime = "CLIENT_ERROR invalid exptime argument\r\n";
+inline constexpr std::string_view kStatsDetailUsage =
+    "CLIENT_ERROR usage: stats detail on|off|dump\r\n";
 inline constexpr std::string_view kBadDelta = "CLIENT_ERROR invalid numeric delta argument\r\n";
 inline constexpr std::string_view kTooLarge = "SERVER_ERROR object too large for cache\r\n";
 inline constexpr std::string_view kBadDataChunk = "CLIENT_ERROR bad data chunk\r\n";
 inline constexpr std::string_view kLineTooLong = "CLIENT_ERROR line too long\r\n";
+// No reply: the connection is closed (a command line ending in "HTTP/...", as memcached does).
+inline constexpr std::string_view kCloseHttp = "";
+// Not an error: memcached's answer to `gat <exptime>` / `gats <exptime>` without keys.
+inline constexpr std::string_view kEmptyGat = "END\r\n";
 }  // namespace errors
 
 struct RequestLimits {
@@ -42,9 +47,13 @@ class RequestParser {
   // kError: `error` is the exact reply line to send (one of `errors::`); drop `consumed` bytes
   //   then `skip` more. consumed = the bad line with its terminator, except:
   //   - kBadDataChunk: consumed = line + <bytes> + 2 (the whole would-be frame), close = true;
-  //   - kLineTooLong: consumed = in.size() (everything buffered), close = true.
+  //   - kLineTooLong and kCloseHttp: consumed = in.size() (everything buffered), close = true.
   //   skip = <bytes> + 2 only for a storage line (or `ms`) that is refused for its key or its
-  //   size while <bytes> itself is valid; errors in the line format never skip (as memcached).
+  //   size while <bytes> itself is valid (memcached swallows the block of an over-long key
+  //   only for the size: dproxy never runs a value as a command); other errors in the line
+  //   format never skip, as memcached: the data block is then read as a command line.
+  //   The replies are memcached 1.6's: a wrong token count is "ERROR"; a NUL byte ends the
+  //   command line (the rest of the line up to "\n" is ignored); only ' ' separates tokens.
   //   out.name / out.command are set when the command was recognized (name is empty for an
   //   unknown command). kFlagNoreply is set when the request carried noreply (its last token
   //   is "noreply" and the command takes one): the caller then sends no reply at all. `keys`

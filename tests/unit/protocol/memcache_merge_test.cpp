@@ -121,12 +121,13 @@ TEST_CASE("memcache merge_multiget: odd inputs") {
   }
 }
 
-TEST_CASE("memcache merge_all_ok: OK only when every server says OK") {
-  auto merged = [](std::vector<std::string> bytes, std::vector<uint8_t> errors = {}) {
+TEST_CASE("memcache merge_all_same: the success reply only when every server gives it") {
+  auto merged = [](std::vector<std::string> bytes, std::vector<uint8_t> errors = {},
+                   std::string_view all = "OK\r\n") {
     std::vector<std::string_view> views(bytes.begin(), bytes.end());
     errors.resize(bytes.size(), 0);
     std::string dst;
-    mc::merge_all_ok(Fragments{views, errors, {}}, dst);
+    mc::merge_all_same(Fragments{views, errors, {}}, all, dst);
     return dst;
   };
   CHECK(merged({"OK\r\n", "OK\r\n", "OK\r\n"}) == "OK\r\n");
@@ -134,6 +135,24 @@ TEST_CASE("memcache merge_all_ok: OK only when every server says OK") {
   CHECK(merged({"OK\r\n", "SERVER_ERROR backend down\r\n"}, {0, 1}) ==
         "SERVER_ERROR backend down\r\n");
   CHECK(merged({}) == "OK\r\n");
+  // stats reset: RESET from every server.
+  CHECK(merged({"RESET\r\n", "RESET\r\n"}, {}, "RESET\r\n") == "RESET\r\n");
+  CHECK(merged({"RESET\r\n", "OK\r\n"}, {}, "RESET\r\n") == "OK\r\n");
+}
+
+TEST_CASE("memcache merge_stat_lines: every server's lines, one END") {
+  auto merged = [](std::vector<std::string> bytes, std::vector<uint8_t> errors = {}) {
+    std::vector<std::string_view> views(bytes.begin(), bytes.end());
+    errors.resize(bytes.size(), 0);
+    std::string dst;
+    mc::merge_stat_lines(Fragments{views, errors, {}}, dst);
+    return dst;
+  };
+  CHECK(merged({"STAT a 1\r\nEND\r\n", "STAT a 2\r\nSTAT b 3\r\nEND\r\n"}) ==
+        "STAT a 1\r\nSTAT a 2\r\nSTAT b 3\r\nEND\r\n");
+  CHECK(merged({"END\r\n", "END\r\n"}) == "END\r\n");
+  CHECK(merged({"STAT a 1\r\nEND\r\n", "SERVER_ERROR backend down\r\n"}, {0, 1}) ==
+        "SERVER_ERROR backend down\r\n");
 }
 
 TEST_CASE("memcache merge_answered_keys: per-key failover answers in key order") {

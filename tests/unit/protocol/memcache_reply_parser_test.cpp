@@ -521,3 +521,29 @@ TEST_CASE("memcache reply: each command accepts only its own answers") {
   expect_malformed("VERSION\r\n", K::kVersion);
   expect_malformed("TOUCHED\r\n", K::kOk);
 }
+
+TEST_CASE("memcache reply: stats groups and stats reset") {
+  using mc::ReplyKind;
+  for (const char* reply :
+       {"END\r\n", "STAT items:1:number 3\r\nSTAT items:1:age 7\r\nEND\r\n",
+        "ITEM k [1 b; 0 s]\r\nEND\r\n", "PREFIX a get 1 hit 0 set 1 del 0\r\nEND\r\n",
+        "STAT x ERROR\r\nEND\r\n", "STAT a\r\nERROR\r\nEND\r\n"}) {
+    expect_reply(reply, ReplyKind::kStats, false);
+  }
+  // An error line as the first line ends the reply.
+  expect_reply("CLIENT_ERROR bad command line\r\n", ReplyKind::kStats, true);
+  expect_reply("ERROR\r\n", ReplyKind::kStats, true);
+  expect_malformed("STAT a\nEND\r\n", ReplyKind::kStats);
+  // The scan resumes where it stopped.
+  mc::ReplyScanState state;
+  const std::string reply = "STAT a 1\r\nSTAT b 2\r\nEND\r\n";
+  CHECK(mc::scan_reply(std::string_view(reply).substr(0, 14), ReplyKind::kStats, state).status ==
+        ParseStatus::kNeedMore);
+  CHECK(state.pos == 10);
+  const ParseResult r = mc::scan_reply(reply, ReplyKind::kStats, state);
+  CHECK(r.status == ParseStatus::kOk);
+  CHECK(r.consumed == reply.size());
+  expect_reply("RESET\r\n", ReplyKind::kReset, false);
+  expect_reply("ERROR\r\n", ReplyKind::kReset, true);
+  expect_malformed("OK\r\n", ReplyKind::kReset);
+}
