@@ -132,7 +132,7 @@ void ClientSession::execute_memcache(const Request& req) {
     ready_slot(pool().down_error(server))->noreply = req.has(protocol::kFlagNoreply);
     return;
   }
-  ServerConnection& conn = pool().connection(server, id_);
+  ServerConnection& conn = pool().connection(server, id_, db_);
   ReplySlot* slot = new_slot(ReplySlot::Kind::kForward);
   slot->outstanding = 1;
   slot->noreply = req.has(protocol::kFlagNoreply);
@@ -168,7 +168,7 @@ void ClientSession::forward_memcache_multiget(const Request& req) {
     // Every key on one server: forward the frame untouched.
     slot->kind = ReplySlot::Kind::kForward;
     slot->outstanding = 1;
-    ServerConnection& conn = pool_rt.connection(frag_servers_[0], id_);
+    ServerConnection& conn = pool_rt.connection(frag_servers_[0], id_, db_);
     conn.out().append(req.frame);
     conn.push(shared_from_this(), slot, 0, mc::ReplyKind::kRetrieval);
     return;
@@ -181,7 +181,7 @@ void ClientSession::forward_memcache_multiget(const Request& req) {
   prefix.remove_suffix(1);
   frag_write_.resize(nfrags);
   for (size_t f = 0; f < nfrags; ++f) {
-    std::string& out = pool_rt.connection(frag_servers_[f], id_).out();
+    std::string& out = pool_rt.connection(frag_servers_[f], id_, db_).out();
     const size_t at = out.size();
     out.resize(at + prefix.size() + frag_counts_[f] + 2);
     char* w = out.data() + at;
@@ -197,7 +197,7 @@ void ClientSession::forward_memcache_multiget(const Request& req) {
   auto self = shared_from_this();
   for (size_t f = 0; f < nfrags; ++f) {
     std::memcpy(frag_write_[f], "\r\n", 2);
-    pool_rt.connection(frag_servers_[f], id_)
+    pool_rt.connection(frag_servers_[f], id_, db_)
         .push(self, slot, static_cast<uint16_t>(f), mc::ReplyKind::kRetrieval);
   }
 }
@@ -245,7 +245,7 @@ void ClientSession::forward_memcache_broadcast(const Request& req) {
   slot->frag_error.assign(n, 0);
   auto self = shared_from_this();
   for (uint32_t s = 0; s < n; ++s) {
-    ServerConnection& conn = pool().connection(s, id_);
+    ServerConnection& conn = pool().connection(s, id_, db_);
     append_frame(conn.out(), req);
     conn.push(
         self, slot, static_cast<uint16_t>(s),
@@ -283,6 +283,10 @@ void ClientSession::on_backend_reply(ReplySlot* slot, uint16_t frag, std::string
       slot->done = true;
     }
     drain();
+    return;
+  }
+  if (slot->kind == ReplySlot::Kind::kSelect) {
+    on_select_reply(slot, bytes, is_error);
     return;
   }
   if (slot->kind == ReplySlot::Kind::kMultiGet ||

@@ -63,6 +63,7 @@ class ClientSession final : public Connection, public ReplySink {
  private:
   friend class McFrontEnd;
   friend class RedisFrontEnd;
+  friend class RedisTransaction;
 
   // The pool's current runtime (config reload replaces it between requests).
   PoolRuntime& pool() const;
@@ -162,6 +163,13 @@ class ClientSession final : public Connection, public ReplySink {
                          size_t frag, bool pairs);
   void redis_forward(const protocol::Request& req, uint32_t server);
   void redis_error(std::string_view message);  // "-<message>\r\n" as the next reply
+  // SELECT n (n is not the pool's database): a server checks n (SELECT n, then the pool's
+  // database again, on a shared connection); input waits for its answer, then the session's
+  // requests go to the connections of database n.
+  void select_db(int32_t db);
+  void on_select_reply(ReplySlot* slot, std::string_view bytes, bool is_error);
+  // Held input is processed again (outside this call stack) once nothing holds it.
+  void resume_input();
 
   // Split replies merged in key order (memcached get, Redis MGET): the last fragment's reply
   // completes the slot; the merged reply is appended to `dst`, from frag_views_.
@@ -190,6 +198,8 @@ class ClientSession final : public Connection, public ReplySink {
   // Replicated reads of this session whose reply is not final (they may still fail over to
   // another child); input_held_ (Connection) is set until there are none (a write was parsed).
   uint32_t reads_pending_ = 0;
+  bool select_pending_ = false;  // a SELECT's check is in flight (input_held_ is set)
+  int32_t db_ = -1;              // Redis: the database SELECTed, -1 = the pool's own
   std::vector<std::string_view> args_scratch_;
   std::string inline_scratch_;
   std::string cluster_error_;  // scratch: an error reply made by cluster_intercept

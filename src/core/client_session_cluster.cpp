@@ -273,7 +273,8 @@ bool ClientSession::cluster_intercept(ReplySlot* slot, uint16_t frag, std::strin
 
 ServerConnection& ClientSession::broadcast_connection(uint32_t server) {
   ClusterRuntime* cluster = pool().cluster();
-  return cluster != nullptr ? cluster->connection(server, id_) : pool().connection(server, id_);
+  return cluster != nullptr ? cluster->connection(server, id_)
+                            : pool().connection(server, id_, db_);
 }
 
 void ClientSession::append_cluster_info(std::string& text) {

@@ -31,6 +31,59 @@ void ClientSession::redis_error(std::string_view message) {
   slot->data.append("\r\n");
 }
 
+void ClientSession::resume_input() {
+  if (!input_held_ || reads_pending_ > 0 || select_pending_) return;
+  input_held_ = false;
+  if (!closed_ && !resume_posted_) {
+    resume_posted_ = true;
+    asio::post(socket_.get_executor(), [self = shared_from_this()] {
+      self->resume_posted_ = false;
+      self->process();
+      self->start_read();
+    });
+  }
+}
+
+void ClientSession::select_db(int32_t db) {
+  PoolRuntime& pool_rt = pool();
+  const auto n = static_cast<uint32_t>(pool_rt.server_count());
+  uint32_t server = static_cast<uint32_t>(id_ % n);
+  for (uint32_t i = 0; i < n && pool_rt.is_down(server); ++i) server = (server + 1) % n;
+  if (pool_rt.is_down(server)) {
+    ready_slot(pool_rt.down_error(server));
+    return;
+  }
+  // SELECT n then SELECT <pool db>, appended at once: the shared connection is back in the
+  // pool's database before anything else runs on it.
+  ServerConnection& conn = pool_rt.connection(server, id_);
+  ReplySlot* slot = new_slot(ReplySlot::Kind::kSelect);
+  slot->child = static_cast<uint32_t>(db);
+  slot->outstanding = 1;
+  const std::string wanted = std::to_string(db);
+  const std::string back = std::to_string(pool_rt.config().db);
+  const std::string_view select_wanted[] = {"SELECT", wanted};
+  const std::string_view select_back[] = {"SELECT", back};
+  auto self = shared_from_this();
+  resp::append_command(conn.out(), select_wanted);
+  conn.push(self, slot, 0, protocol::memcache::ReplyKind::kLine);
+  resp::append_command(conn.out(), select_back);
+  conn.push(self, slot, kIgnoredFrag, protocol::memcache::ReplyKind::kLine);
+  select_pending_ = true;
+  input_held_ = true;  // what follows SELECT waits for its answer
+}
+
+void ClientSession::on_select_reply(ReplySlot* slot, std::string_view bytes, bool is_error) {
+  if (!is_error) {
+    const auto db = static_cast<int32_t>(slot->child);
+    db_ = db == static_cast<int64_t>(pool().config().db) ? -1 : db;
+  }
+  slot->data.assign(bytes);
+  slot->done = true;
+  select_pending_ = false;
+  resume_input();
+  drain();
+}
+
 void ClientSession::redis_no_key_error(const resp::CommandInfo& cmd) {
   // A command that routes by key but names none (EVAL with numkeys 0, ...).
   ReplySlot* slot = ready_slot("-ERR dproxy: ");
@@ -116,7 +169,7 @@ void ClientSession::redis_forward(const Request& req, uint32_t server) {
     ready_slot(pool().down_error(server));
     return;
   }
-  ServerConnection& conn = pool().connection(server, id_);
+  ServerConnection& conn = pool().connection(server, id_, db_);
   ReplySlot* slot = new_slot(ReplySlot::Kind::kForward);
   slot->outstanding = 1;
   append_request(conn.out(), req);
@@ -156,7 +209,7 @@ void ClientSession::redis_split(const resp::CommandInfo& cmd, const Request& req
   if (nfrags == 1) {
     slot->kind = ReplySlot::Kind::kForward;
     slot->outstanding = 1;
-    ServerConnection& conn = pool_rt.connection(frag_servers_[0], id_);
+    ServerConnection& conn = pool_rt.connection(frag_servers_[0], id_, db_);
     append_request(conn.out(), req);
     conn.push(shared_from_this(), slot, 0, protocol::memcache::ReplyKind::kLine);
     return;
@@ -166,7 +219,7 @@ void ClientSession::redis_split(const resp::CommandInfo& cmd, const Request& req
   if (req.frame.empty() || req.frame[0] != '*') {
     // An inline command: each part is encoded from the arguments.
     for (size_t f = 0; f < nfrags; ++f) {
-      ServerConnection& conn = pool_rt.connection(frag_servers_[f], id_);
+      ServerConnection& conn = pool_rt.connection(frag_servers_[f], id_, db_);
       append_split_part(conn.out(), slot, req, f, pairs);
       conn.push(self, slot, static_cast<uint16_t>(f), protocol::memcache::ReplyKind::kLine);
     }
@@ -189,7 +242,7 @@ void ClientSession::redis_split(const resp::CommandInfo& cmd, const Request& req
   }
   frag_write_.resize(nfrags);
   for (size_t f = 0; f < nfrags; ++f) {
-    std::string& out = pool_rt.connection(frag_servers_[f], id_).out();
+    std::string& out = pool_rt.connection(frag_servers_[f], id_, db_).out();
     resp::append_array_header(out, 1 + frag_counts_[f] * (pairs ? 2 : 1));
     const size_t at = out.size();
     out.resize(at + name_bulk.size() + frag_bytes_[f]);
@@ -206,7 +259,7 @@ void ClientSession::redis_split(const resp::CommandInfo& cmd, const Request& req
     w += n;
   }
   for (size_t f = 0; f < nfrags; ++f) {
-    pool_rt.connection(frag_servers_[f], id_)
+    pool_rt.connection(frag_servers_[f], id_, db_)
         .push(self, slot, static_cast<uint16_t>(f), protocol::memcache::ReplyKind::kLine);
   }
 }

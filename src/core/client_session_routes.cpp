@@ -112,7 +112,7 @@ void ClientSession::send_to_children(std::string_view frame, std::string_view no
       frag_servers_.push_back(c);
       continue;
     }
-    ServerConnection& conn = pool().connection(server, id_);
+    ServerConnection& conn = pool().connection(server, id_, db_);
     append_without(conn.out(), frame, noreply_cut);
     conn.push(self, slot, static_cast<uint16_t>(c), static_cast<mc::ReplyKind>(reply_kind));
   }
@@ -229,7 +229,7 @@ void ClientSession::failover_next(ReplySlot* slot) {
       down = server;
       continue;
     }
-    ServerConnection& conn = pool().connection(server, id_);
+    ServerConnection& conn = pool().connection(server, id_, db_);
     if (slot->per_key) {
       append_missing_keys(conn.out(), slot);
     } else {
@@ -253,18 +253,7 @@ void ClientSession::failover_final(ReplySlot* slot) {
   slot->done = true;
   if (slot->read_pending) {
     slot->read_pending = false;
-    if (--reads_pending_ == 0 && input_held_) {
-      // Held input (a write and what follows it) is processed again, outside this call stack.
-      input_held_ = false;
-      if (!closed_ && !resume_posted_) {
-        resume_posted_ = true;
-        asio::post(socket_.get_executor(), [self = shared_from_this()] {
-          self->resume_posted_ = false;
-          self->process();
-          self->start_read();
-        });
-      }
-    }
+    if (--reads_pending_ == 0) resume_input();  // held input: a write and what follows it
   }
   drain();
 }

@@ -42,6 +42,7 @@ struct ReplySlot {
                  // column in the command table; kArrayInKeyOrder merges as they arrive)
     kAck,        // replicated write / fanout: one fragment per child, reply per ack mode
     kFailover,   // replicated read: one child at a time, the next one on failure (or miss)
+    kSelect,     // Redis SELECT checked by a server (`child`: the database); input waits
   };
   Kind kind = Kind::kReady;
   protocol::resp::Merge merge = protocol::resp::Merge::kNone;  // kRespMerge: the merge unit

@@ -1,11 +1,12 @@
-"""Redis: a transaction dproxy refuses is refused whole, in every pool kind.
+"""Redis: a transaction dproxy refuses is refused whole.
 
-dproxy does not run MULTI/EXEC yet. When it refuses MULTI, every command the client queues
-after it, up to the matching EXEC or DISCARD, must be refused too (Redis's own behaviour for an
-aborted transaction: EXEC answers -EXECABORT and nothing is applied). This file checks, on the
-backends themselves, that nothing of such a transaction is written: pipelined in one write,
-sent command by command, after a refused WATCH, and through redis-py's default pipeline() (a
-MULTI/EXEC transaction). Pools: ketama, replicated, fanout and redis_cluster.
+dproxy runs MULTI/EXEC in sharded and redis_cluster pools (test_redis_transactions.py) but
+refuses it in replicated and fanout pools (a transaction needs one server, those pools write to
+several). When it refuses MULTI, every command the client queues after it, up to the matching
+EXEC or DISCARD, must be refused too (Redis's own behaviour for an aborted transaction: EXEC
+answers -EXECABORT and nothing is applied). This file checks, on the backends themselves, that
+nothing of such a transaction is written: pipelined in one write, sent command by command,
+after a refused WATCH, and through redis-py's default pipeline() (a MULTI/EXEC transaction).
 """
 import os
 import unittest
@@ -15,14 +16,15 @@ from harness import HOST, Dproxy, Processes, RespClient, RespError, free_port, r
 
 ARGS = None
 
-MULTI_REFUSED = (b"ERR dproxy: MULTI is not supported (transactions need a connection to one "
-                 b"server)")
+MULTI_REFUSED = (b"ERR dproxy: MULTI is not supported (transactions need one server, and "
+                 b"replicated and fanout pools write to several)")
 EXECABORT = b"EXECABORT Transaction discarded because of previous errors."
 
 
 def not_queued(name):
     return (f"ERR dproxy: {name} not queued: this transaction's MULTI was refused (transactions "
-            f"need a connection to one server), so EXEC will discard it").encode()
+            f"need one server, and replicated and fanout pools write to several), so EXEC will "
+            f"discard it").encode()
 
 
 class RefusedMultiTest(unittest.TestCase):
@@ -30,23 +32,16 @@ class RefusedMultiTest(unittest.TestCase):
     def setUpClass(cls):
         cls.procs = Processes()
         cls.servers = [cls.procs.redis() for _ in range(4)]
-        cls.cluster = cls.procs.redis_cluster(masters=3, replicas=0)
         ports = [s.port for s in cls.servers]
         cls.pools = {
-            "ketama": {"protocol": "redis", "listen": f"{HOST}:{free_port()}", "hash": "md5",
-                       "servers": [f"{HOST}:{p}" for p in ports[:2]]},
             "replicated": {"protocol": "redis", "listen": f"{HOST}:{free_port()}",
                            "policy": "replicated", "failover_on_miss": True,
-                           "children": [f"{HOST}:{ports[2]}", f"{HOST}:{ports[3]}"]},
+                           "children": [f"{HOST}:{ports[0]}", f"{HOST}:{ports[1]}"]},
             "fanout": {"protocol": "redis", "listen": f"{HOST}:{free_port()}",
                        "policy": "fanout", "reply": "first",
                        "children": [f"{HOST}:{ports[2]}", f"{HOST}:{ports[3]}"]},
-            "cluster": {"protocol": "redis", "listen": f"{HOST}:{free_port()}",
-                        "policy": "redis_cluster",
-                        "servers": [f"{HOST}:{n.port}" for n in cls.cluster.nodes]},
         }
-        cls.backend_ports = {"ketama": ports[:2], "replicated": ports[2:], "fanout": ports[2:],
-                             "cluster": [n.port for n in cls.cluster.nodes]}
+        cls.backend_ports = {"replicated": ports[:2], "fanout": ports[2:]}
         cls.proxy = Dproxy(cls.procs, ARGS.dproxy, cls.pools)
 
     @classmethod

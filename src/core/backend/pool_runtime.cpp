@@ -17,35 +17,22 @@ PoolRuntime::PoolRuntime(Worker& worker, std::shared_ptr<const PoolConfig> confi
       health_ptr_(std::move(health_ptr)),
       config_(*config_ptr_),
       health_(*health_ptr_),
-      counters_(counters) {
+      counters_(counters),
+      worker_(worker),
+      endpoints_(endpoints) {
   const PoolConfig& config = config_;
   PoolHealth& health = health_;
   const bool redis = config.protocol == Protocol::kRedis;
-  std::string setup;
-  uint32_t setup_replies = 0;
-  if (redis && !config.server_password.empty()) {
-    std::string_view auth[] = {"AUTH", config.server_password};
-    protocol::resp::append_command(setup, auth);
-    ++setup_replies;
-  }
-  if (redis && config.db != 0) {
-    std::string db = std::to_string(config.db);
-    std::string_view select[] = {"SELECT", db};
-    protocol::resp::append_command(setup, select);
-    ++setup_replies;
-  }
-  servers_.resize(config.servers.size());
   for (uint32_t i = 0; i < config.servers.size(); ++i) {
     const std::string address = config.servers[i].address();
     down_errors_.push_back((redis ? "-ERR dproxy: backend " : "SERVER_ERROR backend ") + address +
                            " is down (marked after " + std::to_string(config.server_failure_limit) +
                            " consecutive failures; dproxy probes it every " +
                            std::to_string(config.server_retry_timeout_ms) + " ms)\r\n");
-    for (uint32_t c = 0; c < config.server_connections; ++c) {
-      servers_[i].push_back(std::make_unique<ServerConnection>(
-          worker, endpoints[i], address, config, &health, i, setup, setup_replies));
-    }
   }
+  uint32_t setup_replies = 0;
+  const std::string setup = setup_for(config.db, setup_replies);
+  servers_ = make_connections(setup, setup_replies);
   if (config.preconnect) {
     for (auto& conns : servers_)
       for (auto& c : conns) c->preconnect();
@@ -76,6 +63,49 @@ PoolRuntime::PoolRuntime(Worker& worker, std::shared_ptr<const PoolConfig> confi
   rebuild();
 }
 
+std::string PoolRuntime::setup_for(int64_t db, uint32_t& replies) const {
+  std::string setup;
+  replies = 0;
+  if (config_.protocol != Protocol::kRedis) return setup;
+  if (!config_.server_password.empty()) {
+    std::string_view auth[] = {"AUTH", config_.server_password};
+    protocol::resp::append_command(setup, auth);
+    ++replies;
+  }
+  if (db != 0) {
+    std::string n = std::to_string(db);
+    std::string_view select[] = {"SELECT", n};
+    protocol::resp::append_command(setup, select);
+    ++replies;
+  }
+  return setup;
+}
+
+PoolRuntime::ServerConnections PoolRuntime::make_connections(const std::string& setup,
+                                                             uint32_t setup_replies) {
+  ServerConnections servers(config_.servers.size());
+  for (uint32_t i = 0; i < config_.servers.size(); ++i) {
+    const std::string address = config_.servers[i].address();
+    for (uint32_t c = 0; c < config_.server_connections; ++c) {
+      servers[i].push_back(std::make_unique<ServerConnection>(
+          worker_, endpoints_[i], address, config_, &health_, i, setup, setup_replies));
+    }
+  }
+  return servers;
+}
+
+PoolRuntime::ServerConnections& PoolRuntime::db_servers(uint32_t db) {
+  for (auto& set : db_sets_) {
+    if (set.db == db) return set.servers;
+  }
+  // A database selected by a client (SELECT was checked by a server first, so the setup's
+  // SELECT succeeds like the pool's own).
+  uint32_t setup_replies = 0;
+  const std::string setup = setup_for(db, setup_replies);
+  db_sets_.push_back(DbSet{db, make_connections(setup, setup_replies)});
+  return db_sets_.back().servers;
+}
+
 std::string_view PoolRuntime::down_error(uint32_t index) {
   ++counters_.forward_error;
   return down_errors_[index];
@@ -90,6 +120,8 @@ void PoolRuntime::server_stats(std::vector<ServerStats>& out) const {
     s.up = !health_.is_down(i);
     s.ejected_at_us = health_.server(i).ejected_at_us.load(std::memory_order_relaxed);
     for (const auto& c : servers_[i]) c->add_stats(s);
+    for (const auto& set : db_sets_)
+      for (const auto& c : set.servers[i]) c->add_stats(s);
   }
 }
 

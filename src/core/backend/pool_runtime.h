@@ -67,6 +67,9 @@ class PoolRuntime {
     size_t n = cluster_ ? cluster_->pending() : 0;
     for (const auto& conns : servers_)
       for (const auto& c : conns) n += c->pending();
+    for (const auto& set : db_sets_)
+      for (const auto& conns : set.servers)
+        for (const auto& c : conns) n += c->pending();
     return n;
   }
 
@@ -76,16 +79,30 @@ class PoolRuntime {
     for (const auto& conns : servers_)
       for (const auto& c : conns)
         if (c->busy()) return true;
+    for (const auto& set : db_sets_)
+      for (const auto& conns : set.servers)
+        for (const auto& c : conns)
+          if (c->busy()) return true;
     return false;
   }
 
   // A connection to server `index`; spreads callers over server_connections connections.
-  ServerConnection& connection(uint32_t index, uint64_t spread) {
-    auto& conns = servers_[index];
+  // `db` >= 0: a session that selected database `db` (Redis SELECT) other than the pool's.
+  ServerConnection& connection(uint32_t index, uint64_t spread, int32_t db = -1) {
+    auto& conns = db < 0 ? servers_[index] : db_servers(static_cast<uint32_t>(db))[index];
     return *conns[spread % conns.size()];
   }
+  // Sets of connections (one per selected database) made on first use.
+  size_t db_sets() const { return db_sets_.size(); }
 
  private:
+  using ServerConnections = std::vector<std::vector<std::unique_ptr<ServerConnection>>>;
+  // The connections of every server whose setup selects database `db` (made on first use).
+  ServerConnections& db_servers(uint32_t db);
+  // Connections to every server, each sending `setup` (`setup_replies` replies) first.
+  ServerConnections make_connections(const std::string& setup, uint32_t setup_replies);
+  std::string setup_for(int64_t db, uint32_t& replies) const;
+
   void refresh() {
     if (config_.auto_eject_hosts && health_.generation() != generation_) rebuild();
   }
@@ -103,7 +120,14 @@ class PoolRuntime {
   const routing::FanoutRoute* fanout_ = nullptr;
   const std::vector<std::unique_ptr<routing::ShardRoute>>* children_ = nullptr;
   std::vector<std::string> down_errors_;
-  std::vector<std::vector<std::unique_ptr<ServerConnection>>> servers_;
+  Worker& worker_;
+  std::vector<asio::generic::stream_protocol::endpoint> endpoints_;
+  ServerConnections servers_;
+  struct DbSet {
+    uint32_t db;
+    ServerConnections servers;
+  };
+  std::vector<DbSet> db_sets_;
   std::unique_ptr<ClusterRuntime> cluster_;
 };
 

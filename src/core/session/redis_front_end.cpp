@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "core/backend/cluster_runtime.h"
 #include "core/backend/pool_runtime.h"
 #include "core/client_session.h"
 #include "core/stats.h"
@@ -52,7 +53,8 @@ bool valid_client_name(std::string_view name) {
 RedisFrontEnd::RedisFrontEnd(ClientSession& session, const PoolConfig& config)
     : s_(session),
       parser_(resp::RequestLimits{config.max_value_bytes, 1024 * 1024, 64 * 1024}),
-      authenticated_(config.client_password.empty()) {}
+      authenticated_(config.client_password.empty()),
+      txn_(session) {}
 
 ParseResult RedisFrontEnd::parse(std::string_view in, Request& req) {
   return parser_.parse(in, req);
@@ -175,13 +177,16 @@ __attribute__((always_inline)) inline bool RedisFrontEnd::keys(const resp::Comma
 
 inline void RedisFrontEnd::dispatch_command(const Request& req) {
   const resp::CommandInfo* cmd = lookup(req);
-  if (cmd == nullptr) return;  // unknown command or subcommand: answered
+  if (cmd == nullptr) {
+    txn_.abort();  // unknown command or subcommand (answered): inside MULTI, EXEC aborts
+    return;
+  }
   if (!authenticated_ && cmd->name != "auth" && cmd->name != "hello" && cmd->name != "quit") {
     s_.redis_error("NOAUTH Authentication required.");
     return;
   }
-  if (cmd->name == "exec" || cmd->name == "discard" || (in_refused_multi_ && cmd->name != "quit")) {
-    refused_transaction(*cmd);
+  if (txn_.state() != RedisTransaction::State::kNone) [[unlikely]] {
+    transaction_command(*cmd, req);
     return;
   }
   if (!keys(*cmd, req)) return;
@@ -197,29 +202,74 @@ inline void RedisFrontEnd::dispatch_command(const Request& req) {
 }
 
 void RedisFrontEnd::reject(const resp::CommandInfo& cmd) {
-  // The commands a client queues after this MULTI are refused up to its EXEC or DISCARD.
-  if (cmd.name == "multi") in_refused_multi_ = true;
+  const std::string_view name = cmd.name;
+  if (name == "multi") {
+    if (s_.pool().cluster() != nullptr || s_.pool().route_kind() == routing::Route::Kind::kShard) {
+      txn_.begin();
+      return;
+    }
+    // Replicated and fanout pools: the commands a client queues after this MULTI are refused
+    // up to its EXEC or DISCARD.
+    txn_.refuse();
+  } else if (name == "exec" || name == "discard") {
+    ReplySlot* slot = s_.ready_slot("-ERR ");
+    resp::append_upper_name(slot->data, name);
+    slot->data.append(" without MULTI\r\n");
+    return;
+  } else if (name == "unwatch") {
+    s_.ready_slot("+OK\r\n");  // nothing is watched
+    return;
+  }
   ReplySlot* slot = s_.ready_slot("-ERR dproxy: ");
-  resp::append_upper_name(slot->data, cmd.name);
+  resp::append_upper_name(slot->data, name);
   slot->data.append(" is not supported (");
-  slot->data.append(cmd.reject_reason);
+  slot->data.append(name == "multi"
+                        ? std::string_view("transactions need one server, and replicated and "
+                                           "fanout pools write to several")
+                        : cmd.reject_reason);
   slot->data.append(")\r\n");
+}
+
+void RedisFrontEnd::transaction_command(const resp::CommandInfo& cmd, const Request& req) {
+  const std::string_view name = cmd.name;
+  if (name == "quit") {
+    local(cmd, req);
+    return;
+  }
+  if (txn_.state() == RedisTransaction::State::kRefused) {
+    refused_transaction(cmd);
+    return;
+  }
+  // Executed at once, as Redis does: MULTI / WATCH inside MULTI are errors that do not abort
+  // the transaction; EXEC and DISCARD end it.
+  if (name == "exec") {
+    txn_.exec();
+  } else if (name == "discard") {
+    txn_.discard();
+  } else if (name == "multi") {
+    s_.redis_error("ERR MULTI calls can not be nested");
+  } else if (name == "watch") {
+    s_.redis_error("ERR WATCH inside MULTI is not allowed");
+  } else if (cmd.has(resp::kCmdNoMulti)) {
+    s_.redis_error("ERR Command not allowed inside a transaction");
+    txn_.abort();
+  } else if (!keys(cmd, req)) {
+    txn_.abort();  // wrong arity or malformed keys: answered, as Redis answers at queue time
+  } else {
+    txn_.command(cmd, req);
+  }
 }
 
 void RedisFrontEnd::refused_transaction(const resp::CommandInfo& cmd) {
   // Redis's own replies for a transaction that is discarded because a command could not be
   // queued; nothing of it reaches a backend.
   if (cmd.name == "exec" || cmd.name == "discard") {
-    if (!in_refused_multi_) {
-      ReplySlot* slot = s_.ready_slot("-ERR ");
-      resp::append_upper_name(slot->data, cmd.name);
-      slot->data.append(" without MULTI\r\n");
-    } else if (cmd.name == "exec") {
+    if (cmd.name == "exec") {
       s_.redis_error("EXECABORT Transaction discarded because of previous errors.");
     } else {
       s_.ready_slot("+OK\r\n");
     }
-    in_refused_multi_ = false;
+    txn_.reset();
     return;
   }
   if (cmd.name == "multi") {
@@ -233,8 +283,8 @@ void RedisFrontEnd::refused_transaction(const resp::CommandInfo& cmd) {
   ReplySlot* slot = s_.ready_slot("-ERR dproxy: ");
   resp::append_upper_name(slot->data, cmd.name);
   slot->data.append(
-      " not queued: this transaction's MULTI was refused (transactions need a connection to one "
-      "server), so EXEC will discard it\r\n");
+      " not queued: this transaction's MULTI was refused (transactions need one server, and "
+      "replicated and fanout pools write to several), so EXEC will discard it\r\n");
 }
 
 bool RedisFrontEnd::auth(std::string_view user, std::string_view password, bool password_only) {
@@ -284,13 +334,7 @@ void RedisFrontEnd::local(const resp::CommandInfo& cmd, const Request& req) {
   } else if (name == "hello") {
     hello(args);
   } else if (name == "select") {
-    if (args[1] == "0") {
-      s_.ready_slot("+OK\r\n");
-    } else {
-      s_.redis_error(
-          "ERR dproxy: SELECT is limited to database 0 (each pool maps it to the database set "
-          "by its \"db\" option)");
-    }
+    select(args[1]);
   } else if (name == "client|setname") {
     if (!valid_client_name(args[2])) {
       s_.redis_error("ERR Client names cannot contain spaces, newlines or special characters.");
@@ -316,6 +360,33 @@ void RedisFrontEnd::local(const resp::CommandInfo& cmd, const Request& req) {
     resp::append_upper_name(slot->data, name);
     slot->data.append(" is not supported\r\n");
   }
+}
+
+void RedisFrontEnd::select(std::string_view arg) {
+  int64_t db = 0;
+  if (!resp::parse_int64(arg, db)) {
+    s_.redis_error("ERR value is not an integer or out of range");
+    return;
+  }
+  PoolRuntime& pool = s_.pool();
+  if (pool.cluster() != nullptr) {
+    if (db == 0) {
+      s_.ready_slot("+OK\r\n");
+    } else {
+      s_.redis_error("ERR SELECT is not allowed in cluster mode");  // Redis Cluster's reply
+    }
+    return;
+  }
+  if (db < 0 || db > INT32_MAX) {
+    s_.redis_error("ERR DB index is out of range");
+    return;
+  }
+  if (db == pool.config().db) {
+    s_.db_ = -1;  // the pool's own connections
+    s_.ready_slot("+OK\r\n");
+    return;
+  }
+  s_.select_db(static_cast<int32_t>(db));
 }
 
 void RedisFrontEnd::hello(std::span<const std::string_view> args) {

@@ -9,6 +9,7 @@
 
 #include "core/config.h"
 #include "core/session/front_end.h"
+#include "core/session/redis_transaction.h"
 #include "protocol/resp/command_table.h"
 #include "protocol/resp/request_parser.h"
 
@@ -43,12 +44,17 @@ class RedisFrontEnd final : public FrontEnd {
   bool keys(const protocol::resp::CommandInfo& cmd, const protocol::Request& req);
   [[gnu::cold]] void key_error(const protocol::resp::CommandInfo& cmd,
                                protocol::resp::KeyStatus status);
-  // A command dproxy never forwards: the error names the reason. A refused MULTI starts a
-  // refused transaction.
+  // A command of the table's kRejected class: MULTI starts a transaction (refused in replicated
+  // and fanout pools), EXEC / DISCARD without MULTI get Redis's errors; anything else is never
+  // forwarded: the error names the reason.
   void reject(const protocol::resp::CommandInfo& cmd);
-  // EXEC / DISCARD, and every command after a refused MULTI up to them: answered as Redis
-  // answers a transaction it discards, never forwarded.
+  // Any command while a transaction is open (queued, or refused).
+  void transaction_command(const protocol::resp::CommandInfo& cmd, const protocol::Request& req);
+  // Every command after a refused MULTI up to EXEC / DISCARD: answered as Redis answers a
+  // transaction it discards, never forwarded.
   void refused_transaction(const protocol::resp::CommandInfo& cmd);
+  // SELECT n: checked by a server, then this session's requests go to database n.
+  void select(std::string_view db);
   void local(const protocol::resp::CommandInfo& cmd, const protocol::Request& req);
   // HELLO [2] [AUTH user pass] [SETNAME name]: protocol 2 only (HELLO 3 gets -NOPROTO).
   void hello(std::span<const std::string_view> args);
@@ -61,7 +67,7 @@ class RedisFrontEnd final : public FrontEnd {
   ClientSession& s_;
   protocol::resp::RequestParser parser_;
   bool authenticated_ = false;
-  bool in_refused_multi_ = false;  // MULTI was refused: refuse up to the EXEC or DISCARD
+  RedisTransaction txn_;
   std::string client_name_;
   std::string last_command_name_;  // the name of the last command looked up, as sent
   const protocol::resp::CommandInfo* last_command_ = nullptr;
