@@ -270,6 +270,10 @@ void ClientSession::on_backend_reply(ReplySlot* slot, uint16_t frag, std::string
     return;
   }
   if (slot->kind == ReplySlot::Kind::kForward) {
+    if (slot->dedicated) [[unlikely]] {
+      on_dedicated_reply(slot, bytes);
+      return;
+    }
     slot->outstanding = 0;
     if (!slot->noreply && !closed_ && slots_.front() == slot) {
       // The common case: the oldest request's reply goes straight to the output buffer.
@@ -302,6 +306,21 @@ void ClientSession::on_backend_reply(ReplySlot* slot, uint16_t frag, std::string
   finish_collected(slot);
   slot->done = true;
   drain();
+}
+
+void ClientSession::on_dedicated_reply(ReplySlot* slot, std::string_view bytes) {
+  const uint32_t server = slot->child;
+  slot->outstanding = 0;
+  hold_buffer(slot->data, bytes.size()).assign(bytes);
+  slot->held = bytes.size();
+  held_bytes_ += bytes.size();
+  slot->done = true;
+  dedicated_.on_reply(server);
+  drain();
+}
+
+void ClientSession::on_closed() {
+  dedicated_.release_all();
 }
 
 void ClientSession::finish_collected(ReplySlot* slot) {

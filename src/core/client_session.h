@@ -13,6 +13,7 @@
 #include "core/reply_slot.h"
 #include "core/ring_queue.h"
 #include "core/session/connection.h"
+#include "core/session/dedicated.h"
 #include "core/session/front_end.h"
 #include "protocol/memcache/reply_parser.h"
 #include "protocol/memcache/request_parser.h"
@@ -44,6 +45,8 @@ class ClientSession final : public Connection, public ReplySink {
                 asio::generic::stream_protocol::socket socket, uint64_t id);
   ~ClientSession() override;
   void start();
+  // Shutdown: closes the socket and releases what the session holds (worker stopped).
+  void close_now() { close(); }
   std::shared_ptr<ClientSession> shared_from_this() {
     return std::static_pointer_cast<ClientSession>(Connection::shared_from_this());
   }
@@ -64,12 +67,15 @@ class ClientSession final : public Connection, public ReplySink {
   friend class McFrontEnd;
   friend class RedisFrontEnd;
   friend class RedisTransaction;
+  friend class DedicatedConnections;
 
   // The pool's current runtime (config reload replaces it between requests).
   PoolRuntime& pool() const;
 
   // Parses and dispatches every complete frame in the read buffer.
   void process() override;
+  void on_closed() override;
+  bool close_on_input_end() override { return dedicated_.waiting(); }
   std::string_view request_too_large_reply() const override;
   // The execution of a request a front end handed over: memcached (flush_all broadcast,
   // replicated/fanout routes, multi-get split, single key) and Redis (broadcast, redis_cluster,
@@ -156,6 +162,8 @@ class ClientSession final : public Connection, public ReplySink {
   // Routes `cmd` in a sharded pool (ketama / modula / random), or answers it locally.
   void dispatch_redis_sharded(const protocol::resp::CommandInfo& cmd, const protocol::Request& req);
   void redis_no_key_error(const protocol::resp::CommandInfo& cmd);
+  // A same-server command whose keys map to several servers (sharded pools).
+  [[gnu::cold]] void crossslot_error(const protocol::resp::CommandInfo& cmd);
   void redis_split(const protocol::resp::CommandInfo& cmd, const protocol::Request& req);
   // Appends, RESP-encoded, the part of a split MGET/MSET/DEL/... that fragment `frag` of `slot`
   // gets: the command name, then its keys (and, with `pairs`, each key's value) in request order.
@@ -178,11 +186,14 @@ class ClientSession final : public Connection, public ReplySink {
   // Every fragment of `slot` (kBroadcast, kRespMerge) has its reply in slot->frags: merged into
   // slot->data by the slot's merge unit (protocol/memcache/merge.h, protocol/resp/merge.h).
   void finish_collected(ReplySlot* slot);
+  // The reply of a request sent on a dedicated connection (then maybe given back).
+  void on_dedicated_reply(ReplySlot* slot, std::string_view bytes);
 
   size_t pool_id_;
   PoolClients& clients_;  // outlives the worker threads (and so every session)
   const bool redis_;
   std::unique_ptr<FrontEnd> front_;         // the client protocol's side (session/*_front_end.*)
+  DedicatedConnections dedicated_{*this};   // Redis: the client's own backend connections
   std::vector<uint32_t> key_idx_;           // scratch: key argument indices of a request
   std::vector<std::string_view> sub_args_;  // scratch: arguments of one split sub-command
   protocol::Request req_;

@@ -84,6 +84,16 @@ void ClientSession::on_select_reply(ReplySlot* slot, std::string_view bytes, boo
   drain();
 }
 
+void ClientSession::crossslot_error(const resp::CommandInfo& cmd) {
+  ReplySlot* slot = ready_slot("-CROSSSLOT dproxy: the keys of ");
+  resp::append_upper_name(slot->data, cmd.name);
+  slot->data.append(
+      " map to different servers; keep them together with a hash tag, e.g. "
+      "{user1}.a and {user1}.b");
+  if (pool().config().hash_tag.empty()) slot->data.append(" (set the pool's hash_tag)");
+  slot->data.append("\r\n");
+}
+
 void ClientSession::redis_no_key_error(const resp::CommandInfo& cmd) {
   // A command that routes by key but names none (EVAL with numkeys 0, ...).
   ReplySlot* slot = ready_slot("-ERR dproxy: ");
@@ -117,13 +127,7 @@ __attribute__((always_inline)) inline void ClientSession::dispatch_redis_sharded
       uint32_t server = pool().server_for(args[key_idx_[0]]);
       for (size_t i = 1; i < key_idx_.size(); ++i) {
         if (pool().server_for(args[key_idx_[i]]) != server) {
-          ReplySlot* slot = ready_slot("-CROSSSLOT dproxy: the keys of ");
-          resp::append_upper_name(slot->data, cmd.name);
-          slot->data.append(
-              " map to different servers; keep them together with a hash tag, e.g. "
-              "{user1}.a and {user1}.b");
-          if (pool().config().hash_tag.empty()) slot->data.append(" (set the pool's hash_tag)");
-          slot->data.append("\r\n");
+          crossslot_error(cmd);
           return;
         }
       }

@@ -56,6 +56,8 @@ struct PoolConfig {
   std::string client_password;  // clients must AUTH with this before anything else
   std::string server_password;  // dproxy sends AUTH with this on each new backend connection
   uint32_t db = 0;              // dproxy sends SELECT db on each new backend connection
+  // Backend connections clients may hold at once (blocking commands, WATCH), every thread.
+  uint32_t max_dedicated_connections = 1024;
   // The pool's JSON text as loaded (config reload compares it to tell a changed pool).
   std::string source;
   // redis_cluster only

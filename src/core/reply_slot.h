@@ -52,6 +52,7 @@ struct ReplySlot {
   uint32_t outstanding = 0;  // backend fragments still expected
   size_t held = 0;           // reply bytes stored in this slot (counted against backpressure)
   bool orphaned = false;     // sent to the client while fragments are still expected (kAck)
+  bool dedicated = false;    // kForward on a client's dedicated connection (`child`: server)
   std::string data;
   // kMultiGet / kBroadcast: per-fragment replies and whether each was an error.
   std::vector<std::string> frags;
@@ -114,7 +115,7 @@ struct ReplySlot {
   void reset() {
     kind = Kind::kReady;
     merge = protocol::resp::Merge::kNone;
-    noreply = close_after = done = orphaned = false;
+    noreply = close_after = done = orphaned = dedicated = false;
     outstanding = 0;
     frag_rank.clear();
     acks_needed = acks = fails = 0;

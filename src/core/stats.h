@@ -71,7 +71,8 @@ struct PoolCounters {
   uint64_t total_client_connections = 0;  // ever accepted
   uint64_t forward_error = 0;             // requests answered with a backend error
   uint64_t fragments = 0;                 // sub-requests made by splitting multi-key requests
-  uint64_t requests = 0;  // client requests (commands), including locally answered ones
+  uint64_t requests = 0;          // client requests (commands), including locally answered ones
+  uint64_t dedicated_opened = 0;  // dedicated backend connections made (Redis BLPOP, WATCH)
   // By command id (memcached Command enum, or Redis top-level command table index); created on
   // the first request of each command.
   std::vector<std::unique_ptr<LatencyHistogram>> latency;

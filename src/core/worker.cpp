@@ -167,7 +167,16 @@ bool Worker::idle() const {
 Worker::~Worker() {
   stop();
   join();
-  // Backend connections go first: their pending records hold sessions.
+  // Sessions still open give back the backend connections of their own (whose pending records
+  // hold them), then backend connections go first: their pending records hold sessions.
+  std::vector<std::shared_ptr<ClientSession>> open;
+  for (auto& [id, entry] : sessions_) {
+    if (auto s = entry.session.lock()) open.push_back(std::move(s));
+  }
+  for (auto& s : open) s->close_now();
+  open.clear();
+  dropped_.clear();
+  for (auto& slot : slots_) slot->dedicated_idle.clear();
   retired_.clear();
   for (auto& slot : slots_) slot->runtime.reset();
 }
@@ -188,6 +197,18 @@ void Worker::join() {
   if (thread_.joinable()) thread_.join();
 }
 
+void Worker::drop_later(std::unique_ptr<ServerConnection> c) {
+  dropped_.push_back(std::move(c));
+  if (drop_posted_) return;
+  drop_posted_ = true;
+  asio::post(io_, [this] {
+    drop_posted_ = false;
+    // Destroying may release sessions that drop more: take the list first.
+    auto dropped = std::move(dropped_);
+    dropped_.clear();
+  });
+}
+
 void Worker::flush_dirty() {
   // NOTE: flushing can fail requests, which can make sessions queue more work (and call back
   // in here): the outermost call loops until nothing is dirty; nested calls return at once.
@@ -195,7 +216,8 @@ void Worker::flush_dirty() {
   flushing_now_ = true;
   while (!dirty_.empty()) {
     flushing_.swap(dirty_);
-    for (ServerConnection* c : flushing_) c->flush();
+    for (ServerConnection* c : flushing_)
+      if (c != nullptr) c->flush();
     flushing_.clear();
   }
   flushing_now_ = false;

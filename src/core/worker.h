@@ -1,6 +1,7 @@
 #pragma once
 // A worker thread: one io_context, the sessions accepted onto it and its own backend connections.
 
+#include <algorithm>
 #include <asio.hpp>
 #include <atomic>
 #include <functional>
@@ -9,6 +10,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/backend/dedicated_idle.h"
 #include "core/buffer_pool.h"
 #include "core/config.h"
 #include "core/stats.h"
@@ -27,6 +29,8 @@ struct PoolSlot {
   std::unique_ptr<PoolRuntime> runtime;  // null once a removed pool has drained
   PoolCounters counters;
   bool removed = false;
+  // Dedicated backend connections (blocking commands, WATCH) no client holds now.
+  DedicatedIdle dedicated_idle;
 };
 
 using StatsCallback = std::function<void(const StatsSnapshot&, const ProcessInfo&)>;
@@ -87,6 +91,13 @@ class Worker {
     }
   }
   void flush_dirty();
+  // Closes a backend connection soon (not now: this may run inside one of its callbacks).
+  void drop_later(std::unique_ptr<ServerConnection> c);
+  // A connection that is going away (with a flush scheduled) is not flushed.
+  void forget_dirty(ServerConnection* c) {
+    std::erase(dirty_, c);
+    std::replace(flushing_.begin(), flushing_.end(), c, static_cast<ServerConnection*>(nullptr));
+  }
 
   // Sessions register while their socket is open (worker thread only).
   void add_session(uint64_t id, std::weak_ptr<ClientSession> session, size_t pool);
@@ -131,6 +142,9 @@ class Worker {
   bool draining_ = false;
   std::unordered_map<uint64_t, SessionEntry> sessions_;
   std::thread thread_;
+  // See drop_later(); last, so destroyed first (while io_ and dirty_ still exist).
+  std::vector<std::unique_ptr<ServerConnection>> dropped_;
+  bool drop_posted_ = false;
 };
 
 }  // namespace dproxy::core

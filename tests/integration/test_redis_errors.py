@@ -24,7 +24,6 @@ ARGS = None
 BLOCKING = (b"blocking commands would stall other clients' requests on the shared backend "
             b"connection")
 PUBSUB = b"pub/sub needs a connection to one server"
-TRANSACTION = b"transactions need a connection to one server"
 ADMIN = b"server administration commands are not proxied, connect to the server directly"
 NOT_ROUTED = b"not yet routed across servers"
 MULTI_DB = b"only database 0 is available through the proxy"
@@ -169,10 +168,6 @@ class RedisErrorsTest(RedisTestMixin, unittest.TestCase):
             (("PUBLISH", "ch", "msg"), rejected(b"PUBLISH", PUBSUB)),
             (("SPUBLISH", "ch", "msg"), rejected(b"SPUBLISH", PUBSUB)),
             (("PUBSUB", "CHANNELS"), rejected(b"PUBSUB CHANNELS", PUBSUB)),
-            (("BLPOP", "k", "0"), rejected(b"BLPOP", BLOCKING)),
-            (("BRPOPLPUSH", "a", "b", "0"), rejected(b"BRPOPLPUSH", BLOCKING)),
-            (("BZPOPMIN", "k", "0"), rejected(b"BZPOPMIN", BLOCKING)),
-            (("BLMPOP", "0", "1", "k", "LEFT"), rejected(b"BLMPOP", BLOCKING)),
             (("WAIT", "0", "0"), rejected(b"WAIT", BLOCKING)),
             (("XREAD", "BLOCK", "0", "STREAMS", s, "$"),
              RespError(b"ERR dproxy: XREAD with BLOCK is not supported (" + BLOCKING + b")")),
@@ -183,8 +178,9 @@ class RedisErrorsTest(RedisTestMixin, unittest.TestCase):
             # MULTI, EXEC and DISCARD get Redis's own errors.
             (("EXEC",), RespError(b"ERR EXEC without MULTI")),
             (("DISCARD",), RespError(b"ERR DISCARD without MULTI")),
-            (("WATCH", "k"), rejected(b"WATCH", TRANSACTION)),
-            (("UNWATCH",), b"OK"),  # as Redis: nothing is watched
+            # Blocking commands and WATCH run on dedicated connections (test_redis_blocking.py).
+            (("WATCH", "k"), b"OK"),
+            (("UNWATCH",), b"OK"),
             (("MONITOR",), rejected(b"MONITOR", b"MONITOR needs a connection to one server")),
             (("CONFIG", "GET", "maxmemory"), rejected(b"CONFIG GET", ADMIN)),
             (("CONFIG", "SET", "maxmemory", "1"), rejected(b"CONFIG SET", ADMIN)),
@@ -239,15 +235,12 @@ class RedisErrorsTest(RedisTestMixin, unittest.TestCase):
 
     def test_redis_py_sees_rejections_as_response_errors(self):
         r = self.client()
-        # MULTI/EXEC runs (test_redis_transactions.py); WATCH is still refused.
+        # MULTI/EXEC runs (test_redis_transactions.py).
         self.assertEqual(r.pipeline(transaction=True).set(self.k("a"), 1).execute(), [True])
-        with self.assertRaisesRegex(redis.ResponseError,
-                                    r"WATCH is not supported \(transactions need a connection"):
-            r.execute_command("WATCH", self.k("a"))
         with self.assertRaisesRegex(redis.ResponseError, "FUNCTION LIST is not supported"):
             r.execute_command("FUNCTION", "LIST")
-        with self.assertRaisesRegex(redis.ResponseError, "BLPOP is not supported"):
-            r.blpop([self.k("l")], 1)
+        with self.assertRaisesRegex(redis.ResponseError, "WAIT is not supported"):
+            r.wait(0, 0)
         self.assertTrue(r.set(self.k("a"), "1"))
         self.assertEqual(r.get(self.k("a")), b"1")
 

@@ -131,6 +131,12 @@ ServerConnection& ClusterRuntime::connection(uint32_t node, uint64_t spread) {
   return *n.conns[spread % n.conns.size()];
 }
 
+std::unique_ptr<ServerConnection> ClusterRuntime::make_dedicated(uint32_t node) {
+  const Node& n = *nodes_[node];
+  return std::make_unique<ServerConnection>(worker_, n.endpoint, n.address, config_, nullptr, node,
+                                            setup_, setup_replies_);
+}
+
 uint32_t ClusterRuntime::master_for(uint16_t slot, uint64_t spread) const {
   uint32_t m = slot_master_[slot];
   if (m != kNoNode) return m;

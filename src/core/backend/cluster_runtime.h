@@ -50,6 +50,8 @@ class ClusterRuntime {
   size_t node_count() const { return nodes_.size(); }
   // A connection to `node`, spreading callers over server_connections connections.
   ServerConnection& connection(uint32_t node, uint64_t spread);
+  // A new connection of a client's own to `node` (see session/dedicated.h).
+  std::unique_ptr<ServerConnection> make_dedicated(uint32_t node);
   // The masters of the current map, in address order (the seeds before a map is known).
   const std::vector<uint32_t>& masters() const { return masters_; }
   uint64_t version() const { return version_; }

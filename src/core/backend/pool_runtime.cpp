@@ -94,6 +94,14 @@ PoolRuntime::ServerConnections PoolRuntime::make_connections(const std::string& 
   return servers;
 }
 
+std::unique_ptr<ServerConnection> PoolRuntime::make_dedicated(uint32_t index, int32_t db) {
+  uint32_t setup_replies = 0;
+  const std::string setup = setup_for(db < 0 ? config_.db : db, setup_replies);
+  return std::make_unique<ServerConnection>(worker_, endpoints_[index],
+                                            config_.servers[index].address(), config_, nullptr,
+                                            index, setup, setup_replies);
+}
+
 PoolRuntime::ServerConnections& PoolRuntime::db_servers(uint32_t db) {
   for (auto& set : db_sets_) {
     if (set.db == db) return set.servers;

@@ -92,6 +92,9 @@ class PoolRuntime {
     auto& conns = db < 0 ? servers_[index] : db_servers(static_cast<uint32_t>(db))[index];
     return *conns[spread % conns.size()];
   }
+  // A new connection of a client's own to server `index` in database `db` (-1: the pool's),
+  // reporting to no health (it may outlive this runtime: see session/dedicated.h).
+  std::unique_ptr<ServerConnection> make_dedicated(uint32_t index, int32_t db);
   // Sets of connections (one per selected database) made on first use.
   size_t db_sets() const { return db_sets_.size(); }
 

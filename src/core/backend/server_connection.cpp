@@ -47,6 +47,8 @@ ServerConnection::ServerConnection(Worker& worker,
 }
 
 ServerConnection::~ServerConnection() {
+  // A dedicated connection can go while a flush of it is scheduled.
+  if (dirty_) worker_.forget_dirty(this);
   *alive_ = false;
   asio::error_code ignored;
   socket_.close(ignored);
@@ -55,15 +57,15 @@ ServerConnection::~ServerConnection() {
 }
 
 void ServerConnection::push(std::shared_ptr<ReplySink> session, ReplySlot* slot, uint16_t frag,
-                            mc::ReplyKind kind) {
+                            mc::ReplyKind kind, bool blocking) {
   const auto bytes = static_cast<uint32_t>(out_.size() - out_mark_);
   out_mark_ = out_.size();
   ++counters_.requests;
   counters_.request_bytes += bytes;
   ++unsent_;
-  pending_.push_back(
-      Pending{std::move(session), slot, frag, kind, false, bytes,
-              timeout_.count() == 0 ? Clock::time_point::max() : Clock::now() + timeout_});
+  pending_.push_back(Pending{
+      std::move(session), slot, frag, kind, false, bytes,
+      timeout_.count() == 0 || blocking ? Clock::time_point::max() : Clock::now() + timeout_});
   if (!dirty_) {
     dirty_ = true;
     worker_.mark_dirty(this);

@@ -54,9 +54,10 @@ class ServerConnection {
   // Outgoing bytes not yet handed to the socket. Append the request frame, then call push().
   std::string& out() { return out_; }
   // Registers the reply expected for the bytes just appended, and schedules a flush at the end
-  // of the current batch.
+  // of the current batch. `blocking`: a command that waits by design (BLPOP ...): the pool's
+  // timeout does not apply to it.
   void push(std::shared_ptr<ReplySink> session, ReplySlot* slot, uint16_t frag,
-            protocol::memcache::ReplyKind kind);
+            protocol::memcache::ReplyKind kind, bool blocking = false);
   // Sends what out() holds (connecting first if needed). Called by the worker once per batch.
   void flush();
   // Connects now if not connected (nutcracker's preconnect); failures are handled as usual.

@@ -25,6 +25,8 @@ struct ServerHealth {
 // name for the life of the process: config reloads keep it.
 struct PoolClients {
   std::atomic<uint32_t> count{0};
+  // Dedicated backend connections clients hold now (blocking commands, WATCH), every thread.
+  std::atomic<uint32_t> dedicated{0};
 };
 
 class PoolHealth {

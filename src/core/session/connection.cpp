@@ -113,6 +113,10 @@ void Connection::on_read(const asio::error_code& ec, size_t n) {
   if (ec == asio::error::eof) {
     // The client finished sending (or half-closed): answer everything it sent, then close.
     ++slot_.counters.client_eof;
+    if (close_on_input_end()) {
+      close();
+      return;
+    }
     stop_input_ = true;
     close_when_done_ = true;
     drain();
@@ -135,6 +139,10 @@ void Connection::on_read(const asio::error_code& ec, size_t n) {
 
 void Connection::begin_drain() {
   if (closed_) return;
+  if (close_on_input_end()) {
+    close();
+    return;
+  }
   // Input the front end holds (behind a replicated read, say) was read: it is still answered
   // (the read that ends with EOF then stops the input).
   if (!input_held_) stop_input_ = true;
@@ -256,6 +264,7 @@ void Connection::close() {
   socket_.shutdown(asio::socket_base::shutdown_both, ignored);
   socket_.close(ignored);
   worker_.reply_buffers().give(out_);
+  on_closed();
 }
 
 }  // namespace dproxy::core

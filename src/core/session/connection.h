@@ -78,6 +78,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void drain();
   void start_write();
   void close();
+  // Called once when the socket is closed (the front end releases what the client held).
+  virtual void on_closed() {}
+  // Input ended (the client's EOF, or a graceful shutdown): true to close at once instead of
+  // answering what is in flight (a client blocked in BLPOP).
+  virtual bool close_on_input_end() { return false; }
   // Frees the slots past kKeptSlots when every slot is free.
   void trim_slots();
 

@@ -195,16 +195,28 @@ inline void RedisFrontEnd::dispatch_command(const Request& req) {
     return;
   }
   if (cmd->routing == Routing::kRejected) {
-    reject(*cmd);
+    reject(*cmd, req);
     return;
   }
   s_.execute_redis(*cmd, req);
 }
 
-void RedisFrontEnd::reject(const resp::CommandInfo& cmd) {
+void RedisFrontEnd::reject(const resp::CommandInfo& cmd, const Request& req) {
   const std::string_view name = cmd.name;
+  // Sharded and redis_cluster pools run what needs one server: transactions, WATCH and blocking
+  // commands (on a dedicated connection, session/dedicated.h).
+  const bool one_server =
+      s_.pool().cluster() != nullptr || s_.pool().route_kind() == routing::Route::Kind::kShard;
+  if (one_server && name == "watch") {
+    s_.dedicated_.watch(cmd, req);
+    return;
+  }
+  if (one_server && cmd.reject_reason == resp::reasons::kBlocking && name != "wait") {
+    s_.dedicated_.blocking(cmd, req);
+    return;
+  }
   if (name == "multi") {
-    if (s_.pool().cluster() != nullptr || s_.pool().route_kind() == routing::Route::Kind::kShard) {
+    if (one_server) {
       txn_.begin();
       return;
     }
@@ -217,7 +229,11 @@ void RedisFrontEnd::reject(const resp::CommandInfo& cmd) {
     slot->data.append(" without MULTI\r\n");
     return;
   } else if (name == "unwatch") {
-    s_.ready_slot("+OK\r\n");  // nothing is watched
+    if (s_.dedicated_.watching()) {
+      s_.dedicated_.unwatch(req);
+    } else {
+      s_.ready_slot("+OK\r\n");  // nothing is watched
+    }
     return;
   }
   ReplySlot* slot = s_.ready_slot("-ERR dproxy: ");

@@ -47,7 +47,7 @@ class RedisFrontEnd final : public FrontEnd {
   // A command of the table's kRejected class: MULTI starts a transaction (refused in replicated
   // and fanout pools), EXEC / DISCARD without MULTI get Redis's errors; anything else is never
   // forwarded: the error names the reason.
-  void reject(const protocol::resp::CommandInfo& cmd);
+  void reject(const protocol::resp::CommandInfo& cmd, const protocol::Request& req);
   // Any command while a transaction is open (queued, or refused).
   void transaction_command(const protocol::resp::CommandInfo& cmd, const protocol::Request& req);
   // Every command after a refused MULTI up to EXEC / DISCARD: answered as Redis answers a

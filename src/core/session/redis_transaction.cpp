@@ -24,7 +24,7 @@ constexpr size_t kKeptBlockCapacity = 64 << 10;
 void RedisTransaction::begin() {
   state_ = State::kQueuing;
   aborted_ = false;
-  place_ = -1;
+  place_ = s_.dedicated_.watched_place();  // a WATCH decides where the transaction runs
   count_ = 0;
   block_.clear();
   s_.ready_slot("+OK\r\n");
@@ -118,13 +118,46 @@ void RedisTransaction::queue(const Request& req) {
 
 void RedisTransaction::discard() {
   reset();
+  s_.dedicated_.drop_watch();  // DISCARD forgets the WATCH too
   s_.ready_slot("+OK\r\n");
+}
+
+void RedisTransaction::exec_watched() {
+  // On the WATCH's connection, even when empty: the server answers a nil EXEC when a watched
+  // key changed.
+  ServerConnection& conn = s_.dedicated_.watched_connection();
+  ReplySlot* slot = s_.new_slot(ReplySlot::Kind::kForward);
+  slot->outstanding = 1;
+  slot->dedicated = true;
+  slot->child = s_.dedicated_.watched_server();
+  send_block(conn, slot);
+  s_.dedicated_.exec_sent();
+  reset();
+}
+
+void RedisTransaction::send_block(ServerConnection& conn, ReplySlot* slot) {
+  // MULTI, the commands and EXEC are appended at once: nothing of another client can come
+  // between them on the connection. Only EXEC's reply (the results, or EXECABORT when the
+  // server refused a queued command) reaches the client, which had +QUEUED from dproxy.
+  auto self = s_.shared_from_this();
+  constexpr auto kLine = protocol::memcache::ReplyKind::kLine;
+  conn.out().append(kMulti);
+  conn.push(self, slot, ClientSession::kIgnoredFrag, kLine);
+  conn.out().append(block_);
+  for (uint32_t i = 0; i < count_; ++i) conn.push(self, slot, ClientSession::kIgnoredFrag, kLine);
+  conn.out().append(kExec);
+  conn.push(self, slot, 0, kLine);
 }
 
 void RedisTransaction::exec() {
   if (aborted_) {
     reset();
+    s_.dedicated_.drop_watch();
     s_.redis_error("EXECABORT Transaction discarded because of previous errors.");
+    return;
+  }
+  if (s_.dedicated_.watching()) {
+    exec_watched();
     return;
   }
   if (count_ == 0) {
@@ -153,19 +186,9 @@ void RedisTransaction::exec() {
     }
     conn = &pool.connection(server, s_.id_, s_.db_);
   }
-  // MULTI, the commands and EXEC are appended at once: nothing of another client can come
-  // between them on the connection. Only EXEC's reply (the results, or EXECABORT when the
-  // server refused a queued command) reaches the client, which had +QUEUED from dproxy.
   ReplySlot* slot = s_.new_slot(ReplySlot::Kind::kForward);
   slot->outstanding = 1;
-  auto self = s_.shared_from_this();
-  constexpr auto kLine = protocol::memcache::ReplyKind::kLine;
-  conn->out().append(kMulti);
-  conn->push(self, slot, ClientSession::kIgnoredFrag, kLine);
-  conn->out().append(block_);
-  for (uint32_t i = 0; i < count_; ++i) conn->push(self, slot, ClientSession::kIgnoredFrag, kLine);
-  conn->out().append(kExec);
-  conn->push(self, slot, 0, kLine);
+  send_block(*conn, slot);
   reset();
 }
 

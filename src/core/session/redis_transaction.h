@@ -12,6 +12,8 @@
 namespace dproxy::core {
 
 class ClientSession;
+class ServerConnection;
+struct ReplySlot;
 
 class RedisTransaction {
  public:
@@ -51,6 +53,10 @@ class RedisTransaction {
   // first key went (the first key sets it); else answers CROSSSLOT and aborts.
   bool same_place(const protocol::Request& req);
   void queue(const protocol::Request& req);
+  // EXEC after a WATCH: on the WATCH's dedicated connection.
+  void exec_watched();
+  // Appends MULTI, the queued commands and EXEC to `conn`; `slot` gets EXEC's reply.
+  void send_block(ServerConnection& conn, ReplySlot* slot);
 
   ClientSession& s_;
   State state_ = State::kNone;

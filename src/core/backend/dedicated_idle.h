@@ -1,0 +1,46 @@
+#pragma once
+// Idle dedicated backend connections of one pool on one worker thread, kept for reuse (a worker
+// looping on BLPOP takes the same connection back instead of connecting per call).
+
+#include <memory>
+#include <string_view>
+#include <vector>
+
+#include "core/backend/server_connection.h"
+
+namespace dproxy::core {
+
+class DedicatedIdle {
+ public:
+  // At most this many idle connections are kept per pool and worker thread; more are closed.
+  static constexpr size_t kMaxIdle = 16;
+
+  // An idle connection to `address` in database `db` (-1: the pool's own), or null.
+  std::unique_ptr<ServerConnection> take(std::string_view address, int32_t db) {
+    for (size_t i = idle_.size(); i-- > 0;) {
+      if (idle_[i].db == db && idle_[i].conn->address() == address) {
+        auto c = std::move(idle_[i].conn);
+        idle_.erase(idle_.begin() + static_cast<std::ptrdiff_t>(i));
+        return c;
+      }
+    }
+    return nullptr;
+  }
+  // Keeps `c` (no request in flight) for reuse; false when full (the caller closes it).
+  bool put(std::unique_ptr<ServerConnection>& c, int32_t db) {
+    if (idle_.size() >= kMaxIdle || c->busy()) return false;
+    idle_.push_back(Entry{db, std::move(c)});
+    return true;
+  }
+  size_t size() const { return idle_.size(); }
+  void clear() { idle_.clear(); }
+
+ private:
+  struct Entry {
+    int32_t db;
+    std::unique_ptr<ServerConnection> conn;
+  };
+  std::vector<Entry> idle_;
+};
+
+}  // namespace dproxy::core

@@ -1,0 +1,214 @@
+// DedicatedConnections: a Redis client's own backend connections. See dedicated.h.
+
+#include "core/session/dedicated.h"
+
+#include "core/backend/cluster_runtime.h"
+#include "core/backend/pool_runtime.h"
+#include "core/backend/server_connection.h"
+#include "core/client_session.h"
+#include "core/log.h"
+#include "core/worker.h"
+#include "protocol/resp/reply_writer.h"
+#include "routing/cluster_slots.h"
+
+namespace dproxy::core {
+
+namespace resp = protocol::resp;
+using protocol::Request;
+
+DedicatedConnections::~DedicatedConnections() {
+  // Normally released when the client closed; closed later in any case (the session may be
+  // going inside a callback of one of these connections).
+  for (auto& lease : leases_) {
+    s_.clients_.dedicated.fetch_sub(1);
+    close_later(s_, std::move(lease.conn));
+  }
+}
+
+void DedicatedConnections::close_later(ClientSession& s, std::unique_ptr<ServerConnection> conn) {
+  // Not now: this may run inside a callback of that very connection.
+  s.worker_.drop_later(std::move(conn));
+}
+
+DedicatedConnections::Lease* DedicatedConnections::get(uint32_t server) {
+  const int32_t db = s_.pool().cluster() != nullptr ? -1 : s_.db_;
+  for (auto& lease : leases_) {
+    if (lease.server == server && lease.db == db) return &lease;
+  }
+  const PoolConfig& config = s_.pool().config();
+  if (s_.clients_.dedicated.load() >= config.max_dedicated_connections) {
+    ReplySlot* slot = s_.ready_slot(
+        "-ERR dproxy: too many dedicated backend connections (the pool's "
+        "max_dedicated_connections, ");
+    slot->data.append(std::to_string(config.max_dedicated_connections));
+    slot->data.append(", are held by clients in blocking commands or WATCH); try again later\r\n");
+    return nullptr;
+  }
+  PoolRuntime& pool = s_.pool();
+  ClusterRuntime* cluster = pool.cluster();
+  const std::string address =
+      cluster != nullptr ? cluster->address(server) : config.servers[server].address();
+  std::unique_ptr<ServerConnection> conn = s_.slot_.dedicated_idle.take(address, db);
+  if (!conn) {
+    conn = cluster != nullptr ? cluster->make_dedicated(server) : pool.make_dedicated(server, db);
+    ++s_.slot_.counters.dedicated_opened;
+  }
+  s_.clients_.dedicated.fetch_add(1);
+  leases_.push_back(Lease{server, db, false, std::move(conn)});
+  return &leases_.back();
+}
+
+void DedicatedConnections::give_back(size_t i) {
+  Lease& lease = leases_[i];
+  s_.clients_.dedicated.fetch_sub(1);
+  // put() takes the connection only when it keeps it.
+  if (s_.closed_ || !s_.slot_.dedicated_idle.put(lease.conn, lease.db))
+    close_later(s_, std::move(lease.conn));
+  leases_.erase(leases_.begin() + static_cast<std::ptrdiff_t>(i));
+}
+
+void DedicatedConnections::on_reply(uint32_t server) {
+  for (size_t i = 0; i < leases_.size(); ++i) {
+    Lease& lease = leases_[i];
+    if (lease.server != server || lease.pinned || lease.conn->busy()) continue;
+    give_back(i);
+    return;
+  }
+}
+
+bool DedicatedConnections::waiting() const {
+  for (const auto& lease : leases_) {
+    if (lease.conn->busy()) return true;
+  }
+  return false;
+}
+
+void DedicatedConnections::release_all() {
+  while (!leases_.empty()) {
+    Lease& lease = leases_.back();
+    if (lease.pinned || lease.conn->busy()) {
+      // A blocked command or a WATCH: closing the connection ends it on the server.
+      s_.clients_.dedicated.fetch_sub(1);
+      close_later(s_, std::move(lease.conn));
+      leases_.pop_back();
+    } else {
+      give_back(leases_.size() - 1);
+    }
+  }
+  watched_place_ = -1;
+}
+
+DedicatedConnections::Lease* DedicatedConnections::watched() {
+  for (auto& lease : leases_) {
+    if (lease.pinned) return &lease;
+  }
+  return nullptr;
+}
+
+ServerConnection& DedicatedConnections::watched_connection() {
+  return *watched()->conn;
+}
+
+uint32_t DedicatedConnections::watched_server() {
+  return watched()->server;
+}
+
+void DedicatedConnections::exec_sent() {
+  if (Lease* lease = watched()) lease->pinned = false;  // given back once EXEC's reply is in
+  watched_place_ = -1;
+}
+
+void DedicatedConnections::drop_watch() {
+  for (size_t i = 0; i < leases_.size(); ++i) {
+    if (!leases_[i].pinned) continue;
+    s_.clients_.dedicated.fetch_sub(1);
+    close_later(s_, std::move(leases_[i].conn));
+    leases_.erase(leases_.begin() + static_cast<std::ptrdiff_t>(i));
+    break;
+  }
+  watched_place_ = -1;
+}
+
+int64_t DedicatedConnections::keys_server(const resp::CommandInfo& cmd, const Request& req,
+                                          int64_t& place) {
+  PoolRuntime& pool = s_.pool();
+  ClusterRuntime* cluster = pool.cluster();
+  place = -1;
+  for (uint32_t idx : s_.key_idx_) {
+    const std::string_view key = req.args[idx];
+    const int64_t p = cluster != nullptr ? routing::key_slot(key) : pool.server_for(key);
+    if (place < 0) place = p;
+    if (p == place) continue;
+    if (cluster != nullptr) {
+      s_.redis_error("CROSSSLOT Keys in request don't hash to the same slot");
+    } else {
+      s_.crossslot_error(cmd);
+    }
+    return -1;
+  }
+  if (place < 0) {
+    s_.redis_no_key_error(cmd);
+    return -1;
+  }
+  if (cluster != nullptr) return cluster->master_for(static_cast<uint16_t>(place), s_.id_);
+  if (pool.is_down(static_cast<uint32_t>(place))) {
+    s_.ready_slot(pool.down_error(static_cast<uint32_t>(place)));
+    return -1;
+  }
+  return place;
+}
+
+void DedicatedConnections::send(Lease& lease, const Request& req, bool blocking) {
+  ReplySlot* slot = s_.new_slot(ReplySlot::Kind::kForward);
+  slot->outstanding = 1;
+  slot->dedicated = true;
+  slot->child = lease.server;
+  std::string& out = lease.conn->out();
+  if (!req.frame.empty() && req.frame[0] == '*') {
+    out.append(req.frame);
+  } else {
+    resp::append_command(out, req.args);
+  }
+  lease.conn->push(s_.shared_from_this(), slot, 0, protocol::memcache::ReplyKind::kLine, blocking);
+}
+
+void DedicatedConnections::blocking(const resp::CommandInfo& cmd, const Request& req) {
+  int64_t place = -1;
+  const int64_t server = keys_server(cmd, req, place);
+  if (server < 0) return;
+  Lease* lease = get(static_cast<uint32_t>(server));
+  if (lease == nullptr) return;
+  send(*lease, req, true);
+}
+
+void DedicatedConnections::watch(const resp::CommandInfo& cmd, const Request& req) {
+  int64_t place = -1;
+  const int64_t server = keys_server(cmd, req, place);
+  if (server < 0) return;
+  if (watched_place_ >= 0 && place != watched_place_) {
+    // Everything a client watches must live where its transaction will run.
+    if (s_.pool().cluster() != nullptr) {
+      s_.redis_error("CROSSSLOT Keys in request don't hash to the same slot");
+    } else {
+      s_.redis_error(
+          "CROSSSLOT dproxy: these keys map to another server than the keys already watched; "
+          "keep a transaction's keys together with a hash tag");
+    }
+    return;
+  }
+  Lease* lease = watched();
+  if (lease == nullptr) lease = get(static_cast<uint32_t>(server));
+  if (lease == nullptr) return;
+  lease->pinned = true;
+  watched_place_ = place;
+  send(*lease, req, false);
+}
+
+void DedicatedConnections::unwatch(const Request& req) {
+  Lease* lease = watched();
+  lease->pinned = false;  // given back once UNWATCH's reply is in
+  watched_place_ = -1;
+  send(*lease, req, false);
+}
+
+}  // namespace dproxy::core

@@ -1,0 +1,304 @@
+"""Redis blocking commands and WATCH on dedicated backend connections (issue 17).
+
+BLPOP and friends wait on a backend connection of the client's own, to the keys' server, for as
+long as the command's own timeout says (the pool's timeout_ms does not cut them short); a
+worker looping on BLPOP reuses one connection instead of connecting per call; a client that
+goes away while blocked releases (closes) that connection, so the server forgets the block.
+WATCH pins such a connection until EXEC/DISCARD/UNWATCH and the transaction runs on it, so a
+watched key changed by another client makes EXEC answer nil, as Redis does. Checked on the
+backends themselves (INFO clients / stats).
+"""
+import os
+import socket
+import threading
+import time
+import unittest
+
+import harness
+from harness import HOST, Dproxy, Processes, RespClient, RespError, free_port, resp_command
+
+ARGS = None
+
+
+def info_clients(port):
+    c = RespClient(port)
+    try:
+        text = c.call("INFO", "clients").decode()
+        stats = c.call("INFO", "stats").decode()
+    finally:
+        c.close()
+    fields = {}
+    for line in (text + stats).splitlines():
+        if ":" in line:
+            k, v = line.split(":", 1)
+            fields[k] = v.strip()
+    return fields
+
+
+def wait_for(pred, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return pred()
+
+
+class BlockingTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.procs = Processes()
+        cls.servers = [cls.procs.redis() for _ in range(3)]
+        cls.cluster = cls.procs.redis_cluster(masters=3, replicas=0)
+        cls.ports = [s.port for s in cls.servers]
+        cls.pools = {
+            "ketama": {"protocol": "redis", "listen": f"{HOST}:{free_port()}", "hash": "md5",
+                       "hash_tag": "{}", "timeout_ms": 300,
+                       "servers": [f"{HOST}:{p}" for p in cls.ports]},
+            "cluster": {"protocol": "redis", "listen": f"{HOST}:{free_port()}",
+                        "policy": "redis_cluster", "timeout_ms": 300,
+                        "servers": [f"{HOST}:{n.port}" for n in cls.cluster.nodes]},
+        }
+        cls.proxy = Dproxy(cls.procs, ARGS.dproxy, cls.pools)
+
+    @classmethod
+    def tearDownClass(cls):
+        rc = cls.proxy.stop()
+        log = cls.proxy.log_text()
+        cls.procs.close()
+        assert rc == 0, f"dproxy exited with {rc}: {log[-2000:]}"
+
+    def setUp(self):
+        self.prefix = f"{self._testMethodName}:{os.urandom(4).hex()}:"
+
+    def port(self, pool):
+        return int(self.pools[pool]["listen"].rsplit(":", 1)[1])
+
+    def client(self, pool, **kw):
+        import redis
+
+        r = redis.Redis(host=HOST, port=self.port(pool), socket_timeout=30, **kw)
+        self.addCleanup(r.close)
+        return r
+
+    def raw(self, pool):
+        c = RespClient(self.port(pool))
+        self.addCleanup(c.close)
+        return c
+
+    def server_of(self, key):
+        for p in self.ports:
+            c = RespClient(p)
+            try:
+                if c.call("EXISTS", key) == 1:
+                    return p
+            finally:
+                c.close()
+        return None
+
+    def blocked_clients(self):
+        return sum(int(info_clients(p)["blocked_clients"]) for p in self.ports)
+
+    # --- blocking commands ----------------------------------------------------------------
+
+    def test_job_queue_exactly_once_with_few_connections(self):
+        for pool in ("ketama", "cluster"):
+            with self.subTest(pool=pool):
+                queue = "{" + self.prefix + pool + "}jobs"
+                consumer, producer = self.client(pool), self.client(pool)
+                producer.set("{" + self.prefix + pool + "}probe", "x")
+                ports = (self.ports if pool == "ketama" else
+                         [n.port for n in self.cluster.nodes])
+                before = {p: int(info_clients(p)["total_connections_received"]) for p in ports}
+                got = []
+
+                def consume():
+                    while len(got) < 1000:
+                        item = consumer.blpop([queue], timeout=10)
+                        if item is None:
+                            return
+                        got.append(int(item[1]))
+
+                t = threading.Thread(target=consume)
+                t.start()
+                for i in range(1000):
+                    producer.rpush(queue, i)
+                    if i % 100 == 0:
+                        time.sleep(0.02)  # let the consumer catch up and block again
+                t.join(60)
+                self.assertFalse(t.is_alive())
+                self.assertEqual(got, list(range(1000)))
+                after = {p: int(info_clients(p)["total_connections_received"]) for p in ports}
+                new = sum(after[p] - before[p] for p in ports)
+                # 1,000 BLPOPs over a reused dedicated connection: a handful of new backend
+                # connections (the dedicated one, INFO's own), not one per call.
+                self.assertLess(new, 20, (before, after))
+
+    def test_own_timeout_not_the_pools(self):
+        for pool in ("ketama", "cluster"):
+            with self.subTest(pool=pool):
+                r = self.client(pool)
+                start = time.monotonic()
+                # timeout_ms is 300: the server's 1 s timeout decides, not dproxy's.
+                self.assertIsNone(r.blpop(["{" + self.prefix + pool + "}empty"], timeout=1))
+                self.assertGreaterEqual(time.monotonic() - start, 0.9)
+                self.assertIsNone(r.bzpopmin(["{" + self.prefix + pool + "}z"], timeout=0.5))
+
+    def test_pipelined_requests_around_a_block_keep_their_order(self):
+        c = self.raw("ketama")
+        key = "{" + self.prefix + "}l"
+        c.send(resp_command("SET", key + "s", "1") + resp_command("BLPOP", key, "0.5") +
+               resp_command("GET", key + "s") + resp_command("BRPOP", key, key + "2", "0.3"))
+        self.assertEqual(c.read_reply(), b"OK")
+        self.assertIsNone(c.read_reply())
+        self.assertEqual(c.read_reply(), b"1")
+        self.assertIsNone(c.read_reply())
+        other = self.raw("ketama")
+        c.send(resp_command("BLMOVE", key, key + "dst", "LEFT", "RIGHT", "5"))
+        time.sleep(0.2)
+        self.assertEqual(other.call("LPUSH", key, "job"), 1)
+        self.assertEqual(c.read_reply(), b"job")
+        self.assertEqual(other.call("LRANGE", key + "dst", "0", "-1"), [b"job"])
+
+    def test_keys_on_two_servers_get_crossslot(self):
+        c = self.raw("ketama")
+        a = self.prefix + "a"
+        b = None
+        c.call("SET", a, "x")
+        for i in range(200):
+            cand = f"{self.prefix}b{i}"
+            c.call("SET", cand, "x")
+            if self.server_of(cand) != self.server_of(a):
+                b = cand
+                break
+        self.assertIsNotNone(b)
+        err = c.call("BLPOP", a, b, "0")
+        self.assertIsInstance(err, RespError)
+        self.assertTrue(err.startswith(b"CROSSSLOT dproxy: the keys of BLPOP map to different "
+                                       b"servers"), err)
+        cc = self.raw("cluster")
+        self.assertEqual(cc.call("BLPOP", "a", "b", "0"),
+                         RespError(b"CROSSSLOT Keys in request don't hash to the same slot"))
+        self.assertEqual(c.call("PING"), b"PONG")
+
+    def test_client_gone_while_blocked_releases_the_connection(self):
+        key = "{" + self.prefix + "}gone"
+        base = self.blocked_clients()
+        socks = []
+        for _ in range(5):
+            s = socket.create_connection((HOST, self.port("ketama")))
+            s.sendall(resp_command("BLPOP", key, "0"))
+            socks.append(s)
+        self.assertTrue(wait_for(lambda: self.blocked_clients() == base + 5),
+                        self.blocked_clients())
+        for s in socks:
+            s.close()
+        # The backend connections are closed: the server has no blocked client left, and a
+        # push is not eaten by a vanished client.
+        self.assertTrue(wait_for(lambda: self.blocked_clients() == base), self.blocked_clients())
+        r = self.client("ketama")
+        r.rpush(key, "kept")
+        self.assertEqual(r.lrange(key, 0, -1), [b"kept"])
+
+    def test_backend_killed_during_a_block_answers_an_error(self):
+        procs = Processes()
+        self.addCleanup(procs.close)
+        server = procs.redis()
+        pools = {"one": {"protocol": "redis", "listen": f"{HOST}:{free_port()}",
+                         "servers": [f"{HOST}:{server.port}"]}}
+        proxy = Dproxy(procs, ARGS.dproxy, pools)
+        port = int(pools["one"]["listen"].rsplit(":", 1)[1])
+        c = RespClient(port)
+        self.addCleanup(c.close)
+        c.send(resp_command("BLPOP", "q", "0"))
+        self.assertTrue(wait_for(lambda: info_clients(server.port)["blocked_clients"] == "1"))
+        procs.kill(server)
+        err = c.read_reply()
+        self.assertIsInstance(err, RespError)
+        self.assertTrue(err.startswith(b"ERR dproxy: backend"), err)
+        self.assertEqual(c.call("PING"), b"PONG")
+        self.assertEqual(proxy.stop(), 0)
+
+    # --- WATCH ----------------------------------------------------------------------------
+
+    def test_watch_sees_a_concurrent_change(self):
+        for pool in ("ketama", "cluster"):
+            with self.subTest(pool=pool):
+                key = "{" + self.prefix + pool + "}w"
+                c, other = self.raw(pool), self.raw(pool)
+                self.assertEqual(c.call("SET", key, "1"), b"OK")
+                self.assertEqual(c.call("WATCH", key), b"OK")
+                self.assertEqual(c.call("GET", key), b"1")
+                self.assertEqual(other.call("SET", key, "changed"), b"OK")
+                self.assertEqual(c.call("MULTI"), b"OK")
+                self.assertEqual(c.call("SET", key, "mine"), b"QUEUED")
+                c.send(resp_command("EXEC"))
+                self.assertEqual(c.read_raw_reply(), b"*-1\r\n")  # aborted: key changed
+                self.assertEqual(other.call("GET", key), b"changed")
+                # Without a change in between, the same sequence commits.
+                self.assertEqual(c.call("WATCH", key), b"OK")
+                self.assertEqual(c.call("MULTI"), b"OK")
+                self.assertEqual(c.call("SET", key, "mine"), b"QUEUED")
+                self.assertEqual(c.call("EXEC"), [b"OK"])
+                self.assertEqual(other.call("GET", key), b"mine")
+                # UNWATCH and DISCARD end a WATCH.
+                self.assertEqual(c.call("WATCH", key), b"OK")
+                self.assertEqual(c.call("UNWATCH"), b"OK")
+                self.assertEqual(other.call("SET", key, "x"), b"OK")
+                self.assertEqual(c.call("MULTI"), b"OK")
+                self.assertEqual(c.call("GET", key), b"QUEUED")
+                self.assertEqual(c.call("EXEC"), [b"x"])
+                self.assertEqual(c.call("WATCH", key), b"OK")
+                self.assertEqual(c.call("MULTI"), b"OK")
+                self.assertEqual(c.call("DISCARD"), b"OK")
+                self.assertEqual(other.call("SET", key, "y"), b"OK")
+                self.assertEqual(c.call("MULTI"), b"OK")
+                self.assertEqual(c.call("GET", key), b"QUEUED")
+                self.assertEqual(c.call("EXEC"), [b"y"])
+
+    def test_redis_py_transaction_with_watch_retries(self):
+        import redis
+
+        key = "{" + self.prefix + "}counter"
+        r = self.client("ketama")
+        other = self.client("ketama")
+        r.set(key, 0)
+        attempts = []
+
+        def incr(pipe):
+            value = int(pipe.get(key))
+            attempts.append(value)
+            if len(attempts) == 1:
+                other.incr(key, 10)  # someone else changes it: this attempt must retry
+            pipe.multi()
+            pipe.set(key, value + 1)
+
+        r.transaction(incr, key)
+        self.assertEqual(len(attempts), 2)
+        self.assertEqual(int(r.get(key)), 11)  # 0, +10 by the other client, +1
+        # A WATCH of a key on another server than the transaction's keys: refused.
+        c = self.raw("ketama")
+        self.assertEqual(c.call("WATCH", key), b"OK")
+        other_key = None
+        for i in range(200):
+            cand = f"{self.prefix}o{i}"
+            c.call("SET", cand, "1")
+            if self.server_of(cand) != self.server_of(key):
+                other_key = cand
+                break
+        self.assertIsNotNone(other_key)
+        err = c.call("WATCH", other_key)
+        self.assertIsInstance(err, RespError)
+        self.assertTrue(err.startswith(b"CROSSSLOT"), err)
+        self.assertEqual(c.call("MULTI"), b"OK")
+        err = c.call("SET", other_key, "2")
+        self.assertTrue(err.startswith(b"CROSSSLOT"), err)
+        self.assertEqual(c.call("EXEC"), RespError(
+            b"EXECABORT Transaction discarded because of previous errors."))
+        with self.assertRaises(redis.exceptions.ResponseError):
+            r.execute_command("WATCH", key, other_key)
+
+
+if __name__ == "__main__":
+    ARGS = harness.parse_args()
+    unittest.main()
