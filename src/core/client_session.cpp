@@ -320,6 +320,7 @@ void ClientSession::on_dedicated_reply(ReplySlot* slot, std::string_view bytes) 
 }
 
 void ClientSession::on_closed() {
+  front_->on_closed();
   dedicated_.release_all();
 }
 

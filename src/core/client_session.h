@@ -68,6 +68,7 @@ class ClientSession final : public Connection, public ReplySink {
   friend class RedisFrontEnd;
   friend class RedisTransaction;
   friend class DedicatedConnections;
+  friend class RedisPubSub;
 
   // The pool's current runtime (config reload replaces it between requests).
   PoolRuntime& pool() const;

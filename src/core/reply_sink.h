@@ -29,4 +29,19 @@ class ReplySink {
   ~ReplySink() = default;
 };
 
+// Implemented by a client session that subscribed (Redis pub/sub): its subscriber connections
+// deliver every frame the server sends, with no request/reply matching.
+// NOTE: held as a plain pointer; the session clears it before it lets the connection go.
+class PushSink {
+ public:
+  // One complete frame from subscriber connection `id` (a subscription confirmation, a message,
+  // a PONG). `frame` is only valid during the call.
+  virtual void on_push(uint32_t id, std::string_view frame) = 0;
+  // Subscriber connection `id` failed (its subscriptions are gone).
+  virtual void on_push_lost(uint32_t id, std::string_view why) = 0;
+
+ protected:
+  ~PushSink() = default;
+};
+
 }  // namespace dproxy::core

@@ -163,10 +163,7 @@ class RedisErrorsTest(RedisTestMixin, unittest.TestCase):
         c = self.raw()
         s = self.k("stream")
         cases = [
-            (("SUBSCRIBE", "ch"), rejected(b"SUBSCRIBE", PUBSUB)),
-            (("PSUBSCRIBE", "ch*"), rejected(b"PSUBSCRIBE", PUBSUB)),
-            (("PUBLISH", "ch", "msg"), rejected(b"PUBLISH", PUBSUB)),
-            (("SPUBLISH", "ch", "msg"), rejected(b"SPUBLISH", PUBSUB)),
+            # SUBSCRIBE, PUBLISH ... run (test_redis_pubsub.py); PUBSUB is not routed yet.
             (("PUBSUB", "CHANNELS"), rejected(b"PUBSUB CHANNELS", PUBSUB)),
             (("WAIT", "0", "0"), rejected(b"WAIT", BLOCKING)),
             (("XREAD", "BLOCK", "0", "STREAMS", s, "$"),

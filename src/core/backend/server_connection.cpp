@@ -72,6 +72,10 @@ void ServerConnection::push(std::shared_ptr<ReplySink> session, ReplySlot* slot,
   }
 }
 
+void ServerConnection::mark_dirty() {
+  worker_.mark_dirty(this);
+}
+
 void ServerConnection::flush() {
   dirty_ = false;
   switch (state_) {
@@ -201,7 +205,8 @@ void ServerConnection::start_read() {
           // An idle connection closed by the server is either its idle timeout (Redis
           // "timeout") or the server going away: reconnect at once and let that attempt tell.
           // Only a failed reconnect counts as a failure of the server.
-          if (err == asio::error::eof && pending_.empty() && setup_pending_ == 0 && out_.empty()) {
+          if (err == asio::error::eof && pending_.empty() && setup_pending_ == 0 && out_.empty() &&
+              push_sink_ == nullptr) {
             LOG_DEBUG("backend %s: closed an idle connection; reconnecting", address_.c_str());
             ++counters_.server_eof;
             ++gen_;
@@ -243,6 +248,23 @@ void ServerConnection::on_read(size_t n) {
       }
       in_start_ += r.consumed;
       if (--setup_pending_ == 0 && !writing_) start_write();
+      continue;
+    }
+    if (push_sink_ != nullptr) {
+      // Subscriber mode: every frame goes to the session as it is.
+      std::string_view view(in_.data() + in_start_, in_end_ - in_start_);
+      protocol::ParseResult r = protocol::resp::scan_reply(view, scan_state_, nullptr, nullptr);
+      if (r.status == protocol::ParseStatus::kNeedMore) break;
+      if (r.status == protocol::ParseStatus::kError) {
+        fail_all("sent a malformed reply");
+        return;
+      }
+      in_start_ += r.consumed;
+      scan_state_ = {};
+      ++counters_.responses;
+      counters_.response_bytes += r.consumed;
+      push_sink_->on_push(push_id_, view.substr(0, r.consumed));
+      if (push_sink_ == nullptr) return;  // the session let this connection go
       continue;
     }
     if (pending_.empty()) {
@@ -388,6 +410,11 @@ void ServerConnection::fail_all(std::string_view why, bool failure) {
   while (!failed.empty()) {
     Pending p = failed.pop_front();
     if (!p.abandoned) deliver_error(p, why_copy);
+  }
+  if (push_sink_ != nullptr) {
+    PushSink* sink = push_sink_;
+    push_sink_ = nullptr;  // once: the session lets the connection go
+    sink->on_push_lost(push_id_, why_copy);
   }
 }
 

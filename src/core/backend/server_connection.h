@@ -58,6 +58,19 @@ class ServerConnection {
   // timeout does not apply to it.
   void push(std::shared_ptr<ReplySink> session, ReplySlot* slot, uint16_t frag,
             protocol::memcache::ReplyKind kind, bool blocking = false);
+  // Subscriber mode (Redis pub/sub): every frame read goes to `sink` as on_push(id, ...), none
+  // is matched to a request; a failure calls on_push_lost. Null: back to normal (unused).
+  void set_push_sink(PushSink* sink, uint32_t id) {
+    push_sink_ = sink;
+    push_id_ = id;
+  }
+  // Subscriber mode: schedules sending what out() holds (no reply is registered).
+  void send_unmatched() {
+    if (!dirty_) {
+      dirty_ = true;
+      mark_dirty();
+    }
+  }
   // Sends what out() holds (connecting first if needed). Called by the worker once per batch.
   void flush();
   // Connects now if not connected (nutcracker's preconnect); failures are handled as usual.
@@ -88,6 +101,7 @@ class ServerConnection {
   // `failure`: counts as one failure of the server (for ejection).
   void fail_all(std::string_view why, bool failure = true);
   void deliver_error(Pending& p, std::string_view why);
+  void mark_dirty();
 
   Worker& worker_;
   asio::generic::stream_protocol::endpoint endpoint_;
@@ -118,7 +132,9 @@ class ServerConnection {
   bool keepalive_;
   std::string setup_;
   uint32_t setup_replies_;
-  uint32_t setup_pending_ = 0;  // setup replies still expected on this connection
+  uint32_t setup_pending_ = 0;     // setup replies still expected on this connection
+  PushSink* push_sink_ = nullptr;  // subscriber mode (see set_push_sink)
+  uint32_t push_id_ = 0;
   protocol::resp::ReplyScanState scan_state_;
   protocol::memcache::ReplyScanState mc_scan_state_;  // the same for memcached replies
   std::vector<size_t> marks_;  // scan_reply marks of the multi-get fragment being read

@@ -83,6 +83,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Input ended (the client's EOF, or a graceful shutdown): true to close at once instead of
   // answering what is in flight (a client blocked in BLPOP).
   virtual bool close_on_input_end() { return false; }
+  // Reply bytes waiting for the client: in the output buffer and held in slots.
+  size_t queued_reply_bytes() const { return out_.size() + writing_buf_.size() + held_bytes_; }
   // Frees the slots past kKeptSlots when every slot is free.
   void trim_slots();
 

@@ -31,6 +31,8 @@ class FrontEnd {
   virtual bool refusal_waits_for_reads() const = 0;
   // The protocol's reply for a request larger than the session accepts (then it closes).
   virtual std::string_view request_too_large_reply() const = 0;
+  // The client's socket closed: release what the client held.
+  virtual void on_closed() {}
 };
 
 }  // namespace dproxy::core

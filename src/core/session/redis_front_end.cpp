@@ -54,7 +54,8 @@ RedisFrontEnd::RedisFrontEnd(ClientSession& session, const PoolConfig& config)
     : s_(session),
       parser_(resp::RequestLimits{config.max_value_bytes, 1024 * 1024, 64 * 1024}),
       authenticated_(config.client_password.empty()),
-      txn_(session) {}
+      txn_(session),
+      pubsub_(session) {}
 
 ParseResult RedisFrontEnd::parse(std::string_view in, Request& req) {
   return parser_.parse(in, req);
@@ -189,6 +190,10 @@ inline void RedisFrontEnd::dispatch_command(const Request& req) {
     transaction_command(*cmd, req);
     return;
   }
+  if (pubsub_.subscribed()) [[unlikely]] {
+    subscribed_command(*cmd, req);
+    return;
+  }
   if (!keys(*cmd, req)) return;
   if (cmd->routing == Routing::kLocal) {
     local(*cmd, req);
@@ -214,6 +219,17 @@ void RedisFrontEnd::reject(const resp::CommandInfo& cmd, const Request& req) {
   if (one_server && cmd.reject_reason == resp::reasons::kBlocking && name != "wait") {
     s_.dedicated_.blocking(cmd, req);
     return;
+  }
+  if (one_server && cmd.reject_reason == resp::reasons::kPubSub) {
+    RedisPubSub::Kind kind;
+    if (RedisPubSub::kind_of(name, kind)) {
+      pubsub_.command(kind, std::span<const std::string_view>(req.args).subspan(1));
+      return;
+    }
+    if (name == "publish" || name == "spublish") {
+      publish(cmd, req);
+      return;
+    }
   }
   if (name == "multi") {
     if (one_server) {
@@ -244,6 +260,52 @@ void RedisFrontEnd::reject(const resp::CommandInfo& cmd, const Request& req) {
                                            "fanout pools write to several")
                         : cmd.reject_reason);
   slot->data.append(")\r\n");
+}
+
+void RedisFrontEnd::subscribed_command(const resp::CommandInfo& cmd, const Request& req) {
+  const std::string_view name = cmd.name;
+  RedisPubSub::Kind kind;
+  if (RedisPubSub::kind_of(name, kind)) {
+    if (keys(cmd, req)) {
+      pubsub_.command(kind, std::span<const std::string_view>(req.args).subspan(1));
+    }
+    return;
+  }
+  if (name == "ping") {
+    // Redis's subscribed-mode PING reply (RESP2): a two-element array.
+    if (req.args.size() > 2) {
+      s_.redis_error("ERR wrong number of arguments for 'ping' command");
+      return;
+    }
+    std::string& out = s_.ready_slot("*2\r\n$4\r\npong\r\n")->data;
+    resp::append_bulk(out, req.args.size() == 2 ? req.args[1] : std::string_view());
+    return;
+  }
+  if (name == "quit") {
+    local(cmd, req);
+    return;
+  }
+  ReplySlot* slot = s_.ready_slot("-ERR Can't execute '");
+  slot->data.append(name);
+  slot->data.append(
+      "': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this "
+      "context\r\n");
+}
+
+void RedisFrontEnd::publish(const resp::CommandInfo& cmd, const Request& req) {
+  // Routed like a command whose first argument is its key.
+  static const resp::CommandInfo kPublish = [] {
+    resp::CommandInfo c = *resp::find_command("publish");
+    c.routing = Routing::kSingleKey;
+    return c;
+  }();
+  static const resp::CommandInfo kSpublish = [] {
+    resp::CommandInfo c = *resp::find_command("spublish");
+    c.routing = Routing::kSingleKey;
+    return c;
+  }();
+  s_.key_idx_.assign(1, 1);
+  s_.execute_redis(cmd.name == "publish" ? kPublish : kSpublish, req);
 }
 
 void RedisFrontEnd::transaction_command(const resp::CommandInfo& cmd, const Request& req) {

@@ -9,6 +9,7 @@
 
 #include "core/config.h"
 #include "core/session/front_end.h"
+#include "core/session/redis_pubsub.h"
 #include "core/session/redis_transaction.h"
 #include "protocol/resp/command_table.h"
 #include "protocol/resp/request_parser.h"
@@ -30,6 +31,7 @@ class RedisFrontEnd final : public FrontEnd {
     return false;
   }
   std::string_view request_too_large_reply() const override;
+  void on_closed() override { pubsub_.release(); }
 
  private:
   // Looks the command up, checks AUTH, a refused transaction and the keys, then answers it or
@@ -53,6 +55,10 @@ class RedisFrontEnd final : public FrontEnd {
   // Every command after a refused MULTI up to EXEC / DISCARD: answered as Redis answers a
   // transaction it discards, never forwarded.
   void refused_transaction(const protocol::resp::CommandInfo& cmd);
+  // Subscribed mode (RESP2): only the subscription commands, PING and QUIT.
+  void subscribed_command(const protocol::resp::CommandInfo& cmd, const protocol::Request& req);
+  // PUBLISH / SPUBLISH: to where the channel lives (as a key: see redis_pubsub.h).
+  void publish(const protocol::resp::CommandInfo& cmd, const protocol::Request& req);
   // SELECT n: checked by a server, then this session's requests go to database n.
   void select(std::string_view db);
   void local(const protocol::resp::CommandInfo& cmd, const protocol::Request& req);
@@ -68,6 +74,7 @@ class RedisFrontEnd final : public FrontEnd {
   protocol::resp::RequestParser parser_;
   bool authenticated_ = false;
   RedisTransaction txn_;
+  RedisPubSub pubsub_;
   std::string client_name_;
   std::string last_command_name_;  // the name of the last command looked up, as sent
   const protocol::resp::CommandInfo* last_command_ = nullptr;

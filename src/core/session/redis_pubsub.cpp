@@ -1,0 +1,227 @@
+// RedisPubSub: a client's subscriptions. See redis_pubsub.h.
+
+#include "core/session/redis_pubsub.h"
+
+#include "core/backend/cluster_runtime.h"
+#include "core/backend/pool_runtime.h"
+#include "core/backend/server_connection.h"
+#include "core/client_session.h"
+#include "core/log.h"
+#include "core/worker.h"
+#include "protocol/resp/reply_writer.h"
+#include "routing/cluster_slots.h"
+
+namespace dproxy::core {
+
+namespace resp = protocol::resp;
+
+namespace {
+
+constexpr std::string_view kVerbs[] = {"subscribe",    "unsubscribe", "psubscribe",
+                                       "punsubscribe", "ssubscribe",  "sunsubscribe"};
+
+std::string_view verb(RedisPubSub::Kind kind) {
+  return kVerbs[static_cast<size_t>(kind)];
+}
+
+bool is_unsubscribe(RedisPubSub::Kind kind) {
+  return kind == RedisPubSub::Kind::kUnsubscribe || kind == RedisPubSub::Kind::kPunsubscribe ||
+         kind == RedisPubSub::Kind::kSunsubscribe;
+}
+
+// The first element of an array frame ("*3\r\n$7\r\nmessage\r\n..."): the push's type.
+std::string_view push_type(std::string_view frame) {
+  size_t line = frame.find("\r\n");
+  if (frame.empty() || frame[0] != '*' || line == std::string_view::npos) return {};
+  std::string_view rest = frame.substr(line + 2);
+  size_t len_end = rest.find("\r\n");
+  if (rest.empty() || rest[0] != '$' || len_end == std::string_view::npos) return {};
+  int64_t len = 0;
+  if (!resp::parse_int64(rest.substr(1, len_end - 1), len) || len < 0) return {};
+  rest.remove_prefix(len_end + 2);
+  if (rest.size() < static_cast<size_t>(len)) return {};
+  return rest.substr(0, static_cast<size_t>(len));
+}
+
+}  // namespace
+
+RedisPubSub::~RedisPubSub() {
+  release();
+}
+
+bool RedisPubSub::kind_of(std::string_view name, Kind& kind) {
+  for (size_t i = 0; i < std::size(kVerbs); ++i) {
+    if (name == kVerbs[i]) {
+      kind = static_cast<Kind>(i);
+      return true;
+    }
+  }
+  return false;
+}
+
+void RedisPubSub::release() {
+  for (auto& sub : subs_) {
+    sub.conn->set_push_sink(nullptr, 0);
+    s_.clients_.dedicated.fetch_sub(1);
+    s_.worker_.drop_later(std::move(sub.conn));
+  }
+  subs_.clear();
+}
+
+size_t RedisPubSub::count(Kind kind) const {
+  if (kind == Kind::kSsubscribe || kind == Kind::kSunsubscribe) return shard_channels_.size();
+  return channels_.size() + patterns_.size();
+}
+
+uint32_t RedisPubSub::channel_place(std::string_view channel) {
+  PoolRuntime& pool = s_.pool();
+  if (ClusterRuntime* cluster = pool.cluster()) {
+    return cluster->master_for(routing::key_slot(channel), s_.id_);
+  }
+  return pool.server_for(channel);
+}
+
+RedisPubSub::Sub* RedisPubSub::sub(uint32_t where) {
+  for (auto& sub : subs_) {
+    if (sub.where == where) return &sub;
+  }
+  PoolRuntime& pool = s_.pool();
+  std::unique_ptr<ServerConnection> conn = pool.cluster() != nullptr
+                                               ? pool.cluster()->make_dedicated(where)
+                                               : pool.make_dedicated(where, -1);
+  ++s_.slot_.counters.dedicated_opened;
+  s_.clients_.dedicated.fetch_add(1);
+  conn->set_push_sink(this, where);
+  subs_.push_back(Sub{where, std::move(conn), {}});
+  return &subs_.back();
+}
+
+void RedisPubSub::send(uint32_t where, std::string_view verb_name,
+                       std::span<const std::string_view> names, ReplySlot* slot) {
+  Sub* s = sub(where);
+  scratch_.clear();
+  scratch_.push_back(verb_name);
+  scratch_.insert(scratch_.end(), names.begin(), names.end());
+  resp::append_command(s->conn->out(), scratch_);
+  s->conn->send_unmatched();
+  s->expects.push_back(Expect{slot, static_cast<uint32_t>(names.size())});
+  ++slot->outstanding;
+}
+
+void RedisPubSub::command(Kind kind, std::span<const std::string_view> names) {
+  auto& set = kind == Kind::kPsubscribe || kind == Kind::kPunsubscribe   ? patterns_
+              : kind == Kind::kSsubscribe || kind == Kind::kSunsubscribe ? shard_channels_
+                                                                         : channels_;
+  const bool unsubscribe = is_unsubscribe(kind);
+  // UNSUBSCRIBE with no name: every one of that kind (Redis then confirms each).
+  names_scratch_.clear();
+  if (names.empty() && unsubscribe) {
+    names_scratch_.assign(set.begin(), set.end());
+  } else {
+    names_scratch_.assign(names.begin(), names.end());
+  }
+  ReplySlot* slot = s_.new_slot(ReplySlot::Kind::kReady);
+  std::string& out = slot->data;
+  const bool pattern = kind == Kind::kPsubscribe || kind == Kind::kPunsubscribe;
+  PoolRuntime& pool = s_.pool();
+  ClusterRuntime* cluster = pool.cluster();
+  // The names whose subscription changes, per place (a pattern: every server, or one master).
+  std::vector<std::pair<uint32_t, std::string_view>> changes;
+  for (const std::string& name : names_scratch_) {
+    const bool changed = unsubscribe ? set.erase(name) > 0 : set.insert(name).second;
+    resp::append_array_header(out, 3);
+    resp::append_bulk(out, verb(kind));
+    resp::append_bulk(out, name);
+    resp::append_integer(out, static_cast<int64_t>(count(kind)));
+    if (!changed) continue;
+    if (!pattern) {
+      changes.emplace_back(channel_place(name), name);
+    } else if (cluster != nullptr) {
+      changes.emplace_back(cluster->masters()[0], name);
+    } else {
+      for (uint32_t i = 0; i < pool.server_count(); ++i) changes.emplace_back(i, name);
+    }
+  }
+  if (names_scratch_.empty()) {
+    // Nothing to unsubscribe from: Redis confirms with a null name.
+    resp::append_array_header(out, 3);
+    resp::append_bulk(out, verb(kind));
+    resp::append_null_bulk(out);
+    resp::append_integer(out, static_cast<int64_t>(count(kind)));
+  }
+  // One command per place with its names; the client's confirmations wait for the servers'
+  // (a client told it is subscribed is subscribed).
+  std::sort(changes.begin(), changes.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  size_t new_places = 0;
+  for (size_t i = 0; i < changes.size(); ++i) {
+    if (i > 0 && changes[i].first == changes[i - 1].first) continue;
+    bool have = false;
+    for (const auto& sub : subs_) have = have || sub.where == changes[i].first;
+    if (!have) ++new_places;
+  }
+  if (new_places > 0 &&
+      s_.clients_.dedicated.load() + new_places > pool.config().max_dedicated_connections) {
+    // The pool's limit: nothing of this command is done.
+    for (const std::string& name : names_scratch_) {
+      if (unsubscribe) continue;  // (an unsubscribe needs no new connection)
+      set.erase(name);
+    }
+    out.assign(
+        "-ERR dproxy: too many dedicated backend connections (the pool's "
+        "max_dedicated_connections) to subscribe; try again later\r\n");
+    slot->done = true;
+    return;
+  }
+  std::vector<std::string_view> group;
+  for (size_t i = 0; i < changes.size();) {
+    const uint32_t where = changes[i].first;
+    group.clear();
+    for (; i < changes.size() && changes[i].first == where; ++i) group.push_back(changes[i].second);
+    send(where, verb(kind), group, slot);
+  }
+  if (slot->outstanding == 0) slot->done = true;
+}
+
+void RedisPubSub::on_push(uint32_t id, std::string_view frame) {
+  const std::string_view type = push_type(frame);
+  Kind kind;
+  if (kind_of(type, kind)) {
+    // A confirmation: counts toward the oldest command sent on this connection.
+    for (auto& sub : subs_) {
+      if (sub.where != id || sub.expects.empty()) continue;
+      Expect& e = sub.expects.front();
+      if (--e.frames > 0) return;
+      ReplySlot* slot = e.slot;
+      sub.expects.pop_front();
+      if (--slot->outstanding == 0) {
+        slot->done = true;
+        s_.drain();
+      }
+      return;
+    }
+    return;
+  }
+  if (s_.closed_) return;
+  // A message (message, pmessage, smessage): after every reply already queued.
+  ReplySlot* slot = s_.ready_slot(frame);
+  slot->command = ReplySlot::kNoCommand;
+  s_.drain();
+  if (s_.queued_reply_bytes() > kOutputLimit) {
+    LOG_WARN(
+        "client %llu: subscriber not reading: %zu bytes of messages waiting; disconnecting "
+        "it (the pub/sub output limit is %zu bytes)",
+        static_cast<unsigned long long>(s_.id_), s_.queued_reply_bytes(), kOutputLimit);
+    s_.close();
+  }
+}
+
+void RedisPubSub::on_push_lost(uint32_t id, std::string_view why) {
+  // Its subscriptions are gone: closing the client makes its library reconnect and subscribe
+  // again, as after a Redis restart.
+  LOG_INFO("client %llu: subscriber connection %u lost (%.*s); closing the client",
+           static_cast<unsigned long long>(s_.id_), id, static_cast<int>(why.size()), why.data());
+  s_.close();
+}
+
+}  // namespace dproxy::core

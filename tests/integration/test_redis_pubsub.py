@@ -1,0 +1,210 @@
+"""Redis pub/sub through dproxy (issue 17): SUBSCRIBE / PSUBSCRIBE / SSUBSCRIBE and their
+UNSUBSCRIBEs on subscriber connections of the client's own, PUBLISH / SPUBLISH routed to where
+the channel lives (its name hashes like a key; a pattern listens on every server).
+
+Checked: confirmations, counts and subscribed-mode replies byte for byte against one
+redis-server; redis-py pubsub() with channels and patterns over 3 servers and publishers on
+other connections; 2,000 sequenced messages without loss or reordering; a subscriber that does
+not read is disconnected at the output limit; a subscriber whose backend dies is disconnected;
+a redis_cluster pool (channels and shard channels).
+"""
+import os
+import socket
+import time
+import unittest
+
+import harness
+from harness import HOST, Dproxy, Processes, RespClient, RespError, free_port, resp_command
+
+ARGS = None
+
+
+class PubSubTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.procs = Processes()
+        cls.servers = [cls.procs.redis() for _ in range(4)]
+        cls.cluster = cls.procs.redis_cluster(masters=3, replicas=0)
+        ports = [s.port for s in cls.servers]
+        cls.ports = ports[:3]
+        cls.pools = {
+            "ketama": {"protocol": "redis", "listen": f"{HOST}:{free_port()}", "hash": "md5",
+                       "hash_tag": "{}", "servers": [f"{HOST}:{p}" for p in ports[:3]]},
+            "single": {"protocol": "redis", "listen": f"{HOST}:{free_port()}",
+                       "servers": [f"{HOST}:{ports[3]}"]},
+            "cluster": {"protocol": "redis", "listen": f"{HOST}:{free_port()}",
+                        "policy": "redis_cluster",
+                        "servers": [f"{HOST}:{n.port}" for n in cls.cluster.nodes]},
+        }
+        cls.single_port = ports[3]
+        cls.proxy = Dproxy(cls.procs, ARGS.dproxy, cls.pools)
+
+    @classmethod
+    def tearDownClass(cls):
+        rc = cls.proxy.stop()
+        log = cls.proxy.log_text()
+        cls.procs.close()
+        assert rc == 0, f"dproxy exited with {rc}: {log[-2000:]}"
+
+    def setUp(self):
+        self.prefix = f"{self._testMethodName}:{os.urandom(4).hex()}:"
+
+    def port(self, pool):
+        return int(self.pools[pool]["listen"].rsplit(":", 1)[1])
+
+    def raw(self, pool=None, port=None):
+        c = RespClient(port or self.port(pool))
+        self.addCleanup(c.close)
+        return c
+
+    def client(self, pool):
+        import redis
+
+        r = redis.Redis(host=HOST, port=self.port(pool), socket_timeout=10)
+        self.addCleanup(r.close)
+        return r
+
+    def test_subscribed_mode_replies_as_one_redis(self):
+        ch = self.prefix
+        # (command, reply frames, frames in an order Redis does not define)
+        script = [(("SUBSCRIBE", ch + "a", ch + "b", ch + "a"), 3, False),
+                  (("PSUBSCRIBE", ch + "p*"), 1, False), (("SSUBSCRIBE", ch + "s"), 1, False),
+                  (("PING",), 1, False), (("PING", "hi"), 1, False), (("GET", "k"), 1, False),
+                  (("UNSUBSCRIBE", ch + "nope"), 1, False), (("UNSUBSCRIBE",), 2, True),
+                  (("PUNSUBSCRIBE",), 1, False), (("SUNSUBSCRIBE", ch + "s"), 1, False),
+                  (("UNSUBSCRIBE",), 1, False), (("PING",), 1, False), (("GET", ch + "k"), 1, False)]
+        direct, proxied = self.raw(port=self.single_port), self.raw("single")
+        for cmd, frames, unordered in script:
+            direct.send(resp_command(*cmd))
+            proxied.send(resp_command(*cmd))
+            want = [direct.read_raw_reply() for _ in range(frames)]
+            got = [proxied.read_raw_reply() for _ in range(frames)]
+            if unordered:
+                # Every channel is confirmed once; the counts go down the same way.
+                self.assertEqual(sorted(w.split(b"\r\n")[4] for w in want),
+                                 sorted(g.split(b"\r\n")[4] for g in got), cmd)
+                self.assertEqual([w.split(b"\r\n")[6] for w in want],
+                                 [g.split(b"\r\n")[6] for g in got], cmd)
+            else:
+                self.assertEqual(got, want, cmd)
+
+    def test_redis_py_channels_and_patterns_across_servers(self):
+        r = self.client("ketama")
+        p = r.pubsub()
+        self.addCleanup(p.close)
+        channels = [f"{self.prefix}ch{i}" for i in range(12)]
+        p.subscribe(*channels)
+        p.psubscribe(self.prefix + "pat*")
+        confirmations = [p.get_message(timeout=5) for _ in range(13)]
+        self.assertEqual([m["type"] for m in confirmations], ["subscribe"] * 12 + ["psubscribe"])
+        self.assertEqual([m["data"] for m in confirmations], list(range(1, 14)))
+        # The channels are spread over the 3 servers (each server has some subscribers).
+        per_server = []
+        for port in self.ports:
+            d = RespClient(port)
+            try:
+                per_server.append(len(d.call("PUBSUB", "CHANNELS", self.prefix + "*")))
+                self.assertEqual(d.call("PUBSUB", "NUMPAT"), 1)  # the pattern: every server
+            finally:
+                d.close()
+        self.assertEqual(sum(per_server), 12)
+        self.assertTrue(all(n > 0 for n in per_server), per_server)
+        publisher = self.client("ketama")
+        for i, ch in enumerate(channels):
+            self.assertEqual(publisher.publish(ch, f"m{i}"), 1)
+        self.assertEqual(publisher.publish(self.prefix + "pat-x", "via-pattern"), 1)
+        self.assertEqual(publisher.publish(self.prefix + "nobody", "lost"), 0)
+        got = [p.get_message(timeout=5) for _ in range(13)]
+        self.assertEqual([(m["type"], m["channel"], m["data"]) for m in got[:12]],
+                         [("message", ch.encode(), f"m{i}".encode())
+                          for i, ch in enumerate(channels)])
+        self.assertEqual((got[12]["type"], got[12]["pattern"], got[12]["data"]),
+                         ("pmessage", (self.prefix + "pat*").encode(), b"via-pattern"))
+        p.unsubscribe()
+        p.punsubscribe()
+        left = [p.get_message(timeout=5) for _ in range(13)]
+        self.assertEqual(left[-1]["data"], 0)
+        self.assertIsNone(p.get_message(timeout=0.3))
+        # Back to normal mode on the same connection.
+        self.assertEqual(publisher.publish(channels[0], "after"), 0)
+
+    def test_many_messages_in_order_without_loss(self):
+        for pool in ("ketama", "cluster"):
+            with self.subTest(pool=pool):
+                sub = self.raw(pool)
+                chans = [f"{self.prefix}{pool}{i}" for i in range(4)]
+                sub.send(resp_command("SUBSCRIBE", *chans))
+                for i in range(4):
+                    self.assertEqual(sub.read_reply(), [b"subscribe", chans[i].encode(), i + 1])
+                pub = self.raw(pool)
+                n = 2000
+                data = b"".join(resp_command("PUBLISH", chans[i % 4], str(i)) for i in range(n))
+                pub.send(data)
+                for _ in range(n):
+                    self.assertEqual(pub.read_reply(), 1)
+                seen = {c: [] for c in chans}
+                for _ in range(n):
+                    kind, ch, msg = sub.read_reply()
+                    self.assertEqual(kind, b"message")
+                    seen[ch.decode()].append(int(msg))
+                for i, c in enumerate(chans):
+                    self.assertEqual(seen[c], list(range(i, n, 4)))
+
+    def test_cluster_shard_channels(self):
+        sub = self.raw("cluster")
+        ch = "{" + self.prefix + "}s"
+        self.assertEqual(sub.call("SSUBSCRIBE", ch), [b"ssubscribe", ch.encode(), 1])
+        pub = self.raw("cluster")
+        self.assertEqual(pub.call("SPUBLISH", ch, "hello"), 1)
+        self.assertEqual(sub.read_reply(), [b"smessage", ch.encode(), b"hello"])
+        self.assertEqual(sub.call("SUNSUBSCRIBE"), [b"sunsubscribe", ch.encode(), 0])
+        self.assertEqual(sub.call("GET", ch), None)  # normal mode again
+
+    def test_subscriber_that_does_not_read_is_disconnected(self):
+        s = socket.create_connection((HOST, self.port("ketama")))
+        self.addCleanup(s.close)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        ch = self.prefix + "flood"
+        s.sendall(resp_command("SUBSCRIBE", ch))
+        time.sleep(0.3)
+        pub = self.raw("ketama")
+        big = "x" * (1 << 20)
+        delivered = []
+        for _ in range(64):  # 64 MiB in all, twice the output limit
+            delivered.append(pub.call("PUBLISH", ch, big))
+        # The subscriber was dropped once the limit was passed: later publishes reach nobody.
+        self.assertEqual(delivered[-1], 0, delivered)
+        self.assertIn(b"subscriber not reading", self.proxy.log_text().encode())
+        self.assertEqual(pub.call("PING"), b"PONG")
+
+    def test_backend_death_disconnects_the_subscriber(self):
+        procs = Processes()
+        self.addCleanup(procs.close)
+        server = procs.redis()
+        pools = {"one": {"protocol": "redis", "listen": f"{HOST}:{free_port()}",
+                         "servers": [f"{HOST}:{server.port}"]}}
+        proxy = Dproxy(procs, ARGS.dproxy, pools)
+        port = int(pools["one"]["listen"].rsplit(":", 1)[1])
+        c = RespClient(port)
+        self.addCleanup(c.close)
+        self.assertEqual(c.call("SUBSCRIBE", "x"), [b"subscribe", b"x", 1])
+        procs.kill(server)
+        self.assertTrue(c.is_closed(timeout=5))
+        self.assertEqual(proxy.stop(), 0)
+
+    def test_publish_routes_like_a_key(self):
+        c = self.raw("ketama")
+        ch = self.prefix + "where"
+        sub = self.raw("ketama")
+        sub.call("SUBSCRIBE", ch)
+        holder = [p for p in self.ports
+                  if ch.encode() in self.raw(port=p).call("PUBSUB", "CHANNELS", ch)]
+        self.assertEqual(len(holder), 1)
+        c.call("SET", ch, "k")  # the key of the same name lives on the same server
+        self.assertEqual(self.raw(port=holder[0]).call("GET", ch), b"k")
+        self.assertEqual(c.call("PUBLISH", ch, "m"), 1)
+
+
+if __name__ == "__main__":
+    ARGS = harness.parse_args()
+    unittest.main()
