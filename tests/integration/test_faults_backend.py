@@ -335,7 +335,12 @@ class BackendFaultsBase:
             self.assertEqual((r1, r2), (("ok", None), ("ok", b"v-" + k)))
             r1, r2, _ = self.set_get(other, on_real[1], b"w-" + k)
             self.assertEqual((r1, r2), (("ok", None), ("ok", b"w-" + k)))
-            self.assertIn(k, fake.received)
+            if self.ops.name == "redis":
+                # A new Redis connection first asks INFO server (the version dproxy's INFO
+                # reports); the request waits behind it, so the garbage answers that.
+                self.assertIn(b"*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n", fake.received)
+            else:
+                self.assertIn(k, fake.received)
             self.assertGreater(fake.accepted, accepted, "no new connection to the fake server")
         # dproxy closed each connection to the fake server after its garbage, and opened new ones.
         self.assertTrue(harness.wait_for(lambda: fake.peer_closed >= fake.accepted, 3),

@@ -326,6 +326,22 @@ class RedisCommandsTest(RedisTestMixin, unittest.TestCase):
         self.assertIn(b"# dproxy\r\n", info)
         self.assertIn(f"pool_listen:{HOST}:{self.port}\r\n".encode(), info)
         self.assertIn(b"pool_servers:3\r\n", info)
+        # Health checks and client libraries (Sidekiq) read redis_version: the backends' own.
+        version = self.direct(self.ports[0]).info("server")["redis_version"]
+        self.assertIn(f"# Server\r\nredis_version:{version}\r\nredis_mode:standalone\r\n"
+                      .encode(), info)
+        fields = self.client(decode=True).info()
+        self.assertEqual(fields["redis_version"], version)
+        self.assertGreaterEqual(fields["connected_clients"], 2)
+        server_only = c.call("INFO", "server")
+        self.assertIn(b"redis_version:", server_only)
+        self.assertNotIn(b"# dproxy", server_only)
+        self.assertEqual(c.call("INFO", "keyspace"), b"")
+        # Redis 7.2 clients send CLIENT SETINFO on connect.
+        self.assertEqual(c.call("CLIENT", "SETINFO", "LIB-NAME", "redis-py"), b"OK")
+        self.assertEqual(c.call("CLIENT", "SETINFO", "lib-ver", "5.0.1"), b"OK")
+        self.assertEqual(c.call("CLIENT", "SETINFO", "color", "red"),
+                         RespError(b"ERR Unrecognized option 'color'"))
         self.assertEqual(c.call("CLIENT", "GETNAME"), None)
         self.assertEqual(c.call("CLIENT", "SETNAME", "worker-1"), b"OK")
         self.assertEqual(c.call("CLIENT", "GETNAME"), b"worker-1")

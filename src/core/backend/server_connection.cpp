@@ -39,6 +39,13 @@ ServerConnection::ServerConnection(Worker& worker,
       keepalive_(config.tcp_keepalive),
       setup_(std::move(setup)),
       setup_replies_(setup_replies) {
+  if (redis_ && health_ != nullptr) {
+    // The server's version, for the INFO dproxy answers (the pool's lowest); its reply never
+    // fails the connection (a user without +info still gets through).
+    setup_.append("*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n");
+    ++setup_replies_;
+    setup_info_ = true;
+  }
   // A backend connection carries the requests of many clients per write: sized once for a
   // typical batch rather than grown step by step at each new peak under load.
   out_.reserve(kInitialWriteBuffer);
@@ -238,7 +245,19 @@ void ServerConnection::on_read(size_t n) {
       std::string_view view(in_.data() + in_start_, in_end_ - in_start_);
       protocol::ParseResult r = protocol::resp::scan_reply(view, &is_error);
       if (r.status == protocol::ParseStatus::kNeedMore) break;
-      if (r.status == protocol::ParseStatus::kError || is_error) {
+      if (setup_pending_ == 1 && setup_info_ && r.status == protocol::ParseStatus::kOk) {
+        if (!is_error) note_version(view.substr(0, r.consumed));
+        in_start_ += r.consumed;
+        if (--setup_pending_ == 0 && !writing_) start_write();
+        continue;
+      }
+      if (r.status == protocol::ParseStatus::kError) {
+        LOG_WARN("backend %s: malformed reply to the connection setup; reconnecting",
+                 address_.c_str());
+        fail_all("sent a malformed reply");
+        return;
+      }
+      if (is_error) {
         std::string_view reply = view.substr(0, r.consumed);
         while (!reply.empty() && (reply.back() == '\n' || reply.back() == '\r'))
           reply.remove_suffix(1);
@@ -315,6 +334,27 @@ void ServerConnection::on_read(size_t n) {
     }
   }
   start_read();
+}
+
+void ServerConnection::note_version(std::string_view info) {
+  constexpr std::string_view kField = "redis_version:";
+  const size_t at = info.find(kField);
+  if (at == std::string_view::npos) return;
+  uint32_t parts[3] = {0, 0, 0};
+  size_t part = 0;
+  for (size_t i = at + kField.size(); i < info.size() && part < 3; ++i) {
+    const char c = info[i];
+    if (c >= '0' && c <= '9') {
+      parts[part] = parts[part] * 10 + static_cast<uint32_t>(c - '0');
+    } else if (c == '.') {
+      ++part;
+    } else {
+      break;
+    }
+  }
+  const uint32_t v =
+      std::min(parts[0], 255u) << 16 | std::min(parts[1], 255u) << 8 | std::min(parts[2], 255u);
+  health_->server(index_).redis_version.store(v, std::memory_order_relaxed);
 }
 
 void ServerConnection::arm_timer() {

@@ -102,6 +102,8 @@ class ServerConnection {
   void fail_all(std::string_view why, bool failure = true);
   void deliver_error(Pending& p, std::string_view why);
   void mark_dirty();
+  // Records the redis_version of an INFO server reply in the pool's health.
+  void note_version(std::string_view info);
 
   Worker& worker_;
   asio::generic::stream_protocol::endpoint endpoint_;
@@ -133,6 +135,7 @@ class ServerConnection {
   std::string setup_;
   uint32_t setup_replies_;
   uint32_t setup_pending_ = 0;     // setup replies still expected on this connection
+  bool setup_info_ = false;        // the last setup command is INFO server (never fails it)
   PushSink* push_sink_ = nullptr;  // subscriber mode (see set_push_sink)
   uint32_t push_id_ = 0;
   protocol::resp::ReplyScanState scan_state_;

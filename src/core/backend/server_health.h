@@ -19,6 +19,9 @@ struct ServerHealth {
   std::atomic<int64_t> retry_at_ms{0};  // steady-clock ms when the next probe is due
   std::atomic<bool> probing{false};
   std::atomic<int64_t> ejected_at_us{0};  // unix time it was last marked down (stats)
+  // Redis: the server's version (major << 16 | minor << 8 | patch) as its INFO said on the last
+  // connect; 0 until known.
+  std::atomic<uint32_t> redis_version{0};
 };
 
 // A pool's open client connections over every thread (client_connections limit). One per pool
@@ -56,6 +59,15 @@ class PoolHealth {
   // A probe of server i failed: try again after server_retry_timeout_ms.
   void probe_failed(size_t i, std::string_view why);
 
+  // Redis: the lowest version any server reported (0: none known yet).
+  uint32_t lowest_redis_version() const {
+    uint32_t lowest = 0;
+    for (size_t i = 0; i < size(); ++i) {
+      const uint32_t v = servers_[i].redis_version.load(std::memory_order_relaxed);
+      if (v != 0 && (lowest == 0 || v < lowest)) lowest = v;
+    }
+    return lowest;
+  }
   // Times a server of this pool was marked down (stats: server_ejects).
   uint64_t ejects() const { return ejects_.load(std::memory_order_relaxed); }
   // redis_cluster pools: the cluster figures (INFO; see cluster_stats.h).

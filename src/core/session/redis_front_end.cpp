@@ -2,6 +2,8 @@
 
 #include "core/session/redis_front_end.h"
 
+#include <unistd.h>
+
 #include <chrono>
 #include <cstring>
 
@@ -132,7 +134,11 @@ __attribute__((always_inline)) inline const resp::CommandInfo* RedisFrontEnd::lo
   if (cmd->has_subcommands && args.size() >= 2) {
     const resp::CommandInfo* sub = resp::find_subcommand(*cmd, args[1]);
     if (sub == nullptr) {
-      unknown_subcommand(*cmd, req);
+      if (cmd->name == "client" && iequals(args[1], "setinfo")) {
+        client_setinfo(req);  // Redis 7.2's, sent by its clients on connect
+      } else {
+        unknown_subcommand(*cmd, req);
+      }
       return nullptr;
     }
     cmd = sub;
@@ -467,6 +473,29 @@ void RedisFrontEnd::select(std::string_view arg) {
   s_.select_db(static_cast<int32_t>(db));
 }
 
+void RedisFrontEnd::client_setinfo(const Request& req) {
+  const auto& args = req.args;
+  if (args.size() != 4) {
+    s_.redis_error("ERR wrong number of arguments for 'client|setinfo' command");
+    return;
+  }
+  if (!iequals(args[2], "lib-name") && !iequals(args[2], "lib-ver")) {
+    ReplySlot* slot = s_.ready_slot("-ERR Unrecognized option '");
+    append_one_line(slot->data, args[2].substr(0, 128));
+    slot->data.append("'\r\n");
+    return;
+  }
+  for (char c : args[3]) {
+    if (c < '!' || c > '~') {
+      ReplySlot* slot = s_.ready_slot("-ERR ");
+      append_one_line(slot->data, args[2].substr(0, 128));
+      slot->data.append(" cannot contain spaces, newlines or special characters.\r\n");
+      return;
+    }
+  }
+  s_.ready_slot("+OK\r\n");
+}
+
 void RedisFrontEnd::hello(std::span<const std::string_view> args) {
   size_t i = 1;
   if (args.size() > 1) {
@@ -606,7 +635,44 @@ void RedisFrontEnd::info_reply(const Request& req) {
   auto uptime = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() -
                                                                  kProcessStart)
                     .count();
-  std::string text = "# dproxy\r\ndproxy_version:" DPROXY_VERSION "\r\n";
+  // Sections: "INFO" / default / all / everything: every one; else those named.
+  bool want_server = req.args.size() < 2, want_clients = want_server, want_dproxy = want_server;
+  for (size_t i = 1; i < req.args.size(); ++i) {
+    const std::string_view a = req.args[i];
+    const bool every = iequals(a, "all") || iequals(a, "everything") || iequals(a, "default");
+    want_server = want_server || every || iequals(a, "server");
+    want_clients = want_clients || every || iequals(a, "clients");
+    want_dproxy = want_dproxy || every || iequals(a, "dproxy");
+  }
+  std::string text;
+  if (want_server) {
+    // What health checks and client libraries read (Sidekiq: redis_version): the pool's
+    // lowest backend version (from each connection's INFO server), else the command table's.
+    text += "# Server\r\nredis_version:";
+    const uint32_t v = s_.pool().health().lowest_redis_version();
+    if (v != 0) {
+      text += std::to_string(v >> 16) + "." + std::to_string(v >> 8 & 0xff) + "." +
+              std::to_string(v & 0xff);
+    } else {
+      text += resp::redis_version();
+    }
+    const std::string listen = config.listen.to_string();
+    const size_t colon = listen.rfind(':');
+    text +=
+        "\r\nredis_mode:standalone\r\nproxy:dproxy\r\nprocess_id:" + std::to_string(::getpid()) +
+        "\r\ntcp_port:" +
+        (colon == std::string::npos ? std::string("0") : listen.substr(colon + 1)) +
+        "\r\nuptime_in_seconds:" + std::to_string(uptime) +
+        "\r\nuptime_in_days:" + std::to_string(uptime / 86400) + "\r\n";
+  }
+  if (want_clients) {
+    text += "# Clients\r\nconnected_clients:" + std::to_string(s_.clients_.count.load()) + "\r\n";
+  }
+  if (!want_dproxy) {
+    resp::append_bulk(s_.ready_slot("")->data, text);
+    return;
+  }
+  text += "# dproxy\r\ndproxy_version:" DPROXY_VERSION "\r\n";
   text += "uptime_in_seconds:" + std::to_string(uptime) + "\r\n";
   text += "pool:" + config.name + "\r\n";
   text += "pool_listen:" + config.listen.to_string() + "\r\n";
@@ -618,16 +684,6 @@ void RedisFrontEnd::info_reply(const Request& req) {
   }
   if (s_.pool().cluster() != nullptr) s_.append_cluster_info(text);
   text += "redis_commands_table:" + std::string(resp::redis_version()) + "\r\n";
-  // "INFO <section>" for another section answers an empty document, as Redis does.
-  bool wanted = req.args.size() < 2;
-  for (size_t i = 1; i < req.args.size(); ++i) {
-    wanted = wanted || iequals(req.args[i], "dproxy") || iequals(req.args[i], "all") ||
-             iequals(req.args[i], "everything") || iequals(req.args[i], "default");
-  }
-  if (!wanted) {
-    resp::append_bulk(s_.ready_slot("")->data, "");
-    return;
-  }
   // The traffic figures are summed over every worker thread: the reply waits for them.
   ReplySlot* slot = s_.new_slot(ReplySlot::Kind::kReady);
   s_.worker_.collect_stats(

@@ -65,6 +65,8 @@ class RedisFrontEnd final : public FrontEnd {
   // HELLO [2] [AUTH user pass] [SETNAME name]: protocol 2 only (HELLO 3 gets -NOPROTO).
   void hello(std::span<const std::string_view> args);
   void command_reply(const protocol::Request& req);
+  // CLIENT SETINFO LIB-NAME|LIB-VER value (Redis 7.2; not in the 7.0 command table).
+  void client_setinfo(const protocol::Request& req);
   void info_reply(const protocol::Request& req);
   // AUTH check against the pool's client_password; on failure queues the error reply.
   // `password_only`: the one-argument form (AUTH <password>).
