@@ -1,7 +1,6 @@
 #include "core/proxy.h"
 
 #include <malloc.h>
-#include <netdb.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -13,6 +12,8 @@
 #include "core/backend/server_health.h"
 #include "core/listener.h"
 #include "core/log.h"
+#include "core/reachability.h"
+#include "core/reload_diff.h"
 #include "core/stats.h"
 #include "core/stats_server.h"
 
@@ -58,6 +59,9 @@ Proxy::Proxy(Config config, unsigned threads, std::string config_path, ConfigOve
 }
 
 Proxy::~Proxy() {
+  shutting_down_ = true;  // no handler run below starts new work
+  resolve_timer_.cancel();
+  resolver_.cancel();
   // NOTE: a pending accept holds a socket of a worker's io_context; let the aborted accepts
   // complete before any worker (and its socket service) is destroyed.
   for (auto& p : pools_) {
@@ -82,99 +86,6 @@ size_t Proxy::pool_id(const std::string& name) {
   clients_.push_back(std::make_unique<PoolClients>());
   ids_.emplace(name, id);
   return id;
-}
-
-bool Proxy::resolve(const PoolConfig& pool,
-                    std::vector<asio::generic::stream_protocol::endpoint>& out, std::string& error,
-                    const std::vector<asio::generic::stream_protocol::endpoint>* keep) {
-  asio::ip::tcp::resolver resolver(io_);
-  out.clear();
-  for (size_t i = 0; i < pool.servers.size(); ++i) {
-    const auto& server = pool.servers[i];
-    if (server.port == 0) {
-      out.push_back(asio::local::stream_protocol::endpoint(server.host));
-      continue;
-    }
-    asio::error_code ec;
-    auto results = resolver.resolve(server.host, std::to_string(server.port), ec);
-    if (ec || results.empty()) {
-      error = "pools." + pool.name + ".servers[" + std::to_string(i) + "]: cannot resolve \"" +
-              server.host + "\": " + (ec ? ec.message() : std::string("no address"));
-      return false;
-    }
-    asio::generic::stream_protocol::endpoint chosen(results.begin()->endpoint());
-    // A name with several addresses may list them in another order each time: the address in
-    // use stays while the name still has it.
-    if (keep != nullptr && i < keep->size()) {
-      for (const auto& r : results) {
-        if (asio::generic::stream_protocol::endpoint(r.endpoint()) == (*keep)[i]) {
-          chosen = (*keep)[i];
-          break;
-        }
-      }
-    }
-    out.push_back(chosen);
-  }
-  return true;
-}
-
-void Proxy::schedule_resolve() {
-  resolve_timer_.cancel();
-  if (config_.resolve_interval_ms == 0) return;
-  resolve_timer_.expires_after(std::chrono::milliseconds(config_.resolve_interval_ms));
-  resolve_timer_.async_wait([this](const asio::error_code& ec) {
-    if (ec || shutting_down_) return;
-    re_resolve();
-    schedule_resolve();
-  });
-}
-
-void Proxy::re_resolve() {
-  bool any_changed = false;
-  for (auto& p : pools_) {
-    bool has_name = false;
-    for (const auto& s : p.config->servers) {
-      asio::error_code ec;
-      if (s.port != 0) {
-        asio::ip::make_address(s.host, ec);
-        has_name = has_name || ec;
-      }
-    }
-    if (!has_name) continue;  // IP addresses and socket paths never change
-    std::vector<asio::generic::stream_protocol::endpoint> endpoints;
-    std::string error;
-    if (!resolve(*p.config, endpoints, error, &p.endpoints)) {
-      LOG_WARN("re-resolve: %s; pool %s keeps its addresses", error.c_str(),
-               p.config->name.c_str());
-      continue;
-    }
-    if (endpoints == p.endpoints) {
-      LOG_DEBUG("re-resolve: pool %s: addresses unchanged", p.config->name.c_str());
-      continue;
-    }
-    for (size_t i = 0; i < endpoints.size(); ++i) {
-      if (endpoints[i] == p.endpoints[i]) continue;
-      const auto& s = p.config->servers[i];
-      char host[NI_MAXHOST] = "?";
-      ::getnameinfo(endpoints[i].data(), static_cast<socklen_t>(endpoints[i].size()), host,
-                    sizeof host, nullptr, 0, NI_NUMERICHOST);
-      LOG_INFO("pool %s: server %s now resolves to %s; the pool is re-installed with it",
-               p.config->name.c_str(), s.address().c_str(), host);
-    }
-    // As a reload of the pool: fresh health and backend connections; the config (server
-    // names, so placement) and the listener stay.
-    p.endpoints = std::move(endpoints);
-    p.health = std::make_shared<PoolHealth>(p.config);
-    for (auto& w : workers_) {
-      Worker* worker = w.get();
-      asio::post(worker->io(), [worker, id = p.id, config = p.config, health = p.health,
-                                endpoints = p.endpoints] {
-        worker->install_pool(id, config, health, endpoints);
-      });
-    }
-    any_changed = true;
-  }
-  if (any_changed) update_prober();
 }
 
 void Proxy::update_prober() {
@@ -231,6 +142,7 @@ bool Proxy::start(std::string& error) {
   for (auto& w : workers_) w->start();
   for (auto& p : pools_) p.listener->start();
   prober_->start();
+  for (const auto& p : pools_) warn_unreachable_servers(io_, *p.config, p.endpoints);
   arm_memory_trim();
   schedule_resolve();
   LOG_INFO("dproxy " DPROXY_VERSION
@@ -250,7 +162,8 @@ bool Proxy::reload(std::string& error) {
   }
   std::vector<ActivePool> staged;  // the new pool list, in the new config order
   std::vector<std::string> added, removed, changed;
-  std::set<std::string> released;  // listen addresses that this reload gives up
+  std::vector<std::string> server_changes;  // "pool: what changed in its servers"
+  std::set<std::string> released;           // listen addresses that this reload gives up
   size_t unchanged = 0;
   auto find_current = [&](const std::string& name) -> ActivePool* {
     for (auto& p : pools_)
@@ -278,6 +191,8 @@ bool Proxy::reload(std::string& error) {
         break;
       }
       (cur != nullptr ? changed : added).push_back(pool.name);
+      if (cur != nullptr)
+        server_changes.push_back(pool.name + ": " + describe_server_changes(*cur->config, pool));
       a.config = std::make_shared<const PoolConfig>(std::move(pool));
       a.health = std::make_shared<PoolHealth>(a.config);
       staged.push_back(std::move(a));
@@ -404,6 +319,7 @@ bool Proxy::reload(std::string& error) {
   LOG_INFO("reload: applied %s: added %s; removed %s; changed %s; %zu unchanged",
            config_path_.c_str(), join(added).c_str(), join(removed).c_str(), join(changed).c_str(),
            unchanged);
+  for (const auto& line : server_changes) LOG_INFO("reload: pool %s", line.c_str());
   return true;
 }
 
@@ -509,6 +425,7 @@ void Proxy::handle_signals() {
     if (stats_) stats_->close();
     control_signals_.cancel();
     resolve_timer_.cancel();
+    resolver_.cancel();
     prober_->stop();
     trim_timer_.cancel();
     for (auto& w : workers_) {
