@@ -6,14 +6,12 @@
 #include <csignal>
 #include <cstdio>
 #include <ctime>
-#include <set>
 
 #include "core/backend/prober.h"
 #include "core/backend/server_health.h"
 #include "core/listener.h"
 #include "core/log.h"
 #include "core/reachability.h"
-#include "core/reload_diff.h"
 #include "core/stats.h"
 #include "core/stats_server.h"
 
@@ -32,20 +30,10 @@ uint64_t rss_bytes() {
                 : 0;
 }
 
-}  // namespace
-
-namespace {
-
 std::string host_name() {
   char buf[256] = {};
   if (gethostname(buf, sizeof buf - 1) != 0) return "unknown";
   return buf;
-}
-
-std::string join(const std::vector<std::string>& names) {
-  std::string out;
-  for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
-  return out.empty() ? "none" : out;
 }
 
 }  // namespace
@@ -149,177 +137,6 @@ bool Proxy::start(std::string& error) {
            " started: pid %ld, config %s, %zu pool(s), %u worker thread(s)",
            static_cast<long>(::getpid()), config_path_.empty() ? "(none)" : config_path_.c_str(),
            pools_.size(), threads_);
-  return true;
-}
-
-bool Proxy::reload(std::string& error) {
-  Config next;
-  if (config_path_.empty()) {
-    error = "no config file to re-read";
-  } else if (load_config(config_path_, next, error)) {
-    apply_overrides(next, overrides_);
-    error.clear();
-  }
-  std::vector<ActivePool> staged;  // the new pool list, in the new config order
-  std::vector<std::string> added, removed, changed;
-  std::vector<std::string> server_changes;  // "pool: what changed in its servers"
-  std::set<std::string> released;           // listen addresses that this reload gives up
-  size_t unchanged = 0;
-  auto find_current = [&](const std::string& name) -> ActivePool* {
-    for (auto& p : pools_)
-      if (p.config->name == name) return &p;
-    return nullptr;
-  };
-  if (error.empty()) {
-    for (auto& pool : next.pools) {
-      ActivePool* cur = find_current(pool.name);
-      if (cur != nullptr && cur->config->protocol != pool.protocol) {
-        error = config_path_ + ": pools." + pool.name +
-                ".protocol: a pool cannot change protocol on reload (give it a new name, or "
-                "restart dproxy)";
-        break;
-      }
-      ActivePool a;
-      if (cur != nullptr && cur->config->source == pool.source) {
-        a.config = cur->config;  // unchanged: keeps its health, connections and listener
-        ++unchanged;
-        staged.push_back(std::move(a));
-        continue;
-      }
-      if (!resolve(pool, a.endpoints, error)) {
-        error = config_path_ + ": " + error;
-        break;
-      }
-      (cur != nullptr ? changed : added).push_back(pool.name);
-      if (cur != nullptr)
-        server_changes.push_back(pool.name + ": " + describe_server_changes(*cur->config, pool));
-      a.config = std::make_shared<const PoolConfig>(std::move(pool));
-      a.health = std::make_shared<PoolHealth>(a.config);
-      staged.push_back(std::move(a));
-    }
-  }
-  if (error.empty()) {
-    for (auto& p : pools_) {
-      bool kept = false;
-      for (auto& a : staged) {
-        if (a.config->name != p.config->name) continue;
-        kept = true;
-        if (a.config->listen.to_string() != p.config->listen.to_string())
-          released.insert(p.config->listen.to_string());
-      }
-      if (!kept) {
-        removed.push_back(p.config->name);
-        released.insert(p.config->listen.to_string());
-      }
-    }
-    // New listeners first (rolled back on failure), except on addresses this reload frees:
-    // those are bound once the old listener is closed.
-    for (auto& a : staged) {
-      ActivePool* cur = find_current(a.config->name);
-      bool needs_listener =
-          cur == nullptr || cur->config->listen.to_string() != a.config->listen.to_string();
-      if (!needs_listener || released.count(a.config->listen.to_string())) continue;
-      a.id = pool_id(a.config->name);
-      a.listener = std::make_unique<Listener>(io_, a.id, a.config, *clients_[a.id], workers_);
-      if (!a.listener->open(error)) {
-        error = config_path_ + ": " + error;
-        break;
-      }
-    }
-  }
-  if (!error.empty()) {
-    reload_failures_.fetch_add(1);
-    for (auto& a : staged) {
-      if (a.listener) a.listener->close();
-    }
-    return false;
-  }
-
-  // Commit. Workers first: a listener's first session for a new pool is posted after the
-  // install (each io_context runs handlers in order).
-  for (auto& a : staged) {
-    ActivePool* cur = find_current(a.config->name);
-    a.id = pool_id(a.config->name);
-    if (cur != nullptr && cur->config == a.config) {
-      a.health = cur->health;
-      a.endpoints = cur->endpoints;
-      a.listener = std::move(cur->listener);
-      continue;
-    }
-    for (auto& w : workers_) {
-      Worker* worker = w.get();
-      asio::post(worker->io(), [worker, id = a.id, config = a.config, health = a.health,
-                                endpoints = a.endpoints] {
-        worker->install_pool(id, config, health, endpoints);
-      });
-    }
-    if (cur != nullptr && !a.listener &&
-        cur->config->listen.to_string() == a.config->listen.to_string()) {
-      a.listener = std::move(cur->listener);
-      a.listener->set_config(a.config);
-    }
-  }
-  for (const auto& name : removed) {
-    size_t id = ids_.at(name);
-    for (auto& w : workers_) {
-      Worker* worker = w.get();
-      asio::post(worker->io(), [worker, id] { worker->remove_pool(id); });
-    }
-  }
-  // Whatever listeners the old list still holds belong to removed pools or moved addresses.
-  for (auto& p : pools_) {
-    if (p.listener) {
-      p.listener->close();
-      LOG_INFO("pool %s: stopped listening on %s", p.config->name.c_str(),
-               p.config->listen.to_string().c_str());
-    }
-  }
-  std::vector<std::unique_ptr<Listener>> retired_listeners;
-  for (auto& p : pools_) {
-    if (p.listener) retired_listeners.push_back(std::move(p.listener));
-  }
-  for (auto& a : staged) {
-    if (a.listener) continue;
-    a.listener = std::make_unique<Listener>(io_, a.id, a.config, *clients_[a.id], workers_);
-    std::string bind_error;
-    if (!a.listener->open(bind_error)) {
-      LOG_ERROR("reload: %s (the pool serves its connected clients but accepts no new ones)",
-                bind_error.c_str());
-      a.listener.reset();
-    }
-  }
-  for (auto& a : staged) {
-    if (a.listener && !a.listener->started()) a.listener->start();
-  }
-  pools_ = std::move(staged);
-  // NOTE: closed acceptors still have an aborted accept to complete (its handler points at the
-  // listener): closed listeners are kept until the proxy goes.
-  for (auto& l : retired_listeners) closed_listeners_.push_back(std::move(l));
-  update_prober();
-  // Top-level settings.
-  config_.shutdown_timeout_ms = next.shutdown_timeout_ms;
-  if (config_.resolve_interval_ms != next.resolve_interval_ms) {
-    config_.resolve_interval_ms = next.resolve_interval_ms;
-    schedule_resolve();
-  }
-  const bool stats_changed = next.stats_enabled != config_.stats_enabled ||
-                             next.stats_listen.to_string() != config_.stats_listen.to_string();
-  config_.stats_enabled = next.stats_enabled;
-  config_.stats_configured = next.stats_configured;
-  config_.stats_listen = next.stats_listen;
-  if (stats_changed) {
-    if (stats_) {
-      stats_->close();
-      closed_stats_.push_back(std::move(stats_));
-    }
-    std::string stats_error;
-    if (!open_stats(stats_error)) LOG_ERROR("reload: %s", stats_error.c_str());
-  }
-  reloads_.fetch_add(1);
-  LOG_INFO("reload: applied %s: added %s; removed %s; changed %s; %zu unchanged",
-           config_path_.c_str(), join(added).c_str(), join(removed).c_str(), join(changed).c_str(),
-           unchanged);
-  for (const auto& line : server_changes) LOG_INFO("reload: pool %s", line.c_str());
   return true;
 }
 

@@ -50,6 +50,15 @@ class Proxy {
     std::unique_ptr<Listener> listener;
   };
 
+  // reload()'s phases (proxy_reload.cpp).
+  struct ReloadPlan;
+  ActivePool* current_pool(const std::string& name);
+  bool stage_pools(ReloadPlan& plan, std::string& error);
+  bool open_new_listeners(ReloadPlan& plan, std::string& error);
+  void install_staged(ReloadPlan& plan);
+  void swap_listeners(ReloadPlan& plan);
+  void apply_top_level(const Config& next);
+
   // Graceful shutdown: waits (polling the workers) until none has work left or the deadline.
   void wait_for_drain(std::chrono::steady_clock::time_point deadline);
   // Every kTrimEvery: when the allocator holds more than kTrimAboveFreeBytes of freed memory
