@@ -111,5 +111,5 @@ CONTROL
 
 mkdir -p "$out"
 deb="$out/dproxy_${version}_${arch}.deb"
-dpkg-deb --root-owner-group -Zxz -z6 --build "$pkg" "$deb" >/dev/null
+dpkg-deb --root-owner-group -Zgzip -z9 --build "$pkg" "$deb" >/dev/null
 echo "$(cd "$(dirname "$deb")" && pwd)/$(basename "$deb")"
