@@ -8,6 +8,9 @@ PACKAGES=(
   memcached redis-server redis-tools nutcracker libmemcached-tools
   python3 python3-pymemcache python3-redis clang-format curl iproute2 mount
   clang libclang-rt-14-dev
+  netcat-openbsd
+  # scripts/package.sh and its test: dpkg-shlibdeps, the man page, systemd-analyze, logrotate
+  dpkg-dev binutils go-md2man man-db groff-base systemd logrotate
 )
 
 missing=()

@@ -192,156 +192,194 @@ std::string absolute(const std::string& path) {
   return ec ? path : p.string();
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+// What the command line asks for.
+struct Options {
   std::string config_path, log_file, pid_file, print_config;
   bool test_config = false, daemon = false;
   unsigned threads = std::max(1u, std::thread::hardware_concurrency());
   dproxy::core::ConfigOverrides overrides;
-  std::vector<std::string> notes;
-  for (int i = 1; i < argc; ++i) {
-    std::string_view arg = argv[i];
-    const OptionSpec* spec = nullptr;
-    std::optional<std::string> inline_value;
-    std::string shown(arg);  // the option as the user wrote it, for messages
-    if (arg.starts_with("--") && arg.size() > 2) {
-      std::string_view name = arg.substr(2);
-      if (auto eq = name.find('='); eq != std::string_view::npos) {
-        inline_value = std::string(name.substr(eq + 1));
-        name = name.substr(0, eq);
-        shown = "--" + std::string(name);
-      }
-      for (const auto& o : kOptions)
-        if (name == o.long_name || (o.alias != nullptr && name == o.alias)) spec = &o;
-    } else if (arg.size() >= 2 && arg[0] == '-' && arg[1] != '-') {
-      for (const auto& o : kOptions)
-        if (o.short_name == arg[1]) spec = &o;
-      shown = std::string(arg.substr(0, 2));
-      if (spec != nullptr && arg.size() > 2) {
-        if (!spec->takes_value) {
-          spec = nullptr;  // "-dt": combined flags are not taken, name the whole word
-          shown = std::string(arg);
-        } else {
-          inline_value = std::string(arg.substr(2));  // getopt's "-s22222"
-        }
-      }
+  std::vector<std::string> notes;  // printed once the options are all read
+};
+
+constexpr int kContinue = -1;  // an option handler's "go on" (anything else: exit with it)
+
+// Finds the option argv[i] names and its value (taking argv[i + 1] when the value is not
+// inline). `shown` is the option as the user wrote it, for messages. kContinue or an exit code.
+int read_option(int argc, char** argv, int& i, const OptionSpec*& spec, std::string& value,
+                std::string& shown) {
+  std::string_view arg = argv[i];
+  spec = nullptr;
+  std::optional<std::string> inline_value;
+  shown = std::string(arg);
+  if (arg.starts_with("--") && arg.size() > 2) {
+    std::string_view name = arg.substr(2);
+    if (auto eq = name.find('='); eq != std::string_view::npos) {
+      inline_value = std::string(name.substr(eq + 1));
+      name = name.substr(0, eq);
+      shown = "--" + std::string(name);
     }
-    if (spec == nullptr) return usage_error("unknown option '" + shown + "'");
-    std::string value;
-    if (spec->takes_value) {
-      if (inline_value) {
-        value = *inline_value;
-      } else if (i + 1 < argc) {
-        value = argv[++i];
+    for (const auto& o : kOptions)
+      if (name == o.long_name || (o.alias != nullptr && name == o.alias)) spec = &o;
+  } else if (arg.size() >= 2 && arg[0] == '-' && arg[1] != '-') {
+    for (const auto& o : kOptions)
+      if (o.short_name == arg[1]) spec = &o;
+    shown = std::string(arg.substr(0, 2));
+    if (spec != nullptr && arg.size() > 2) {
+      if (!spec->takes_value) {
+        spec = nullptr;  // "-dt": combined flags are not taken, name the whole word
+        shown = std::string(arg);
       } else {
-        const std::string n = spec->long_name;
-        bool file = n == "config" || n == "print-config" || n == "log-file" || n == "pid-file";
-        return usage_error(shown + (file ? " needs a file name" : " needs a value"));
+        inline_value = std::string(arg.substr(2));  // getopt's "-s22222"
       }
-    } else if (inline_value) {
-      return usage_error(shown + " takes no value");
     }
-    const std::string name = spec->long_name;
-    long n = 0;
-    if (name == "help") {
-      std::fputs(kUsage, stdout);
-      return 0;
-    } else if (name == "version") {
-      std::printf("dproxy %s\n", DPROXY_VERSION);
-      return 0;
-    } else if (name == "describe-stats") {
-      std::fputs(kStatsDescription, stdout);
-      return 0;
-    } else if (name == "test-config") {
-      test_config = true;
-    } else if (name == "daemonize") {
-      daemon = true;
-    } else if (name == "config" || name == "print-config") {
-      if (value.empty()) return usage_error(shown + " needs a file name");
-      (name == "config" ? config_path : print_config) = value;
-    } else if (name == "threads") {
-      if (!parse_number(value, 1, 256, n))
-        return usage_error("--threads needs a number from 1 to 256, got '" + value + "'");
-      threads = static_cast<unsigned>(n);
-    } else if (name == "log-file" || name == "pid-file") {
-      if (value.empty()) return usage_error(shown + " needs a file name");
-      (name == "log-file" ? log_file : pid_file) = value;
-    } else if (name == "log-level") {
-      auto level = dproxy::core::parse_log_level(value);
-      if (!level)
-        return usage_error("--log-level needs one of error, warn, info, debug, got '" + value +
-                           "'");
-      dproxy::core::set_log_level(*level);
-    } else if (name == "verbose") {
-      if (!parse_number(value, 0, 11, n))
-        return usage_error(shown + " needs a level from 0 to 11, got '" + value + "'");
-      using dproxy::core::LogLevel;
-      dproxy::core::set_log_level(n <= 3   ? LogLevel::kError
-                                  : n == 4 ? LogLevel::kWarn
-                                  : n <= 6 ? LogLevel::kInfo
-                                           : LogLevel::kDebug);
-    } else if (name == "stats-port") {
-      if (!parse_number(value, 1, 65535, n))
-        return usage_error(shown + " needs a port from 1 to 65535, got '" + value + "'");
-      overrides.stats_port = static_cast<uint32_t>(n);
-    } else if (name == "stats-addr") {
-      unsigned char buf[sizeof(in6_addr)];
-      if (inet_pton(AF_INET, value.c_str(), buf) != 1 &&
-          inet_pton(AF_INET6, value.c_str(), buf) != 1)
-        return usage_error(shown + " needs an IP address, got '" + value + "'");
-      overrides.stats_addr = value;
-    } else if (name == "stats-interval" || name == "mbuf-size") {
-      if (!parse_number(value, 1, 1L << 31, n))
-        return usage_error(shown + " needs a positive number, got '" + value + "'");
-      notes.push_back(name == "stats-interval"
+  }
+  if (spec == nullptr) return usage_error("unknown option '" + shown + "'");
+  if (!spec->takes_value) return inline_value ? usage_error(shown + " takes no value") : kContinue;
+  if (inline_value) {
+    value = *inline_value;
+  } else if (i + 1 < argc) {
+    value = argv[++i];
+  } else {
+    const std::string n = spec->long_name;
+    bool file = n == "config" || n == "print-config" || n == "log-file" || n == "pid-file";
+    return usage_error(shown + (file ? " needs a file name" : " needs a value"));
+  }
+  return kContinue;
+}
+
+// The options that print something and exit, and the flags. kContinue or an exit code.
+int apply_simple_option(const std::string& name, Options& o) {
+  if (name == "help") {
+    std::fputs(kUsage, stdout);
+    return 0;
+  } else if (name == "version") {
+    std::printf("dproxy %s\n", DPROXY_VERSION);
+    return 0;
+  } else if (name == "describe-stats") {
+    std::fputs(kStatsDescription, stdout);
+    return 0;
+  } else if (name == "test-config") {
+    o.test_config = true;
+  } else if (name == "daemonize") {
+    o.daemon = true;
+  }
+  return kContinue;
+}
+
+int apply_log_level(const std::string& name, const std::string& value, const std::string& shown) {
+  using dproxy::core::LogLevel;
+  long n = 0;
+  if (name == "log-level") {
+    auto level = dproxy::core::parse_log_level(value);
+    if (!level)
+      return usage_error("--log-level needs one of error, warn, info, debug, got '" + value + "'");
+    dproxy::core::set_log_level(*level);
+  } else {
+    if (!parse_number(value, 0, 11, n))
+      return usage_error(shown + " needs a level from 0 to 11, got '" + value + "'");
+    dproxy::core::set_log_level(n <= 3   ? LogLevel::kError
+                                : n == 4 ? LogLevel::kWarn
+                                : n <= 6 ? LogLevel::kInfo
+                                         : LogLevel::kDebug);
+  }
+  return kContinue;
+}
+
+int apply_stats_option(const std::string& name, const std::string& value, const std::string& shown,
+                       Options& o) {
+  long n = 0;
+  if (name == "stats-port") {
+    if (!parse_number(value, 1, 65535, n))
+      return usage_error(shown + " needs a port from 1 to 65535, got '" + value + "'");
+    o.overrides.stats_port = static_cast<uint32_t>(n);
+  } else if (name == "stats-addr") {
+    unsigned char buf[sizeof(in6_addr)];
+    if (inet_pton(AF_INET, value.c_str(), buf) != 1 && inet_pton(AF_INET6, value.c_str(), buf) != 1)
+      return usage_error(shown + " needs an IP address, got '" + value + "'");
+    o.overrides.stats_addr = value;
+  } else {  // stats-interval, mbuf-size: accepted for nutcracker
+    if (!parse_number(value, 1, 1L << 31, n))
+      return usage_error(shown + " needs a positive number, got '" + value + "'");
+    o.notes.push_back(name == "stats-interval"
                           ? "--stats-interval has no effect: dproxy's stats are counted live"
                           : "--mbuf-size has no effect: dproxy sizes its buffers itself");
-    }
   }
-  if (!print_config.empty()) {
-    std::string json, error;
-    if (!dproxy::core::config_file_as_json(print_config, json, error)) {
-      std::fprintf(stderr, "dproxy: config error: %s\n", error.c_str());
-      return 1;
-    }
-    std::fputs(json.c_str(), stdout);
-    return 0;
-  }
-  if (config_path.empty()) return usage_error("missing --config FILE");
-  for (const auto& note : notes) std::fprintf(stderr, "dproxy: note: %s\n", note.c_str());
+  return kContinue;
+}
 
-  dproxy::core::Config config;
-  std::string error;
-  if (!dproxy::core::load_config(config_path, config, error)) {
+// An option that takes a value. kContinue or an exit code.
+int apply_value_option(const std::string& name, const std::string& value, const std::string& shown,
+                       Options& o) {
+  long n = 0;
+  if (name == "config" || name == "print-config" || name == "log-file" || name == "pid-file") {
+    if (value.empty()) return usage_error(shown + " needs a file name");
+    (name == "config"         ? o.config_path
+     : name == "print-config" ? o.print_config
+     : name == "log-file"     ? o.log_file
+                              : o.pid_file) = value;
+  } else if (name == "threads") {
+    if (!parse_number(value, 1, 256, n))
+      return usage_error("--threads needs a number from 1 to 256, got '" + value + "'");
+    o.threads = static_cast<unsigned>(n);
+  } else if (name == "log-level" || name == "verbose") {
+    return apply_log_level(name, value, shown);
+  } else {
+    return apply_stats_option(name, value, shown, o);
+  }
+  return kContinue;
+}
+
+int parse_command_line(int argc, char** argv, Options& o) {
+  for (int i = 1; i < argc; ++i) {
+    const OptionSpec* spec = nullptr;
+    std::string value, shown;
+    int rc = read_option(argc, argv, i, spec, value, shown);
+    if (rc == kContinue)
+      rc = spec->takes_value ? apply_value_option(spec->long_name, value, shown, o)
+                             : apply_simple_option(spec->long_name, o);
+    if (rc != kContinue) return rc;
+  }
+  return kContinue;
+}
+
+int print_config_file(const std::string& path) {
+  std::string json, error;
+  if (!dproxy::core::config_file_as_json(path, json, error)) {
     std::fprintf(stderr, "dproxy: config error: %s\n", error.c_str());
     return 1;
   }
-  overrides.threads = threads;
-  dproxy::core::apply_overrides(config, overrides);
-  if (test_config) {
-    std::string problems;
-    bool ok = dproxy::core::check_config_environment(config, problems);
-    size_t start = 0;
-    while (start < problems.size()) {
-      size_t end = problems.find('\n', start);
-      std::string line = problems.substr(start, end - start);
-      if (line.starts_with("warning: "))
-        std::fprintf(stderr, "dproxy: warning: %s: %s\n", config_path.c_str(), line.c_str() + 9);
-      else
-        std::fprintf(stderr, "dproxy: config error: %s: %s\n", config_path.c_str(), line.c_str());
-      start = end + 1;
-    }
-    if (!ok) return 1;
-    std::printf("%s: OK\n%s", config_path.c_str(), dproxy::core::describe_config(config).c_str());
-    return 0;
+  std::fputs(json.c_str(), stdout);
+  return 0;
+}
+
+// --test-config: the environment checks, one line per problem, then the summary.
+int test_config(const dproxy::core::Config& config, const std::string& path) {
+  std::string problems;
+  bool ok = dproxy::core::check_config_environment(config, problems);
+  size_t start = 0;
+  while (start < problems.size()) {
+    size_t end = problems.find('\n', start);
+    std::string line = problems.substr(start, end - start);
+    if (line.starts_with("warning: "))
+      std::fprintf(stderr, "dproxy: warning: %s: %s\n", path.c_str(), line.c_str() + 9);
+    else
+      std::fprintf(stderr, "dproxy: config error: %s: %s\n", path.c_str(), line.c_str());
+    start = end + 1;
   }
+  if (!ok) return 1;
+  std::printf("%s: OK\n%s", path.c_str(), dproxy::core::describe_config(config).c_str());
+  return 0;
+}
+
+// Runs the proxy (in the background with -d) until it stops; the process's exit code.
+int serve(Options& o, dproxy::core::Config config) {
+  std::string error;
   int report_fd = -1;
-  if (daemon) {
+  if (o.daemon) {
     // The daemon runs in "/": reloads and log reopening need absolute paths.
-    config_path = absolute(config_path);
-    if (!log_file.empty()) log_file = absolute(log_file);
-    if (!pid_file.empty()) pid_file = absolute(pid_file);
+    o.config_path = absolute(o.config_path);
+    if (!o.log_file.empty()) o.log_file = absolute(o.log_file);
+    if (!o.pid_file.empty()) o.pid_file = absolute(o.pid_file);
     if (!daemonize(report_fd, error)) {
       std::fprintf(stderr, "dproxy: %s\n", error.c_str());
       return 1;
@@ -355,8 +393,8 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "dproxy: %s\n", message.c_str());
     return 1;
   };
-  if (!log_file.empty() && !dproxy::core::open_log_file(log_file, error)) return fail(error);
-  if (daemon) {
+  if (!o.log_file.empty() && !dproxy::core::open_log_file(o.log_file, error)) return fail(error);
+  if (o.daemon) {
     // Until here errors went to the terminal (and the waiting parent); from now on to the log.
     int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
     if (null >= 0) {
@@ -364,12 +402,33 @@ int main(int argc, char** argv) {
       ::close(null);
     }
   }
-  for (const auto& note : notes) LOG_INFO("note: %s", note.c_str());
-  dproxy::core::Proxy proxy(std::move(config), threads, config_path, overrides);
+  for (const auto& note : o.notes) LOG_INFO("note: %s", note.c_str());
+  dproxy::core::Proxy proxy(std::move(config), o.threads, o.config_path, o.overrides);
   if (!proxy.start(error)) return fail(error);
-  if (!pid_file.empty() && !write_pid_file(pid_file, error)) return fail(error);
+  if (!o.pid_file.empty() && !write_pid_file(o.pid_file, error)) return fail(error);
   report(report_fd, "ok");
   int rc = proxy.run();
-  if (!pid_file.empty()) ::unlink(pid_file.c_str());
+  if (!o.pid_file.empty()) ::unlink(o.pid_file.c_str());
   return rc;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  if (int rc = parse_command_line(argc, argv, o); rc != kContinue) return rc;
+  if (!o.print_config.empty()) return print_config_file(o.print_config);
+  if (o.config_path.empty()) return usage_error("missing --config FILE");
+  for (const auto& note : o.notes) std::fprintf(stderr, "dproxy: note: %s\n", note.c_str());
+
+  dproxy::core::Config config;
+  std::string error;
+  if (!dproxy::core::load_config(o.config_path, config, error)) {
+    std::fprintf(stderr, "dproxy: config error: %s\n", error.c_str());
+    return 1;
+  }
+  o.overrides.threads = o.threads;
+  dproxy::core::apply_overrides(config, o.overrides);
+  if (o.test_config) return test_config(config, o.config_path);
+  return serve(o, std::move(config));
 }

@@ -1,18 +1,17 @@
 #include "core/proxy.h"
 
 #include <malloc.h>
-#include <netdb.h>
 #include <unistd.h>
 
 #include <csignal>
 #include <cstdio>
 #include <ctime>
-#include <set>
 
 #include "core/backend/prober.h"
 #include "core/backend/server_health.h"
 #include "core/listener.h"
 #include "core/log.h"
+#include "core/reachability.h"
 #include "core/stats.h"
 #include "core/stats_server.h"
 
@@ -31,20 +30,10 @@ uint64_t rss_bytes() {
                 : 0;
 }
 
-}  // namespace
-
-namespace {
-
 std::string host_name() {
   char buf[256] = {};
   if (gethostname(buf, sizeof buf - 1) != 0) return "unknown";
   return buf;
-}
-
-std::string join(const std::vector<std::string>& names) {
-  std::string out;
-  for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
-  return out.empty() ? "none" : out;
 }
 
 }  // namespace
@@ -58,6 +47,9 @@ Proxy::Proxy(Config config, unsigned threads, std::string config_path, ConfigOve
 }
 
 Proxy::~Proxy() {
+  shutting_down_ = true;  // no handler run below starts new work
+  resolve_timer_.cancel();
+  resolver_.cancel();
   // NOTE: a pending accept holds a socket of a worker's io_context; let the aborted accepts
   // complete before any worker (and its socket service) is destroyed.
   for (auto& p : pools_) {
@@ -82,99 +74,6 @@ size_t Proxy::pool_id(const std::string& name) {
   clients_.push_back(std::make_unique<PoolClients>());
   ids_.emplace(name, id);
   return id;
-}
-
-bool Proxy::resolve(const PoolConfig& pool,
-                    std::vector<asio::generic::stream_protocol::endpoint>& out, std::string& error,
-                    const std::vector<asio::generic::stream_protocol::endpoint>* keep) {
-  asio::ip::tcp::resolver resolver(io_);
-  out.clear();
-  for (size_t i = 0; i < pool.servers.size(); ++i) {
-    const auto& server = pool.servers[i];
-    if (server.port == 0) {
-      out.push_back(asio::local::stream_protocol::endpoint(server.host));
-      continue;
-    }
-    asio::error_code ec;
-    auto results = resolver.resolve(server.host, std::to_string(server.port), ec);
-    if (ec || results.empty()) {
-      error = "pools." + pool.name + ".servers[" + std::to_string(i) + "]: cannot resolve \"" +
-              server.host + "\": " + (ec ? ec.message() : std::string("no address"));
-      return false;
-    }
-    asio::generic::stream_protocol::endpoint chosen(results.begin()->endpoint());
-    // A name with several addresses may list them in another order each time: the address in
-    // use stays while the name still has it.
-    if (keep != nullptr && i < keep->size()) {
-      for (const auto& r : results) {
-        if (asio::generic::stream_protocol::endpoint(r.endpoint()) == (*keep)[i]) {
-          chosen = (*keep)[i];
-          break;
-        }
-      }
-    }
-    out.push_back(chosen);
-  }
-  return true;
-}
-
-void Proxy::schedule_resolve() {
-  resolve_timer_.cancel();
-  if (config_.resolve_interval_ms == 0) return;
-  resolve_timer_.expires_after(std::chrono::milliseconds(config_.resolve_interval_ms));
-  resolve_timer_.async_wait([this](const asio::error_code& ec) {
-    if (ec || shutting_down_) return;
-    re_resolve();
-    schedule_resolve();
-  });
-}
-
-void Proxy::re_resolve() {
-  bool any_changed = false;
-  for (auto& p : pools_) {
-    bool has_name = false;
-    for (const auto& s : p.config->servers) {
-      asio::error_code ec;
-      if (s.port != 0) {
-        asio::ip::make_address(s.host, ec);
-        has_name = has_name || ec;
-      }
-    }
-    if (!has_name) continue;  // IP addresses and socket paths never change
-    std::vector<asio::generic::stream_protocol::endpoint> endpoints;
-    std::string error;
-    if (!resolve(*p.config, endpoints, error, &p.endpoints)) {
-      LOG_WARN("re-resolve: %s; pool %s keeps its addresses", error.c_str(),
-               p.config->name.c_str());
-      continue;
-    }
-    if (endpoints == p.endpoints) {
-      LOG_DEBUG("re-resolve: pool %s: addresses unchanged", p.config->name.c_str());
-      continue;
-    }
-    for (size_t i = 0; i < endpoints.size(); ++i) {
-      if (endpoints[i] == p.endpoints[i]) continue;
-      const auto& s = p.config->servers[i];
-      char host[NI_MAXHOST] = "?";
-      ::getnameinfo(endpoints[i].data(), static_cast<socklen_t>(endpoints[i].size()), host,
-                    sizeof host, nullptr, 0, NI_NUMERICHOST);
-      LOG_INFO("pool %s: server %s now resolves to %s; the pool is re-installed with it",
-               p.config->name.c_str(), s.address().c_str(), host);
-    }
-    // As a reload of the pool: fresh health and backend connections; the config (server
-    // names, so placement) and the listener stay.
-    p.endpoints = std::move(endpoints);
-    p.health = std::make_shared<PoolHealth>(p.config);
-    for (auto& w : workers_) {
-      Worker* worker = w.get();
-      asio::post(worker->io(), [worker, id = p.id, config = p.config, health = p.health,
-                                endpoints = p.endpoints] {
-        worker->install_pool(id, config, health, endpoints);
-      });
-    }
-    any_changed = true;
-  }
-  if (any_changed) update_prober();
 }
 
 void Proxy::update_prober() {
@@ -231,179 +130,13 @@ bool Proxy::start(std::string& error) {
   for (auto& w : workers_) w->start();
   for (auto& p : pools_) p.listener->start();
   prober_->start();
+  for (const auto& p : pools_) warn_unreachable_servers(io_, *p.config, p.endpoints);
   arm_memory_trim();
   schedule_resolve();
   LOG_INFO("dproxy " DPROXY_VERSION
            " started: pid %ld, config %s, %zu pool(s), %u worker thread(s)",
            static_cast<long>(::getpid()), config_path_.empty() ? "(none)" : config_path_.c_str(),
            pools_.size(), threads_);
-  return true;
-}
-
-bool Proxy::reload(std::string& error) {
-  Config next;
-  if (config_path_.empty()) {
-    error = "no config file to re-read";
-  } else if (load_config(config_path_, next, error)) {
-    apply_overrides(next, overrides_);
-    error.clear();
-  }
-  std::vector<ActivePool> staged;  // the new pool list, in the new config order
-  std::vector<std::string> added, removed, changed;
-  std::set<std::string> released;  // listen addresses that this reload gives up
-  size_t unchanged = 0;
-  auto find_current = [&](const std::string& name) -> ActivePool* {
-    for (auto& p : pools_)
-      if (p.config->name == name) return &p;
-    return nullptr;
-  };
-  if (error.empty()) {
-    for (auto& pool : next.pools) {
-      ActivePool* cur = find_current(pool.name);
-      if (cur != nullptr && cur->config->protocol != pool.protocol) {
-        error = config_path_ + ": pools." + pool.name +
-                ".protocol: a pool cannot change protocol on reload (give it a new name, or "
-                "restart dproxy)";
-        break;
-      }
-      ActivePool a;
-      if (cur != nullptr && cur->config->source == pool.source) {
-        a.config = cur->config;  // unchanged: keeps its health, connections and listener
-        ++unchanged;
-        staged.push_back(std::move(a));
-        continue;
-      }
-      if (!resolve(pool, a.endpoints, error)) {
-        error = config_path_ + ": " + error;
-        break;
-      }
-      (cur != nullptr ? changed : added).push_back(pool.name);
-      a.config = std::make_shared<const PoolConfig>(std::move(pool));
-      a.health = std::make_shared<PoolHealth>(a.config);
-      staged.push_back(std::move(a));
-    }
-  }
-  if (error.empty()) {
-    for (auto& p : pools_) {
-      bool kept = false;
-      for (auto& a : staged) {
-        if (a.config->name != p.config->name) continue;
-        kept = true;
-        if (a.config->listen.to_string() != p.config->listen.to_string())
-          released.insert(p.config->listen.to_string());
-      }
-      if (!kept) {
-        removed.push_back(p.config->name);
-        released.insert(p.config->listen.to_string());
-      }
-    }
-    // New listeners first (rolled back on failure), except on addresses this reload frees:
-    // those are bound once the old listener is closed.
-    for (auto& a : staged) {
-      ActivePool* cur = find_current(a.config->name);
-      bool needs_listener =
-          cur == nullptr || cur->config->listen.to_string() != a.config->listen.to_string();
-      if (!needs_listener || released.count(a.config->listen.to_string())) continue;
-      a.id = pool_id(a.config->name);
-      a.listener = std::make_unique<Listener>(io_, a.id, a.config, *clients_[a.id], workers_);
-      if (!a.listener->open(error)) {
-        error = config_path_ + ": " + error;
-        break;
-      }
-    }
-  }
-  if (!error.empty()) {
-    reload_failures_.fetch_add(1);
-    for (auto& a : staged) {
-      if (a.listener) a.listener->close();
-    }
-    return false;
-  }
-
-  // Commit. Workers first: a listener's first session for a new pool is posted after the
-  // install (each io_context runs handlers in order).
-  for (auto& a : staged) {
-    ActivePool* cur = find_current(a.config->name);
-    a.id = pool_id(a.config->name);
-    if (cur != nullptr && cur->config == a.config) {
-      a.health = cur->health;
-      a.endpoints = cur->endpoints;
-      a.listener = std::move(cur->listener);
-      continue;
-    }
-    for (auto& w : workers_) {
-      Worker* worker = w.get();
-      asio::post(worker->io(), [worker, id = a.id, config = a.config, health = a.health,
-                                endpoints = a.endpoints] {
-        worker->install_pool(id, config, health, endpoints);
-      });
-    }
-    if (cur != nullptr && !a.listener &&
-        cur->config->listen.to_string() == a.config->listen.to_string()) {
-      a.listener = std::move(cur->listener);
-      a.listener->set_config(a.config);
-    }
-  }
-  for (const auto& name : removed) {
-    size_t id = ids_.at(name);
-    for (auto& w : workers_) {
-      Worker* worker = w.get();
-      asio::post(worker->io(), [worker, id] { worker->remove_pool(id); });
-    }
-  }
-  // Whatever listeners the old list still holds belong to removed pools or moved addresses.
-  for (auto& p : pools_) {
-    if (p.listener) {
-      p.listener->close();
-      LOG_INFO("pool %s: stopped listening on %s", p.config->name.c_str(),
-               p.config->listen.to_string().c_str());
-    }
-  }
-  std::vector<std::unique_ptr<Listener>> retired_listeners;
-  for (auto& p : pools_) {
-    if (p.listener) retired_listeners.push_back(std::move(p.listener));
-  }
-  for (auto& a : staged) {
-    if (a.listener) continue;
-    a.listener = std::make_unique<Listener>(io_, a.id, a.config, *clients_[a.id], workers_);
-    std::string bind_error;
-    if (!a.listener->open(bind_error)) {
-      LOG_ERROR("reload: %s (the pool serves its connected clients but accepts no new ones)",
-                bind_error.c_str());
-      a.listener.reset();
-    }
-  }
-  for (auto& a : staged) {
-    if (a.listener && !a.listener->started()) a.listener->start();
-  }
-  pools_ = std::move(staged);
-  // NOTE: closed acceptors still have an aborted accept to complete (its handler points at the
-  // listener): closed listeners are kept until the proxy goes.
-  for (auto& l : retired_listeners) closed_listeners_.push_back(std::move(l));
-  update_prober();
-  // Top-level settings.
-  config_.shutdown_timeout_ms = next.shutdown_timeout_ms;
-  if (config_.resolve_interval_ms != next.resolve_interval_ms) {
-    config_.resolve_interval_ms = next.resolve_interval_ms;
-    schedule_resolve();
-  }
-  const bool stats_changed = next.stats_enabled != config_.stats_enabled ||
-                             next.stats_listen.to_string() != config_.stats_listen.to_string();
-  config_.stats_enabled = next.stats_enabled;
-  config_.stats_configured = next.stats_configured;
-  config_.stats_listen = next.stats_listen;
-  if (stats_changed) {
-    if (stats_) {
-      stats_->close();
-      closed_stats_.push_back(std::move(stats_));
-    }
-    std::string stats_error;
-    if (!open_stats(stats_error)) LOG_ERROR("reload: %s", stats_error.c_str());
-  }
-  reloads_.fetch_add(1);
-  LOG_INFO("reload: applied %s: added %s; removed %s; changed %s; %zu unchanged",
-           config_path_.c_str(), join(added).c_str(), join(removed).c_str(), join(changed).c_str(),
-           unchanged);
   return true;
 }
 
@@ -509,6 +242,7 @@ void Proxy::handle_signals() {
     if (stats_) stats_->close();
     control_signals_.cancel();
     resolve_timer_.cancel();
+    resolver_.cancel();
     prober_->stop();
     trim_timer_.cancel();
     for (auto& w : workers_) {

@@ -50,6 +50,15 @@ class Proxy {
     std::unique_ptr<Listener> listener;
   };
 
+  // reload()'s phases (proxy_reload.cpp).
+  struct ReloadPlan;
+  ActivePool* current_pool(const std::string& name);
+  bool stage_pools(ReloadPlan& plan, std::string& error);
+  bool open_new_listeners(ReloadPlan& plan, std::string& error);
+  void install_staged(ReloadPlan& plan);
+  void swap_listeners(ReloadPlan& plan);
+  void apply_top_level(const Config& next);
+
   // Graceful shutdown: waits (polling the workers) until none has work left or the deadline.
   void wait_for_drain(std::chrono::steady_clock::time_point deadline);
   // Every kTrimEvery: when the allocator holds more than kTrimAboveFreeBytes of freed memory
@@ -65,9 +74,15 @@ class Proxy {
   size_t pool_id(const std::string& name);
   void update_prober();
   // Re-resolves the server host names of every pool every config_.resolve_interval_ms; a pool
-  // whose addresses changed is re-installed with them (as a reload of that pool would).
+  // whose addresses changed is re-installed with them (as a reload of that pool would). The
+  // lookups run on Asio's resolver thread, one at a time, never on the main thread; a round
+  // ends before the next is scheduled. Defined in proxy_resolve.cpp.
+  struct ResolveRound;
   void schedule_resolve();
   void re_resolve();
+  void resolve_next(std::shared_ptr<ResolveRound> round);
+  void finish_resolve(const ResolveRound& round);
+  ActivePool* active_pool(const std::shared_ptr<const PoolConfig>& config);
   bool open_stats(std::string& error);
 
   Config config_;  // top-level settings (pools live in pools_)
@@ -93,6 +108,8 @@ class Proxy {
   asio::steady_timer trim_timer_{io_};
   std::atomic<uint64_t> memory_trims_{0};
   asio::steady_timer resolve_timer_{io_};
+  asio::ip::tcp::resolver resolver_{io_};
+  bool resolving_ = false;  // a re-resolve round is running
   asio::signal_set signals_{io_};
   asio::signal_set control_signals_{io_};
 };

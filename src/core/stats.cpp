@@ -153,144 +153,160 @@ std::string format_stats_json(const StatsSnapshot& s, const ProcessInfo& p) {
   return doc.dump() + "\n";
 }
 
-std::string format_prometheus(const StatsSnapshot& s, const ProcessInfo& p) {
-  std::string out;
-  auto header = [&](const char* name, const char* type, const char* help) {
-    out += "# HELP ";
-    out += name;
-    out += ' ';
-    out += help;
-    out += "\n# TYPE ";
-    out += name;
-    out += ' ';
-    out += type;
-    out += '\n';
-  };
-  auto line = [&](const std::string& name, const std::string& labels, uint64_t v) {
-    out += name;
-    if (!labels.empty()) out += "{" + labels + "}";
-    out += ' ';
-    out += std::to_string(v);
-    out += '\n';
-  };
-  header("dproxy_uptime_seconds", "gauge", "Seconds since dproxy started.");
-  line("dproxy_uptime_seconds", "", static_cast<uint64_t>(p.uptime_s));
-  header("dproxy_worker_threads", "gauge", "Worker threads.");
-  line("dproxy_worker_threads", "", p.threads);
-  header("dproxy_config_reloads_total", "counter", "Configuration reloads applied.");
-  line("dproxy_config_reloads_total", "", p.reloads);
-  header("dproxy_config_reload_failures_total", "counter",
-         "Configuration reloads rejected (the old configuration stayed in force).");
-  line("dproxy_config_reload_failures_total", "", p.reload_failures);
-  header("dproxy_memory_bytes", "gauge",
-         "Memory by component: rss, heap_used, heap_free (held by the allocator), buffer_pool, "
-         "client_buffers, reply_slots, backend_buffers.");
-  line("dproxy_memory_bytes", "component=\"rss\"", p.rss_bytes);
-  line("dproxy_memory_bytes", "component=\"heap_used\"", p.heap_used_bytes);
-  line("dproxy_memory_bytes", "component=\"heap_free\"", p.heap_free_bytes);
-  line("dproxy_memory_bytes", "component=\"buffer_pool\"", s.memory.buffer_pool_bytes);
-  line("dproxy_memory_bytes", "component=\"client_buffers\"", s.memory.client_buffer_bytes);
-  line("dproxy_memory_bytes", "component=\"reply_slots\"", s.memory.reply_slot_bytes);
-  line("dproxy_memory_bytes", "component=\"backend_buffers\"", s.memory.backend_buffer_bytes);
-  header("dproxy_reply_slots", "gauge", "Reply slots allocated by client connections.");
-  line("dproxy_reply_slots", "", s.memory.reply_slots);
-  header("dproxy_memory_trims_total", "counter",
-         "Times the allocator was asked to return freed memory to the system.");
-  line("dproxy_memory_trims_total", "", p.memory_trims);
+namespace {
 
-  struct PoolMetric {
-    const char* name;
-    const char* type;
-    const char* help;
-    uint64_t PoolStats::*field;
-  };
-  static const PoolMetric pool_metrics[] = {
-      {"dproxy_client_connections", "gauge", "Open client connections.",
-       &PoolStats::client_connections},
-      {"dproxy_client_connections_total", "counter", "Client connections accepted.",
-       &PoolStats::total_client_connections},
-      {"dproxy_client_eof_total", "counter", "Client connections closed by the client.",
-       &PoolStats::client_eof},
-      {"dproxy_client_err_total", "counter", "Client connections closed on an error.",
-       &PoolStats::client_err},
-      {"dproxy_server_ejects_total", "counter", "Times a server of the pool was marked down.",
-       &PoolStats::server_ejects},
-      {"dproxy_forward_error_total", "counter", "Requests answered with a backend error.",
-       &PoolStats::forward_error},
-      {"dproxy_fragments_total", "counter", "Sub-requests made by splitting multi-key requests.",
-       &PoolStats::fragments},
-      {"dproxy_requests_total", "counter", "Client requests.", &PoolStats::requests},
-  };
-  for (const PoolMetric& m : pool_metrics) {
-    header(m.name, m.type, m.help);
-    for (const PoolStats& pool : s.pools)
-      line(m.name, "pool=\"" + label(pool.name) + "\"", pool.*(m.field));
+// Prometheus text format (0.0.4), appended to one string.
+class PromWriter {
+ public:
+  void header(const char* name, const char* type, const char* help) {
+    out_ += "# HELP ";
+    out_ += name;
+    out_ += ' ';
+    out_ += help;
+    out_ += "\n# TYPE ";
+    out_ += name;
+    out_ += ' ';
+    out_ += type;
+    out_ += '\n';
   }
+  void line(const std::string& name, const std::string& labels, uint64_t v) {
+    out_ += name;
+    if (!labels.empty()) out_ += "{" + labels + "}";
+    out_ += ' ';
+    out_ += std::to_string(v);
+    out_ += '\n';
+  }
+  void raw(const std::string& text) { out_ += text; }
+  std::string take() { return std::move(out_); }
 
+ private:
+  std::string out_;
+};
+
+struct PoolMetric {
+  const char* name;
+  const char* type;
+  const char* help;
+  uint64_t PoolStats::*field;
+};
+const PoolMetric kPoolMetrics[] = {
+    {"dproxy_client_connections", "gauge", "Open client connections.",
+     &PoolStats::client_connections},
+    {"dproxy_client_connections_total", "counter", "Client connections accepted.",
+     &PoolStats::total_client_connections},
+    {"dproxy_client_eof_total", "counter", "Client connections closed by the client.",
+     &PoolStats::client_eof},
+    {"dproxy_client_err_total", "counter", "Client connections closed on an error.",
+     &PoolStats::client_err},
+    {"dproxy_server_ejects_total", "counter", "Times a server of the pool was marked down.",
+     &PoolStats::server_ejects},
+    {"dproxy_forward_error_total", "counter", "Requests answered with a backend error.",
+     &PoolStats::forward_error},
+    {"dproxy_fragments_total", "counter", "Sub-requests made by splitting multi-key requests.",
+     &PoolStats::fragments},
+    {"dproxy_requests_total", "counter", "Client requests.", &PoolStats::requests},
+};
+struct ServerMetric {
+  const char* name;
+  const char* type;
+  const char* help;
+  uint64_t (*get)(const ServerStats&);
+};
+const ServerMetric kServerMetrics[] = {
+    {"dproxy_server_up", "gauge", "1 when the server is in service, 0 when marked down.",
+     [](const ServerStats& x) -> uint64_t { return x.up ? 1 : 0; }},
+    {"dproxy_server_ejected_at_seconds", "gauge",
+     "Unix time the server was last marked down (0: never).",
+     [](const ServerStats& x) -> uint64_t {
+       return static_cast<uint64_t>(x.ejected_at_us) / 1000000;
+     }},
+    {"dproxy_server_connections", "gauge", "Open backend connections.",
+     [](const ServerStats& x) { return x.server_connections; }},
+    {"dproxy_server_eof_total", "counter", "Backend connections closed by the server.",
+     [](const ServerStats& x) { return x.counters.server_eof; }},
+    {"dproxy_server_err_total", "counter", "Backend connection errors.",
+     [](const ServerStats& x) { return x.counters.server_err; }},
+    {"dproxy_server_timedout_total", "counter", "Requests that timed out.",
+     [](const ServerStats& x) { return x.counters.server_timedout; }},
+    {"dproxy_server_requests_total", "counter", "Requests sent to the server.",
+     [](const ServerStats& x) { return x.counters.requests; }},
+    {"dproxy_server_request_bytes_total", "counter", "Request bytes sent to the server.",
+     [](const ServerStats& x) { return x.counters.request_bytes; }},
+    {"dproxy_server_responses_total", "counter", "Replies received from the server.",
+     [](const ServerStats& x) { return x.counters.responses; }},
+    {"dproxy_server_response_bytes_total", "counter", "Reply bytes received from the server.",
+     [](const ServerStats& x) { return x.counters.response_bytes; }},
+    {"dproxy_server_in_queue", "gauge", "Requests waiting to be written to the server.",
+     [](const ServerStats& x) { return x.in_queue; }},
+    {"dproxy_server_in_queue_bytes", "gauge", "Bytes waiting to be written to the server.",
+     [](const ServerStats& x) { return x.in_queue_bytes; }},
+    {"dproxy_server_out_queue", "gauge", "Requests written, waiting for their reply.",
+     [](const ServerStats& x) { return x.out_queue; }},
+    {"dproxy_server_out_queue_bytes", "gauge", "Bytes of requests waiting for their reply.",
+     [](const ServerStats& x) { return x.out_queue_bytes; }},
+};
+void write_process_metrics(PromWriter& w, const StatsSnapshot& s, const ProcessInfo& p) {
+  w.header("dproxy_uptime_seconds", "gauge", "Seconds since dproxy started.");
+  w.line("dproxy_uptime_seconds", "", static_cast<uint64_t>(p.uptime_s));
+  w.header("dproxy_worker_threads", "gauge", "Worker threads.");
+  w.line("dproxy_worker_threads", "", p.threads);
+  w.header("dproxy_config_reloads_total", "counter", "Configuration reloads applied.");
+  w.line("dproxy_config_reloads_total", "", p.reloads);
+  w.header("dproxy_config_reload_failures_total", "counter",
+           "Configuration reloads rejected (the old configuration stayed in force).");
+  w.line("dproxy_config_reload_failures_total", "", p.reload_failures);
+  w.header("dproxy_memory_bytes", "gauge",
+           "Memory by component: rss, heap_used, heap_free (held by the allocator), buffer_pool, "
+           "client_buffers, reply_slots, backend_buffers.");
+  w.line("dproxy_memory_bytes", "component=\"rss\"", p.rss_bytes);
+  w.line("dproxy_memory_bytes", "component=\"heap_used\"", p.heap_used_bytes);
+  w.line("dproxy_memory_bytes", "component=\"heap_free\"", p.heap_free_bytes);
+  w.line("dproxy_memory_bytes", "component=\"buffer_pool\"", s.memory.buffer_pool_bytes);
+  w.line("dproxy_memory_bytes", "component=\"client_buffers\"", s.memory.client_buffer_bytes);
+  w.line("dproxy_memory_bytes", "component=\"reply_slots\"", s.memory.reply_slot_bytes);
+  w.line("dproxy_memory_bytes", "component=\"backend_buffers\"", s.memory.backend_buffer_bytes);
+  w.header("dproxy_reply_slots", "gauge", "Reply slots allocated by client connections.");
+  w.line("dproxy_reply_slots", "", s.memory.reply_slots);
+  w.header("dproxy_memory_trims_total", "counter",
+           "Times the allocator was asked to return freed memory to the system.");
+  w.line("dproxy_memory_trims_total", "", p.memory_trims);
+}
+
+void write_pool_metrics(PromWriter& w, const StatsSnapshot& s) {
+  for (const PoolMetric& m : kPoolMetrics) {
+    w.header(m.name, m.type, m.help);
+    for (const PoolStats& pool : s.pools)
+      w.line(m.name, "pool=\"" + label(pool.name) + "\"", pool.*(m.field));
+  }
   for (size_t i = 0; i < kClusterFigures.size(); ++i) {
     const std::string name = std::string("dproxy_") + kClusterFigures[i] + (i == 0 ? "" : "_total");
     bool any = false;
     for (const PoolStats& pool : s.pools) {
       if (!pool.cluster) continue;
       if (!any)
-        header(name.c_str(), i == 0 ? "gauge" : "counter",
-               "Redis Cluster pools: see the README (Redis Cluster figures).");
+        w.header(name.c_str(), i == 0 ? "gauge" : "counter",
+                 "Redis Cluster pools: see the README (Redis Cluster figures).");
       any = true;
-      line(name, "pool=\"" + label(pool.name) + "\"", pool.cluster_figures[i]);
+      w.line(name, "pool=\"" + label(pool.name) + "\"", pool.cluster_figures[i]);
     }
   }
+}
 
-  struct ServerMetric {
-    const char* name;
-    const char* type;
-    const char* help;
-    uint64_t (*get)(const ServerStats&);
-  };
-  static const ServerMetric server_metrics[] = {
-      {"dproxy_server_up", "gauge", "1 when the server is in service, 0 when marked down.",
-       [](const ServerStats& x) -> uint64_t { return x.up ? 1 : 0; }},
-      {"dproxy_server_ejected_at_seconds", "gauge",
-       "Unix time the server was last marked down (0: never).",
-       [](const ServerStats& x) -> uint64_t {
-         return static_cast<uint64_t>(x.ejected_at_us) / 1000000;
-       }},
-      {"dproxy_server_connections", "gauge", "Open backend connections.",
-       [](const ServerStats& x) { return x.server_connections; }},
-      {"dproxy_server_eof_total", "counter", "Backend connections closed by the server.",
-       [](const ServerStats& x) { return x.counters.server_eof; }},
-      {"dproxy_server_err_total", "counter", "Backend connection errors.",
-       [](const ServerStats& x) { return x.counters.server_err; }},
-      {"dproxy_server_timedout_total", "counter", "Requests that timed out.",
-       [](const ServerStats& x) { return x.counters.server_timedout; }},
-      {"dproxy_server_requests_total", "counter", "Requests sent to the server.",
-       [](const ServerStats& x) { return x.counters.requests; }},
-      {"dproxy_server_request_bytes_total", "counter", "Request bytes sent to the server.",
-       [](const ServerStats& x) { return x.counters.request_bytes; }},
-      {"dproxy_server_responses_total", "counter", "Replies received from the server.",
-       [](const ServerStats& x) { return x.counters.responses; }},
-      {"dproxy_server_response_bytes_total", "counter", "Reply bytes received from the server.",
-       [](const ServerStats& x) { return x.counters.response_bytes; }},
-      {"dproxy_server_in_queue", "gauge", "Requests waiting to be written to the server.",
-       [](const ServerStats& x) { return x.in_queue; }},
-      {"dproxy_server_in_queue_bytes", "gauge", "Bytes waiting to be written to the server.",
-       [](const ServerStats& x) { return x.in_queue_bytes; }},
-      {"dproxy_server_out_queue", "gauge", "Requests written, waiting for their reply.",
-       [](const ServerStats& x) { return x.out_queue; }},
-      {"dproxy_server_out_queue_bytes", "gauge", "Bytes of requests waiting for their reply.",
-       [](const ServerStats& x) { return x.out_queue_bytes; }},
-  };
-  for (const ServerMetric& m : server_metrics) {
-    header(m.name, m.type, m.help);
+void write_server_metrics(PromWriter& w, const StatsSnapshot& s) {
+  for (const ServerMetric& m : kServerMetrics) {
+    w.header(m.name, m.type, m.help);
     for (const PoolStats& pool : s.pools)
       for (const ServerStats& srv : pool.servers)
-        line(m.name,
-             "pool=\"" + label(pool.name) + "\",server=\"" + label(srv.name) + "\",address=\"" +
-                 label(srv.address) + "\"",
-             m.get(srv));
+        w.line(m.name,
+               "pool=\"" + label(pool.name) + "\",server=\"" + label(srv.name) + "\",address=\"" +
+                   label(srv.address) + "\"",
+               m.get(srv));
   }
+}
 
-  header("dproxy_request_duration_seconds", "histogram",
-         "Time from reading a request to queueing its reply, per pool and command.");
+void write_latency(PromWriter& w, const StatsSnapshot& s) {
+  w.header("dproxy_request_duration_seconds", "histogram",
+           "Time from reading a request to queueing its reply, per pool and command.");
   for (const PoolStats& pool : s.pools) {
     for (const CommandLatency& c : pool.latency) {
       std::string labels = "pool=\"" + label(pool.name) + "\",command=\"" + label(c.command) + "\"";
@@ -300,14 +316,24 @@ std::string format_prometheus(const StatsSnapshot& s, const ProcessInfo& p) {
         std::string le = b < LatencyHistogram::kBoundsUs.size()
                              ? seconds(LatencyHistogram::kBoundsUs[b])
                              : std::string("+Inf");
-        line("dproxy_request_duration_seconds_bucket", labels + ",le=\"" + le + "\"", cumulative);
+        w.line("dproxy_request_duration_seconds_bucket", labels + ",le=\"" + le + "\"", cumulative);
       }
-      out += "dproxy_request_duration_seconds_sum{" + labels + "} " + seconds(c.histogram.sum_us) +
-             "\n";
-      line("dproxy_request_duration_seconds_count", labels, c.histogram.count);
+      w.raw("dproxy_request_duration_seconds_sum{" + labels + "} " + seconds(c.histogram.sum_us) +
+            "\n");
+      w.line("dproxy_request_duration_seconds_count", labels, c.histogram.count);
     }
   }
-  return out;
+}
+
+}  // namespace
+
+std::string format_prometheus(const StatsSnapshot& s, const ProcessInfo& p) {
+  PromWriter w;
+  write_process_metrics(w, s, p);
+  write_pool_metrics(w, s);
+  write_server_metrics(w, s);
+  write_latency(w, s);
+  return w.take();
 }
 
 std::string format_memcached_stats(const StatsSnapshot& s, const ProcessInfo& p,

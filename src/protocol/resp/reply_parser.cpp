@@ -41,6 +41,30 @@ ParseResult bad_reply(std::string_view in) {
   return ParseResult::Error(kBadReplyError, in.size(), 0, true);
 }
 
+// An array header's n elements join the values still pending (one less: the array itself,
+// already taken off); false when n is out of range.
+inline bool add_elements(int64_t n, uint64_t& pending) {
+  if (n < -1 || n > kMaxReplyArrayElements) return false;
+  if (n <= 0) return true;
+  if (pending > std::numeric_limits<uint64_t>::max() - static_cast<uint64_t>(n)) return false;
+  pending += static_cast<uint64_t>(n);
+  return true;
+}
+
+// A '+' or '-' line at `pos`: its content, then "\r\n" within kMaxReplyLineBytes + 2 bytes;
+// `next` is the position after it.
+inline LineStatus read_simple_line(std::string_view in, size_t pos, size_t& next) {
+  const size_t avail = in.size() - pos - 1;
+  const size_t window = avail < kMaxReplyLineBytes + 2 ? avail : kMaxReplyLineBytes + 2;
+  const void* nl = std::memchr(in.data() + pos + 1, '\n', window);
+  if (nl == nullptr)
+    return window == kMaxReplyLineBytes + 2 ? LineStatus::kBad : LineStatus::kNeedMore;
+  const size_t end = static_cast<size_t>(static_cast<const char*>(nl) - in.data());
+  if (in[end - 1] != '\r') return LineStatus::kBad;  // in[pos] when the line is empty
+  next = end + 1;
+  return LineStatus::kOk;
+}
+
 }  // namespace
 
 bool parse_int64(std::string_view s, int64_t& out) {
@@ -104,6 +128,10 @@ ParseResult scan_impl(std::string_view in, ReplyScanState& state, bool* is_error
     state.nested = nested;
     return ParseResult::NeedMore(hint);
   };
+  // A header that could not be read: more bytes needed, or a malformed reply.
+  const auto stop = [&](LineStatus status) {
+    return status == LineStatus::kNeedMore ? need_more(0) : bad_reply(in);
+  };
   const auto mark = [&] {
     if constexpr (kMarks) {
       if (!nested) marks->push_back(pos);
@@ -115,76 +143,36 @@ ParseResult scan_impl(std::string_view in, ReplyScanState& state, bool* is_error
     size_t next = 0;
     switch (in[pos]) {
       case '+':
-      case '-': {
-        // Content, then "\r\n" within kMaxReplyLineBytes + 2 bytes.
-        const size_t avail = in.size() - pos - 1;
-        const size_t window = avail < kMaxReplyLineBytes + 2 ? avail : kMaxReplyLineBytes + 2;
-        const void* nl = std::memchr(in.data() + pos + 1, '\n', window);
-        if (nl == nullptr) {
-          if (window == kMaxReplyLineBytes + 2) return bad_reply(in);
-          return need_more(0);
-        }
-        const size_t end = static_cast<size_t>(static_cast<const char*>(nl) - in.data());
-        if (in[end - 1] != '\r') return bad_reply(in);  // in[pos] when the line is empty
-        pos = end + 1;
+      case '-':
+        if (auto s = read_simple_line(in, pos, next); s != LineStatus::kOk) return stop(s);
+        pos = next;
         --pending;
         mark();
         break;
-      }
       case ':':
-        switch (read_integer_line(in, pos + 1, n, next)) {
-          case LineStatus::kNeedMore:
-            return need_more(0);
-          case LineStatus::kBad:
-            return bad_reply(in);
-          case LineStatus::kOk:
-            break;
-        }
+        if (auto s = read_integer_line(in, pos + 1, n, next); s != LineStatus::kOk) return stop(s);
         pos = next;
         --pending;
         mark();
         break;
       case '$': {
-        switch (read_integer_line(in, pos + 1, n, next)) {
-          case LineStatus::kNeedMore:
-            return need_more(0);
-          case LineStatus::kBad:
-            return bad_reply(in);
-          case LineStatus::kOk:
-            break;
-        }
+        if (auto s = read_integer_line(in, pos + 1, n, next); s != LineStatus::kOk) return stop(s);
         if (n < -1 || n > kMaxReplyBulkBytes) return bad_reply(in);
-        if (n == -1) {
-          pos = next;
-        } else {
-          const size_t end = next + static_cast<size_t>(n) + 2;
-          if (in.size() < end) return need_more(end);
-          if (in[end - 2] != '\r' || in[end - 1] != '\n') return bad_reply(in);
-          pos = end;
+        if (n != -1) {  // a null has no content
+          next += static_cast<size_t>(n) + 2;
+          if (in.size() < next) return need_more(next);
+          if (in[next - 2] != '\r' || in[next - 1] != '\n') return bad_reply(in);
         }
+        pos = next;
         --pending;
         mark();
         break;
       }
       case '*':
-        switch (read_integer_line(in, pos + 1, n, next)) {
-          case LineStatus::kNeedMore:
-            return need_more(0);
-          case LineStatus::kBad:
-            return bad_reply(in);
-          case LineStatus::kOk:
-            break;
-        }
-        if (n < -1 || n > kMaxReplyArrayElements) return bad_reply(in);
+        if (auto s = read_integer_line(in, pos + 1, n, next); s != LineStatus::kOk) return stop(s);
+        if (!add_elements(n, --pending)) return bad_reply(in);
         if (pos > 0) nested = true;
         pos = next;
-        --pending;
-        if (n > 0) {
-          if (pending > std::numeric_limits<uint64_t>::max() - static_cast<uint64_t>(n)) {
-            return bad_reply(in);
-          }
-          pending += static_cast<uint64_t>(n);
-        }
         break;
       default:
         return bad_reply(in);

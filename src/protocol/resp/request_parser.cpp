@@ -120,6 +120,25 @@ class InlineSplitter {
   bool copied_ = false;
 };
 
+// The byte a backslash escape inside double quotes stands for (redis-cli's sdssplitargs):
+// \n \r \t \b \a, any other character stands for itself.
+inline char unescape(char c) {
+  switch (c) {
+    case 'n':
+      return '\n';
+    case 'r':
+      return '\r';
+    case 't':
+      return '\t';
+    case 'b':
+      return '\b';
+    case 'a':
+      return '\a';
+    default:
+      return c;
+  }
+}
+
 bool InlineSplitter::split(std::vector<std::string_view>& args) {
   const char* p = line_.data();
   const char* end = p + line_.size();
@@ -139,27 +158,7 @@ bool InlineSplitter::split(std::vector<std::string_view>& args) {
           add_byte(static_cast<char>(hex_value(p[2]) * 16 + hex_value(p[3])));
           p += 4;
         } else if (*p == '\\' && end - p >= 2) {
-          char c = p[1];
-          switch (c) {
-            case 'n':
-              c = '\n';
-              break;
-            case 'r':
-              c = '\r';
-              break;
-            case 't':
-              c = '\t';
-              break;
-            case 'b':
-              c = '\b';
-              break;
-            case 'a':
-              c = '\a';
-              break;
-            default:
-              break;
-          }
-          add_byte(c);
+          add_byte(unescape(p[1]));
           p += 2;
         } else if (*p == '"') {
           // The closing quote must be followed by a space or nothing at all.
