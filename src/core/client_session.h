@@ -45,6 +45,10 @@ class ClientSession final : public Connection, public ReplySink {
                 asio::generic::stream_protocol::socket socket, uint64_t id);
   ~ClientSession() override;
   void start();
+  // A dedicated backend connection (blocking, WATCH, pub/sub) taken / given back: counted
+  // against the pool's max_dedicated_connections and in the stats.
+  void dedicated_taken();
+  void dedicated_returned();
   // Shutdown: closes the socket and releases what the session holds (worker stopped).
   void close_now() { close(); }
   std::shared_ptr<ClientSession> shared_from_this() {

@@ -35,6 +35,7 @@ constexpr UintKey kUintKeys[] = {
     {"client_connections", &PoolConfig::client_connections, 0, 10000000},
     {"server_connections", &PoolConfig::server_connections, 1, 64},
     {"db", &PoolConfig::db, 0, 1000000, true},
+    {"max_dedicated_connections", &PoolConfig::max_dedicated_connections, 0, 10000000, true},
     {"cluster_refresh_ms", &PoolConfig::cluster_refresh_ms, 100, 3600 * 1000, false, true},
 };
 
@@ -66,6 +67,7 @@ const std::vector<std::string>& known_pool_keys() {
                                                 "client_password",
                                                 "server_password",
                                                 "db",
+                                                "max_dedicated_connections",
                                                 "children",
                                                 "write_ack",
                                                 "read",

@@ -28,6 +28,9 @@ void merge_pool(PoolStats& a, const PoolStats& b) {
   a.forward_error += b.forward_error;
   a.fragments += b.fragments;
   a.requests += b.requests;
+  a.dedicated_connections += b.dedicated_connections;
+  a.dedicated_idle += b.dedicated_idle;
+  a.dedicated_opened += b.dedicated_opened;
   // server_ejects is process-wide (shared health): every worker reports the same figure.
   a.server_ejects = std::max(a.server_ejects, b.server_ejects);
   a.cluster = a.cluster || b.cluster;
@@ -127,6 +130,11 @@ std::string format_stats_json(const StatsSnapshot& s, const ProcessInfo& p) {
     j["server_ejects"] = pool.server_ejects;
     j["forward_error"] = pool.forward_error;
     j["fragments"] = pool.fragments;
+    if (pool.protocol == "redis") {
+      j["dedicated_connections"] = pool.dedicated_connections;
+      j["dedicated_idle"] = pool.dedicated_idle;
+      j["dedicated_opened"] = pool.dedicated_opened;
+    }
     if (pool.cluster) {
       for (size_t i = 0; i < kClusterFigures.size(); ++i)
         j[kClusterFigures[i]] = pool.cluster_figures[i];
@@ -194,6 +202,13 @@ const PoolMetric kPoolMetrics[] = {
      &PoolStats::client_connections},
     {"dproxy_client_connections_total", "counter", "Client connections accepted.",
      &PoolStats::total_client_connections},
+    {"dproxy_dedicated_connections", "gauge",
+     "Redis backend connections held by one client (blocking commands, WATCH, pub/sub).",
+     &PoolStats::dedicated_connections},
+    {"dproxy_dedicated_idle_connections", "gauge",
+     "Redis dedicated backend connections kept idle for reuse.", &PoolStats::dedicated_idle},
+    {"dproxy_dedicated_connections_total", "counter", "Redis dedicated backend connections made.",
+     &PoolStats::dedicated_opened},
     {"dproxy_client_eof_total", "counter", "Client connections closed by the client.",
      &PoolStats::client_eof},
     {"dproxy_client_err_total", "counter", "Client connections closed on an error.",

@@ -73,6 +73,7 @@ struct PoolCounters {
   uint64_t fragments = 0;                 // sub-requests made by splitting multi-key requests
   uint64_t requests = 0;          // client requests (commands), including locally answered ones
   uint64_t dedicated_opened = 0;  // dedicated backend connections made (Redis BLPOP, WATCH)
+  uint64_t dedicated_held = 0;    // and held by clients now (pub/sub included)
   // By command id (memcached Command enum, or Redis top-level command table index); created on
   // the first request of each command.
   std::vector<std::unique_ptr<LatencyHistogram>> latency;
@@ -129,6 +130,8 @@ struct PoolStats {
   std::string listen;
   uint64_t client_eof = 0, client_err = 0, client_connections = 0, total_client_connections = 0;
   uint64_t server_ejects = 0, forward_error = 0, fragments = 0, requests = 0;
+  // Redis dedicated backend connections: held by clients, idle for reuse, ever made.
+  uint64_t dedicated_connections = 0, dedicated_idle = 0, dedicated_opened = 0;
   std::vector<ServerStats> servers;
   std::vector<CommandLatency> latency;  // sorted by command name
   // redis_cluster pools (process-wide figures, see cluster_stats.h), in kClusterFigures order.

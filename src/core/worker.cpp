@@ -101,6 +101,9 @@ void Worker::snapshot(StatsSnapshot& out) const {
     p.forward_error = c.forward_error;
     p.fragments = c.fragments;
     p.requests = c.requests;
+    p.dedicated_connections = c.dedicated_held;
+    p.dedicated_idle = slot.dedicated_idle.size();
+    p.dedicated_opened = c.dedicated_opened;
     p.server_ejects = rt.health_ejects();
     if (config.route.policy == "redis_cluster") {
       const ClusterStats& cs = slot.runtime->health().cluster;

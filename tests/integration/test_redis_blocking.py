@@ -219,6 +219,52 @@ class BlockingTest(unittest.TestCase):
         self.assertEqual(c.call("PING"), b"PONG")
         self.assertEqual(proxy.stop(), 0)
 
+    def test_limit_and_stats(self):
+        procs = Processes()
+        self.addCleanup(procs.close)
+        server = procs.redis()
+        pools = {"one": {"protocol": "redis", "listen": f"{HOST}:{free_port()}",
+                         "max_dedicated_connections": 2,
+                         "servers": [f"{HOST}:{server.port}"]}}
+        proxy = Dproxy(procs, ARGS.dproxy, pools)
+        port = int(pools["one"]["listen"].rsplit(":", 1)[1])
+
+        def pool_stats():
+            return proxy.stats()["one"]
+
+        blocked = []
+        for i in range(2):
+            c = RespClient(port)
+            self.addCleanup(c.close)
+            c.send(resp_command("BLPOP", f"q{i}", "0"))
+            blocked.append(c)
+        self.assertTrue(wait_for(lambda: info_clients(server.port)["blocked_clients"] == "2"))
+        third = RespClient(port)
+        self.addCleanup(third.close)
+        err = third.call("BLPOP", "q9", "0")
+        self.assertIsInstance(err, RespError)
+        self.assertTrue(err.startswith(b"ERR dproxy: too many dedicated backend connections"),
+                        err)
+        self.assertTrue(third.call("SUBSCRIBE", "ch").startswith(
+            b"ERR dproxy: too many dedicated backend connections"))
+        self.assertEqual(third.call("PING"), b"PONG")  # not in subscribed mode
+        st = pool_stats()
+        self.assertEqual((st["dedicated_connections"], st["dedicated_opened"]), (2, 2), st)
+        # A push releases one: it goes back to the idle ones and serves the next BLPOP.
+        self.assertEqual(third.call("RPUSH", "q0", "job"), 1)
+        self.assertEqual(blocked[0].read_reply(), [b"q0", b"job"])
+        self.assertEqual(third.call("BLPOP", "q9", "0.1"), None)
+        st = pool_stats()
+        self.assertEqual((st["dedicated_connections"], st["dedicated_opened"]), (1, 2), st)
+        for c in blocked:
+            c.close()
+        self.assertTrue(wait_for(lambda: pool_stats()["dedicated_connections"] == 0))
+        self.assertTrue(wait_for(lambda: info_clients(server.port)["blocked_clients"] == "0"))
+        metrics = harness.exchange(proxy.stats_port, b"GET /metrics HTTP/1.0\r\n\r\n")
+        self.assertIn(b'dproxy_dedicated_connections{pool="one"} 0', metrics)
+        self.assertIn(b'dproxy_dedicated_connections_total{pool="one"} 2', metrics)
+        self.assertEqual(proxy.stop(), 0)
+
     # --- WATCH ----------------------------------------------------------------------------
 
     def test_watch_sees_a_concurrent_change(self):

@@ -16,11 +16,21 @@ namespace dproxy::core {
 namespace resp = protocol::resp;
 using protocol::Request;
 
+void ClientSession::dedicated_taken() {
+  clients_.dedicated.fetch_add(1);
+  ++slot_.counters.dedicated_held;
+}
+
+void ClientSession::dedicated_returned() {
+  clients_.dedicated.fetch_sub(1);
+  --slot_.counters.dedicated_held;
+}
+
 DedicatedConnections::~DedicatedConnections() {
   // Normally released when the client closed; closed later in any case (the session may be
   // going inside a callback of one of these connections).
   for (auto& lease : leases_) {
-    s_.clients_.dedicated.fetch_sub(1);
+    s_.dedicated_returned();
     close_later(s_, std::move(lease.conn));
   }
 }
@@ -53,14 +63,14 @@ DedicatedConnections::Lease* DedicatedConnections::get(uint32_t server) {
     conn = cluster != nullptr ? cluster->make_dedicated(server) : pool.make_dedicated(server, db);
     ++s_.slot_.counters.dedicated_opened;
   }
-  s_.clients_.dedicated.fetch_add(1);
+  s_.dedicated_taken();
   leases_.push_back(Lease{server, db, false, std::move(conn)});
   return &leases_.back();
 }
 
 void DedicatedConnections::give_back(size_t i) {
   Lease& lease = leases_[i];
-  s_.clients_.dedicated.fetch_sub(1);
+  s_.dedicated_returned();
   // put() takes the connection only when it keeps it.
   if (s_.closed_ || !s_.slot_.dedicated_idle.put(lease.conn, lease.db))
     close_later(s_, std::move(lease.conn));
@@ -88,7 +98,7 @@ void DedicatedConnections::release_all() {
     Lease& lease = leases_.back();
     if (lease.pinned || lease.conn->busy()) {
       // A blocked command or a WATCH: closing the connection ends it on the server.
-      s_.clients_.dedicated.fetch_sub(1);
+      s_.dedicated_returned();
       close_later(s_, std::move(lease.conn));
       leases_.pop_back();
     } else {
@@ -121,7 +131,7 @@ void DedicatedConnections::exec_sent() {
 void DedicatedConnections::drop_watch() {
   for (size_t i = 0; i < leases_.size(); ++i) {
     if (!leases_[i].pinned) continue;
-    s_.clients_.dedicated.fetch_sub(1);
+    s_.dedicated_returned();
     close_later(s_, std::move(leases_[i].conn));
     leases_.erase(leases_.begin() + static_cast<std::ptrdiff_t>(i));
     break;

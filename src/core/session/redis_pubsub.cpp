@@ -62,7 +62,7 @@ bool RedisPubSub::kind_of(std::string_view name, Kind& kind) {
 void RedisPubSub::release() {
   for (auto& sub : subs_) {
     sub.conn->set_push_sink(nullptr, 0);
-    s_.clients_.dedicated.fetch_sub(1);
+    s_.dedicated_returned();
     s_.worker_.drop_later(std::move(sub.conn));
   }
   subs_.clear();
@@ -90,7 +90,7 @@ RedisPubSub::Sub* RedisPubSub::sub(uint32_t where) {
                                                ? pool.cluster()->make_dedicated(where)
                                                : pool.make_dedicated(where, -1);
   ++s_.slot_.counters.dedicated_opened;
-  s_.clients_.dedicated.fetch_add(1);
+  s_.dedicated_taken();
   conn->set_push_sink(this, where);
   subs_.push_back(Sub{where, std::move(conn), {}});
   return &subs_.back();
