@@ -175,6 +175,8 @@ class ClientSession final : public Connection, public ReplySink {
   void append_split_part(std::string& out, const ReplySlot* slot, const protocol::Request& req,
                          size_t frag, bool pairs);
   void redis_forward(const protocol::Request& req, uint32_t server);
+  // To any one server (redis_cluster: any master): its answer is the reply.
+  void redis_forward_any(const protocol::Request& req);
   void redis_error(std::string_view message);  // "-<message>\r\n" as the next reply
   // SELECT n (n is not the pool's database): a server checks n (SELECT n, then the pool's
   // database again, on a shared connection); input waits for its answer, then the session's

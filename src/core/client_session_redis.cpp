@@ -135,6 +135,10 @@ __attribute__((always_inline)) inline void ClientSession::dispatch_redis_sharded
       return;
     }
   }
+  if (pool().server_count() == 1) {
+    redis_forward(req, 0);  // one server: a command without keys still has its server
+    return;
+  }
   redis_no_key_error(cmd);
 }
 
@@ -178,6 +182,24 @@ void ClientSession::redis_forward(const Request& req, uint32_t server) {
   slot->outstanding = 1;
   append_request(conn.out(), req);
   conn.push(shared_from_this(), slot, 0, protocol::memcache::ReplyKind::kLine);
+}
+
+void ClientSession::redis_forward_any(const Request& req) {
+  if (pool().cluster() != nullptr) {
+    static const resp::CommandInfo kAnyMaster = [] {
+      resp::CommandInfo c = *resp::find_command("time");
+      c.flags &= ~resp::kCmdReadonly;  // a master, never a replica
+      return c;
+    }();
+    key_idx_.clear();
+    dispatch_redis_cluster(kAnyMaster, req);
+    return;
+  }
+  if (pool().route_kind() != routing::Route::Kind::kShard) {
+    redis_forward(req, pool().first_child_servers()[id_ % pool().first_child_servers().size()]);
+    return;
+  }
+  redis_forward(req, static_cast<uint32_t>(id_ % pool().server_count()));
 }
 
 void ClientSession::append_split_part(std::string& out, const ReplySlot* slot, const Request& req,

@@ -242,6 +242,39 @@ class TransactionTest(unittest.TestCase):
         self.assertEqual(c1.call("EXEC"), [b"OK"])
         self.assertEqual(c2.call("GET", key), b"1")
 
+    # --- a pool of one server -------------------------------------------------------------
+
+    def test_one_server_pool_is_transparent(self):
+        direct, proxied = self.raw(port=self.backend_ports["single"][0]), self.raw("single")
+        lib = "#!lua name=lib" + os.urandom(3).hex() + "\nredis.register_function('f" + \
+            os.urandom(3).hex() + "', function() return 7 end)"
+        fname = lib.split("'")[1]
+        self.assertEqual(proxied.call("FUNCTION", "LOAD", lib),
+                         lib.split("\n")[0].split("name=")[1].encode())
+        for cmd in [("EVAL", "return 1", "0"), ("FCALL", fname, "0"), ("SCRIPT", "KILL"),
+                    ("FUNCTION", "KILL"), ("CONFIG", "GET", "maxmemory"),
+                    ("OBJECT", "HELP"), ("SLOWLOG", "LEN")]:
+            self.assertEqual(proxied.call(*cmd), direct.call(*cmd), cmd)
+        self.assertTrue(proxied.call("SHUTDOWN").startswith(b"ERR dproxy: SHUTDOWN is not"))
+        self.assertTrue(proxied.call("CLIENT", "KILL", "ID", "1").startswith(b"ERR dproxy"))
+
+    def test_move_and_swapdb_in_sharded_pools(self):
+        c = self.raw("ketama")
+        key = self.prefix + "mv"
+        self.assertEqual(c.call("SET", key, "v"), b"OK")
+        self.assertEqual(c.call("MOVE", key, "3"), 1)
+        self.assertEqual(c.call("GET", key), None)
+        self.assertEqual(self.on_backends("ketama", key, db=3), [b"v"])
+        self.assertEqual(c.call("SELECT", "3"), b"OK")
+        self.assertEqual(c.call("GET", key), b"v")
+        # SWAPDB on every server: the key's database changes with it.
+        self.assertEqual(c.call("SWAPDB", "3", "4"), b"OK")
+        self.assertEqual(c.call("GET", key), None)
+        self.assertEqual(c.call("SELECT", "4"), b"OK")
+        self.assertEqual(c.call("GET", key), b"v")
+        self.assertEqual(c.call("SWAPDB", "3", "4"), b"OK")
+        self.assertEqual(self.on_backends("ketama", key, db=3), [b"v"])
+
     # --- SELECT -------------------------------------------------------------------------
 
     def test_select_isolates_databases(self):

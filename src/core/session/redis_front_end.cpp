@@ -146,7 +146,8 @@ __attribute__((always_inline)) inline const resp::CommandInfo* RedisFrontEnd::lo
   return cmd;
 }
 
-void RedisFrontEnd::key_error(const resp::CommandInfo& cmd, resp::KeyStatus status) {
+void RedisFrontEnd::key_error(const resp::CommandInfo& cmd, const Request& req,
+                              resp::KeyStatus status) {
   switch (status) {
     case resp::KeyStatus::kOk:
       return;
@@ -156,12 +157,11 @@ void RedisFrontEnd::key_error(const resp::CommandInfo& cmd, resp::KeyStatus stat
       slot->data.append("' command\r\n");
       return;
     }
-    case resp::KeyStatus::kBadNumkeys: {
-      ReplySlot* slot = s_.ready_slot("-ERR dproxy: malformed key arguments for '");
-      resp::append_upper_name(slot->data, cmd.name);
-      slot->data.append("' (check numkeys or the STREAMS list)\r\n");
+    case resp::KeyStatus::kBadNumkeys:
+      // A malformed numkeys or STREAMS list: any server answers it with Redis's own error
+      // (each command words it differently), and runs nothing.
+      s_.redis_forward_any(req);
       return;
-    }
     case resp::KeyStatus::kRejectedOption: {
       ReplySlot* slot = s_.ready_slot("-ERR dproxy: ");
       resp::append_upper_name(slot->data, cmd.name);
@@ -178,7 +178,7 @@ __attribute__((always_inline)) inline bool RedisFrontEnd::keys(const resp::Comma
   const resp::KeyStatus status = resp::find_keys(cmd, req.args, s_.key_idx_);
   if (status == resp::KeyStatus::kOk) [[likely]]
     return true;
-  key_error(cmd, status);
+  key_error(cmd, req, status);
   return false;
 }
 
@@ -216,8 +216,36 @@ void RedisFrontEnd::reject(const resp::CommandInfo& cmd, const Request& req) {
   const std::string_view name = cmd.name;
   // Sharded and redis_cluster pools run what needs one server: transactions, WATCH and blocking
   // commands (on a dedicated connection, session/dedicated.h).
-  const bool one_server =
-      s_.pool().cluster() != nullptr || s_.pool().route_kind() == routing::Route::Kind::kShard;
+  PoolRuntime& pool = s_.pool();
+  const bool sharded =
+      pool.cluster() == nullptr && pool.route_kind() == routing::Route::Kind::kShard;
+  const bool one_server = sharded || pool.cluster() != nullptr;
+  if (sharded && pool.server_count() == 1 && transparent(cmd)) {
+    // A pool of one server: no placement can be wrong, so it answers as itself.
+    s_.redis_forward(req, 0);
+    return;
+  }
+  if (one_server && name == "move") {
+    // MOVE key db: within the key's server (a later SELECT db finds it there).
+    static const resp::CommandInfo kMove = [] {
+      resp::CommandInfo c = *resp::find_command("move");
+      c.routing = Routing::kSingleKey;
+      return c;
+    }();
+    s_.execute_redis(kMove, req);
+    return;
+  }
+  if (sharded && name == "swapdb") {
+    // Every server swaps, so every key's database changes together.
+    static const resp::CommandInfo kSwapdb = [] {
+      resp::CommandInfo c = *resp::find_command("swapdb");
+      c.routing = Routing::kBroadcast;
+      c.merge = resp::Merge::kAllOk;
+      return c;
+    }();
+    s_.execute_redis(kSwapdb, req);
+    return;
+  }
   if (one_server && name == "watch") {
     s_.dedicated_.watch(cmd, req);
     return;
@@ -266,6 +294,21 @@ void RedisFrontEnd::reject(const resp::CommandInfo& cmd, const Request& req) {
                                            "fanout pools write to several")
                         : cmd.reject_reason);
   slot->data.append(")\r\n");
+}
+
+bool RedisFrontEnd::transparent(const resp::CommandInfo& cmd) {
+  // What a pool of one server forwards although dproxy refuses it elsewhere: scripts and
+  // functions without keys, other databases, server administration. Not what would break the
+  // proxy's own connections to it (SHUTDOWN, replication streams, CLIENT KILL) or needs a
+  // connection of the client's own (MONITOR, WAIT, CLIENT state: still refused).
+  const std::string_view name = cmd.name;
+  const std::string_view reason = cmd.reject_reason;
+  if (reason != resp::reasons::kNotRouted && reason != resp::reasons::kMultiDb &&
+      reason != resp::reasons::kAdmin) {
+    return false;
+  }
+  return name != "shutdown" && name != "sync" && name != "psync" && name != "replconf" &&
+         name != "client|kill" && name != "replicaof" && name != "slaveof" && name != "failover";
 }
 
 void RedisFrontEnd::subscribed_command(const resp::CommandInfo& cmd, const Request& req) {
@@ -337,10 +380,16 @@ void RedisFrontEnd::transaction_command(const resp::CommandInfo& cmd, const Requ
   } else if (cmd.has(resp::kCmdNoMulti)) {
     s_.redis_error("ERR Command not allowed inside a transaction");
     txn_.abort();
-  } else if (!keys(cmd, req)) {
-    txn_.abort();  // wrong arity or malformed keys: answered, as Redis answers at queue time
   } else {
-    txn_.command(cmd, req);
+    const resp::KeyStatus status = resp::find_keys(cmd, req.args, s_.key_idx_);
+    if (status == resp::KeyStatus::kOk || status == resp::KeyStatus::kBadNumkeys) {
+      // (a malformed numkeys is the command's own error at EXEC, as in Redis)
+      if (status != resp::KeyStatus::kOk) s_.key_idx_.clear();
+      txn_.command(cmd, req);
+    } else {
+      key_error(cmd, req, status);
+      txn_.abort();  // wrong arity: answered, as Redis answers at queue time
+    }
   }
 }
 

@@ -44,12 +44,14 @@ class RedisFrontEnd final : public FrontEnd {
                                         const protocol::Request& req);
   // Finds the key arguments (into the session's key_idx_); false when malformed (error queued).
   bool keys(const protocol::resp::CommandInfo& cmd, const protocol::Request& req);
-  [[gnu::cold]] void key_error(const protocol::resp::CommandInfo& cmd,
+  [[gnu::cold]] void key_error(const protocol::resp::CommandInfo& cmd, const protocol::Request& req,
                                protocol::resp::KeyStatus status);
   // A command of the table's kRejected class: MULTI starts a transaction (refused in replicated
   // and fanout pools), EXEC / DISCARD without MULTI get Redis's errors; anything else is never
   // forwarded: the error names the reason.
   void reject(const protocol::resp::CommandInfo& cmd, const protocol::Request& req);
+  // A refused command that a pool of one server forwards (see redis_front_end.cpp).
+  static bool transparent(const protocol::resp::CommandInfo& cmd);
   // Any command while a transaction is open (queued, or refused).
   void transaction_command(const protocol::resp::CommandInfo& cmd, const protocol::Request& req);
   // Every command after a refused MULTI up to EXEC / DISCARD: answered as Redis answers a

@@ -211,7 +211,9 @@ inline constexpr std::string_view kMonitor = "MONITOR needs a connection to one 
 inline constexpr std::string_view kAdmin =
     "server administration commands are not proxied, connect to the server directly";
 inline constexpr std::string_view kNotRouted = "not yet routed across servers";
-inline constexpr std::string_view kMultiDb = "only database 0 is available through the proxy";
+inline constexpr std::string_view kMultiDb =
+    "MOVE and SWAPDB are run in sharded pools only, a replicated or fanout pool writes to several "
+    "servers";
 inline constexpr std::string_view kCluster = "Redis Cluster commands are not supported by dproxy";
 inline constexpr std::string_view kConnection =
     "connection state commands are not proxied, the backend connection is shared";
