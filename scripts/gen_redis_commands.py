@@ -156,11 +156,19 @@ _explicit("memory|usage", KEYED)
 # Rejected.
 _explicit("monitor", rejected("kMonitor"))
 _explicit("wait", rejected("kBlocking"))
-_explicit("pubsub pubsub|*", rejected("kPubSub"))
+_explicit("pubsub pubsub|*", rejected("kPubSub"))  # the subscription commands: session modes
+# PUBSUB introspection: asked of every server and merged (a channel lives on one server, a
+# pattern on every server), HELP from any.
+_explicit("pubsub|channels pubsub|shardchannels pubsub|numsub pubsub|shardnumsub pubsub|numpat",
+          BROADCAST)
+# Functions live on every server (like SCRIPT LOAD); KILL goes to every server.
+_explicit("function|load function|delete function|flush function|restore function|kill "
+          "script|kill", BROADCAST)
+_explicit("function|list function|dump function|stats function|help pubsub|help", FORWARD)
 # Sent to every server (or walked server by server: SCAN) and merged by dproxy.
 _explicit("keys scan randomkey dbsize flushall flushdb script|load script|exists script|flush",
           BROADCAST)
-_explicit("script script|* function function|*", rejected("kNotRouted"))
+_explicit("script script|* function", rejected("kNotRouted"))
 _explicit("swapdb move", rejected("kMultiDb"))
 _explicit("cluster cluster|* readonly readwrite asking restore-asking", rejected("kCluster"))
 _explicit("reset client", rejected("kConnection"))
@@ -193,6 +201,12 @@ _merge("script|load", "kAllSame")
 _merge("script|exists", "kAndArray")
 _merge("scan", "kScanCursor")
 _merge("randomkey", "kAnyKey")
+_merge("pubsub|channels pubsub|shardchannels", "kConcat")
+_merge("pubsub|numsub pubsub|shardnumsub", "kPairSum")
+_merge("pubsub|numpat", "kMax")
+_merge("function|load", "kAllSame")
+_merge("function|delete function|flush function|restore", "kAllOk")
+_merge("function|kill script|kill", "kAnyOk")
 
 
 def decide_routing(cmd, container):

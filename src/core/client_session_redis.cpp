@@ -292,8 +292,9 @@ void ClientSession::redis_split(const resp::CommandInfo& cmd, const Request& req
 
 void ClientSession::redis_broadcast(const resp::CommandInfo& cmd, const Request& req) {
   const std::string_view name = cmd.name;
-  const bool write =
-      name == "flushall" || name == "flushdb" || name == "script|load" || name == "script|flush";
+  // (SCRIPT LOAD / FLUSH / KILL carry no write flag, but change or stop every server's scripts.)
+  const bool write = cmd.has(resp::kCmdWrite) || name == "script|load" || name == "script|flush" ||
+                     name == "script|kill" || name == "function|kill";
   // Writes reach every server; reads ask one copy of the data: every server of a sharded pool,
   // the first child's servers of a replicated or fanout pool.
   frag_servers_.clear();

@@ -205,6 +205,48 @@ class PubSubTest(unittest.TestCase):
         self.assertEqual(c.call("PUBLISH", ch, "m"), 1)
 
 
+    # --- PUBSUB introspection merged over the servers; FUNCTION and SCRIPT KILL everywhere ---
+
+    def test_pubsub_introspection(self):
+        sub = self.raw("ketama")
+        chans = [f"{self.prefix}c{i}" for i in range(6)]
+        sub.send(resp_command("SUBSCRIBE", *chans) + resp_command("PSUBSCRIBE", self.prefix + "*"))
+        for _ in range(7):
+            sub.read_reply()
+        other = self.raw("ketama")
+        other.send(resp_command("SUBSCRIBE", chans[0]))
+        other.read_reply()
+        c = self.raw("ketama")
+        self.assertEqual(sorted(c.call("PUBSUB", "CHANNELS", self.prefix + "*")),
+                         sorted(ch.encode() for ch in chans))
+        self.assertEqual(c.call("PUBSUB", "NUMSUB", chans[0], chans[1], self.prefix + "none"),
+                         [chans[0].encode(), 2, chans[1].encode(), 1,
+                          (self.prefix + "none").encode(), 0])
+        self.assertGreaterEqual(c.call("PUBSUB", "NUMPAT"), 1)
+        self.assertIsInstance(c.call("PUBSUB", "HELP"), list)
+
+    def test_functions_on_every_server(self):
+        c = self.raw("ketama")
+        name = "lib" + os.urandom(3).hex()
+        lib = f"#!lua name={name}\nredis.register_function('get_{name}', " \
+              "function(keys, args) return redis.call('GET', keys[1]) end)"
+        self.assertEqual(c.call("FUNCTION", "LOAD", lib), name.encode())
+        for port in self.ports:  # loaded on every server
+            libs = self.raw(port=port).call("FUNCTION", "LIST", "LIBRARYNAME", name)
+            self.assertEqual(len(libs), 1, port)
+        # FCALL routes by its key: every key's server has the function.
+        for i in range(10):
+            key = f"{self.prefix}k{i}"
+            self.assertEqual(c.call("SET", key, str(i)), b"OK")
+            self.assertEqual(c.call("FCALL", f"get_{name}", "1", key), str(i).encode())
+        self.assertEqual(len(c.call("FUNCTION", "LIST", "LIBRARYNAME", name)), 1)
+        self.assertEqual(c.call("SCRIPT", "KILL"),
+                         RespError(b"NOTBUSY No scripts in execution right now."))
+        self.assertEqual(c.call("FUNCTION", "DELETE", name), b"OK")
+        for port in self.ports:
+            self.assertEqual(self.raw(port=port).call("FUNCTION", "LIST", "LIBRARYNAME", name), [])
+
+
 if __name__ == "__main__":
     ARGS = harness.parse_args()
     unittest.main()

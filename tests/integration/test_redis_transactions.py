@@ -242,6 +242,39 @@ class TransactionTest(unittest.TestCase):
         self.assertEqual(c1.call("EXEC"), [b"OK"])
         self.assertEqual(c2.call("GET", key), b"1")
 
+    # --- RESET and CLIENT INFO ----------------------------------------------------------------
+
+    def test_reset_returns_to_a_new_connections_state(self):
+        for pool in ("ketama", "single"):
+            with self.subTest(pool=pool):
+                key = "{" + self.prefix + pool + "}r"
+                c = self.raw(pool)
+                self.assertEqual(c.call("SET", key, "db0"), b"OK")
+                self.assertEqual(c.call("CLIENT", "SETNAME", "before"), b"OK")
+                self.assertEqual(c.call("SELECT", "2"), b"OK")
+                info = c.call("CLIENT", "INFO")
+                cid = c.call("CLIENT", "ID")
+                self.assertTrue(info.startswith(f"id={cid} addr=127.0.0.1:".encode()), info)
+                self.assertIn(b" name=before db=2 ", info)
+                self.assertEqual(c.call("MULTI"), b"OK")
+                self.assertEqual(c.call("SET", key, "never"), b"QUEUED")
+                self.assertEqual(c.call("RESET"), b"RESET")
+                self.assertEqual(c.call("EXEC"), RespError(b"ERR EXEC without MULTI"))
+                self.assertEqual(c.call("GET", key), b"db0")  # database 0 again
+                self.assertEqual(c.call("CLIENT", "GETNAME"), None)
+                self.assertIn(b" db=0 ", c.call("CLIENT", "INFO"))
+                self.assertEqual(c.call("SUBSCRIBE", key), [b"subscribe", key.encode(), 1])
+                self.assertEqual(c.call("RESET"), b"RESET")
+                self.assertEqual(c.call("GET", key), b"db0")  # not in subscribed mode
+                self.assertEqual(c.call("WATCH", key), b"OK")
+                self.assertEqual(c.call("RESET"), b"RESET")
+                other = self.raw(pool)
+                self.assertEqual(other.call("SET", key, "changed"), b"OK")
+                self.assertEqual(c.call("MULTI"), b"OK")
+                self.assertEqual(c.call("GET", key), b"QUEUED")
+                self.assertEqual(c.call("EXEC"), [b"changed"])  # the WATCH was dropped
+                self.assertEqual(c.call("CLIENT", "NO-EVICT", "on"), b"OK")
+
     # --- a pool of one server -------------------------------------------------------------
 
     def test_one_server_pool_is_transparent(self):

@@ -158,7 +158,8 @@ inline void RedisFrontEnd::dispatch_command(const Request& req) {
     txn_.abort();  // unknown command or subcommand (answered): inside MULTI, EXEC aborts
     return;
   }
-  if (!authenticated_ && cmd->name != "auth" && cmd->name != "hello" && cmd->name != "quit") {
+  if (!authenticated_ && cmd->name != "auth" && cmd->name != "hello" && cmd->name != "quit" &&
+      cmd->name != "reset") {
     s_.redis_error("NOAUTH Authentication required.");
     return;
   }
@@ -235,6 +236,24 @@ void RedisFrontEnd::reject(const resp::CommandInfo& cmd, const Request& req) {
       return;
     }
   }
+  if (name == "reset") {
+    reset();
+    return;
+  }
+  if (name == "client|info") {
+    client_info();
+    return;
+  }
+  if (name == "client|no-evict") {
+    // Eviction of client connections is the server's business; dproxy's are shared.
+    if (req.args.size() == 3 &&
+        (redis_text::iequals(req.args[2], "on") || redis_text::iequals(req.args[2], "off"))) {
+      s_.ready_slot("+OK\r\n");
+    } else {
+      s_.redis_error("ERR syntax error");
+    }
+    return;
+  }
   if (name == "multi") {
     if (one_server) {
       txn_.begin();
@@ -278,7 +297,8 @@ bool RedisFrontEnd::transparent(const resp::CommandInfo& cmd) {
     return false;
   }
   return name != "shutdown" && name != "sync" && name != "psync" && name != "replconf" &&
-         name != "client|kill" && name != "replicaof" && name != "slaveof" && name != "failover";
+         name != "client|kill" && name != "client|no-evict" && name != "replicaof" &&
+         name != "slaveof" && name != "failover";
 }
 
 void RedisFrontEnd::subscribed_command(const resp::CommandInfo& cmd, const Request& req) {
@@ -302,6 +322,10 @@ void RedisFrontEnd::subscribed_command(const resp::CommandInfo& cmd, const Reque
   }
   if (name == "quit") {
     local(cmd, req);
+    return;
+  }
+  if (name == "reset") {
+    reset();
     return;
   }
   ReplySlot* slot = s_.ready_slot("-ERR Can't execute '");
@@ -331,6 +355,10 @@ void RedisFrontEnd::transaction_command(const resp::CommandInfo& cmd, const Requ
   const std::string_view name = cmd.name;
   if (name == "quit") {
     local(cmd, req);
+    return;
+  }
+  if (name == "reset") {
+    reset();  // not queued, as in Redis
     return;
   }
   if (txn_.state() == RedisTransaction::State::kRefused) {

@@ -67,6 +67,10 @@ class RedisFrontEnd final : public FrontEnd {
   // HELLO [2] [AUTH user pass] [SETNAME name]: protocol 2 only (HELLO 3 gets -NOPROTO).
   void hello(std::span<const std::string_view> args);
   void command_reply(const protocol::Request& req);
+  // RESET: the session back to a new connection's state ("+RESET").
+  void reset();
+  // CLIENT INFO: this client, in CLIENT LIST's format.
+  void client_info();
   // CLIENT SETINFO LIB-NAME|LIB-VER value (Redis 7.2; not in the 7.0 command table).
   void client_setinfo(const protocol::Request& req);
   void info_reply(const protocol::Request& req);
@@ -80,6 +84,8 @@ class RedisFrontEnd final : public FrontEnd {
   RedisTransaction txn_;
   RedisPubSub pubsub_;
   std::string client_name_;
+  std::string lib_name_;  // CLIENT SETINFO
+  std::string lib_ver_;
   std::string last_command_name_;  // the name of the last command looked up, as sent
   const protocol::resp::CommandInfo* last_command_ = nullptr;
 };

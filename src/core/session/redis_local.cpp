@@ -1,6 +1,8 @@
 // RedisFrontEnd: the commands dproxy answers itself (AUTH, PING, ECHO, QUIT, SELECT, HELLO,
 // CLIENT SETNAME/GETNAME/ID/SETINFO, COMMAND, INFO). See redis_front_end.h.
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -148,7 +150,48 @@ void RedisFrontEnd::client_setinfo(const Request& req) {
       return;
     }
   }
+  (redis_text::iequals(args[2], "lib-name") ? lib_name_ : lib_ver_).assign(args[3]);
   s_.ready_slot("+OK\r\n");
+}
+
+void RedisFrontEnd::reset() {
+  // Redis's RESET: no transaction, no WATCH, no subscription, database 0 (the pool's), no
+  // name, and authenticated again only if the pool needs no password.
+  txn_.reset();
+  s_.dedicated_.drop_watch();
+  pubsub_.reset();
+  s_.db_ = -1;
+  client_name_.clear();
+  authenticated_ = s_.pool().config().client_password.empty();
+  s_.ready_slot("+RESET\r\n");
+}
+
+void RedisFrontEnd::client_info() {
+  // One line in CLIENT LIST's format, for this client as dproxy sees it.
+  std::string line = "id=" + std::to_string(s_.id_);
+  asio::error_code ec;
+  const auto peer = s_.socket_.remote_endpoint(ec);
+  std::string addr = "?";
+  if (!ec && peer.protocol().family() != AF_UNIX) {
+    char host[64] = {0};
+    const auto* sa = reinterpret_cast<const sockaddr*>(peer.data());
+    if (sa->sa_family == AF_INET) {
+      const auto* in = reinterpret_cast<const sockaddr_in*>(sa);
+      ::inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+      addr = std::string(host) + ":" + std::to_string(ntohs(in->sin_port));
+    } else if (sa->sa_family == AF_INET6) {
+      const auto* in6 = reinterpret_cast<const sockaddr_in6*>(sa);
+      ::inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+      addr = std::string(host) + ":" + std::to_string(ntohs(in6->sin6_port));
+    }
+  }
+  line += " addr=" + addr + " name=" + client_name_ +
+          " db=" + std::to_string(s_.db_ < 0 ? s_.pool().config().db : s_.db_) +
+          " sub=" + std::to_string(pubsub_.channel_count()) +
+          " psub=" + std::to_string(pubsub_.pattern_count()) +
+          " multi=" + std::to_string(txn_.state() == RedisTransaction::State::kQueuing ? 0 : -1) +
+          " resp=2 lib-name=" + lib_name_ + " lib-ver=" + lib_ver_ + "\n";
+  resp::append_bulk(s_.ready_slot("")->data, line);
 }
 
 void RedisFrontEnd::hello(std::span<const std::string_view> args) {

@@ -68,6 +68,19 @@ void RedisPubSub::release() {
   subs_.clear();
 }
 
+void RedisPubSub::reset() {
+  for (auto& sub : subs_) {
+    for (const Expect& e : sub.expects) {
+      e.slot->outstanding = 0;
+      e.slot->done = true;
+    }
+  }
+  release();
+  channels_.clear();
+  patterns_.clear();
+  shard_channels_.clear();
+}
+
 size_t RedisPubSub::count(Kind kind) const {
   if (kind == Kind::kSsubscribe || kind == Kind::kSunsubscribe) return shard_channels_.size();
   return channels_.size() + patterns_.size();

@@ -54,6 +54,11 @@ class RedisPubSub final : public PushSink {
   void command(Kind kind, std::span<const std::string_view> names);
   // The client went away: the subscriber connections are closed.
   void release();
+  // RESET: every subscription dropped (the subscriber connections closed); confirmations still
+  // awaited are sent as they are.
+  void reset();
+  size_t channel_count() const { return channels_.size() + shard_channels_.size(); }
+  size_t pattern_count() const { return patterns_.size(); }
 
   void on_push(uint32_t id, std::string_view frame) override;
   void on_push_lost(uint32_t id, std::string_view why) override;

@@ -21,10 +21,14 @@
 //   |    MEMORY USAGE                                       | (by rule 4)    |                 |
 //   |    MONITOR                                            | kRejected      | kMonitor        |
 //   |    WAIT                                               | kRejected      | kBlocking       |
-//   |    PUBSUB, PUBSUB *                                   | kRejected      | kPubSub         |
+//   |    PUBSUB (SUBSCRIBE & co: session modes, see core)   | kRejected      | kPubSub         |
+//   |    PUBSUB CHANNELS/SHARDCHANNELS/NUMSUB/SHARDNUMSUB/  | kBroadcast     |                 |
+//   |    NUMPAT; FUNCTION LOAD/DELETE/FLUSH/RESTORE/KILL,   |                |                 |
+//   |    SCRIPT KILL                                        |                |                 |
+//   |    FUNCTION LIST/DUMP/STATS/HELP, PUBSUB HELP         | kNoKeyForward  |                 |
 //   |    KEYS SCAN RANDOMKEY DBSIZE FLUSHALL FLUSHDB,       | kBroadcast     |                 |
 //   |    SCRIPT LOAD/EXISTS/FLUSH                           |                |                 |
-//   |    SCRIPT, other SCRIPT *, FUNCTION, FUNCTION *       | kRejected      | kNotRouted      |
+//   |    SCRIPT, other SCRIPT *, FUNCTION                   | kRejected      | kNotRouted      |
 //   |    SWAPDB MOVE                                        | kRejected      | kMultiDb        |
 //   |    CLUSTER, CLUSTER *, READONLY READWRITE ASKING      | kRejected      | kCluster        |
 //   |    RESTORE-ASKING                                     |                |                 |
@@ -52,10 +56,13 @@
 // Merges (the `merge` column, from the script's MERGES table; every kMultiKeySplit and
 // kBroadcast command must have one, no other command may): MGET kArrayInKeyOrder; MSET FLUSHALL
 // FLUSHDB SCRIPT FLUSH kAllOk; DEL UNLINK EXISTS TOUCH DBSIZE kSum; KEYS kConcat; SCRIPT LOAD
-// kAllSame; SCRIPT EXISTS kAndArray; SCAN kScanCursor; RANDOMKEY kAnyKey.
+// kAllSame; SCRIPT EXISTS kAndArray; SCAN kScanCursor; RANDOMKEY kAnyKey; PUBSUB CHANNELS /
+// SHARDCHANNELS kConcat, NUMSUB / SHARDNUMSUB kPairSum, NUMPAT kMax; FUNCTION LOAD kAllSame,
+// FUNCTION DELETE / FLUSH / RESTORE kAllOk; FUNCTION KILL and SCRIPT KILL kAnyOk.
 //
 // For redis-server 7.0.15: 240 commands (COMMAND COUNT), 126 subcommands; kSingleKey 130,
-// kSameServer 41, kMultiKeySplit 6, kLocal 17, kNoKeyForward 6, kRejected 166 (see the .inc).
+// kSameServer 41, kMultiKeySplit 6, kLocal 17, kNoKeyForward 11, kBroadcast 20, kRejected 141
+// (see the .inc).
 //
 // NOTE: every string_view in this table points into static storage (valid forever).
 
@@ -199,6 +206,9 @@ enum class Merge : uint8_t {
   kAndArray,         // SCRIPT EXISTS: element i is 1 only where every server says 1
   kScanCursor,       // SCAN (one server at a time): the cursor rewritten to name the server
   kAnyKey,           // RANDOMKEY: a key from the first server that has one, from a given start
+  kMax,              // PUBSUB NUMPAT: the largest integer reply
+  kPairSum,          // PUBSUB NUMSUB: [name, n, ...] with each n summed over the servers
+  kAnyOk,            // SCRIPT KILL, FUNCTION KILL: +OK when one server says +OK, else the first
 };
 
 // The reject reasons used by the table (and by find_keys' kRejectedOption: kBlocking).

@@ -1,6 +1,8 @@
 #include "protocol/resp/merge.h"
 
+#include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "protocol/resp/reply_parser.h"
 #include "protocol/resp/reply_writer.h"
@@ -53,6 +55,15 @@ void append_merged(Merge merge, const Fragments& frags, const MergeContext& ctx,
       return;
     case Merge::kAnyKey:
       merge_any_key(frags, ctx.position, dst);
+      return;
+    case Merge::kMax:
+      merge_max(frags, dst);
+      return;
+    case Merge::kPairSum:
+      merge_pair_sum(frags, scratch, dst);
+      return;
+    case Merge::kAnyOk:
+      merge_any_ok(frags, dst);
       return;
   }
 }
@@ -140,6 +151,71 @@ void merge_sum(const Fragments& frags, std::string& dst) {
     total += n;
   }
   append_integer(dst, total);
+}
+
+void merge_max(const Fragments& frags, std::string& dst) {
+  if (append_first_error(frags, dst)) return;
+  int64_t best = 0;
+  for (std::string_view reply : frags.replies) {
+    int64_t n = 0;
+    if (!parse_integer_reply(reply, n)) {
+      dst.append("-ERR dproxy: backend sent a non-integer reply to a counting command\r\n");
+      return;
+    }
+    best = std::max(best, n);
+  }
+  append_integer(dst, best);
+}
+
+void merge_pair_sum(const Fragments& frags, MergeScratch& scratch, std::string& dst) {
+  if (append_first_error(frags, dst)) return;
+  constexpr std::string_view kWrongShape =
+      "-ERR dproxy: backend sent a PUBSUB NUMSUB reply of the wrong shape\r\n";
+  if (frags.size() == 0) {
+    dst.append(kWrongShape);
+    return;
+  }
+  const size_t n = frags.size();
+  std::vector<ArrayReader>& readers = scratch.readers;
+  readers.clear();
+  for (std::string_view reply : frags.replies) {
+    readers.emplace_back(reply);
+    if (!readers.back().ok() || readers.back().size() != readers[0].size() ||
+        readers.back().size() % 2 != 0) {
+      dst.append(kWrongShape);
+      return;
+    }
+  }
+  const size_t start = dst.size();
+  append_array_header(dst, static_cast<size_t>(readers[0].size()));
+  std::string_view name, count;
+  for (int64_t i = 0; i < readers[0].size(); i += 2) {
+    int64_t total = 0;
+    std::string_view first_name;
+    for (size_t f = 0; f < n; ++f) {
+      int64_t c = 0;
+      if (!readers[f].next(name) || !readers[f].next(count) || !parse_integer_reply(count, c) ||
+          (f > 0 && name != first_name)) {
+        dst.resize(start);
+        dst.append(kWrongShape);
+        return;
+      }
+      if (f == 0) first_name = name;
+      total += c;
+    }
+    dst.append(first_name);
+    append_integer(dst, total);
+  }
+}
+
+void merge_any_ok(const Fragments& frags, std::string& dst) {
+  for (std::string_view reply : frags.replies) {
+    if (reply == "+OK\r\n") {
+      dst.append(reply);
+      return;
+    }
+  }
+  if (frags.size() > 0) dst.append(frags.replies[0]);
 }
 
 void merge_concat(const Fragments& frags, std::string& dst) {

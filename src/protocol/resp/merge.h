@@ -56,6 +56,14 @@ void merge_scan_cursor(const Fragments& frags, uint32_t position, uint32_t serve
                        std::string& dst);
 // The first non-nil reply looking from fragment `start` on (wrapping around), nil when all are.
 void merge_any_key(const Fragments& frags, uint32_t start, std::string& dst);
+// The largest of the fragments' integer replies (a non-integer reply: an error).
+void merge_max(const Fragments& frags, std::string& dst);
+// Arrays of [name, count, name, count ...] with the same names in the same order (PUBSUB
+// NUMSUB): the first fragment's names, each with its counts summed over the fragments.
+void merge_pair_sum(const Fragments& frags, MergeScratch& scratch, std::string& dst);
+// +OK when any fragment is +OK (the server that was running the script killed it), else the
+// first fragment's reply (every server's NOTBUSY, say).
+void merge_any_ok(const Fragments& frags, std::string& dst);
 
 // A replicated read failed over per key (MGET): replies[a] is the reply of attempt a;
 // key_attempt[i] the attempt that answered key i (kNoAttempt: none, a miss) and key_span[2i],

@@ -282,7 +282,8 @@ TEST_CASE("config: missing and unknown pool keys") {
         "timeout_ms, connect_timeout_ms, server_failure_limit, server_retry_timeout_ms, "
         "auto_eject_hosts, client_connections, server_connections, "
         "server_connections_per_process, backlog, preconnect, tcp_keepalive, max_value_bytes, "
-        "servers, client_password, server_password, db, children, write_ack, read, "
+        "servers, client_password, server_password, db, max_dedicated_connections, children, "
+        "write_ack, read, "
         "failover_on_miss, reply, cluster_refresh_ms, read_from)");
   CHECK(parse_error(pool_doc("", "[]")) == "pools.cache.servers: a pool needs at least one server");
   CHECK(parse_error(pool_doc("", R"({"a": "10.0.0.1:1"})")) ==

@@ -425,7 +425,11 @@ TEST_CASE("routing classes") {
                              "sunsubscribe", "publish", "spublish", "pubsub"}) {
     CHECK_MESSAGE(reason(n) == reasons::kPubSub, n);
   }
-  CHECK(sub_routing("pubsub", "channels") == Routing::kRejected);
+  // PUBSUB introspection is broadcast and merged; HELP from any server.
+  for (std::string_view n : {"channels", "shardchannels", "numsub", "shardnumsub", "numpat"}) {
+    CHECK_MESSAGE(sub_routing("pubsub", n) == Routing::kBroadcast, n);
+  }
+  CHECK(sub_routing("pubsub", "help") == Routing::kNoKeyForward);
   for (std::string_view n : {"blpop", "brpop", "brpoplpush", "blmove", "blmpop", "bzpopmin",
                              "bzpopmax", "bzmpop", "wait"}) {
     CHECK_MESSAGE(reason(n) == reasons::kBlocking, n);
@@ -459,8 +463,15 @@ TEST_CASE("routing classes") {
   for (std::string_view n : {"script", "function"}) {
     CHECK_MESSAGE(reason(n) == reasons::kNotRouted, n);
   }
-  CHECK(subcommand("script", "kill").reject_reason == reasons::kNotRouted);
-  CHECK(subcommand("function", "list").reject_reason == reasons::kNotRouted);
+  CHECK(subcommand("script", "debug").reject_reason == reasons::kNotRouted);
+  // Functions live on every server; KILL goes to every server; the rest asks one.
+  for (std::string_view n : {"load", "delete", "flush", "restore", "kill"}) {
+    CHECK_MESSAGE(subcommand("function", n).routing == Routing::kBroadcast, n);
+  }
+  CHECK(subcommand("script", "kill").routing == Routing::kBroadcast);
+  for (std::string_view n : {"list", "dump", "stats", "help"}) {
+    CHECK_MESSAGE(subcommand("function", n).routing == Routing::kNoKeyForward, n);
+  }
   CHECK(reason("swapdb") == reasons::kMultiDb);
   CHECK(reason("reset") == reasons::kConnection);
   // A container whose subcommands differ answers unknown subcommands.

@@ -79,6 +79,13 @@ TEST_CASE("resp merge column: every split or broadcast command names its merge")
   CHECK(merge_of("script|load") == Merge::kAllSame);
   CHECK(merge_of("script|exists") == Merge::kAndArray);
   CHECK(merge_of("script|flush") == Merge::kAllOk);
+  CHECK(merge_of("script|kill") == Merge::kAnyOk);
+  CHECK(merge_of("function|load") == Merge::kAllSame);
+  CHECK(merge_of("function|delete") == Merge::kAllOk);
+  CHECK(merge_of("function|kill") == Merge::kAnyOk);
+  CHECK(merge_of("pubsub|channels") == Merge::kConcat);
+  CHECK(merge_of("pubsub|numsub") == Merge::kPairSum);
+  CHECK(merge_of("pubsub|numpat") == Merge::kMax);
   CHECK(merge_of("get") == Merge::kNone);
   auto check = [](const resp::CommandInfo& c) {
     const bool merging =
@@ -206,4 +213,32 @@ TEST_CASE("resp merge_answered_keys: per-key failover answers, nil for a miss") 
   std::string dst = "+before\r\n";
   resp::merge_answered_keys(replies, attempt, spans, dst);
   CHECK(dst == "+before\r\n*3\r\n$1\r\n1\r\n$1\r\n2\r\n$-1\r\n");
+}
+
+TEST_CASE("resp merge kMax (PUBSUB NUMPAT): the largest integer") {
+  CHECK(merged(Merge::kMax, Replies({":1\r\n", ":3\r\n", ":0\r\n"})) == ":3\r\n");
+  CHECK(merged(Merge::kMax, Replies({":0\r\n"})) == ":0\r\n");
+  CHECK(merged(Merge::kMax, Replies({":1\r\n", "+OK\r\n"})) ==
+        "-ERR dproxy: backend sent a non-integer reply to a counting command\r\n");
+  CHECK(merged(Merge::kMax, Replies({":1\r\n", "-ERR x\r\n"}, {0, 1})) == "-ERR x\r\n");
+}
+
+TEST_CASE("resp merge kPairSum (PUBSUB NUMSUB): each count summed, names kept") {
+  const Replies two(
+      {"*4\r\n$1\r\na\r\n:1\r\n$1\r\nb\r\n:0\r\n", "*4\r\n$1\r\na\r\n:0\r\n$1\r\nb\r\n:2\r\n"});
+  CHECK(merged(Merge::kPairSum, two) == "*4\r\n$1\r\na\r\n:1\r\n$1\r\nb\r\n:2\r\n");
+  CHECK(merged(Merge::kPairSum, Replies({"*0\r\n", "*0\r\n"})) == "*0\r\n");
+  // Names that differ, an odd length, a length that differs: the wrong shape.
+  const std::string wrong =
+      "-ERR dproxy: backend sent a PUBSUB NUMSUB reply of the wrong shape\r\n";
+  CHECK(merged(Merge::kPairSum, Replies({"*2\r\n$1\r\na\r\n:1\r\n", "*2\r\n$1\r\nz\r\n:1\r\n"})) ==
+        wrong);
+  CHECK(merged(Merge::kPairSum, Replies({"*1\r\n$1\r\na\r\n"})) == wrong);
+  CHECK(merged(Merge::kPairSum, Replies({"*2\r\n$1\r\na\r\n:1\r\n", "*0\r\n"})) == wrong);
+}
+
+TEST_CASE("resp merge kAnyOk (SCRIPT KILL): +OK from any server, else the first reply") {
+  const std::string notbusy = "-NOTBUSY No scripts in execution right now.\r\n";
+  CHECK(merged(Merge::kAnyOk, Replies({notbusy, "+OK\r\n", notbusy}, {1, 0, 1})) == "+OK\r\n");
+  CHECK(merged(Merge::kAnyOk, Replies({notbusy, notbusy}, {1, 1})) == notbusy);
 }
