@@ -235,55 +235,58 @@ void ServerConnection::start_read() {
   read_queued_ = read_hint::read_queued(socket_);
 }
 
+ServerConnection::Step ServerConnection::read_setup_reply() {
+  bool is_error = false;
+  std::string_view view(in_.data() + in_start_, in_end_ - in_start_);
+  protocol::ParseResult r = protocol::resp::scan_reply(view, &is_error);
+  if (r.status == protocol::ParseStatus::kNeedMore) return Step::kMore;
+  if (setup_pending_ == 1 && setup_info_ && r.status == protocol::ParseStatus::kOk) {
+    // INFO server: the version, if the server would say it.
+    if (!is_error) note_version(view.substr(0, r.consumed));
+  } else if (r.status == protocol::ParseStatus::kError) {
+    LOG_WARN("backend %s: malformed reply to the connection setup; reconnecting", address_.c_str());
+    fail_all("sent a malformed reply");
+    return Step::kStop;
+  } else if (is_error) {
+    std::string_view reply = view.substr(0, r.consumed);
+    while (!reply.empty() && (reply.back() == '\n' || reply.back() == '\r')) reply.remove_suffix(1);
+    if (!reply.empty() && reply.front() == '-') reply.remove_prefix(1);
+    fail_all("refused the connection setup (AUTH/SELECT): " + std::string(reply));
+    return Step::kStop;
+  }
+  in_start_ += r.consumed;
+  if (--setup_pending_ == 0 && !writing_) start_write();
+  return Step::kNext;
+}
+
+ServerConnection::Step ServerConnection::read_push() {
+  // Subscriber mode: every frame goes to the session as it is.
+  std::string_view view(in_.data() + in_start_, in_end_ - in_start_);
+  protocol::ParseResult r = protocol::resp::scan_reply(view, scan_state_, nullptr, nullptr);
+  if (r.status == protocol::ParseStatus::kNeedMore) return Step::kMore;
+  if (r.status == protocol::ParseStatus::kError) {
+    fail_all("sent a malformed reply");
+    return Step::kStop;
+  }
+  in_start_ += r.consumed;
+  scan_state_ = {};
+  ++counters_.responses;
+  counters_.response_bytes += r.consumed;
+  push_sink_->on_push(push_id_, view.substr(0, r.consumed));
+  // The session may have let this connection go (closed the client).
+  return push_sink_ == nullptr ? Step::kStop : Step::kNext;
+}
+
 void ServerConnection::on_read(size_t n) {
   worker_.tick();
   in_end_ += n;
   while (in_start_ < in_end_) {
-    if (setup_pending_ > 0) {
-      // Replies to AUTH / SELECT sent on connect come before any request's reply.
-      bool is_error = false;
-      std::string_view view(in_.data() + in_start_, in_end_ - in_start_);
-      protocol::ParseResult r = protocol::resp::scan_reply(view, &is_error);
-      if (r.status == protocol::ParseStatus::kNeedMore) break;
-      if (setup_pending_ == 1 && setup_info_ && r.status == protocol::ParseStatus::kOk) {
-        if (!is_error) note_version(view.substr(0, r.consumed));
-        in_start_ += r.consumed;
-        if (--setup_pending_ == 0 && !writing_) start_write();
-        continue;
-      }
-      if (r.status == protocol::ParseStatus::kError) {
-        LOG_WARN("backend %s: malformed reply to the connection setup; reconnecting",
-                 address_.c_str());
-        fail_all("sent a malformed reply");
-        return;
-      }
-      if (is_error) {
-        std::string_view reply = view.substr(0, r.consumed);
-        while (!reply.empty() && (reply.back() == '\n' || reply.back() == '\r'))
-          reply.remove_suffix(1);
-        if (!reply.empty() && reply.front() == '-') reply.remove_prefix(1);
-        fail_all("refused the connection setup (AUTH/SELECT): " + std::string(reply));
-        return;
-      }
-      in_start_ += r.consumed;
-      if (--setup_pending_ == 0 && !writing_) start_write();
-      continue;
-    }
-    if (push_sink_ != nullptr) {
-      // Subscriber mode: every frame goes to the session as it is.
-      std::string_view view(in_.data() + in_start_, in_end_ - in_start_);
-      protocol::ParseResult r = protocol::resp::scan_reply(view, scan_state_, nullptr, nullptr);
-      if (r.status == protocol::ParseStatus::kNeedMore) break;
-      if (r.status == protocol::ParseStatus::kError) {
-        fail_all("sent a malformed reply");
-        return;
-      }
-      in_start_ += r.consumed;
-      scan_state_ = {};
-      ++counters_.responses;
-      counters_.response_bytes += r.consumed;
-      push_sink_->on_push(push_id_, view.substr(0, r.consumed));
-      if (push_sink_ == nullptr) return;  // the session let this connection go
+    if (setup_pending_ > 0 || push_sink_ != nullptr) [[unlikely]] {
+      // Replies to the connection setup come before any request's reply; a subscriber
+      // connection has no requests.
+      const Step step = setup_pending_ > 0 ? read_setup_reply() : read_push();
+      if (step == Step::kMore) break;
+      if (step == Step::kStop) return;
       continue;
     }
     if (pending_.empty()) {

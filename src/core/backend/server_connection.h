@@ -95,6 +95,12 @@ class ServerConnection {
   void write_buffer();  // writes writing_buf_, then whatever out_ gathered meanwhile
   void start_read();
   void on_read(size_t n);
+  // What on_read does after one frame: the next one, wait for more bytes, or stop (failed).
+  enum class Step : uint8_t { kNext, kMore, kStop };
+  // A reply to the connection setup (AUTH, SELECT, INFO server).
+  Step read_setup_reply();
+  // A frame on a subscriber connection.
+  Step read_push();
   void arm_timer();
   void on_timer();
   // Fails every pending request with "SERVER_ERROR backend <addr> <why>" and closes the socket.

@@ -185,57 +185,16 @@ inline void RedisFrontEnd::dispatch_command(const Request& req) {
 
 void RedisFrontEnd::reject(const resp::CommandInfo& cmd, const Request& req) {
   const std::string_view name = cmd.name;
-  // Sharded and redis_cluster pools run what needs one server: transactions, WATCH and blocking
-  // commands (on a dedicated connection, session/dedicated.h).
   PoolRuntime& pool = s_.pool();
   const bool sharded =
       pool.cluster() == nullptr && pool.route_kind() == routing::Route::Kind::kShard;
-  const bool one_server = sharded || pool.cluster() != nullptr;
   if (sharded && pool.server_count() == 1 && transparent(cmd)) {
     // A pool of one server: no placement can be wrong, so it answers as itself.
     s_.redis_forward(req, 0);
     return;
   }
-  if (one_server && name == "move") {
-    // MOVE key db: within the key's server (a later SELECT db finds it there).
-    static const resp::CommandInfo kMove = [] {
-      resp::CommandInfo c = *resp::find_command("move");
-      c.routing = Routing::kSingleKey;
-      return c;
-    }();
-    s_.execute_redis(kMove, req);
-    return;
-  }
-  if (sharded && name == "swapdb") {
-    // Every server swaps, so every key's database changes together.
-    static const resp::CommandInfo kSwapdb = [] {
-      resp::CommandInfo c = *resp::find_command("swapdb");
-      c.routing = Routing::kBroadcast;
-      c.merge = resp::Merge::kAllOk;
-      return c;
-    }();
-    s_.execute_redis(kSwapdb, req);
-    return;
-  }
-  if (one_server && name == "watch") {
-    s_.dedicated_.watch(cmd, req);
-    return;
-  }
-  if (one_server && cmd.reject_reason == resp::reasons::kBlocking && name != "wait") {
-    s_.dedicated_.blocking(cmd, req);
-    return;
-  }
-  if (one_server && cmd.reject_reason == resp::reasons::kPubSub) {
-    RedisPubSub::Kind kind;
-    if (RedisPubSub::kind_of(name, kind)) {
-      pubsub_.command(kind, std::span<const std::string_view>(req.args).subspan(1));
-      return;
-    }
-    if (name == "publish" || name == "spublish") {
-      publish(cmd, req);
-      return;
-    }
-  }
+  // Sharded and redis_cluster pools run what needs one server.
+  if ((sharded || pool.cluster() != nullptr) && one_server_command(cmd, req, sharded)) return;
   if (name == "reset") {
     reset();
     return;
@@ -255,10 +214,6 @@ void RedisFrontEnd::reject(const resp::CommandInfo& cmd, const Request& req) {
     return;
   }
   if (name == "multi") {
-    if (one_server) {
-      txn_.begin();
-      return;
-    }
     // Replicated and fanout pools: the commands a client queues after this MULTI are refused
     // up to its EXEC or DISCARD.
     txn_.refuse();
@@ -268,11 +223,7 @@ void RedisFrontEnd::reject(const resp::CommandInfo& cmd, const Request& req) {
     slot->data.append(" without MULTI\r\n");
     return;
   } else if (name == "unwatch") {
-    if (s_.dedicated_.watching()) {
-      s_.dedicated_.unwatch(req);
-    } else {
-      s_.ready_slot("+OK\r\n");  // nothing is watched
-    }
+    s_.ready_slot("+OK\r\n");  // nothing is watched
     return;
   }
   ReplySlot* slot = s_.ready_slot("-ERR dproxy: ");
@@ -283,6 +234,49 @@ void RedisFrontEnd::reject(const resp::CommandInfo& cmd, const Request& req) {
                                            "fanout pools write to several")
                         : cmd.reject_reason);
   slot->data.append(")\r\n");
+}
+
+bool RedisFrontEnd::one_server_command(const resp::CommandInfo& cmd, const Request& req,
+                                       bool sharded) {
+  const std::string_view name = cmd.name;
+  if (name == "move") {
+    // MOVE key db: within the key's server (a later SELECT db finds it there).
+    static const resp::CommandInfo kMove = [] {
+      resp::CommandInfo c = *resp::find_command("move");
+      c.routing = Routing::kSingleKey;
+      return c;
+    }();
+    s_.execute_redis(kMove, req);
+  } else if (sharded && name == "swapdb") {
+    // Every server swaps, so every key's database changes together.
+    static const resp::CommandInfo kSwapdb = [] {
+      resp::CommandInfo c = *resp::find_command("swapdb");
+      c.routing = Routing::kBroadcast;
+      c.merge = resp::Merge::kAllOk;
+      return c;
+    }();
+    s_.execute_redis(kSwapdb, req);
+  } else if (name == "multi") {
+    txn_.begin();
+  } else if (name == "watch") {
+    s_.dedicated_.watch(cmd, req);  // on a dedicated connection (session/dedicated.h)
+  } else if (name == "unwatch" && s_.dedicated_.watching()) {
+    s_.dedicated_.unwatch(req);
+  } else if (cmd.reject_reason == resp::reasons::kBlocking && name != "wait") {
+    s_.dedicated_.blocking(cmd, req);
+  } else if (cmd.reject_reason == resp::reasons::kPubSub) {
+    RedisPubSub::Kind kind;
+    if (RedisPubSub::kind_of(name, kind)) {
+      pubsub_.command(kind, std::span<const std::string_view>(req.args).subspan(1));
+    } else if (name == "publish" || name == "spublish") {
+      publish(cmd, req);
+    } else {
+      return false;
+    }
+  } else {
+    return false;
+  }
+  return true;
 }
 
 bool RedisFrontEnd::transparent(const resp::CommandInfo& cmd) {

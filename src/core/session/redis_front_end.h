@@ -50,6 +50,10 @@ class RedisFrontEnd final : public FrontEnd {
   // and fanout pools), EXEC / DISCARD without MULTI get Redis's errors; anything else is never
   // forwarded: the error names the reason.
   void reject(const protocol::resp::CommandInfo& cmd, const protocol::Request& req);
+  // Sharded and redis_cluster pools: what the table refuses but such a pool runs (MULTI, WATCH,
+  // blocking commands, pub/sub, MOVE, SWAPDB). False when `cmd` is none of them.
+  bool one_server_command(const protocol::resp::CommandInfo& cmd, const protocol::Request& req,
+                          bool sharded);
   // A refused command that a pool of one server forwards (see redis_front_end.cpp).
   static bool transparent(const protocol::resp::CommandInfo& cmd);
   // Any command while a transaction is open (queued, or refused).
