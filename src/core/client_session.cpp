@@ -5,7 +5,6 @@
 #include "core/backend/pool_runtime.h"
 #include "core/backend/server_health.h"
 #include "core/log.h"
-#include "core/read_hint.h"
 #include "core/session/memcache_front_end.h"
 #include "core/session/redis_front_end.h"
 #include "core/stats.h"

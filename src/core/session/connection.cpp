@@ -6,7 +6,6 @@
 
 #include "core/buffer_pool.h"
 #include "core/log.h"
-#include "core/read_hint.h"
 #include "core/stats.h"
 #include "core/worker.h"
 
@@ -95,16 +94,11 @@ void Connection::start_read() {
       rbuf_.resize(std::max(want, rbuf_.size() * 2));
   }
   reading_ = true;
-  read_tainted_ = write_waits_;
-  size_t space = rbuf_.size() - rend_;
-  socket_.async_read_some(asio::buffer(rbuf_.data() + rend_, space),
-                          with_memory(read_memory_, [self = shared_from_this(), space](
-                                                        const asio::error_code& ec, size_t n) {
-                            if (!ec && n < space && self->read_queued_ && !self->read_tainted_)
-                              read_hint::mark_drained(self->socket_);
-                            self->on_read(ec, n);
-                          }));
-  read_queued_ = read_hint::read_queued(socket_);
+  socket_.async_read_some(
+      asio::buffer(rbuf_.data() + rend_, rbuf_.size() - rend_),
+      with_memory(read_memory_, [self = shared_from_this()](const asio::error_code& ec, size_t n) {
+        self->on_read(ec, n);
+      }));
 }
 
 void Connection::on_read(const asio::error_code& ec, size_t n) {
@@ -244,7 +238,6 @@ void Connection::start_write() {
       socket_, asio::buffer(writing_buf_),
       with_memory(write_memory_, [self = shared_from_this()](const asio::error_code& ec, size_t) {
         self->writing_ = false;
-        self->write_waits_ = false;
         self->worker_.reply_buffers().give(self->writing_buf_);
         if (ec) {
           ++self->slot_.counters.client_err;
@@ -253,7 +246,6 @@ void Connection::start_write() {
         }
         self->drain();
       }));
-  if (read_hint::write_may_wait(socket_)) write_waits_ = read_tainted_ = true;
 }
 
 void Connection::close() {

@@ -117,11 +117,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Memory of the one read (or wait for the first bytes) and the one write in flight.
   HandlerMemory read_memory_;
   HandlerMemory write_memory_;
-  // read_hint bookkeeping: the read in flight was queued on the reactor; it overlapped a write
-  // that may wait in the reactor; such a write is in flight.
-  bool read_queued_ = false;
-  bool read_tainted_ = false;
-  bool write_waits_ = false;
 };
 
 }  // namespace dproxy::core

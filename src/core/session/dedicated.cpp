@@ -130,10 +130,22 @@ void DedicatedConnections::exec_sent() {
 
 void DedicatedConnections::drop_watch() {
   for (size_t i = 0; i < leases_.size(); ++i) {
-    if (!leases_[i].pinned) continue;
-    s_.dedicated_returned();
-    close_later(s_, std::move(leases_[i].conn));
-    leases_.erase(leases_.begin() + static_cast<std::ptrdiff_t>(i));
+    Lease& lease = leases_[i];
+    if (!lease.pinned) continue;
+    lease.pinned = false;
+    if (lease.conn->busy()) {
+      // A reply of this client is still due on it (WATCH ... DISCARD in one batch): the server
+      // forgets the WATCH with an UNWATCH behind it; the connection is given back after.
+      static constexpr std::string_view kUnwatch = "*1\r\n$7\r\nUNWATCH\r\n";
+      lease.conn->out().append(kUnwatch);
+      lease.conn->push(s_.shared_from_this(), &ignored_slot_, ClientSession::kIgnoredFrag,
+                       protocol::memcache::ReplyKind::kLine);
+    } else {
+      // Closing it is how the server forgets the WATCH.
+      s_.dedicated_returned();
+      close_later(s_, std::move(lease.conn));
+      leases_.erase(leases_.begin() + static_cast<std::ptrdiff_t>(i));
+    }
     break;
   }
   watched_place_ = -1;

@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/reply_slot.h"
 #include "protocol/request.h"
 #include "protocol/resp/command_table.h"
 
@@ -79,6 +80,7 @@ class DedicatedConnections {
   ClientSession& s_;
   std::vector<Lease> leases_;
   int64_t watched_place_ = -1;  // see watched_place()
+  ReplySlot ignored_slot_;      // the slot of a request whose reply is dropped (an UNWATCH)
 };
 
 }  // namespace dproxy::core
