@@ -63,12 +63,15 @@ class ClientSession final : public Connection, public ReplySink {
  private:
   friend class McFrontEnd;
   friend class RedisFrontEnd;
+  friend class McBinaryFrontEnd;
 
   // The pool's current runtime (config reload replaces it between requests).
   PoolRuntime& pool() const;
 
   // Parses and dispatches every complete frame in the read buffer.
   void process() override;
+  // memcached: the connection's first byte chooses its protocol for life (0x80: binary).
+  void choose_front_end();
   std::string_view request_too_large_reply() const override;
   // The execution of a request a front end handed over: memcached (flush_all broadcast,
   // replicated/fanout routes, multi-get split, single key) and Redis (broadcast, redis_cluster,
@@ -175,6 +178,7 @@ class ClientSession final : public Connection, public ReplySink {
   PoolClients& clients_;  // outlives the worker threads (and so every session)
   const bool redis_;
   std::unique_ptr<FrontEnd> front_;         // the client protocol's side (session/*_front_end.*)
+  bool front_chosen_ = false;               // the first byte has chosen the front end
   std::vector<uint32_t> key_idx_;           // scratch: key argument indices of a request
   std::vector<std::string_view> sub_args_;  // scratch: arguments of one split sub-command
   protocol::Request req_;

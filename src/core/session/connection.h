@@ -11,6 +11,7 @@
 #include "core/handler_memory.h"
 #include "core/reply_slot.h"
 #include "core/ring_queue.h"
+#include "core/session/reply_translator.h"
 #include "core/stats.h"
 
 namespace dproxy::core {
@@ -115,6 +116,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool read_queued_ = false;
   bool read_tainted_ = false;
   bool write_waits_ = false;
+  // Set by a front end that translates replies (memcached binary): drain() hands it every slot.
+  ReplyTranslator* translator_ = nullptr;
 };
 
 }  // namespace dproxy::core
