@@ -406,8 +406,9 @@ PoolConfig parse_pool(const std::string& name, const json& v, const std::string&
   PoolConfig pool;
   pool.name = name;
   bool have_listen = false, have_protocol = false;
-  std::vector<std::string> redis_only;    // paths of keys that only a redis pool takes
-  std::vector<std::string> cluster_only;  // paths of keys that only a redis_cluster pool takes
+  std::vector<std::string> redis_only;      // paths of keys that only a redis pool takes
+  std::vector<std::string> memcached_only;  // and that only a memcached pool takes
+  std::vector<std::string> cluster_only;    // paths of keys that only a redis_cluster pool takes
   bool have_max_value = false;
   for (auto& [key, value] : v.items()) {
     std::string p = path + "." + key;
@@ -461,6 +462,18 @@ PoolConfig parse_pool(const std::string& name, const json& v, const std::string&
     } else if (key == "max_value_bytes") {
       pool.max_value_bytes = get_uint(value, p, 1, 512ull * 1024 * 1024);
       have_max_value = true;
+    } else if (key == "sasl") {
+      if (!value.is_object() || value.empty())
+        fail(p, "expected an object of user names and their passwords, e.g. {\"app\": \"secret\"}");
+      for (auto& [user, password] : value.items()) {
+        const std::string up = p + "." + user;
+        if (user.empty() || user.find('\0') != std::string::npos)
+          fail(up, "a user name must be non-empty, without NUL bytes");
+        const std::string& pw = get_string(password, up);
+        if (pw.empty()) fail(up, "must not be empty");
+        pool.sasl_users.emplace_back(user, pw);
+      }
+      memcached_only.push_back(p);
     } else if (key == "client_password" || key == "server_password") {
       const std::string& pw = get_string(value, p);
       if (pw.empty()) fail(p, "must not be empty (leave the key out instead)");
@@ -502,6 +515,7 @@ PoolConfig parse_pool(const std::string& name, const json& v, const std::string&
                                 "preconnect",
                                 "tcp_keepalive",
                                 "max_value_bytes",
+                                "sasl",
                                 "servers",
                                 "client_password",
                                 "server_password",
@@ -526,6 +540,8 @@ PoolConfig parse_pool(const std::string& name, const json& v, const std::string&
   pool.source = v.dump();
   if (pool.protocol != Protocol::kRedis && !redis_only.empty())
     fail(redis_only.front(), "only a redis pool takes this key");
+  if (pool.protocol != Protocol::kMemcached && !memcached_only.empty())
+    fail(memcached_only.front(), "only a memcached pool takes this key");
   if (pool.route.policy == "redis_cluster") {
     // Redis Cluster decides placement and failover itself.
     if (pool.protocol != Protocol::kRedis)

@@ -316,6 +316,67 @@ class ReplicatedBinaryTest(unittest.TestCase):
             procs.close()
 
 
+class SaslBinaryTest(unittest.TestCase):
+    """A pool with "sasl" credentials: SASL PLAIN over the binary protocol, as memcached -S
+    answers it (proto_bin.c): before authenticating, anything but the SASL opcodes and version
+    gets "Auth failure." and the connection closes; a wrong password gets "Auth failure." and
+    the connection stays; ASCII is not served (memcached -S speaks binary only)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.procs = Processes()
+        cls.backends = [cls.procs.memcached() for _ in range(2)]
+        cls.port = free_port()
+        cls.proxy = Dproxy(cls.procs, ARGS.dproxy, {
+            "mc": {"protocol": "memcached", "listen": f"{HOST}:{cls.port}",
+                   "policy": "ketama", "hash": "md5",
+                   "sasl": {"alice": "secret", "bob": "pa ss\u00e9"},
+                   "servers": [f"{HOST}:{b.port}:1" for b in cls.backends]},
+        })
+
+    @classmethod
+    def tearDownClass(cls):
+        rc = cls.proxy.stop()
+        cls.procs.close()
+        assert rc == 0
+
+    def auth(self, user, password, authzid=b""):
+        return req(0x21, b"PLAIN",
+                   value=authzid + b"\0" + user + b"\0" + password, opaque=7)
+
+    def test_unauthenticated(self):
+        k = b"sasl:%d" % time.monotonic_ns()
+        got = mb.exchange(self.port, req("version", opaque=1) + req("get", k, opaque=2) +
+                          req("noop", opaque=3))
+        self.assertEqual(got[0][:2], (mb.OP["version"], 0))
+        self.assertEqual(got[1][:3] + got[1][6:], (0, 0x20, 2, b"Auth failure."))
+        self.assertEqual(got[2:], ["<closed>"])
+        self.assertEqual(mb.exchange(self.port, b"get foo\r\n", mark=False), ["<closed>"])
+
+    def test_mechanisms_and_failures(self):
+        got = mb.exchange(self.port, req(0x20, opaque=1) +
+                          self.auth(b"alice", b"wrong") + self.auth(b"nobody", b"secret") +
+                          self.auth(b"alice", b"secret", authzid=b"bob") +
+                          req(0x21, b"CRAM-MD5", value=b"x", opaque=8) +
+                          req(0x22, b"PLAIN", value=b"x", opaque=9) +
+                          req("get", b"k", opaque=10))
+        self.assertEqual(got[0][:3] + got[0][6:], (0x20, 0, 1, b"PLAIN"))
+        for p in got[1:6]:
+            self.assertEqual(p[1], 0x20, p)
+            self.assertEqual(p[6], b"Auth failure.")
+        self.assertEqual(got[6][:3], (0, 0x20, 10))
+        self.assertEqual(got[7:], ["<closed>"])
+
+    def test_authenticated(self):
+        k = b"sasl:%d" % time.monotonic_ns()
+        for user, password in ((b"alice", b"secret"), (b"bob", "pa ss\u00e9".encode())):
+            got = mb.exchange(self.port, self.auth(user, password) +
+                              store("set", k, b"v", opaque=2) + req("getk", k, opaque=3))
+            self.assertEqual(got[0][:3] + got[0][6:], (0x21, 0, 7, b"Authenticated"))
+            self.assertEqual([p[1] for p in got[1:3]], [0, 0])
+            self.assertEqual(got[2][6], b"v")
+
+
 if __name__ == "__main__":
     ARGS = harness.parse_args()
     unittest.main()

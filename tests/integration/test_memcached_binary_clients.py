@@ -135,6 +135,40 @@ class BinaryClientsTest(unittest.TestCase):
         out = self.run_script(["ruby"], DALLI, ".rb")
         self.assertIn("dalli ok 3.", out)
 
+    def test_dalli_sasl(self):
+        if subprocess.run(["ruby", "-e", "require 'dalli'"], capture_output=True).returncode:
+            missing("ruby-dalli")
+        port = free_port()
+        proxy = Dproxy(self.procs, ARGS.dproxy, {
+            "sasl": {"protocol": "memcached", "listen": f"{HOST}:{port}", "policy": "ketama",
+                     "sasl": {"app": "s3cret"},
+                     "servers": [f"{HOST}:{b.port}:1" for b in self.backends]},
+        })
+        script = (
+            "require 'dalli'\n"
+            "port = ARGV[0]\n"
+            "ok = Dalli::Client.new(\"127.0.0.1:#{port}\", username: 'app', password: 's3cret',"
+            " socket_timeout: 2)\n"
+            "raise 'set' unless ok.set('sasl-key', 'v')\n"
+            "raise 'get' unless ok.get('sasl-key') == 'v'\n"
+            "bad = Dalli::Client.new(\"127.0.0.1:#{port}\", username: 'app', password: 'nope',"
+            " socket_timeout: 2, down_retry_delay: 0)\n"
+            "begin\n"
+            "  bad.get('sasl-key')\n"
+            "  raise 'a wrong password was accepted'\n"
+            "rescue Dalli::DalliError => e\n"
+            "  puts \"refused: #{e.class}\"\n"
+            "end\n"
+            "puts 'sasl ok'\n")
+        path = os.path.join(self.procs.tmp.name, "sasl.rb")
+        with open(path, "w") as f:
+            f.write(script)
+        r = subprocess.run(["ruby", path, str(port)], capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("sasl ok", r.stdout)
+        self.assertIn("refused", r.stdout)
+        self.assertEqual(proxy.stop(), 0)
+
     def test_pylibmc_binary(self):
         if subprocess.run([PYTHON, "-c", "import pylibmc"], capture_output=True).returncode:
             missing("python3-pylibmc")

@@ -70,11 +70,24 @@ mc::Command ascii_command(const bin::Request& r) {
 McBinaryFrontEnd::McBinaryFrontEnd(ClientSession& session, const PoolConfig& config)
     : s_(session),
       max_value_bytes_(config.max_value_bytes),
+      auth_required_(!config.sasl_users.empty()),
       ascii_(mc::RequestLimits{250, config.max_value_bytes, 4096}) {}
 
 ParseResult McBinaryFrontEnd::parse(std::string_view in, Request& req) {
   req.reset();
   ParseResult r = bin::parse_request(in, max_value_bytes_, bin_);
+  // (A bad magic byte, status 0, and key + extras longer than the body come first.)
+  const bool framed =
+      r.status == ParseStatus::kOk || (r.status == ParseStatus::kError && bin_.error_status != 0 &&
+                                       !(r.close && bin_.error_status == bin::kUnknownCommand));
+  if (auth_required_ && !authenticated_ && framed && bin_.op != bin::Op::kSasl &&
+      bin_.opcode != bin::kVersion) {
+    // Not authenticated yet: only the SASL opcodes and version are served; anything else
+    // (checked after the lengths, before anything else, as memcached) gets "Auth failure."
+    // and the connection closes.
+    bin_.error_status = bin::kAuthError;
+    r = ParseResult::Error("authentication required", in.size(), 0, true);
+  }
   if (r.status == ParseStatus::kOk) req.frame = in.substr(0, r.consumed);
   // is_read() and the held-input logic look at these.
   req.command = static_cast<uint16_t>(ascii_command(bin_));
@@ -103,11 +116,12 @@ ReplySlot* McBinaryFrontEnd::local_reply(uint16_t status, uint64_t cas, std::str
 ReplySlot* McBinaryFrontEnd::refuse(const ParseResult& r, const Request&) {
   if (bin_.error_status == 0) {
     // A byte other than the request magic where a request starts: memcached closes.
-    LOG_WARN("pool %s: client %llu: closed: bad magic byte 0x%02x in a binary protocol stream",
+    LOG_WARN("pool %s: client %llu: closed: bad magic byte 0x%02x in a binary protocol stream%s",
              s_.slot_.name.c_str(), static_cast<unsigned long long>(s_.id_),
              r.consumed > 0
                  ? static_cast<unsigned>(static_cast<unsigned char>(s_.rbuf_[s_.rstart_]))
-                 : 0u);
+                 : 0u,
+             auth_required_ ? " (the pool requires SASL: binary protocol only)" : "");
     return s_.ready_slot("");
   }
   if (bin_.error_status == bin::kValueTooLarge &&
@@ -192,6 +206,9 @@ void McBinaryFrontEnd::dispatch(const Request&) {
       bin::append_backend_request(frame_, bin_);
       execute_line();
       return;
+    case bin::Op::kSasl:
+      sasl();
+      return;
     default:
       break;
   }
@@ -204,6 +221,52 @@ void McBinaryFrontEnd::dispatch(const Request&) {
   fwd_.flags =
       protocol::kFlagMeta | (bin_.op == bin::Op::kGet ? protocol::kFlagRead : protocol::kFlagWrite);
   execute(fwd_);
+}
+
+namespace {
+
+// Compares without stopping at the first difference (the time says nothing of the password).
+bool same_secret(std::string_view a, std::string_view b) {
+  unsigned diff = a.size() == b.size() ? 0u : 1u;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const char c = b.empty() ? '\0' : b[i % b.size()];
+    diff |= static_cast<unsigned>(static_cast<unsigned char>(a[i]) ^ static_cast<unsigned char>(c));
+  }
+  return diff == 0;
+}
+
+}  // namespace
+
+void McBinaryFrontEnd::sasl() {
+  const auto& users = s_.pool().config().sasl_users;
+  if (!auth_required_ || users.empty()) {
+    // A memcached without SASL: the opcodes are unknown (the packet is consumed).
+    local_reply(bin::kUnknownCommand, 0, {});
+    return;
+  }
+  if (bin_.opcode == bin::kSaslListMechs) {
+    local_reply(bin::kNoError, 0, "PLAIN");
+    return;
+  }
+  // PLAIN completes in one step: a step without a started exchange fails, as memcached's.
+  std::string_view user;
+  std::string_view password;
+  bool ok = bin_.opcode == bin::kSaslAuth && bin_.key == "PLAIN" &&
+            bin::parse_sasl_plain(bin_.value, user, password);
+  if (ok) {
+    ok = false;
+    for (const auto& [u, p] : users) {
+      if (u == user) ok = same_secret(password, p);
+    }
+  }
+  if (!ok) {
+    LOG_WARN("pool %s: client %llu: SASL authentication failed", s_.slot_.name.c_str(),
+             static_cast<unsigned long long>(s_.id_));
+    local_reply(bin::kAuthError, 0, {});
+    return;
+  }
+  authenticated_ = true;
+  local_reply(bin::kNoError, 0, "Authenticated");
 }
 
 void McBinaryFrontEnd::stats_reply() {

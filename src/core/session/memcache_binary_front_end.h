@@ -4,7 +4,8 @@
 // command (mg / ms / md / ma) or one classic command (flush_all, stats <group>) and executed by
 // the session like an ASCII request (same routes, failover, ack modes, stats); the backend's
 // reply is translated back into memcached's binary response as the slot leaves the queue
-// (ReplyTranslator). Local answers: noop, version, quit, stat (dproxy's own figures).
+// (ReplyTranslator). Local answers: noop, version, quit, stat (dproxy's own figures), and SASL
+// PLAIN authentication when the pool has credentials ("sasl").
 
 #include <cstdint>
 #include <string>
@@ -51,9 +52,13 @@ class McBinaryFrontEnd final : public FrontEnd, public ReplyTranslator {
   // A binary response made here, in request order.
   ReplySlot* local_reply(uint16_t status, uint64_t cas, std::string_view value);
   void stats_reply();
+  // SASL list mechs / auth / step: PLAIN against the pool's "sasl" credentials.
+  void sasl();
 
   ClientSession& s_;
   size_t max_value_bytes_;
+  bool auth_required_;  // the pool has SASL credentials
+  bool authenticated_ = false;
   protocol::memcache::RequestParser ascii_;  // for the classic lines
   protocol::memcache::binary::Request bin_;  // the request parse() saw last
   protocol::Request fwd_;                    // what is executed

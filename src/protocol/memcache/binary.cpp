@@ -73,6 +73,9 @@ bool header_ok(const Request& r) {
     case Op::kTouch:
     case Op::kGat:
       return e == 4 && k != 0 && b == k + 4;
+    case Op::kSasl:
+      if (r.opcode == kSaslListMechs) return e == 0 && k == 0 && b == 0;
+      return e == 0 && k != 0;
     case Op::kUnknown:
       return true;
   }
@@ -335,6 +338,10 @@ Op op_of(uint8_t opcode) {
       return Op::kQuit;
     case kStat:
       return Op::kStat;
+    case kSaslListMechs:
+    case kSaslAuth:
+    case kSaslStep:
+      return Op::kSasl;
     default:
       return Op::kUnknown;
   }
@@ -398,6 +405,18 @@ ParseResult parse_request(std::string_view in, size_t max_value_bytes, Request& 
       break;
   }
   return ParseResult::Ok(total);
+}
+
+bool parse_sasl_plain(std::string_view message, std::string_view& user,
+                      std::string_view& password) {
+  const size_t first = message.find('\0');
+  if (first == std::string_view::npos) return false;
+  const size_t second = message.find('\0', first + 1);
+  if (second == std::string_view::npos) return false;
+  const std::string_view authzid = message.substr(0, first);
+  user = message.substr(first + 1, second - first - 1);
+  password = message.substr(second + 1);
+  return !user.empty() && (authzid.empty() || authzid == user);
 }
 
 void append_response(std::string& out, uint8_t opcode, uint16_t status, uint32_t opaque,

@@ -54,6 +54,9 @@ enum Opcode : uint8_t {
   kGatQ = 0x1e,
   kGatK = 0x23,
   kGatKQ = 0x24,
+  kSaslListMechs = 0x20,
+  kSaslAuth = 0x21,
+  kSaslStep = 0x22,
 };
 
 // Response status codes (and memcached's texts for them, the body of an error response).
@@ -66,6 +69,7 @@ enum Status : uint16_t {
   kItemNotStored = 0x0005,
   kNonNumeric = 0x0006,
   kAuthError = 0x0020,
+  kAuthContinue = 0x0021,
   kUnknownCommand = 0x0081,
   kOutOfMemory = 0x0082,
   kInternalError = 0x0084,
@@ -88,6 +92,7 @@ enum class Op : uint8_t {
   kVersion,  // version
   kQuit,     // quit(q)
   kStat,     // stat [group]
+  kSasl,     // sasl list mechs / auth / step (answered by the front end)
   kUnknown,  // any other opcode: "Unknown command"
 };
 
@@ -140,6 +145,10 @@ void append_response(std::string& out, uint8_t opcode, uint16_t status, uint32_t
                      std::string_view value);
 // Appends an error response: memcached's text for `status`, cas 0.
 void append_error(std::string& out, uint8_t opcode, uint16_t status, uint32_t opaque);
+
+// SASL PLAIN: the message "[authzid] NUL authcid NUL password" split into its user (authcid)
+// and password; false when it is not of that shape, or names another authzid than its user.
+bool parse_sasl_plain(std::string_view message, std::string_view& user, std::string_view& password);
 
 // Appends the backend command serving `req` (Op kGet, kGat, kTouch, kStore, kConcat, kDelete,
 // kArith: a meta command; kFlush: flush_all), "\r\n"-terminated, with its data block. A key

@@ -283,6 +283,28 @@ TEST_CASE("binary reply translation") {
   }
 }
 
+TEST_CASE("binary SASL: the opcodes' headers and PLAIN messages") {
+  bin::Request r;
+  const std::string list = packet(bin::kSaslListMechs, {});
+  CHECK(bin::parse_request(list, 1024, r).status == ParseStatus::kOk);
+  CHECK(r.op == bin::Op::kSasl);
+  CHECK(bin::parse_request(packet(bin::kSaslListMechs, {}, {}, "x"), 1024, r).close);
+  CHECK(bin::parse_request(packet(bin::kSaslAuth, {}, {}, "x"), 1024, r).close);
+  const std::string auth = packet(bin::kSaslAuth, "PLAIN", {}, "\0u\0p"s);
+  CHECK(bin::parse_request(auth, 1024, r).status == ParseStatus::kOk);
+  std::string_view user;
+  std::string_view password;
+  REQUIRE(bin::parse_sasl_plain(r.value, user, password));
+  CHECK(user == "u");
+  CHECK(password == "p");
+  const std::string same_authzid = "u\0u\0p w"s;  // NOTE: user and password point into it
+  CHECK(bin::parse_sasl_plain(same_authzid, user, password));
+  CHECK(password == "p w");
+  CHECK_FALSE(bin::parse_sasl_plain("other\0u\0p"s, user, password));  // another authzid
+  CHECK_FALSE(bin::parse_sasl_plain("\0\0p"s, user, password));        // no user
+  CHECK_FALSE(bin::parse_sasl_plain("u p"s, user, password));
+}
+
 TEST_CASE("meta reply scanning (ReplyKind::kMeta)") {
   bool is_error = false;
   CHECK(mc::scan_reply("HD c5\r\nextra", mc::ReplyKind::kMeta, &is_error).consumed == 7);
