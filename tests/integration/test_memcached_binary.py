@@ -155,6 +155,19 @@ class MemcachedBinaryTest(unittest.TestCase):
             data += req("delete", k, opaque=300 + i) + req("getk", k, opaque=400 + i)
         self.both(data)
 
+    def test_long_key_needing_base64(self):
+        # Up to 186 bytes a key ASCII cannot carry goes base64-encoded (meta takes 250
+        # characters); a longer one is refused by dproxy (a documented limit), nothing shifts.
+        ok = self.k() + b" " + b"x" * (186 - len(self.k()) - 1)
+        self.both(store("set", ok, b"v", opaque=1) + req("getk", ok, opaque=2))
+        long = ok + b"y"
+        got = mb.exchange(self.port, store("set", long, b"v", opaque=3) +
+                          req("getk", long, opaque=4) + req("getk", ok, opaque=5))
+        self.assertEqual([p[1:3] for p in got[:3]], [(0x0004, 3), (0x0004, 4), (0, 5)])
+        self.assertIn(b"at most 186 bytes", got[0][6])
+        self.assertEqual(got[2][6], b"v")
+        self.assertNotIn("unexpected", self.proxy.log_text())
+
     def test_noop_version_unknown(self):
         self.both(req("noop", opaque=1) + req("version", opaque=2) +
                   req(0x1b, value=b"\0\0\0\1", opaque=3) +  # verbosity: unknown to 1.6

@@ -125,7 +125,7 @@ ReplySlot* McBinaryFrontEnd::refuse(const ParseResult& r, const Request&) {
     return s_.ready_slot("");
   }
   if (bin_.error_status == bin::kValueTooLarge &&
-      (bin_.opcode == bin::kSet || bin_.opcode == bin::kSetQ)) {
+      (bin_.opcode == bin::kSet || bin_.opcode == bin::kSetQ) && !bin::key_unsendable(bin_.key)) {
     // memcached unlinks the old item of a set refused for its size, so a later get cannot
     // return the value the client replaced: a delete whose reply is dropped.
     bin::Request del = bin_;
@@ -211,6 +211,13 @@ void McBinaryFrontEnd::dispatch(const Request&) {
       return;
     default:
       break;
+  }
+  if (bin::key_unsendable(bin_.key)) {
+    // memcached would serve it; its meta commands cannot carry it (the limit is in the README).
+    local_reply(bin::kInvalidArguments, 0,
+                "key too long for dproxy: a key with control bytes or spaces may have at most 186 "
+                "bytes");
+    return;
   }
   frame_.clear();
   bin::append_backend_request(frame_, bin_);

@@ -407,6 +407,10 @@ ParseResult parse_request(std::string_view in, size_t max_value_bytes, Request& 
   return ParseResult::Ok(total);
 }
 
+bool key_unsendable(std::string_view key) {
+  return key.size() > kMaxBase64KeyBytes && key_needs_base64(key);
+}
+
 bool parse_sasl_plain(std::string_view message, std::string_view& user,
                       std::string_view& password) {
   const size_t first = message.find('\0');

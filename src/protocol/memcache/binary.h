@@ -150,6 +150,12 @@ void append_error(std::string& out, uint8_t opcode, uint16_t status, uint32_t op
 // and password; false when it is not of that shape, or names another authzid than its user.
 bool parse_sasl_plain(std::string_view message, std::string_view& user, std::string_view& password);
 
+// memcached's meta commands take a base64 key of at most 250 characters: the longest key
+// append_backend_request can send when it must encode it (a byte ASCII cannot carry).
+inline constexpr size_t kMaxBase64KeyBytes = 186;
+// True when `key` cannot be sent to a backend (it needs base64 and is longer than that).
+bool key_unsendable(std::string_view key);
+
 // Appends the backend command serving `req` (Op kGet, kGat, kTouch, kStore, kConcat, kDelete,
 // kArith: a meta command; kFlush: flush_all), "\r\n"-terminated, with its data block. A key
 // holding a byte the ASCII protocol cannot carry (control bytes, space, DEL) is sent base64

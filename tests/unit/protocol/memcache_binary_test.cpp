@@ -211,6 +211,10 @@ TEST_CASE("binary request: the backend commands") {
   // Keys ASCII cannot carry go base64-encoded.
   CHECK(backend(packet(bin::kGet, "a b")) == "mg YSBi f c v b\r\n");
   CHECK(backend(packet(bin::kSet, "\r\n", be(0, 8), "v")) == "ms DQo= 1 c F0 T0 MS b\r\nv\r\n");
+  // meta takes 250 base64 characters: 186 bytes of such a key, any printable key up to 250.
+  CHECK_FALSE(bin::key_unsendable(std::string(186, ' ')));
+  CHECK(bin::key_unsendable(std::string(187, ' ')));
+  CHECK_FALSE(bin::key_unsendable(std::string(250, 'k')));
 }
 
 TEST_CASE("binary reply translation") {
