@@ -329,6 +329,43 @@ class ReplicatedBinaryTest(unittest.TestCase):
             procs.close()
 
 
+class PoliciesBinaryTest(unittest.TestCase):
+    def test_fanout_modula_random(self):
+        procs = Processes()
+        try:
+            m = [procs.memcached() for _ in range(2)]
+            fan, mod, rnd = free_port(), free_port(), free_port()
+            Dproxy(procs, ARGS.dproxy, {
+                "fan": {"protocol": "memcached", "listen": f"{HOST}:{fan}", "policy": "fanout",
+                        "reply": "all", "children": [f"{HOST}:{b.port}" for b in m]},
+                "mod": {"protocol": "memcached", "listen": f"{HOST}:{mod}", "policy": "modula",
+                        "servers": [f"{HOST}:{b.port}:1" for b in m]},
+                "rnd": {"protocol": "memcached", "listen": f"{HOST}:{rnd}", "policy": "random",
+                        "servers": [f"{HOST}:{m[0].port}:1"]},
+            })
+            k = b"pol:%d" % time.monotonic_ns()
+            # Fanout: the write reaches every child; the worst reply wins (an add that exists
+            # on one child).
+            got = mb.exchange(fan, store("set", k, b"fan", opaque=1) +
+                              arith("incr", k + b"n", 2, initial=5, opaque=2))
+            self.assertEqual([p[1] for p in got[:2]], [0, 0])
+            self.assertEqual([backend_get(b.port, k) for b in m], [b"fan", b"fan"])
+            self.assertEqual([backend_get(b.port, k + b"n") for b in m], [b"5", b"5"])
+            direct = RawClient(m[0].port)
+            direct.send(b"set " + k + b"a 0 0 1\r\nx\r\n")
+            self.assertEqual(direct.read_line(), b"STORED\r\n")
+            direct.close()
+            got = mb.exchange(fan, store("add", k + b"a", b"y", opaque=3))
+            self.assertEqual(got[0][1:3], (0x0002, 3))
+            for port, tag in ((mod, b"mod"), (rnd, b"rnd")):
+                got = mb.exchange(port, store("set", k + tag, tag, opaque=4) +
+                                  req("getk", k + tag, opaque=5))
+                self.assertEqual([p[1] for p in got[:2]], [0, 0])
+                self.assertEqual(got[1][5:], (k + tag, tag))
+        finally:
+            procs.close()
+
+
 class SaslBinaryTest(unittest.TestCase):
     """A pool with "sasl" credentials: SASL PLAIN over the binary protocol, as memcached -S
     answers it (proto_bin.c): before authenticating, anything but the SASL opcodes and version
