@@ -286,6 +286,27 @@ class MemcachedBinaryTest(unittest.TestCase):
         got = mb.exchange(self.port, req("stat", b"reset", opaque=7))
         self.assertEqual(normalise(got[:1]), [(mb.OP["stat"], 0, 7, 0, b"", b"", b"")])
 
+    def test_long_pipeline_of_getk(self):
+        # Thousands of getk with long keys written in small pieces: the echoed keys (kept by
+        # the front end until each reply leaves) stay right while the pipeline never drains.
+        keys = [self.k(i) + b"-" + b"k" * 200 for i in range(3000)]
+        c = RawClient(self.port)
+        c.send(b"".join(store("setq", k, b"v", opaque=i) for i, k in enumerate(keys[::7])))
+        data = b"".join(req("getk", k, opaque=i) for i, k in enumerate(keys))
+        for at in range(0, len(data), 4096):
+            c.send(data[at:at + 4096])
+        want = 0
+        got = b""
+        while want < len(keys):
+            got += c.sock.recv(1 << 20)
+            packets = mb.parse(got)
+            complete = [p for p in packets if isinstance(p, tuple)]
+            for p in complete[want:]:
+                self.assertEqual((p[2], p[5]), (want, keys[want]))
+                self.assertEqual(p[1], 0 if want % 7 == 0 else 1)
+                want += 1
+        c.close()
+
     def test_pipelined_split_reads(self):
         # Byte at a time: the front end frames packets however they arrive.
         k = self.k()

@@ -150,13 +150,34 @@ void McBinaryFrontEnd::expect_reply(const ReplySlot* slot) {
   p.slot = slot;
   p.opcode = bin_.opcode;
   p.opaque = bin_.opaque;
-  if (pending_.empty()) keys_.clear();
+  if (pending_.empty()) {
+    keys_.clear();
+  } else if (keys_.size() > kCompactKeysAbove) {
+    compact_keys();
+  }
   if (bin::returns_key(bin_.opcode)) {
     p.key_at = static_cast<uint32_t>(keys_.size());
     p.key_len = static_cast<uint16_t>(bin_.key.size());
     keys_.append(bin_.key);
   }
   pending_.push_back(p);
+}
+
+void McBinaryFrontEnd::compact_keys() {
+  // The keys of replies already sent are dropped once they are half of the arena (a pipeline
+  // that never drains would otherwise grow it without bound).
+  size_t base = keys_.size();
+  for (size_t i = 0; i < pending_.size(); ++i) {
+    if (pending_[i].key_len > 0) {
+      base = pending_[i].key_at;
+      break;
+    }
+  }
+  if (base < keys_.size() / 2) return;
+  keys_.erase(0, base);
+  for (size_t i = 0; i < pending_.size(); ++i) {
+    if (pending_[i].key_len > 0) pending_[i].key_at -= static_cast<uint32_t>(base);
+  }
 }
 
 void McBinaryFrontEnd::execute(const Request& req) {

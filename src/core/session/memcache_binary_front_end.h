@@ -49,6 +49,8 @@ class McBinaryFrontEnd final : public FrontEnd, public ReplyTranslator {
   // A classic command line (flush_all, stats <group>) parsed by the ASCII parser, executed.
   void execute_line();
   void expect_reply(const ReplySlot* slot);
+  static constexpr size_t kCompactKeysAbove = 64 << 10;
+  void compact_keys();
   // A binary response made here, in request order.
   ReplySlot* local_reply(uint16_t status, uint64_t cas, std::string_view value);
   void stats_reply();
