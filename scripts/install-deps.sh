@@ -6,7 +6,8 @@ PACKAGES=(
   cmake g++ make pkg-config
   libasio-dev libhiredis-dev nlohmann-json3-dev libyaml-cpp-dev doctest-dev
   memcached redis-server redis-tools nutcracker libmemcached-tools
-  python3 python3-pymemcache python3-redis clang-format curl iproute2 mount
+  python3 python3-pymemcache python3-redis python3-pylibmc ruby ruby-dalli
+  clang-format curl iproute2 mount
   clang libclang-rt-14-dev
   netcat-openbsd
   # scripts/package.sh and its test: dpkg-shlibdeps, the man page, systemd-analyze, logrotate

@@ -5,6 +5,7 @@
 #include "core/backend/pool_runtime.h"
 #include "core/backend/server_health.h"
 #include "core/log.h"
+#include "core/session/memcache_binary_front_end.h"
 #include "core/session/memcache_front_end.h"
 #include "core/session/redis_front_end.h"
 #include "core/stats.h"
@@ -57,7 +58,20 @@ std::string_view ClientSession::request_too_large_reply() const {
   return front_->request_too_large_reply();
 }
 
+void ClientSession::choose_front_end() {
+  front_chosen_ = true;
+  // A pool with SASL credentials speaks binary only (as memcached -S): any first byte.
+  if (redis_ ||
+      (static_cast<unsigned char>(rbuf_[rstart_]) != protocol::memcache::binary::kRequestMagic &&
+       pool().config().sasl_users.empty()))
+    return;
+  auto binary = std::make_unique<McBinaryFrontEnd>(*this, pool().config());
+  translator_ = binary.get();
+  front_ = std::move(binary);
+}
+
 void ClientSession::process() {
+  if (!front_chosen_ && rstart_ < rend_) choose_front_end();
   while (!stop_input_ && !closed_) {
     if (discard_ > 0) {
       size_t n = std::min(discard_, rend_ - rstart_);
@@ -136,7 +150,8 @@ void ClientSession::execute_memcache(const Request& req) {
   slot->outstanding = 1;
   slot->noreply = req.has(protocol::kFlagNoreply);
   append_frame(conn.out(), req);
-  conn.push(shared_from_this(), slot, 0, mc::reply_kind(cmd));
+  conn.push(shared_from_this(), slot, 0,
+            req.has(protocol::kFlagMeta) ? mc::ReplyKind::kMeta : mc::reply_kind(cmd));
 }
 
 void ClientSession::forward_memcache_multiget(const Request& req) {
@@ -274,7 +289,7 @@ void ClientSession::on_backend_reply(ReplySlot* slot, uint16_t frag, std::string
       return;
     }
     slot->outstanding = 0;
-    if (!slot->noreply && !closed_ && slots_.front() == slot) {
+    if (!slot->noreply && !closed_ && slots_.front() == slot && translator_ == nullptr) {
       // The common case: the oldest request's reply goes straight to the output buffer.
       out_buffer().append(bytes);
       record_latency(slot);

@@ -73,6 +73,7 @@ class ClientSession final : public Connection, public ReplySink {
   friend class RedisTransaction;
   friend class DedicatedConnections;
   friend class RedisPubSub;
+  friend class McBinaryFrontEnd;
 
   // The pool's current runtime (config reload replaces it between requests).
   PoolRuntime& pool() const;
@@ -81,6 +82,8 @@ class ClientSession final : public Connection, public ReplySink {
   void process() override;
   void on_closed() override;
   bool close_on_input_end() override { return dedicated_.waiting(); }
+  // memcached: the connection's first byte chooses its protocol for life (0x80: binary).
+  void choose_front_end();
   std::string_view request_too_large_reply() const override;
   // The execution of a request a front end handed over: memcached (flush_all broadcast,
   // replicated/fanout routes, multi-get split, single key) and Redis (broadcast, redis_cluster,
@@ -201,6 +204,7 @@ class ClientSession final : public Connection, public ReplySink {
   const bool redis_;
   std::unique_ptr<FrontEnd> front_;         // the client protocol's side (session/*_front_end.*)
   DedicatedConnections dedicated_{*this};   // Redis: the client's own backend connections
+  bool front_chosen_ = false;               // the first byte has chosen the front end
   std::vector<uint32_t> key_idx_;           // scratch: key argument indices of a request
   std::vector<std::string_view> sub_args_;  // scratch: arguments of one split sub-command
   protocol::Request req_;

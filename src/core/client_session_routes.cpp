@@ -72,6 +72,8 @@ uint8_t ClientSession::reply_rank(std::string_view bytes, bool is_error) const {
   }
   if (is_error) return bytes.starts_with("SERVER_ERROR backend ") ? 3 : 2;
   if (bytes == "NOT_STORED\r\n" || bytes == "EXISTS\r\n" || bytes == "NOT_FOUND\r\n") return 1;
+  // The meta replies of binary clients' requests: not stored, exists, not found.
+  if (bytes.starts_with("NS") || bytes.starts_with("EX") || bytes.starts_with("NF")) return 1;
   return 0;
 }
 
@@ -333,7 +335,8 @@ void ClientSession::finish_per_key(ReplySlot* slot) {
 
 void ClientSession::on_failover_reply(ReplySlot* slot, std::string_view bytes, bool is_error,
                                       std::span<const size_t> marks) {
-  const bool miss = redis_ ? (bytes == "$-1\r\n" || bytes == "*-1\r\n") : bytes == "END\r\n";
+  const bool miss = redis_ ? (bytes == "$-1\r\n" || bytes == "*-1\r\n")
+                           : (bytes == "END\r\n" || bytes == "EN\r\n");  // EN: meta (binary)
   bool again = is_error || (slot->failover_on_miss && miss);
   if (slot->per_key) {
     slot->last_error = is_error;
@@ -388,7 +391,8 @@ void ClientSession::dispatch_memcache_routed(const Request& req) {
     return;
   }
   if (req.keys.size() > 1 && !keys_together_per_child(req.keys)) return;
-  const uint8_t kind = static_cast<uint8_t>(mc::reply_kind(cmd));
+  const uint8_t kind = static_cast<uint8_t>(req.has(protocol::kFlagMeta) ? mc::ReplyKind::kMeta
+                                                                         : mc::reply_kind(cmd));
   const bool noreply = req.has(protocol::kFlagNoreply);
   if (const routing::FanoutRoute* fanout = pool().fanout()) {
     send_to_children(req.frame, req.noreply_token, req.keys[0], fanout->reply(), noreply, kind);

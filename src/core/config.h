@@ -52,6 +52,10 @@ struct PoolConfig {
   std::vector<std::string> server_paths;
   // The route tree; its shard nodes hold indices into `servers`.
   routing::RouteSpec route;
+  // memcached only: SASL PLAIN credentials (user, password). When given, clients must
+  // authenticate over the binary protocol before anything else (ASCII is not served, as
+  // memcached -S does).
+  std::vector<std::pair<std::string, std::string>> sasl_users;
   // redis only
   std::string client_password;  // clients must AUTH with this before anything else
   std::string server_password;  // dproxy sends AUTH with this on each new backend connection

@@ -14,8 +14,9 @@ struct PoolKeys {
   bool have_listen = false;
   bool have_protocol = false;
   bool have_max_value = false;
-  std::vector<std::string> redis_only;    // paths of keys that only a redis pool takes
-  std::vector<std::string> cluster_only;  // paths of keys that only a redis_cluster pool takes
+  std::vector<std::string> redis_only;      // paths of keys that only a redis pool takes
+  std::vector<std::string> memcached_only;  // and that only a memcached pool takes
+  std::vector<std::string> cluster_only;    // paths of keys that only a redis_cluster pool takes
 };
 
 // The integer keys: field, range, and which pools take them.
@@ -63,6 +64,7 @@ const std::vector<std::string>& known_pool_keys() {
                                                 "preconnect",
                                                 "tcp_keepalive",
                                                 "max_value_bytes",
+                                                "sasl",
                                                 "servers",
                                                 "client_password",
                                                 "server_password",
@@ -134,6 +136,18 @@ void parse_pool_key(const std::string& key, const json& value, const std::string
   } else if (key == "max_value_bytes") {
     pool.max_value_bytes = get_uint(value, p, 1, 512ull * 1024 * 1024);
     keys.have_max_value = true;
+  } else if (key == "sasl") {
+    if (!value.is_object() || value.empty())
+      fail(p, "expected an object of user names and their passwords, e.g. {\"app\": \"secret\"}");
+    for (auto& [user, password] : value.items()) {
+      const std::string up = p + "." + user;
+      if (user.empty() || user.find('\0') != std::string::npos)
+        fail(up, "a user name must be non-empty, without NUL bytes");
+      const std::string& pw = get_string(password, up);
+      if (pw.empty()) fail(up, "must not be empty");
+      pool.sasl_users.emplace_back(user, pw);
+    }
+    keys.memcached_only.push_back(p);
   } else if (key == "client_password" || key == "server_password") {
     const std::string& pw = get_string(value, p);
     if (pw.empty()) fail(p, "must not be empty (leave the key out instead)");
@@ -151,6 +165,8 @@ void parse_pool_key(const std::string& key, const json& value, const std::string
 void check_pool(const json& v, const std::string& path, PoolConfig& pool, const PoolKeys& keys) {
   if (pool.protocol != Protocol::kRedis && !keys.redis_only.empty())
     fail(keys.redis_only.front(), "only a redis pool takes this key");
+  if (pool.protocol != Protocol::kMemcached && !keys.memcached_only.empty())
+    fail(keys.memcached_only.front(), "only a memcached pool takes this key");
   if (pool.route.policy == "redis_cluster") {
     // Redis Cluster decides placement and failover itself.
     if (pool.protocol != Protocol::kRedis)

@@ -18,6 +18,8 @@ enum RequestFlag : uint32_t {
   kFlagQuit = 1u << 6,       // close the connection after the replies before it are sent
   kFlagRejected = 1u << 7,   // known command that cannot work through the proxy
   kFlagHasData = 1u << 8,    // frame carries a data block (memcached storage commands)
+  kFlagMeta = 1u << 9,       // memcached: the frame is a meta command (mg/ms/md/ma, sent for a
+                             // binary client); its reply is a meta reply
 };
 
 // NOTE: every string_view here points into the caller's read buffer and is valid only until

@@ -191,7 +191,11 @@ void Connection::drain() {
     record_latency(slot);
     held_bytes_ -= slot->held;
     slot->held = 0;
-    if (!slot->noreply && !closed_) out_buffer().append(slot->data);
+    if (translator_ != nullptr) {
+      translator_->translate(*slot, slot->noreply || closed_ ? nullptr : &out_buffer());
+    } else if (!slot->noreply && !closed_) {
+      out_buffer().append(slot->data);
+    }
     // A reply held in a borrowed buffer (see hold_buffer) gives it back.
     if (slot->data.capacity() >= BufferPool::kInitialCapacity)
       worker_.reply_buffers().give(slot->data);

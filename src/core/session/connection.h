@@ -11,6 +11,7 @@
 #include "core/handler_memory.h"
 #include "core/reply_slot.h"
 #include "core/ring_queue.h"
+#include "core/session/reply_translator.h"
 #include "core/stats.h"
 
 namespace dproxy::core {
@@ -117,6 +118,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Memory of the one read (or wait for the first bytes) and the one write in flight.
   HandlerMemory read_memory_;
   HandlerMemory write_memory_;
+  // Set by a front end that translates replies (memcached binary): drain() hands it every slot.
+  ReplyTranslator* translator_ = nullptr;
 };
 
 }  // namespace dproxy::core

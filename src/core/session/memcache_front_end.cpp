@@ -32,14 +32,13 @@ constexpr std::string_view kVersionReply = "VERSION 1.6.0\r\n";
 ParseResult McFrontEnd::parse(std::string_view in, Request& req) {
   if (!started_ && !in.empty()) {
     started_ = true;
-    // Bytes that are no memcached ASCII: a TLS record (ClientHello) or a binary protocol
-    // request. Either would wait for a "\n" that may never come: close at once.
+    // Bytes that are no memcached ASCII: a TLS record (ClientHello) would wait for a "\n"
+    // that may never come: close at once. (A binary request, 0x80, chose the binary front end.)
     const auto first = static_cast<unsigned char>(in[0]);
-    if (first == 0x16 || first == 0x80) {
+    if (first == 0x16) {
       req.reset();
       close_logged_ = true;
-      log_close(first == 0x16 ? "a TLS handshake on a plain memcached port"
-                              : "a memcached binary protocol request (dproxy speaks ASCII)");
+      log_close("a TLS handshake on a plain memcached port");
       return ParseResult::Error(mc::errors::kCloseHttp, in.size(), 0, true);
     }
   }

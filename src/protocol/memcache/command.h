@@ -100,6 +100,8 @@ enum class ReplyKind : uint8_t {
   kVersion,    // VERSION <anything>, or an error line
   kReset,      // RESET, or an error line (stats reset)
   kStats,      // lines (STAT, ITEM, PREFIX ...) then END, or an error line as the first line
+  kMeta,       // a meta reply (mg / ms / md / ma, sent for binary clients): "VA <size> <flags>*"
+               // and a data block, or one line (HD, EN, NF, NS, EX with flags), or an error line
 };
 
 inline ReplyKind reply_kind(Command c) {

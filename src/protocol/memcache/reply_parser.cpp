@@ -167,8 +167,20 @@ bool valid_line(ReplyKind kind, std::string_view line) {
       return line == "RESET";
     case ReplyKind::kStats:
       return true;
+    case ReplyKind::kMeta:
+      // Two capital letters (HD, EN, NF, NS, EX, MN), alone or before flags.
+      return line.size() >= 2 && line[0] >= 'A' && line[0] <= 'Z' && line[1] >= 'A' &&
+             line[1] <= 'Z' && (line.size() == 2 || line[2] == ' ');
   }
   return false;
+}
+
+// "VA <size> <flags>*": the size of the data block that follows; false for another line.
+bool meta_value_size(std::string_view line, uint64_t& bytes) {
+  if (!line.starts_with("VA ")) return false;
+  std::string_view rest = line.substr(3);
+  std::string_view tok;
+  return next_token(rest, tok) && parse_unsigned(tok, kMaxValueBytes, bytes);
 }
 
 }  // namespace
@@ -216,6 +228,12 @@ ParseResult scan_reply(std::string_view in, ReplyKind kind, ReplyScanState& stat
       if (is_error_line(line)) {
         if (is_error != nullptr) *is_error = true;
         return ParseResult::Ok(next);
+      }
+      if (kind == ReplyKind::kMeta && meta_value_size(line, bytes)) {
+        const size_t end = next + static_cast<size_t>(bytes) + 2;
+        if (in.size() < end) return ParseResult::NeedMore(end);
+        if (in[end - 2] != '\r' || in[end - 1] != '\n') return bad_reply(in);
+        return ParseResult::Ok(end);
       }
       if (kind != ReplyKind::kRetrieval) {
         // A line that is no answer to the command: the backend is out of sync (or not memcached).

@@ -282,8 +282,8 @@ TEST_CASE("config: missing and unknown pool keys") {
         "timeout_ms, connect_timeout_ms, server_failure_limit, server_retry_timeout_ms, "
         "auto_eject_hosts, client_connections, server_connections, "
         "server_connections_per_process, backlog, preconnect, tcp_keepalive, max_value_bytes, "
-        "servers, client_password, server_password, db, max_dedicated_connections, children, "
-        "write_ack, read, "
+        "sasl, servers, client_password, server_password, db, max_dedicated_connections, "
+        "children, write_ack, read, "
         "failover_on_miss, reply, cluster_refresh_ms, read_from)");
   CHECK(parse_error(pool_doc("", "[]")) == "pools.cache.servers: a pool needs at least one server");
   CHECK(parse_error(pool_doc("", R"({"a": "10.0.0.1:1"})")) ==
@@ -384,6 +384,20 @@ TEST_CASE("config: integer options") {
         "pools.cache.server_connections: 65 is out of range [1, 64]");
   CHECK(parse_error(pool_doc(R"("max_value_bytes": 0, )")) ==
         "pools.cache.max_value_bytes: 0 is out of range [1, 536870912]");
+}
+
+TEST_CASE("config: memcached SASL credentials") {
+  const auto pool = only_pool(parse_ok(pool_doc(R"("sasl": {"app": "s3cret", "b": "x y"}, )")));
+  REQUIRE(pool.sasl_users.size() == 2);
+  CHECK(pool.sasl_users[0] == std::pair<std::string, std::string>("app", "s3cret"));
+  CHECK(parse_error(pool_doc(R"("sasl": {}, )"))
+            .starts_with("pools.cache.sasl: expected an object of user names and their passwords"));
+  CHECK(parse_error(pool_doc(R"("sasl": {"app": ""}, )")) ==
+        "pools.cache.sasl.app: must not be empty");
+  CHECK(parse_error(pool_doc(R"("sasl": {"app": 5}, )")).starts_with("pools.cache.sasl.app: "));
+  CHECK(parse_error(R"({"pools": {"r": {"protocol": "redis", "listen": "127.0.0.1:6380",
+      "sasl": {"a": "b"}, "servers": ["10.0.0.1:6379"]}}})") ==
+        "pools.r.sasl: only a memcached pool takes this key");
 }
 
 TEST_CASE("config: redis pools and their redis-only keys") {
