@@ -1,6 +1,7 @@
 #include "core/backend/server_connection.h"
 
 #include "core/log.h"
+#include "core/read_hint.h"
 #include "core/worker.h"
 #include "protocol/memcache/reply_parser.h"
 
@@ -111,6 +112,7 @@ void ServerConnection::start_connect() {
   asio::error_code ec;
   socket_.close(ec);
   socket_ = asio::generic::stream_protocol::socket(worker_.io());
+  write_waits_ = read_tainted_ = false;
   LOG_DEBUG("backend %s: connecting", address_.c_str());
   uint64_t gen = ++gen_;
   connect_timer_.expires_after(connect_timeout_);
@@ -173,6 +175,7 @@ void ServerConnection::write_buffer() {
                                                     const asio::error_code& err, size_t) {
                       if (!*alive || gen != gen_) return;
                       writing_ = false;
+                      write_waits_ = false;
                       writing_buf_.clear();
                       if (writing_buf_.capacity() > kShrinkAbove) {
                         std::string().swap(writing_buf_);
@@ -184,6 +187,7 @@ void ServerConnection::write_buffer() {
                       }
                       if (!out_.empty()) start_write();
                     }));
+  if (read_hint::write_may_wait(socket_)) write_waits_ = read_tainted_ = true;
 }
 
 void ServerConnection::start_read() {
@@ -195,36 +199,40 @@ void ServerConnection::start_read() {
     }
     if (in_.size() - in_end_ < kReadChunk / 2) in_.resize(std::max(in_.size() * 2, kReadChunk));
   }
+  read_tainted_ = write_waits_;
+  size_t space = in_.size() - in_end_;
   socket_.async_read_some(
-      asio::buffer(in_.data() + in_end_, in_.size() - in_end_),
-      with_memory(
-          shared_->read, [this, alive = alive_, gen = gen_](const asio::error_code& err, size_t n) {
-            if (!*alive || gen != gen_) return;
-            if (err) {
-              if (err == asio::error::operation_aborted || state_ != State::kConnected) return;
-              // An idle connection closed by the server is either its idle timeout (Redis
-              // "timeout") or the server going away: reconnect at once and let that attempt tell.
-              // Only a failed reconnect counts as a failure of the server.
-              if (err == asio::error::eof && pending_.empty() && setup_pending_ == 0 &&
-                  out_.empty() && push_sink_ == nullptr) {
-                LOG_DEBUG("backend %s: closed an idle connection; reconnecting", address_.c_str());
-                ++counters_.server_eof;
-                ++gen_;
-                state_ = State::kDisconnected;
-                asio::error_code ignored;
-                socket_.close(ignored);
-                in_start_ = in_end_ = 0;
-                scan_state_ = {};
-                mc_scan_state_ = {};
-                start_connect();
-                return;
-              }
-              fail_all(err == asio::error::eof ? std::string("closed the connection")
-                                               : "connection lost: " + err.message());
-              return;
-            }
-            on_read(n);
-          }));
+      asio::buffer(in_.data() + in_end_, space),
+      with_memory(shared_->read, [this, alive = alive_, gen = gen_, space](
+                                     const asio::error_code& err, size_t n) {
+        if (!*alive || gen != gen_) return;
+        if (!err && n < space && read_queued_ && !read_tainted_) read_hint::mark_drained(socket_);
+        if (err) {
+          if (err == asio::error::operation_aborted || state_ != State::kConnected) return;
+          // An idle connection closed by the server is either its idle timeout (Redis
+          // "timeout") or the server going away: reconnect at once and let that attempt tell.
+          // Only a failed reconnect counts as a failure of the server.
+          if (err == asio::error::eof && pending_.empty() && setup_pending_ == 0 && out_.empty() &&
+              push_sink_ == nullptr) {
+            LOG_DEBUG("backend %s: closed an idle connection; reconnecting", address_.c_str());
+            ++counters_.server_eof;
+            ++gen_;
+            state_ = State::kDisconnected;
+            asio::error_code ignored;
+            socket_.close(ignored);
+            in_start_ = in_end_ = 0;
+            scan_state_ = {};
+            mc_scan_state_ = {};
+            start_connect();
+            return;
+          }
+          fail_all(err == asio::error::eof ? std::string("closed the connection")
+                                           : "connection lost: " + err.message());
+          return;
+        }
+        on_read(n);
+      }));
+  read_queued_ = read_hint::read_queued(socket_);
 }
 
 ServerConnection::Step ServerConnection::read_setup_reply() {

@@ -164,6 +164,10 @@ class ServerConnection {
   };
   std::shared_ptr<Shared> shared_ = std::make_shared<Shared>();
   std::shared_ptr<bool> alive_{shared_, &shared_->alive};
+  // read_hint bookkeeping (as in ClientSession), for the current socket.
+  bool read_queued_ = false;
+  bool read_tainted_ = false;
+  bool write_waits_ = false;
 
   friend class Worker;
 };
