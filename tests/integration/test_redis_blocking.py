@@ -265,6 +265,35 @@ class BlockingTest(unittest.TestCase):
         self.assertIn(b'dproxy_dedicated_connections_total{pool="one"} 2', metrics)
         self.assertEqual(proxy.stop(), 0)
 
+    def test_backend_killed_under_a_transaction_and_a_watch(self):
+        procs = Processes()
+        self.addCleanup(procs.close)
+        server = procs.redis()
+        pools = {"one": {"protocol": "redis", "listen": f"{HOST}:{free_port()}",
+                         "servers": [f"{HOST}:{server.port}"]}}
+        proxy = Dproxy(procs, ARGS.dproxy, pools)
+        port = int(pools["one"]["listen"].rsplit(":", 1)[1])
+        c, w = RespClient(port), RespClient(port)
+        self.addCleanup(c.close)
+        self.addCleanup(w.close)
+        self.assertEqual(w.call("WATCH", "k"), b"OK")  # a dedicated connection, then the kill
+        self.assertEqual(c.call("MULTI"), b"OK")
+        self.assertEqual(c.call("SET", "k", "1"), b"QUEUED")
+        procs.kill(server)
+        err = c.call("EXEC")
+        self.assertIsInstance(err, RespError)
+        self.assertTrue(err.startswith(b"ERR dproxy: backend"), err)
+        self.assertEqual(w.call("MULTI"), b"OK")
+        self.assertEqual(w.call("SET", "k", "2"), b"QUEUED")
+        err = w.call("EXEC")
+        self.assertIsInstance(err, RespError)
+        self.assertTrue(err.startswith(b"ERR dproxy: backend"), err)
+        # Both sessions still answer, and nothing dedicated is left held.
+        self.assertEqual(c.call("PING"), b"PONG")
+        self.assertEqual(w.call("PING"), b"PONG")
+        self.assertTrue(wait_for(lambda: proxy.stats()["one"]["dedicated_connections"] == 0))
+        self.assertEqual(proxy.stop(), 0)
+
     # --- WATCH ----------------------------------------------------------------------------
 
     def test_watch_sees_a_concurrent_change(self):
