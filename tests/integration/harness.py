@@ -672,6 +672,43 @@ def redis_key_on(ports, keys, password=None, db=0):
     return found
 
 
+class PoolsTestMixin:
+    """For unittest.TestCase classes whose setUpClass sets cls.procs, cls.pools (pool name ->
+    pool JSON) and cls.proxy: stops dproxy at the end (exit status 0 required), gives each test
+    a key prefix, a pool's port and raw RESP clients closed at the end of the test, and a
+    one-server Redis pool of the test's own (to kill its server)."""
+
+    @classmethod
+    def tearDownClass(cls):
+        rc = cls.proxy.stop()
+        log = cls.proxy.log_text()
+        cls.procs.close()
+        assert rc == 0, f"dproxy exited with {rc}: {log[-2000:]}"
+
+    def setUp(self):
+        self.prefix = f"{self._testMethodName}:{os.urandom(4).hex()}:"
+
+    def port(self, pool):
+        return int(self.pools[pool]["listen"].rsplit(":", 1)[1])
+
+    def raw(self, pool=None, port=None):
+        c = RespClient(port or self.port(pool))
+        self.addCleanup(c.close)
+        return c
+
+    def one_server_proxy(self, binary, **pool_extra):
+        """(server, proxy, port): a redis-server and a dproxy pool "one" in front of it, both
+        the test's own (stopped at its end)."""
+        procs = Processes()
+        self.addCleanup(procs.close)
+        server = procs.redis()
+        pools = {"one": {"protocol": "redis", "listen": f"{HOST}:{free_port()}",
+                         "servers": [f"{HOST}:{server.port}"], **pool_extra}}
+        proxy = Dproxy(procs, binary, pools)
+        server.procs = procs
+        return server, proxy, int(pools["one"]["listen"].rsplit(":", 1)[1])
+
+
 class RedisTestMixin:
     """Helpers for unittest.TestCase classes testing a Redis pool of dproxy.
 

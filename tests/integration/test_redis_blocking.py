@@ -8,7 +8,6 @@ WATCH pins such a connection until EXEC/DISCARD/UNWATCH and the transaction runs
 watched key changed by another client makes EXEC answer nil, as Redis does. Checked on the
 backends themselves (INFO clients / stats).
 """
-import os
 import socket
 import threading
 import time
@@ -44,7 +43,7 @@ def wait_for(pred, timeout=10.0):
     return pred()
 
 
-class BlockingTest(unittest.TestCase):
+class BlockingTest(harness.PoolsTestMixin, unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.procs = Processes()
@@ -61,30 +60,12 @@ class BlockingTest(unittest.TestCase):
         }
         cls.proxy = Dproxy(cls.procs, ARGS.dproxy, cls.pools)
 
-    @classmethod
-    def tearDownClass(cls):
-        rc = cls.proxy.stop()
-        log = cls.proxy.log_text()
-        cls.procs.close()
-        assert rc == 0, f"dproxy exited with {rc}: {log[-2000:]}"
-
-    def setUp(self):
-        self.prefix = f"{self._testMethodName}:{os.urandom(4).hex()}:"
-
-    def port(self, pool):
-        return int(self.pools[pool]["listen"].rsplit(":", 1)[1])
-
     def client(self, pool, **kw):
         import redis
 
         r = redis.Redis(host=HOST, port=self.port(pool), socket_timeout=30, **kw)
         self.addCleanup(r.close)
         return r
-
-    def raw(self, pool):
-        c = RespClient(self.port(pool))
-        self.addCleanup(c.close)
-        return c
 
     def server_of(self, key):
         for p in self.ports:
@@ -201,18 +182,12 @@ class BlockingTest(unittest.TestCase):
         self.assertEqual(r.lrange(key, 0, -1), [b"kept"])
 
     def test_backend_killed_during_a_block_answers_an_error(self):
-        procs = Processes()
-        self.addCleanup(procs.close)
-        server = procs.redis()
-        pools = {"one": {"protocol": "redis", "listen": f"{HOST}:{free_port()}",
-                         "servers": [f"{HOST}:{server.port}"]}}
-        proxy = Dproxy(procs, ARGS.dproxy, pools)
-        port = int(pools["one"]["listen"].rsplit(":", 1)[1])
+        server, proxy, port = self.one_server_proxy(ARGS.dproxy)
         c = RespClient(port)
         self.addCleanup(c.close)
         c.send(resp_command("BLPOP", "q", "0"))
         self.assertTrue(wait_for(lambda: info_clients(server.port)["blocked_clients"] == "1"))
-        procs.kill(server)
+        server.procs.kill(server)
         err = c.read_reply()
         self.assertIsInstance(err, RespError)
         self.assertTrue(err.startswith(b"ERR dproxy: backend"), err)
@@ -220,14 +195,7 @@ class BlockingTest(unittest.TestCase):
         self.assertEqual(proxy.stop(), 0)
 
     def test_limit_and_stats(self):
-        procs = Processes()
-        self.addCleanup(procs.close)
-        server = procs.redis()
-        pools = {"one": {"protocol": "redis", "listen": f"{HOST}:{free_port()}",
-                         "max_dedicated_connections": 2,
-                         "servers": [f"{HOST}:{server.port}"]}}
-        proxy = Dproxy(procs, ARGS.dproxy, pools)
-        port = int(pools["one"]["listen"].rsplit(":", 1)[1])
+        server, proxy, port = self.one_server_proxy(ARGS.dproxy, max_dedicated_connections=2)
 
         def pool_stats():
             return proxy.stats()["one"]
@@ -266,20 +234,14 @@ class BlockingTest(unittest.TestCase):
         self.assertEqual(proxy.stop(), 0)
 
     def test_backend_killed_under_a_transaction_and_a_watch(self):
-        procs = Processes()
-        self.addCleanup(procs.close)
-        server = procs.redis()
-        pools = {"one": {"protocol": "redis", "listen": f"{HOST}:{free_port()}",
-                         "servers": [f"{HOST}:{server.port}"]}}
-        proxy = Dproxy(procs, ARGS.dproxy, pools)
-        port = int(pools["one"]["listen"].rsplit(":", 1)[1])
+        server, proxy, port = self.one_server_proxy(ARGS.dproxy)
         c, w = RespClient(port), RespClient(port)
         self.addCleanup(c.close)
         self.addCleanup(w.close)
         self.assertEqual(w.call("WATCH", "k"), b"OK")  # a dedicated connection, then the kill
         self.assertEqual(c.call("MULTI"), b"OK")
         self.assertEqual(c.call("SET", "k", "1"), b"QUEUED")
-        procs.kill(server)
+        server.procs.kill(server)
         err = c.call("EXEC")
         self.assertIsInstance(err, RespError)
         self.assertTrue(err.startswith(b"ERR dproxy: backend"), err)

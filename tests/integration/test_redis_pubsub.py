@@ -19,7 +19,7 @@ from harness import HOST, Dproxy, Processes, RespClient, RespError, free_port, r
 ARGS = None
 
 
-class PubSubTest(unittest.TestCase):
+class PubSubTest(harness.PoolsTestMixin, unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.procs = Processes()
@@ -38,24 +38,6 @@ class PubSubTest(unittest.TestCase):
         }
         cls.single_port = ports[3]
         cls.proxy = Dproxy(cls.procs, ARGS.dproxy, cls.pools)
-
-    @classmethod
-    def tearDownClass(cls):
-        rc = cls.proxy.stop()
-        log = cls.proxy.log_text()
-        cls.procs.close()
-        assert rc == 0, f"dproxy exited with {rc}: {log[-2000:]}"
-
-    def setUp(self):
-        self.prefix = f"{self._testMethodName}:{os.urandom(4).hex()}:"
-
-    def port(self, pool):
-        return int(self.pools[pool]["listen"].rsplit(":", 1)[1])
-
-    def raw(self, pool=None, port=None):
-        c = RespClient(port or self.port(pool))
-        self.addCleanup(c.close)
-        return c
 
     def client(self, pool):
         import redis
@@ -178,17 +160,11 @@ class PubSubTest(unittest.TestCase):
         self.assertEqual(pub.call("PING"), b"PONG")
 
     def test_backend_death_disconnects_the_subscriber(self):
-        procs = Processes()
-        self.addCleanup(procs.close)
-        server = procs.redis()
-        pools = {"one": {"protocol": "redis", "listen": f"{HOST}:{free_port()}",
-                         "servers": [f"{HOST}:{server.port}"]}}
-        proxy = Dproxy(procs, ARGS.dproxy, pools)
-        port = int(pools["one"]["listen"].rsplit(":", 1)[1])
+        server, proxy, port = self.one_server_proxy(ARGS.dproxy)
         c = RespClient(port)
         self.addCleanup(c.close)
         self.assertEqual(c.call("SUBSCRIBE", "x"), [b"subscribe", b"x", 1])
-        procs.kill(server)
+        server.procs.kill(server)
         self.assertTrue(c.is_closed(timeout=5))
         self.assertEqual(proxy.stop(), 0)
 

@@ -13,7 +13,7 @@ import time
 import unittest
 
 import harness
-from harness import HOST, Dproxy, Processes, RespClient, RespError, free_port, resp_command
+from harness import HOST, Dproxy, Processes, RespClient, free_port, resp_command
 
 ARGS = None
 
@@ -30,7 +30,7 @@ def info_field(port, section, field):
     raise AssertionError(f"{field} not in INFO {section}")
 
 
-class SessionModesStress(unittest.TestCase):
+class SessionModesStress(harness.PoolsTestMixin, unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.procs = Processes()
@@ -43,13 +43,6 @@ class SessionModesStress(unittest.TestCase):
         }
         cls.proxy = Dproxy(cls.procs, ARGS.dproxy, cls.pools)
         cls.port = int(cls.pools["ketama"]["listen"].rsplit(":", 1)[1])
-
-    @classmethod
-    def tearDownClass(cls):
-        rc = cls.proxy.stop()
-        log = cls.proxy.log_text()
-        cls.procs.close()
-        assert rc == 0, f"dproxy exited with {rc}: {log[-2000:]}"
 
     def one_client(self, rng, prefix):
         s = socket.create_connection((HOST, self.port), timeout=5)

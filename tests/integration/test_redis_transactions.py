@@ -18,7 +18,7 @@ ARGS = None
 EXECABORT = RespError(b"EXECABORT Transaction discarded because of previous errors.")
 
 
-class TransactionTest(unittest.TestCase):
+class TransactionTest(harness.PoolsTestMixin, unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.procs = Processes()
@@ -38,24 +38,6 @@ class TransactionTest(unittest.TestCase):
         cls.backend_ports = {"ketama": ports[:3], "single": ports[3:],
                              "cluster": [n.port for n in cls.cluster.nodes]}
         cls.proxy = Dproxy(cls.procs, ARGS.dproxy, cls.pools)
-
-    @classmethod
-    def tearDownClass(cls):
-        rc = cls.proxy.stop()
-        log = cls.proxy.log_text()
-        cls.procs.close()
-        assert rc == 0, f"dproxy exited with {rc}: {log[-2000:]}"
-
-    def setUp(self):
-        self.prefix = f"{self._testMethodName}:{os.urandom(4).hex()}:"
-
-    def port(self, pool):
-        return int(self.pools[pool]["listen"].rsplit(":", 1)[1])
-
-    def raw(self, pool=None, port=None):
-        c = RespClient(port or self.port(pool))
-        self.addCleanup(c.close)
-        return c
 
     def on_backends(self, pool, key, db=0):
         """The values of `key` on the backends of `pool` that hold it (asked directly)."""
