@@ -257,6 +257,23 @@ class TransactionTest(harness.PoolsTestMixin, unittest.TestCase):
                 self.assertEqual(c.call("EXEC"), [b"changed"])  # the WATCH was dropped
                 self.assertEqual(c.call("CLIENT", "NO-EVICT", "on"), b"OK")
 
+    def test_client_reply_off_on_skip_as_one_redis(self):
+        key = self.prefix + "cr"
+        script = [("SET", key, "1"), ("CLIENT", "REPLY", "OFF"), ("SET", key, "2"), ("GET", key),
+                  ("NOSUCH",), ("CLIENT", "REPLY", "ON"), ("GET", key),
+                  ("CLIENT", "REPLY", "SKIP"), ("INCR", key), ("GET", key),
+                  ("CLIENT", "REPLY", "maybe"), ("CLIENT", "REPLY", "OFF"), ("RESET",), ("PING",)]
+        direct, proxied = self.raw(port=self.backend_ports["single"][0]), self.raw("single")
+        data = b"".join(resp_command(*cmd) for cmd in script)
+        direct.send(data)
+        proxied.send(data)
+        # Answered: SET, ON, GET (2), GET (3), the syntax error, RESET, PING: 7 replies.
+        want = [direct.read_raw_reply() for _ in range(7)]
+        self.assertEqual([proxied.read_raw_reply() for _ in range(7)], want)
+        self.assertEqual(want[2], b"$1\r\n2\r\n")
+        # Nothing more is queued on either connection.
+        self.assertEqual(proxied.call("ECHO", "end"), b"end")
+
     # --- a pool of one server -------------------------------------------------------------
 
     def test_one_server_pool_is_transparent(self):

@@ -38,7 +38,18 @@ ReplySlot* RedisFrontEnd::refuse(const ParseResult& r, const Request&) {
 }
 
 void RedisFrontEnd::dispatch(const Request& req) {
-  if (!req.args.empty()) dispatch_command(req);
+  if (req.args.empty()) return;
+  if (!reply_off_ && !skip_next_) [[likely]] {
+    dispatch_command(req);
+    return;
+  }
+  // CLIENT REPLY OFF / SKIP: this command runs, its reply is dropped (CLIENT REPLY ON clears
+  // suppress_current_ to be answered).
+  suppress_current_ = true;
+  skip_next_ = false;
+  const size_t before = s_.slots_.size();
+  dispatch_command(req);
+  if (suppress_current_ && s_.slots_.size() > before) s_.slots_.back()->noreply = true;
 }
 
 bool RedisFrontEnd::is_read(const Request& req) const {
@@ -201,6 +212,10 @@ void RedisFrontEnd::reject(const resp::CommandInfo& cmd, const Request& req) {
   }
   if (name == "client|info") {
     client_info();
+    return;
+  }
+  if (name == "client|reply") {
+    client_reply(req);
     return;
   }
   if (name == "client|no-evict") {

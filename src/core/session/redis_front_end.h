@@ -73,6 +73,8 @@ class RedisFrontEnd final : public FrontEnd {
   void command_reply(const protocol::Request& req);
   // RESET: the session back to a new connection's state ("+RESET").
   void reset();
+  // CLIENT REPLY ON|OFF|SKIP: the replies of later commands dropped (or not).
+  void client_reply(const protocol::Request& req);
   // CLIENT INFO: this client, in CLIENT LIST's format.
   void client_info();
   // CLIENT SETINFO LIB-NAME|LIB-VER value (Redis 7.2; not in the 7.0 command table).
@@ -89,6 +91,11 @@ class RedisFrontEnd final : public FrontEnd {
   RedisPubSub pubsub_;
   std::string client_name_;
   std::string lib_name_;  // CLIENT SETINFO
+  // CLIENT REPLY: OFF drops every reply, SKIP the next command's; suppress_current_: the
+  // command being dispatched has its reply dropped.
+  bool reply_off_ = false;
+  bool skip_next_ = false;
+  bool suppress_current_ = false;
   std::string lib_ver_;
   std::string last_command_name_;  // the name of the last command looked up, as sent
   const protocol::resp::CommandInfo* last_command_ = nullptr;

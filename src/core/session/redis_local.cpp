@@ -163,7 +163,23 @@ void RedisFrontEnd::reset() {
   s_.db_ = -1;
   client_name_.clear();
   authenticated_ = s_.pool().config().client_password.empty();
+  reply_off_ = skip_next_ = suppress_current_ = false;  // CLIENT REPLY ON
   s_.ready_slot("+RESET\r\n");
+}
+
+void RedisFrontEnd::client_reply(const Request& req) {
+  // CLIENT REPLY ON|OFF|SKIP, as Redis: OFF and SKIP are not answered, ON is.
+  const std::string_view mode = req.args.size() == 3 ? req.args[2] : std::string_view();
+  if (iequals(mode, "on")) {
+    reply_off_ = skip_next_ = suppress_current_ = false;
+    s_.ready_slot("+OK\r\n");
+  } else if (iequals(mode, "off")) {
+    reply_off_ = true;
+  } else if (iequals(mode, "skip")) {
+    if (!reply_off_) skip_next_ = true;
+  } else {
+    s_.redis_error("ERR syntax error");
+  }
 }
 
 void RedisFrontEnd::client_info() {
