@@ -8,7 +8,6 @@ answers -EXECABORT and nothing is applied). This file checks, on the backends th
 nothing of such a transaction is written: pipelined in one write, sent command by command,
 after a refused WATCH, and through redis-py's default pipeline() (a MULTI/EXEC transaction).
 """
-import os
 import unittest
 
 import harness
@@ -27,7 +26,7 @@ def not_queued(name):
             f"discard it").encode()
 
 
-class RefusedMultiTest(unittest.TestCase):
+class RefusedMultiTest(harness.PoolsTestMixin, unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.procs = Processes()
@@ -43,24 +42,6 @@ class RefusedMultiTest(unittest.TestCase):
         }
         cls.backend_ports = {"replicated": ports[:2], "fanout": ports[2:]}
         cls.proxy = Dproxy(cls.procs, ARGS.dproxy, cls.pools)
-
-    @classmethod
-    def tearDownClass(cls):
-        rc = cls.proxy.stop()
-        log = cls.proxy.log_text()
-        cls.procs.close()
-        assert rc == 0, f"dproxy exited with {rc}: {log[-2000:]}"
-
-    def setUp(self):
-        self.prefix = f"{self._testMethodName}:{os.urandom(4).hex()}:"
-
-    def port(self, pool):
-        return int(self.pools[pool]["listen"].rsplit(":", 1)[1])
-
-    def raw(self, pool):
-        c = RespClient(self.port(pool))
-        self.addCleanup(c.close)
-        return c
 
     def on_backends(self, pool, key):
         """The value of `key` on every backend of `pool` that holds it (asked directly)."""
