@@ -5,6 +5,7 @@
 #include "core/backend/pool_runtime.h"
 #include "core/client_session.h"
 #include "core/log.h"
+#include "core/session/memcache_front_end.h"
 #include "core/stats.h"
 #include "core/worker.h"
 
@@ -301,14 +302,7 @@ void McBinaryFrontEnd::stats_reply() {
   // dproxy's own figures, summed over every worker thread: the reply waits for them.
   ReplySlot* slot = s_.new_slot(ReplySlot::Kind::kReady);
   expect_reply(slot);
-  s_.worker_.collect_stats(
-      s_.socket_.get_executor(),
-      [self = s_.shared_from_this(), slot](const StatsSnapshot& snap, const ProcessInfo& info) {
-        slot->data = format_memcached_stats(snap, info, self->slot_.name);
-        slot->data.append("END\r\n");
-        slot->done = true;
-        self->drain();
-      });
+  McFrontEnd::fill_stats(s_, slot);  // the ASCII stats, translated as the slot leaves
 }
 
 void McBinaryFrontEnd::translate(const ReplySlot& slot, std::string* out) {

@@ -139,16 +139,19 @@ void McFrontEnd::refused_store(std::string_view error, const Request& req) {
 }
 
 void McFrontEnd::stats_reply() {
+  fill_stats(s_, s_.new_slot(ReplySlot::Kind::kReady));
+}
+
+void McFrontEnd::fill_stats(ClientSession& session, ReplySlot* slot) {
   // The figures are summed over every worker thread: the reply waits for them.
-  ReplySlot* slot = s_.new_slot(ReplySlot::Kind::kReady);
-  s_.worker_.collect_stats(
-      s_.socket_.get_executor(),
-      [self = s_.shared_from_this(), slot](const StatsSnapshot& snap, const ProcessInfo& info) {
-        slot->data = format_memcached_stats(snap, info, self->slot_.name);
-        slot->data.append("END\r\n");
-        slot->done = true;
-        self->drain();
-      });
+  session.worker_.collect_stats(session.socket_.get_executor(),
+                                [self = session.shared_from_this(), slot](const StatsSnapshot& snap,
+                                                                          const ProcessInfo& info) {
+                                  slot->data = format_memcached_stats(snap, info, self->slot_.name);
+                                  slot->data.append("END\r\n");
+                                  slot->done = true;
+                                  self->drain();
+                                });
 }
 
 }  // namespace dproxy::core

@@ -25,6 +25,10 @@ class McFrontEnd final : public FrontEnd {
   bool refusal_waits_for_reads() const override { return true; }  // a refused set deletes
   std::string_view request_too_large_reply() const override;
 
+  // dproxy's "stats" lines + END into `slot` once every worker's figures are in (the binary
+  // front end translates them).
+  static void fill_stats(ClientSession& session, ReplySlot* slot);
+
  private:
   void dispatch_request(const protocol::Request& req);
   // A storage request refused by the parser with `error`: a `set` refused for its size deletes
