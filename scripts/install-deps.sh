@@ -6,7 +6,7 @@ PACKAGES=(
   cmake g++ make pkg-config
   libasio-dev libhiredis-dev nlohmann-json3-dev libyaml-cpp-dev doctest-dev
   memcached redis-server redis-tools nutcracker libmemcached-tools
-  python3 python3-pymemcache python3-redis python3-pylibmc ruby ruby-dalli
+  python3 python3-pymemcache python3-redis python3-pylibmc ruby ruby-dalli php-cli php-memcached
   clang-format curl iproute2 mount
   clang libclang-rt-14-dev
   netcat-openbsd

@@ -60,10 +60,10 @@ std::string_view ClientSession::request_too_large_reply() const {
 
 void ClientSession::choose_front_end() {
   front_chosen_ = true;
-  // A pool with SASL credentials speaks binary only (as memcached -S): any first byte.
+  // A binary request's magic byte chooses the binary front end (SASL in a pool with
+  // credentials); ASCII clients of such a pool authenticate as memcached -Y asks.
   if (redis_ ||
-      (static_cast<unsigned char>(rbuf_[rstart_]) != protocol::memcache::binary::kRequestMagic &&
-       pool().config().sasl_users.empty()))
+      static_cast<unsigned char>(rbuf_[rstart_]) != protocol::memcache::binary::kRequestMagic)
     return;
   auto binary = std::make_unique<McBinaryFrontEnd>(*this, pool().config());
   translator_ = binary.get();

@@ -52,13 +52,16 @@ struct PoolConfig {
   std::vector<std::string> server_paths;
   // The route tree; its shard nodes hold indices into `servers`.
   routing::RouteSpec route;
-  // memcached only: SASL PLAIN credentials (user, password). When given, clients must
-  // authenticate over the binary protocol before anything else (ASCII is not served, as
-  // memcached -S does).
+  // memcached only: client credentials (user, password). When given, clients must
+  // authenticate before anything else: SASL PLAIN over the binary protocol (as memcached -S),
+  // memcached's ASCII authentication on the text protocol (as memcached -Y).
   std::vector<std::pair<std::string, std::string>> sasl_users;
+  // Backend credentials, sent on each new backend connection: Redis AUTH [user] password;
+  // memcached's ASCII authentication "<user> <password>" (backends started with -Y).
+  std::string server_user;
+  std::string server_password;
   // redis only
   std::string client_password;  // clients must AUTH with this before anything else
-  std::string server_password;  // dproxy sends AUTH with this on each new backend connection
   uint32_t db = 0;              // dproxy sends SELECT db on each new backend connection
   // Backend connections clients may hold at once (blocking commands, WATCH), every thread.
   uint32_t max_dedicated_connections = 1024;

@@ -68,6 +68,7 @@ const std::vector<std::string>& known_pool_keys() {
                                                 "servers",
                                                 "client_password",
                                                 "server_password",
+                                                "server_user",
                                                 "db",
                                                 "max_dedicated_connections",
                                                 "children",
@@ -148,11 +149,21 @@ void parse_pool_key(const std::string& key, const json& value, const std::string
       pool.sasl_users.emplace_back(user, pw);
     }
     keys.memcached_only.push_back(p);
-  } else if (key == "client_password" || key == "server_password") {
+  } else if (key == "client_password") {
     const std::string& pw = get_string(value, p);
     if (pw.empty()) fail(p, "must not be empty (leave the key out instead)");
-    (key == "client_password" ? pool.client_password : pool.server_password) = pw;
+    pool.client_password = pw;
     keys.redis_only.push_back(p);
+  } else if (key == "server_password" || key == "server_user") {
+    // Both protocols: Redis AUTH [user] password; memcached's ASCII authentication (-Y).
+    const std::string& text = get_string(value, p);
+    if (text.empty()) fail(p, "must not be empty (leave the key out instead)");
+    if (text.find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos)
+      fail(p, "must not hold CR, LF or NUL bytes");
+    if (key == "server_user" && text.find(' ') != std::string::npos)
+      fail(p,
+           "must not hold a space (memcached's authentication separates user and password by one)");
+    (key == "server_user" ? pool.server_user : pool.server_password) = text;
   } else if (key == "read_from") {
     pool.read_from = parse_read_from(value, p);
     keys.cluster_only.push_back(p);
@@ -163,6 +174,12 @@ void parse_pool_key(const std::string& key, const json& value, const std::string
 
 // The checks across keys, once the pool and its routes are read.
 void check_pool(const json& v, const std::string& path, PoolConfig& pool, const PoolKeys& keys) {
+  if (!pool.server_user.empty() && pool.server_password.empty())
+    fail(path + ".server_user", "needs server_password");
+  if (pool.protocol == Protocol::kMemcached && !pool.server_password.empty() &&
+      pool.server_user.empty())
+    fail(path + ".server_password",
+         "a memcached pool needs server_user too (memcached's ASCII authentication sends both)");
   if (pool.protocol != Protocol::kRedis && !keys.redis_only.empty())
     fail(keys.redis_only.front(), "only a redis pool takes this key");
   if (pool.protocol != Protocol::kMemcached && !keys.memcached_only.empty())

@@ -242,7 +242,7 @@ class ConfigErrorTest(CliTestBase):
                           "server_retry_timeout_ms, auto_eject_hosts, client_connections, "
                           "server_connections, server_connections_per_process, backlog, "
                           "preconnect, tcp_keepalive, max_value_bytes, sasl, servers, "
-                          "client_password, server_password, db, max_dedicated_connections, "
+                          "client_password, server_password, server_user, db, max_dedicated_connections, "
                           "children, write_ack, read, "
                           "failover_on_miss, reply, cluster_refresh_ms, read_from)")
 

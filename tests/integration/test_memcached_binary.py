@@ -391,7 +391,7 @@ class SaslBinaryTest(unittest.TestCase):
     """A pool with "sasl" credentials: SASL PLAIN over the binary protocol, as memcached -S
     answers it (proto_bin.c): before authenticating, anything but the SASL opcodes and version
     gets "Auth failure." and the connection closes; a wrong password gets "Auth failure." and
-    the connection stays; ASCII is not served (memcached -S speaks binary only)."""
+    the connection stays. ASCII clients of the pool use memcached's ASCII authentication."""
 
     @classmethod
     def setUpClass(cls):
@@ -422,7 +422,11 @@ class SaslBinaryTest(unittest.TestCase):
         self.assertEqual(got[0][:2], (mb.OP["version"], 0))
         self.assertEqual(got[1][:3] + got[1][6:], (0, 0x20, 2, b"Auth failure."))
         self.assertEqual(got[2:], ["<closed>"])
-        self.assertEqual(mb.exchange(self.port, b"get foo\r\n", mark=False), ["<closed>"])
+        # An ASCII client authenticates as memcached -Y asks (test_memcached_auth.py).
+        c = RawClient(self.port)
+        c.send(b"get foo\r\n")
+        self.assertEqual(c.read_line(), b"CLIENT_ERROR unauthenticated\r\n")
+        c.close()
 
     def test_mechanisms_and_failures(self):
         got = mb.exchange(self.port, req(0x20, opaque=1) +

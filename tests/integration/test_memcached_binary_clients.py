@@ -91,6 +91,43 @@ c.flush_all()
 print("pylibmc ok", pylibmc.__version__)
 '''
 
+PHP = r'''<?php
+$port = (int)$argv[1];
+foreach ([false, true] as $binary) {
+  $m = new Memcached();
+  $m->setOption(Memcached::OPT_BINARY_PROTOCOL, $binary);
+  $m->addServer("127.0.0.1", $port);
+  $k = "php:" . ($binary ? "b" : "a") . ":" . getmypid() . ":" . microtime(true);
+  $check = function ($ok, $what) use ($m, $binary) {
+    if (!$ok) {
+      fwrite(STDERR, ($binary ? "binary" : "ascii") . " $what: " . $m->getResultMessage() . "\n");
+      exit(1);
+    }
+  };
+  $check($m->set($k, "v1") && $m->get($k) === "v1", "set/get");
+  $check($m->get($k . "missing") === false && $m->getResultCode() == Memcached::RES_NOTFOUND,
+         "miss");
+  $items = [];
+  for ($i = 0; $i < 30; $i++) { if ($i % 3) $items["$k:$i"] = "val$i"; }
+  $check($m->setMulti($items), "setMulti");
+  $keys = [];
+  for ($i = 0; $i < 30; $i++) $keys[] = "$k:$i";
+  $check($m->getMulti($keys) == $items, "getMulti");
+  $check($m->set("$k:n", 5) && $m->increment("$k:n", 3) === 8 && $m->decrement("$k:n", 10) === 0,
+         "incr/decr");
+  $check(!$m->add($k, "x") && $m->replace($k, "r") && $m->get($k) === "r", "add/replace");
+  $m->setOption(Memcached::OPT_COMPRESSION, false);
+  $check($m->append($k, "-app") && $m->prepend($k, "pre-") && $m->get($k) === "pre-r-app",
+         "append/prepend");
+  $v = $m->get($k, null, Memcached::GET_EXTENDED);
+  $check($m->cas($v["cas"], $k, "casd") && !$m->cas($v["cas"], $k, "stale"), "cas");
+  $check($m->touch($k, 100), "touch");
+  $check($m->delete($k) && !$m->delete($k), "delete");
+  $check(is_array($m->getVersion()), "version");
+  echo "php ok " . ($binary ? "binary" : "ascii") . "\n";
+}
+'''
+
 
 def missing(what):
     """A client that is not installed: a failure in CI, a skip elsewhere."""
@@ -134,6 +171,15 @@ class BinaryClientsTest(unittest.TestCase):
             missing("ruby-dalli")
         out = self.run_script(["ruby"], DALLI, ".rb")
         self.assertIn("dalli ok 3.", out)
+
+    def test_php_memcached(self):
+        # php-memcached (libmemcached) in its default ASCII mode and with OPT_BINARY_PROTOCOL.
+        if shutil.which("php") is None:
+            missing("php-cli")
+        if subprocess.run(["php", "-r", "exit(class_exists('Memcached') ? 0 : 1);"]).returncode:
+            missing("php-memcached")
+        out = self.run_script(["php"], PHP, ".php")
+        self.assertEqual(out.count("php ok"), 2, out)
 
     def test_dalli_sasl(self):
         if subprocess.run(["ruby", "-e", "require 'dalli'"], capture_output=True).returncode:

@@ -44,7 +44,9 @@ class RedisErrorsTest(RedisTestMixin, unittest.TestCase):
         cls.backends = [cls.procs.redis() for _ in range(3)]
         cls.ports = [b.port for b in cls.backends]
         # Two servers that require a password, for server_password / db.
-        cls.secure = [cls.procs.redis(extra=["--requirepass", SERVER_PASSWORD])
+        # An ACL user (server_user) limited to keys acl:*.
+        cls.secure = [cls.procs.redis(extra=["--requirepass", SERVER_PASSWORD,
+                                             "--user", "alice", "on", ">alicepw", "~acl:*", "+@all"])
                       for _ in range(2)]
         cls.flaky = cls.procs.redis()  # stopped, killed and restarted by the tests
         cls.stall = cls.procs.redis()  # stopped (SIGSTOP) by a test
@@ -53,7 +55,7 @@ class RedisErrorsTest(RedisTestMixin, unittest.TestCase):
         servers = [f"{HOST}:{p} r{i}" for i, p in enumerate(cls.ports)]
         secure = [f"{HOST}:{b.port}" for b in cls.secure]
         cls.port = {name: free_port() for name in (
-            "main", "small", "auth", "backauth", "wrongpw", "nopwserver", "baddb",
+            "main", "small", "auth", "backauth", "acluser", "wrongpw", "nopwserver", "baddb",
             "halfdown", "flaky", "stall")}
 
         def pool(name, srv, **kw):
@@ -69,6 +71,7 @@ class RedisErrorsTest(RedisTestMixin, unittest.TestCase):
             "small": pool("small", servers, max_value_bytes=1024),
             "auth": pool("auth", servers, client_password=CLIENT_PASSWORD),
             "backauth": pool("backauth", secure, server_password=SERVER_PASSWORD, db=3),
+            "acluser": pool("acluser", secure, server_user="alice", server_password="alicepw"),
             "wrongpw": pool("wrongpw", secure[:1], server_password="not-the-password"),
             "nopwserver": pool("nopwserver", servers[:1], server_password="unneeded"),
             "baddb": pool("baddb", servers[1:2], db=99),
@@ -412,6 +415,18 @@ class RedisErrorsTest(RedisTestMixin, unittest.TestCase):
         d.execute_command("SELECT", "3")
         k0 = next(k for k in keys if in_db3[k] == [ports[0]])
         self.assertEqual(d.get(k0), ("v-" + k0).encode())
+        self.assertEqual(r.delete(*keys), len(keys))
+
+    def test_server_user(self):
+        # AUTH alice alicepw on every backend connection: her keys pass, others are refused by
+        # the server's ACL (so the connection is hers, not the default user's).
+        r = self.client("acluser")
+        keys = [f"acl:{os.urandom(4).hex()}" for _ in range(10)]
+        self.assertTrue(r.mset({k: "v" for k in keys}))
+        self.assertEqual(r.mget(keys), [b"v"] * len(keys))
+        with self.assertRaises(redis.ResponseError) as e:
+            r.set(self.k("not-hers"), "v")
+        self.assertIn("no permissions", str(e.exception))
         self.assertEqual(r.delete(*keys), len(keys))
 
     def test_wrong_server_password_names_the_backend(self):

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 
+#include "core/backend/backend_setup.h"
 #include "core/backend/oneshot_exchange.h"
 #include "core/log.h"
 #include "core/worker.h"
@@ -49,11 +50,7 @@ ClusterRuntime::ClusterRuntime(Worker& worker, const PoolConfig& config, Cluster
       periodic_timer_(worker.io()),
       delay_timer_(worker.io()),
       retry_timer_(worker.io()) {
-  if (!config.server_password.empty()) {
-    std::string_view auth[] = {"AUTH", config.server_password};
-    protocol::resp::append_command(setup_, auth);
-    ++setup_replies_;
-  }
+  setup_ = backend_setup(config, 0, setup_replies_);  // AUTH; a cluster has database 0 only
   query_ = setup_;
   query_replies_ = setup_replies_ + 1;
   query_.append("*2\r\n$7\r\nCLUSTER\r\n$5\r\nSLOTS\r\n");

@@ -2,10 +2,10 @@
 
 #include <cstdlib>
 
+#include "core/backend/backend_setup.h"
 #include "core/log.h"
 #include "core/stats.h"
 #include "core/worker.h"
-#include "protocol/resp/reply_writer.h"
 
 namespace dproxy::core {
 
@@ -64,21 +64,7 @@ PoolRuntime::PoolRuntime(Worker& worker, std::shared_ptr<const PoolConfig> confi
 }
 
 std::string PoolRuntime::setup_for(int64_t db, uint32_t& replies) const {
-  std::string setup;
-  replies = 0;
-  if (config_.protocol != Protocol::kRedis) return setup;
-  if (!config_.server_password.empty()) {
-    std::string_view auth[] = {"AUTH", config_.server_password};
-    protocol::resp::append_command(setup, auth);
-    ++replies;
-  }
-  if (db != 0) {
-    std::string n = std::to_string(db);
-    std::string_view select[] = {"SELECT", n};
-    protocol::resp::append_command(setup, select);
-    ++replies;
-  }
-  return setup;
+  return backend_setup(config_, db, replies);
 }
 
 PoolRuntime::ServerConnections PoolRuntime::make_connections(const std::string& setup,

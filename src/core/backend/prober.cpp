@@ -3,9 +3,9 @@
 #include <cstdint>
 #include <string>
 
+#include "core/backend/backend_setup.h"
 #include "core/backend/oneshot_exchange.h"
 #include "core/backend/server_health.h"
-#include "protocol/resp/reply_writer.h"
 
 namespace dproxy::core {
 
@@ -19,23 +19,10 @@ void probe(asio::io_context& io, std::shared_ptr<PoolHealth> health, size_t inde
            const asio::generic::stream_protocol::endpoint& endpoint) {
   const PoolConfig& config = health->config();
   const bool redis = config.protocol == Protocol::kRedis;
-  std::string request = "version\r\n";
-  uint32_t replies = 1;
-  if (redis) {
-    request.clear();
-    if (!config.server_password.empty()) {
-      std::string_view auth[] = {"AUTH", config.server_password};
-      protocol::resp::append_command(request, auth);
-      ++replies;
-    }
-    if (config.db != 0) {
-      std::string db = std::to_string(config.db);
-      std::string_view select[] = {"SELECT", db};
-      protocol::resp::append_command(request, select);
-      ++replies;
-    }
-    request.append("*1\r\n$4\r\nPING\r\n");
-  }
+  uint32_t replies = 0;
+  std::string request = backend_setup(config, config.db, replies);
+  request.append(redis ? "*1\r\n$4\r\nPING\r\n" : "version\r\n");
+  ++replies;
   // timeout_ms 0 (no request timeout) still bounds a probe: by the connect timeout once more.
   auto limit = std::chrono::milliseconds(
       config.connect_timeout_ms +

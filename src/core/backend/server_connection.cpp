@@ -238,6 +238,15 @@ void ServerConnection::start_read() {
 ServerConnection::Step ServerConnection::read_setup_reply() {
   bool is_error = false;
   std::string_view view(in_.data() + in_start_, in_end_ - in_start_);
+  if (!redis_) {
+    // memcached's ASCII authentication: one line, STORED when the credentials were taken.
+    const size_t eol = view.find('\n');
+    if (eol == std::string_view::npos) return view.size() > 1024 ? fail_setup(view) : Step::kMore;
+    if (view.substr(0, eol + 1) != "STORED\r\n") return fail_setup(view.substr(0, eol));
+    in_start_ += eol + 1;
+    if (--setup_pending_ == 0 && !writing_) start_write();
+    return Step::kNext;
+  }
   protocol::ParseResult r = protocol::resp::scan_reply(view, &is_error);
   if (r.status == protocol::ParseStatus::kNeedMore) return Step::kMore;
   if (setup_pending_ == 1 && setup_info_ && r.status == protocol::ParseStatus::kOk) {
@@ -251,12 +260,19 @@ ServerConnection::Step ServerConnection::read_setup_reply() {
     std::string_view reply = view.substr(0, r.consumed);
     while (!reply.empty() && (reply.back() == '\n' || reply.back() == '\r')) reply.remove_suffix(1);
     if (!reply.empty() && reply.front() == '-') reply.remove_prefix(1);
-    fail_all("refused the connection setup (AUTH/SELECT): " + std::string(reply));
-    return Step::kStop;
+    return fail_setup(reply);
   }
   in_start_ += r.consumed;
   if (--setup_pending_ == 0 && !writing_) start_write();
   return Step::kNext;
+}
+
+ServerConnection::Step ServerConnection::fail_setup(std::string_view reply) {
+  while (!reply.empty() && (reply.back() == '\n' || reply.back() == '\r')) reply.remove_suffix(1);
+  if (reply.size() > 200) reply = reply.substr(0, 200);
+  fail_all(std::string("refused the connection setup (") +
+           (redis_ ? "AUTH/SELECT" : "authentication") + "): " + std::string(reply));
+  return Step::kStop;
 }
 
 ServerConnection::Step ServerConnection::read_push() {

@@ -99,6 +99,8 @@ class ServerConnection {
   enum class Step : uint8_t { kNext, kMore, kStop };
   // A reply to the connection setup (AUTH, SELECT, INFO server).
   Step read_setup_reply();
+  // Fails the connection: a setup reply (`reply`, an error or unexpected line) refused it.
+  [[gnu::cold]] Step fail_setup(std::string_view reply);
   // A frame on a subscriber connection.
   Step read_push();
   void arm_timer();

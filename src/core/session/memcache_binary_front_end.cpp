@@ -5,6 +5,7 @@
 #include "core/backend/pool_runtime.h"
 #include "core/client_session.h"
 #include "core/log.h"
+#include "core/session/mc_credentials.h"
 #include "core/session/memcache_front_end.h"
 #include "core/stats.h"
 #include "core/worker.h"
@@ -117,12 +118,11 @@ ReplySlot* McBinaryFrontEnd::local_reply(uint16_t status, uint64_t cas, std::str
 ReplySlot* McBinaryFrontEnd::refuse(const ParseResult& r, const Request&) {
   if (bin_.error_status == 0) {
     // A byte other than the request magic where a request starts: memcached closes.
-    LOG_WARN("pool %s: client %llu: closed: bad magic byte 0x%02x in a binary protocol stream%s",
+    LOG_WARN("pool %s: client %llu: closed: bad magic byte 0x%02x in a binary protocol stream",
              s_.slot_.name.c_str(), static_cast<unsigned long long>(s_.id_),
              r.consumed > 0
                  ? static_cast<unsigned>(static_cast<unsigned char>(s_.rbuf_[s_.rstart_]))
-                 : 0u,
-             auth_required_ ? " (the pool requires SASL: binary protocol only)" : "");
+                 : 0u);
     return s_.ready_slot("");
   }
   if (bin_.error_status == bin::kValueTooLarge &&
@@ -252,20 +252,6 @@ void McBinaryFrontEnd::dispatch(const Request&) {
   execute(fwd_);
 }
 
-namespace {
-
-// Compares without stopping at the first difference (the time says nothing of the password).
-bool same_secret(std::string_view a, std::string_view b) {
-  unsigned diff = a.size() == b.size() ? 0u : 1u;
-  for (size_t i = 0; i < a.size(); ++i) {
-    const char c = b.empty() ? '\0' : b[i % b.size()];
-    diff |= static_cast<unsigned>(static_cast<unsigned char>(a[i]) ^ static_cast<unsigned char>(c));
-  }
-  return diff == 0;
-}
-
-}  // namespace
-
 void McBinaryFrontEnd::sasl() {
   const auto& users = s_.pool().config().sasl_users;
   if (!auth_required_ || users.empty()) {
@@ -280,14 +266,9 @@ void McBinaryFrontEnd::sasl() {
   // PLAIN completes in one step: a step without a started exchange fails, as memcached's.
   std::string_view user;
   std::string_view password;
-  bool ok = bin_.opcode == bin::kSaslAuth && bin_.key == "PLAIN" &&
-            bin::parse_sasl_plain(bin_.value, user, password);
-  if (ok) {
-    ok = false;
-    for (const auto& [u, p] : users) {
-      if (u == user) ok = same_secret(password, p);
-    }
-  }
+  const bool ok = bin_.opcode == bin::kSaslAuth && bin_.key == "PLAIN" &&
+                  bin::parse_sasl_plain(bin_.value, user, password) &&
+                  mc_credentials_ok(users, user, password);
   if (!ok) {
     LOG_WARN("pool %s: client %llu: SASL authentication failed", s_.slot_.name.c_str(),
              static_cast<unsigned long long>(s_.id_));

@@ -12,6 +12,7 @@
 #include "core/backend/pool_runtime.h"
 #include "core/client_session.h"
 #include "core/log.h"
+#include "core/session/mc_credentials.h"
 #include "core/stats.h"
 #include "core/worker.h"
 
@@ -23,7 +24,9 @@ using protocol::ParseStatus;
 using protocol::Request;
 
 McFrontEnd::McFrontEnd(ClientSession& session, const PoolConfig& config, size_t max_line_bytes)
-    : s_(session), parser_(mc::RequestLimits{250, config.max_value_bytes, max_line_bytes}) {}
+    : s_(session),
+      parser_(mc::RequestLimits{250, config.max_value_bytes, max_line_bytes}),
+      authenticated_(config.sasl_users.empty()) {}
 
 // memcached's own version line. libmemcached (memcping, memcstat, ...) refuses a major version 0,
 // so dproxy answers the memcached protocol level it speaks; its own version is in `stats`.
@@ -70,14 +73,55 @@ ReplySlot* McFrontEnd::refuse(const ParseResult& r, const Request& req) {
   // A close without a reply: an HTTP request line (memcached closes too), or the bytes parse()
   // found to be no memcached ASCII (logged there).
   if (r.close && r.error.empty() && !close_logged_) log_close("an HTTP request line");
+  if (!authenticated_) [[unlikely]]
+    return refuse_unauthenticated(r, req);
   refused_store(r.error, req);
   // A request that asked for no reply gets none (an empty slot still closes in order).
   return s_.ready_slot(req.has(protocol::kFlagNoreply) ? std::string_view() : r.error);
 }
 
 void McFrontEnd::dispatch(const Request& req) {
+  if (!authenticated_) [[unlikely]] {
+    authenticate(req);
+    return;
+  }
   s_.cur_command_ = req.command;
   dispatch_request(req);
+}
+
+void McFrontEnd::authenticate(const Request& req) {
+  if (static_cast<mc::Command>(req.command) != mc::Command::kSet) {
+    s_.ready_slot("CLIENT_ERROR unauthenticated\r\n");
+    return;
+  }
+  // The data block: after the command line, before its CRLF.
+  const size_t line_end = req.frame.find('\n') + 1;
+  std::string_view data = req.frame.substr(line_end, req.frame.size() - line_end - 2);
+  const size_t space = data.find(' ');
+  if (space == std::string_view::npos) {
+    s_.ready_slot("CLIENT_ERROR bad authentication token format\r\n");
+    return;
+  }
+  if (!mc_credentials_ok(s_.pool().config().sasl_users, data.substr(0, space),
+                         data.substr(space + 1))) {
+    LOG_WARN("pool %s: client %llu: ASCII authentication failed", s_.slot_.name.c_str(),
+             static_cast<unsigned long long>(s_.id_));
+    s_.ready_slot("CLIENT_ERROR authentication failure\r\n");
+    return;
+  }
+  authenticated_ = true;
+  s_.ready_slot("STORED\r\n");
+}
+
+ReplySlot* McFrontEnd::refuse_unauthenticated(const ParseResult& r, const Request& req) {
+  // memcached -Y answers any line it cannot take as the authenticating `set` alike, whatever
+  // else is wrong with it (noreply included); a data block without its CRLF is the exception.
+  // Nothing reaches a backend (a `set` refused for its size deletes nothing).
+  if (r.error.empty()) return s_.ready_slot("");  // closing (HTTP line, TLS bytes): no answer
+  if (static_cast<mc::Command>(req.command) == mc::Command::kSet &&
+      r.error == mc::errors::kBadDataChunk)
+    return s_.ready_slot("CLIENT_ERROR bad command line termination\r\n");
+  return s_.ready_slot("CLIENT_ERROR unauthenticated\r\n");
 }
 
 bool McFrontEnd::is_read(const Request& req) const {

@@ -31,6 +31,13 @@ class McFrontEnd final : public FrontEnd {
 
  private:
   void dispatch_request(const protocol::Request& req);
+  // A pool with credentials ("sasl"), before the client authenticated: memcached's ASCII
+  // authentication (memcached -Y). Only a `set` whose data is "<user> <password>" is served
+  // (STORED, even with noreply); anything else gets memcached's CLIENT_ERROR and reaches no
+  // backend.
+  void authenticate(const protocol::Request& req);
+  [[gnu::cold]] ReplySlot* refuse_unauthenticated(const protocol::ParseResult& r,
+                                                  const protocol::Request& req);
   // A storage request refused by the parser with `error`: a `set` refused for its size deletes
   // the key's old value (as memcached does), with a delete whose reply is dropped.
   void refused_store(std::string_view error, const protocol::Request& req);
@@ -44,6 +51,7 @@ class McFrontEnd final : public FrontEnd {
   protocol::Request delete_req_;  // the delete that follows a refused too-large set
   std::string delete_scratch_;    // and its frame
   bool started_ = false;          // the connection's first bytes have been looked at
+  bool authenticated_;            // no credentials in the pool, or the client gave them
   bool close_logged_ = false;     // parse() closed the connection and logged why
 };
 

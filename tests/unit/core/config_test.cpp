@@ -10,6 +10,8 @@
 #include <fstream>
 #include <string>
 
+#include "core/backend/backend_setup.h"
+
 namespace {
 
 using dproxy::core::Config;
@@ -282,7 +284,8 @@ TEST_CASE("config: missing and unknown pool keys") {
         "timeout_ms, connect_timeout_ms, server_failure_limit, server_retry_timeout_ms, "
         "auto_eject_hosts, client_connections, server_connections, "
         "server_connections_per_process, backlog, preconnect, tcp_keepalive, max_value_bytes, "
-        "sasl, servers, client_password, server_password, db, max_dedicated_connections, "
+        "sasl, servers, client_password, server_password, server_user, db, "
+        "max_dedicated_connections, "
         "children, write_ack, read, "
         "failover_on_miss, reply, cluster_refresh_ms, read_from)");
   CHECK(parse_error(pool_doc("", "[]")) == "pools.cache.servers: a pool needs at least one server");
@@ -418,6 +421,32 @@ TEST_CASE("config: redis pools and their redis-only keys") {
   CHECK(parse_error(R"({"pools": {"r": {"protocol": "redis", "listen": "127.0.0.1:6380",
       "server_password": "", "servers": ["10.0.0.1:6379"]}}})") ==
         "pools.r.server_password: must not be empty (leave the key out instead)");
+}
+
+TEST_CASE("config: backend credentials in both protocols, and the setup they send") {
+  auto config = parse_ok(pool_doc(R"("server_user": "dp", "server_password": "pw x", )"));
+  const auto& mc = config.pools[0];
+  CHECK(mc.server_user == "dp");
+  uint32_t replies = 0;
+  CHECK(dproxy::core::backend_setup(mc, 0, replies) == "set auth 0 0 7\r\ndp pw x\r\n");
+  CHECK(replies == 1);
+  CHECK(parse_error(pool_doc(R"("server_password": "pw", )")) ==
+        "pools.cache.server_password: a memcached pool needs server_user too (memcached's ASCII "
+        "authentication sends both)");
+  CHECK(parse_error(pool_doc(R"("server_user": "dp", )")) ==
+        "pools.cache.server_user: needs server_password");
+  CHECK(parse_error(pool_doc(R"("server_user": "d p", "server_password": "pw", )")) ==
+        "pools.cache.server_user: must not hold a space (memcached's authentication separates "
+        "user and password by one)");
+  auto redis = parse_ok(R"({"pools": {"r": {"protocol": "redis", "listen": "127.0.0.1:6380",
+      "server_user": "alice", "server_password": "spw", "db": 2,
+      "servers": ["10.0.0.1:6379"]}}})");
+  CHECK(dproxy::core::backend_setup(redis.pools[0], 2, replies) ==
+        "*3\r\n$4\r\nAUTH\r\n$5\r\nalice\r\n$3\r\nspw\r\n*2\r\n$6\r\nSELECT\r\n$1\r\n2\r\n");
+  CHECK(replies == 2);
+  auto plain = parse_ok(pool_doc(""));
+  CHECK(dproxy::core::backend_setup(plain.pools[0], 0, replies).empty());
+  CHECK(replies == 0);
 }
 
 TEST_CASE("config: load_config reads files and prefixes errors with the path") {
