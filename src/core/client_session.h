@@ -67,6 +67,14 @@ class ClientSession final : public Connection, public ReplySink {
   // re-send).
   static constexpr uint16_t kIgnoredFrag = UINT16_MAX;
 
+  // Connection's memory, plus the buffers of the backend connections this client holds
+  // (dedicated and subscriber connections).
+  void add_memory(MemoryStats& m) const {
+    Connection::add_memory(m);
+    m.backend_buffer_bytes += dedicated_.buffer_bytes();
+    if (front_) m.backend_buffer_bytes += front_->backend_buffer_bytes();
+  }
+
  private:
   friend class McFrontEnd;
   friend class RedisFrontEnd;

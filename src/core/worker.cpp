@@ -121,6 +121,12 @@ void Worker::snapshot(StatsSnapshot& out) const {
       p.forward_error += s.counters.forward_errors;
       out.memory.backend_buffer_bytes += s.buffer_bytes;
     }
+    // Connections outside the pool's shared sets: cluster nodes, idle dedicated connections
+    // (held ones and subscriber connections are counted with their client sessions).
+    if (const ClusterRuntime* cluster = rt.cluster()) {
+      out.memory.backend_buffer_bytes += cluster->buffer_bytes();
+    }
+    out.memory.backend_buffer_bytes += slot.dedicated_idle.buffer_bytes();
     for (size_t cmd = 0; cmd < c.latency.size(); ++cmd) {
       if (!c.latency[cmd] || c.latency[cmd]->count == 0) continue;
       std::string name;

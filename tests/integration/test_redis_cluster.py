@@ -95,6 +95,22 @@ class RedisClusterTest(RedisTestMixin, unittest.TestCase):
 
     # --- routing ---------------------------------------------------------------------------
 
+    def test_memory_counts_node_connections(self):
+        # Cluster node connections live outside the pool's shared sets (made on first use):
+        # their buffers must show in the memory figures once requests have used them.
+        port = free_port()
+        proxy = harness.Dproxy(self.procs, ARGS.dproxy, {"m": cluster_pool(port, self.ports[:2])},
+                               threads=1)
+        self.addCleanup(proxy.stop)
+        before = proxy.stats()["memory_backend_buffer_bytes"]
+        c = RespClient(port)
+        self.addCleanup(c.close)
+        for i in range(300):
+            c.send(harness.resp_command("SET", f"memory:{i}", "v" * 100))
+        for _ in range(300):
+            self.assertEqual(c.read_reply(), b"OK")
+        self.assertGreater(proxy.stats()["memory_backend_buffer_bytes"], before)
+
     def test_keyslot(self):
         c = RespClient(self.ports[0])
         self.addCleanup(c.close)

@@ -343,6 +343,13 @@ void ClusterRuntime::on_retry_timer() {
   arm_retry_timer();
 }
 
+size_t ClusterRuntime::buffer_bytes() const {
+  size_t n = 0;
+  for (const auto& node : nodes_)
+    for (const auto& c : node->conns) n += c->buffer_bytes();
+  return n;
+}
+
 size_t ClusterRuntime::pending() const {
   size_t n = retries_.size();
   for (const auto& node : nodes_)

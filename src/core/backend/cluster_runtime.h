@@ -69,6 +69,8 @@ class ClusterRuntime {
 
   // Requests waiting for a reply on the node connections or for a retry.
   size_t pending() const;
+  // Buffer memory of the node connections (memory stats).
+  size_t buffer_bytes() const;
   // Requests in flight, bytes not yet written, or retries waiting (config reload: the runtime
   // must stay).
   bool busy() const;

@@ -33,6 +33,11 @@ class DedicatedIdle {
     return true;
   }
   size_t size() const { return idle_.size(); }
+  size_t buffer_bytes() const {
+    size_t n = 0;
+    for (const auto& e : idle_) n += e.conn->buffer_bytes();
+    return n;
+  }
   void clear() { idle_.clear(); }
 
  private:

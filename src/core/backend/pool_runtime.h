@@ -56,6 +56,7 @@ class PoolRuntime {
   const routing::FanoutRoute* fanout() const { return fanout_; }
   // redis_cluster pools: the slot map and node connections of this worker; null otherwise.
   ClusterRuntime* cluster() { return cluster_.get(); }
+  const ClusterRuntime* cluster() const { return cluster_.get(); }
   // True when server `index` is marked down: requests for it fail at once with down_error().
   bool is_down(uint32_t index) const { return health_.is_down(index); }
   // The complete error reply for a request to a down server (protocol-specific); counted as a

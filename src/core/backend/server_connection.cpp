@@ -484,7 +484,11 @@ void ServerConnection::add_stats(ServerStats& s) const {
   s.in_queue_bytes += out_.size();
   s.out_queue += pending_.size() - std::min(pending_.size(), unsent_);
   s.out_queue_bytes += sent_bytes_;
-  s.buffer_bytes += out_.capacity() + writing_buf_.capacity() + in_.capacity();
+  s.buffer_bytes += buffer_bytes();
+}
+
+size_t ServerConnection::buffer_bytes() const {
+  return out_.capacity() + writing_buf_.capacity() + in_.capacity();
 }
 
 }  // namespace dproxy::core

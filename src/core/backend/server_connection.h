@@ -86,6 +86,8 @@ class ServerConnection {
   bool busy() const { return !pending_.empty() || dirty_ || writing_ || !out_.empty(); }
   // Adds this connection's figures to `s` (worker thread).
   void add_stats(ServerStats& s) const;
+  // Capacity of the connection's buffers (memory stats).
+  size_t buffer_bytes() const;
 
  private:
   enum class State : uint8_t { kDisconnected, kConnecting, kConnected };

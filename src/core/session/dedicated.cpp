@@ -233,4 +233,11 @@ void DedicatedConnections::unwatch(const Request& req) {
   send(*lease, req, false);
 }
 
+size_t DedicatedConnections::buffer_bytes() const {
+  size_t n = 0;
+  for (const auto& l : leases_)
+    if (l.conn) n += l.conn->buffer_bytes();
+  return n;
+}
+
 }  // namespace dproxy::core

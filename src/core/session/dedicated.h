@@ -54,6 +54,8 @@ class DedicatedConnections {
   // The client went away: every connection held is closed, or given back when idle.
   void release_all();
   size_t held() const { return leases_.size(); }
+  // Buffer memory of the held connections (memory stats).
+  size_t buffer_bytes() const;
   // A request of the client is in flight on one of them (a blocked command, say).
   bool waiting() const;
 

@@ -32,6 +32,7 @@ class RedisFrontEnd final : public FrontEnd {
   }
   std::string_view request_too_large_reply() const override;
   void on_closed() override { pubsub_.release(); }
+  size_t backend_buffer_bytes() const override { return pubsub_.buffer_bytes(); }
 
  private:
   // Looks the command up, checks AUTH, a refused transaction and the keys, then answers it or

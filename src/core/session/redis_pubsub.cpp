@@ -237,4 +237,11 @@ void RedisPubSub::on_push_lost(uint32_t id, std::string_view why) {
   s_.close();
 }
 
+size_t RedisPubSub::buffer_bytes() const {
+  size_t n = 0;
+  for (const auto& s : subs_)
+    if (s.conn) n += s.conn->buffer_bytes();
+  return n;
+}
+
 }  // namespace dproxy::core

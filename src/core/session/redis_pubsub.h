@@ -59,6 +59,8 @@ class RedisPubSub final : public PushSink {
   void reset();
   size_t channel_count() const { return channels_.size() + shard_channels_.size(); }
   size_t pattern_count() const { return patterns_.size(); }
+  // Buffer memory of the subscriber connections (memory stats).
+  size_t buffer_bytes() const;
 
   void on_push(uint32_t id, std::string_view frame) override;
   void on_push_lost(uint32_t id, std::string_view why) override;
