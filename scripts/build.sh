@@ -17,7 +17,7 @@ case "$kind" in
     cmake -S . -B build-fuzz -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
       -DDPROXY_FUZZ=ON -DDPROXY_BUILD_TESTS=ON >/dev/null
     cmake --build build-fuzz -j"$jobs" --target fuzz_memcache_request fuzz_memcache_reply fuzz_memcache_binary \
-      fuzz_resp_request fuzz_resp_reply
+      fuzz_memcache_meta fuzz_resp_request fuzz_resp_reply
     ;;
   *)
     echo "usage: $0 [release|asan|fuzz]" >&2

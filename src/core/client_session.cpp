@@ -150,8 +150,20 @@ void ClientSession::execute_memcache(const Request& req) {
   slot->outstanding = 1;
   slot->noreply = req.has(protocol::kFlagNoreply);
   append_frame(conn.out(), req);
-  conn.push(shared_from_this(), slot, 0,
-            req.has(protocol::kFlagMeta) ? mc::ReplyKind::kMeta : mc::reply_kind(cmd));
+  mc::ReplyKind kind = mc::reply_kind(cmd);
+  if (req.flags & (protocol::kFlagMeta | protocol::kFlagQuiet)) [[unlikely]]
+    kind = meta_reply_kind(req, conn.out(), slot);
+  conn.push(shared_from_this(), slot, 0, kind);
+}
+
+protocol::memcache::ReplyKind ClientSession::meta_reply_kind(const Request& req, std::string& out,
+                                                             ReplySlot* slot) {
+  if (!req.has(protocol::kFlagQuiet)) return protocol::memcache::ReplyKind::kMeta;
+  // A quiet meta request: the server answers only what q does not leave out, so an "mn" after
+  // it makes every request answer ("MN", dropped by on_backend_reply): replies stay matched.
+  out.append("mn\r\n");
+  slot->quiet = true;
+  return protocol::memcache::ReplyKind::kMetaQuiet;
 }
 
 void ClientSession::forward_memcache_multiget(const Request& req) {
@@ -275,6 +287,9 @@ void ClientSession::on_backend_reply(ReplySlot* slot, uint16_t frag, std::string
     return;
   }
   if (slot->cluster && is_error && cluster_intercept(slot, frag, bytes)) return;
+  // A quiet meta request's reply ends with the server's "MN" (dproxy's own errors do not).
+  if (slot->quiet && bytes.ends_with("MN\r\n")) [[unlikely]]
+    bytes.remove_suffix(4);
   if (slot->kind == ReplySlot::Kind::kAck) {
     on_ack_reply(slot, frag, bytes, is_error);
     return;

@@ -99,6 +99,10 @@ class ClientSession final : public Connection, public ReplySink {
   void execute_memcache(const protocol::Request& req);
   void execute_redis(const protocol::resp::CommandInfo& cmd, const protocol::Request& req);
   void forward_memcache_multiget(const protocol::Request& req);
+  // A meta request's reply kind; a quiet one (flag q) is followed by "mn" in `out` and its slot
+  // marked quiet.
+  protocol::memcache::ReplyKind meta_reply_kind(const protocol::Request& req, std::string& out,
+                                                ReplySlot* slot);
   void forward_memcache_broadcast(const protocol::Request& req);
   // Split bookkeeping (frag_of_server_ must be reset, frag_servers_ and frag_counts_ cleared
   // first): the fragment, one per distinct server, that a server's keys go to; a new fragment
@@ -233,6 +237,7 @@ class ClientSession final : public Connection, public ReplySink {
   std::vector<std::string_view> args_scratch_;
   std::string inline_scratch_;
   std::string cluster_error_;  // scratch: an error reply made by cluster_intercept
+  std::string meta_frame_;     // scratch: a quiet meta request and its "mn" (replicated pools)
 };
 
 }  // namespace dproxy::core

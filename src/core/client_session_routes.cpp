@@ -102,6 +102,7 @@ void ClientSession::send_to_children(std::string_view frame, std::string_view no
   const auto n = static_cast<uint32_t>(pool().child_count());
   ReplySlot* slot = new_slot(ReplySlot::Kind::kAck);
   slot->noreply = noreply;
+  slot->quiet = !redis_ && reply_kind == static_cast<uint8_t>(mc::ReplyKind::kMetaQuiet);
   slot->outstanding = n;
   slot->acks_needed = acks_needed(mode, n);
   if (slot->frags.size() < n) slot->frags.resize(n);
@@ -167,6 +168,7 @@ void ClientSession::send_with_failover(std::string_view frame,
   const routing::ReplicatedRoute* route = pool().replicated();
   const std::string_view key = keys.empty() ? std::string_view() : keys[0];
   ReplySlot* slot = new_slot(ReplySlot::Kind::kFailover);
+  slot->quiet = !redis_ && reply_kind == static_cast<uint8_t>(mc::ReplyKind::kMetaQuiet);
   slot->child = route->first_read_child(key, read_turn_++);
   slot->failover_on_miss = route->failover_on_miss();
   slot->reply_kind = reply_kind;
@@ -335,8 +337,10 @@ void ClientSession::finish_per_key(ReplySlot* slot) {
 
 void ClientSession::on_failover_reply(ReplySlot* slot, std::string_view bytes, bool is_error,
                                       std::span<const size_t> marks) {
+  // EN: a meta miss; nothing at all: a quiet mg's miss.
   const bool miss = redis_ ? (bytes == "$-1\r\n" || bytes == "*-1\r\n")
-                           : (bytes == "END\r\n" || bytes == "EN\r\n");  // EN: meta (binary)
+                           : (bytes == "END\r\n" || bytes == "EN\r\n" ||
+                              (slot->quiet && bytes.empty() && !is_error));
   bool again = is_error || (slot->failover_on_miss && miss);
   if (slot->per_key) {
     slot->last_error = is_error;
@@ -383,7 +387,8 @@ void ClientSession::on_failover_reply(ReplySlot* slot, std::string_view bytes, b
 
 void ClientSession::dispatch_memcache_routed(const Request& req) {
   auto cmd = static_cast<mc::Command>(req.command);
-  if (cmd == mc::Command::kCas) {
+  // Meta requests that compare a cas value (ms / md / ma with C) are refused as `cas` is.
+  if (cmd == mc::Command::kCas || req.has(protocol::kFlagCompareCas)) {
     ready_slot(
         "CLIENT_ERROR cas is not supported in a replicated or fanout pool (cas values differ "
         "between servers)\r\n")
@@ -391,19 +396,31 @@ void ClientSession::dispatch_memcache_routed(const Request& req) {
     return;
   }
   if (req.keys.size() > 1 && !keys_together_per_child(req.keys)) return;
-  const uint8_t kind = static_cast<uint8_t>(req.has(protocol::kFlagMeta) ? mc::ReplyKind::kMeta
-                                                                         : mc::reply_kind(cmd));
+  uint8_t kind = static_cast<uint8_t>(req.has(protocol::kFlagMeta) ? mc::ReplyKind::kMeta
+                                                                   : mc::reply_kind(cmd));
+  std::string_view frame = req.frame;
+  const bool quiet = req.has(protocol::kFlagQuiet);
+  if (quiet) {
+    // As in execute_memcache: an "mn" after the request, its "MN" dropped from every reply.
+    meta_frame_.assign(frame);
+    meta_frame_.append("mn\r\n");
+    frame = meta_frame_;
+    kind = static_cast<uint8_t>(mc::ReplyKind::kMetaQuiet);
+  }
   const bool noreply = req.has(protocol::kFlagNoreply);
   if (const routing::FanoutRoute* fanout = pool().fanout()) {
-    send_to_children(req.frame, req.noreply_token, req.keys[0], fanout->reply(), noreply, kind);
+    send_to_children(frame, req.noreply_token, req.keys[0], fanout->reply(), noreply, kind);
     return;
   }
-  if (cmd == mc::Command::kGet || cmd == mc::Command::kGets) {
-    send_with_failover(req.frame, req.keys, true, kind);
+  // Reads fail over: get / gets, and the meta reads (mg without T or N, me).
+  if (cmd == mc::Command::kGet || cmd == mc::Command::kGets ||
+      (req.has(protocol::kFlagRead) &&
+       (cmd == mc::Command::kMetaGet || cmd == mc::Command::kMetaDebug))) {
+    send_with_failover(frame, req.keys, true, kind);
     return;
   }
-  send_to_children(req.frame, req.noreply_token, req.keys[0], pool().replicated()->write_ack(),
-                   noreply, kind);
+  send_to_children(frame, req.noreply_token, req.keys[0], pool().replicated()->write_ack(), noreply,
+                   kind);
 }
 
 void ClientSession::dispatch_redis_routed(const resp::CommandInfo& cmd, const Request& req) {

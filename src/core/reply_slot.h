@@ -53,6 +53,8 @@ struct ReplySlot {
   size_t held = 0;           // reply bytes stored in this slot (counted against backpressure)
   bool orphaned = false;     // sent to the client while fragments are still expected (kAck)
   bool dedicated = false;    // kForward on a client's dedicated connection (`child`: server)
+  bool quiet = false;        // a quiet meta request: each reply ends with the "MN" of the "mn"
+                             // sent after it, dropped as the reply arrives
   std::string data;
   // kMultiGet / kBroadcast: per-fragment replies and whether each was an error.
   std::vector<std::string> frags;
@@ -115,7 +117,7 @@ struct ReplySlot {
   void reset() {
     kind = Kind::kReady;
     merge = protocol::resp::Merge::kNone;
-    noreply = close_after = done = orphaned = dedicated = false;
+    noreply = close_after = done = orphaned = dedicated = quiet = false;
     outstanding = 0;
     frag_rank.clear();
     acks_needed = acks = fails = 0;

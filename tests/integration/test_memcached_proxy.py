@@ -340,7 +340,8 @@ class MemcachedProxyTest(unittest.TestCase):
         self.check_error(b"\r\n", b"ERROR\r\n")
         self.check_error(b"get\r\n", b"ERROR\r\n")
         self.check_error(b"stats nonsense\r\n", b"ERROR\r\n")
-        self.check_error(b"mg foo v\r\n", b"CLIENT_ERROR command 'mg' is not supported by dproxy\r\n")
+        self.check_error(b"slabs automove 1\r\n",
+                         b"CLIENT_ERROR command 'slabs' is not supported by dproxy\r\n")
 
     def test_bad_command_lines(self):
         self.check_error(b"set foo 0 0\r\n", b"ERROR\r\n")

@@ -15,6 +15,7 @@
 #include "core/session/mc_credentials.h"
 #include "core/stats.h"
 #include "core/worker.h"
+#include "protocol/memcache/meta.h"
 
 namespace dproxy::core {
 
@@ -126,7 +127,9 @@ ReplySlot* McFrontEnd::refuse_unauthenticated(const ParseResult& r, const Reques
 
 bool McFrontEnd::is_read(const Request& req) const {
   auto cmd = static_cast<mc::Command>(req.command);
-  return cmd == mc::Command::kGet || cmd == mc::Command::kGets;
+  return cmd == mc::Command::kGet || cmd == mc::Command::kGets ||
+         ((cmd == mc::Command::kMetaGet || cmd == mc::Command::kMetaDebug) &&
+          req.has(protocol::kFlagRead));
 }
 
 std::string_view McFrontEnd::request_too_large_reply() const {
@@ -152,6 +155,11 @@ inline void McFrontEnd::dispatch_request(const Request& req) {
     case mc::Command::kVerbosity:
       if (!req.has(protocol::kFlagNoreply)) s_.ready_slot("OK\r\n");
       return;
+    case mc::Command::kMetaNoop:
+      // The end of a quiet pipeline: every request before it has its reply (or its silence)
+      // in an earlier slot, so "MN" follows them all.
+      s_.ready_slot("MN\r\n");
+      return;
     case mc::Command::kQuit: {
       ReplySlot* slot = s_.ready_slot("");
       slot->close_after = true;
@@ -166,13 +174,26 @@ inline void McFrontEnd::dispatch_request(const Request& req) {
 
 void McFrontEnd::refused_store(std::string_view error, const Request& req) {
   // memcached unlinks the old item when it refuses a `set` for its size (only `set`: the other
-  // storage commands leave it), so a later get cannot return the value the client replaced.
+  // storage commands leave it; but ms, whatever its mode), so a later get cannot return the
+  // value the client replaced.
+  const auto cmd = static_cast<mc::Command>(req.command);
   if (error != mc::errors::kTooLarge || req.keys.empty() ||
-      static_cast<mc::Command>(req.command) != mc::Command::kSet)
+      (cmd != mc::Command::kSet && cmd != mc::Command::kMetaSet))
     return;
-  delete_scratch_.assign("delete ");
-  delete_scratch_.append(req.keys[0]);
-  delete_scratch_.append("\r\n");
+  if (cmd == mc::Command::kMetaSet && req.keys[0].data() == req.decoded_key.data()) {
+    // A base64 key (flag b), sent the same way.
+    delete_scratch_.assign("md ");
+    mc::meta::append_base64(delete_scratch_, req.keys[0]);
+    delete_scratch_.append(" b\r\n");
+  } else if (cmd == mc::Command::kMetaSet) {
+    delete_scratch_.assign("md ");
+    delete_scratch_.append(req.keys[0]);
+    delete_scratch_.append("\r\n");
+  } else {
+    delete_scratch_.assign("delete ");
+    delete_scratch_.append(req.keys[0]);
+    delete_scratch_.append("\r\n");
+  }
   protocol::ParseResult r = parser_.parse(delete_scratch_, delete_req_);
   if (r.status != ParseStatus::kOk) return;
   // Its reply is dropped; the refusal's own reply (or silence) follows it in order.

@@ -30,6 +30,14 @@ enum class Command : uint16_t {
                  // server's lines, concatenated, then one END
   kStatsReset,   // "stats reset": sent to every server, RESET when all say so
   kStatsDetail,  // "stats detail on|off": sent to every server, OK when all say so
+  // The meta protocol (memcached 1.6): forwarded as sent, routed by the key (a base64 key, flag
+  // b, by its decoded bytes); mn is answered by dproxy.
+  kMetaGet,      // mg
+  kMetaSet,      // ms
+  kMetaDelete,   // md
+  kMetaArith,    // ma
+  kMetaNoop,     // mn
+  kMetaDebug,    // me
   kUnsupported,  // a real memcached command dproxy does not proxy (stats, meta commands, ...)
 };
 
@@ -82,6 +90,18 @@ inline std::string_view command_name(Command c) {
       return "stats_reset";
     case Command::kStatsDetail:
       return "stats_detail";
+    case Command::kMetaGet:
+      return "mg";
+    case Command::kMetaSet:
+      return "ms";
+    case Command::kMetaDelete:
+      return "md";
+    case Command::kMetaArith:
+      return "ma";
+    case Command::kMetaNoop:
+      return "mn";
+    case Command::kMetaDebug:
+      return "me";
     case Command::kUnsupported:
       return "";
   }
@@ -101,7 +121,9 @@ enum class ReplyKind : uint8_t {
   kReset,      // RESET, or an error line (stats reset)
   kStats,      // lines (STAT, ITEM, PREFIX ...) then END, or an error line as the first line
   kMeta,       // a meta reply (mg / ms / md / ma, sent for binary clients): "VA <size> <flags>*"
-               // and a data block, or one line (HD, EN, NF, NS, EX with flags), or an error line
+          // and a data block, or one line (HD, EN, NF, NS, EX, ME with flags), or an error line
+  kMetaQuiet,  // a quiet meta request (flag q) followed by dproxy's "mn": whatever the server
+               // answers (nothing, or a meta reply, or an error line), then "MN"
 };
 
 inline ReplyKind reply_kind(Command c) {
@@ -135,6 +157,12 @@ inline ReplyKind reply_kind(Command c) {
       return ReplyKind::kStats;
     case Command::kVersion:
       return ReplyKind::kVersion;
+    case Command::kMetaGet:
+    case Command::kMetaSet:
+    case Command::kMetaDelete:
+    case Command::kMetaArith:
+    case Command::kMetaDebug:
+      return ReplyKind::kMeta;
     default:
       return ReplyKind::kLine;
   }

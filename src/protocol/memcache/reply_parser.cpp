@@ -167,6 +167,7 @@ bool valid_line(ReplyKind kind, std::string_view line) {
       return line == "RESET";
     case ReplyKind::kStats:
       return true;
+    case ReplyKind::kMetaQuiet:  // scanned by scan_meta_quiet
     case ReplyKind::kMeta:
       // Two capital letters (HD, EN, NF, NS, EX, MN), alone or before flags.
       return line.size() >= 2 && line[0] >= 'A' && line[0] <= 'Z' && line[1] >= 'A' &&
@@ -183,6 +184,37 @@ bool meta_value_size(std::string_view line, uint64_t& bytes) {
   return next_token(rest, tok) && parse_unsigned(tok, kMaxValueBytes, bytes);
 }
 
+// kMetaQuiet: meta replies (or error lines) up to and including "MN". `is_error`: the first
+// line is an error line.
+ParseResult scan_meta_quiet(std::string_view in, bool* is_error) {
+  size_t pos = 0;
+  for (;;) {
+    std::string_view line;
+    size_t next = 0;
+    switch (find_line(in, pos, line, next)) {
+      case LineStatus::kNeedMore:
+        return ParseResult::NeedMore();
+      case LineStatus::kBad:
+        return bad_reply(in);
+      case LineStatus::kOk:
+        break;
+    }
+    if (line == "MN") return ParseResult::Ok(next);
+    const bool error = is_error_line(line);
+    if (pos == 0 && is_error != nullptr) *is_error = error;
+    uint64_t bytes = 0;
+    if (!error && meta_value_size(line, bytes)) {
+      const size_t end = next + static_cast<size_t>(bytes) + 2;
+      if (in.size() < end) return ParseResult::NeedMore(end + 4);
+      if (in[end - 2] != '\r' || in[end - 1] != '\n') return bad_reply(in);
+      next = end;
+    } else if (!error && !valid_line(ReplyKind::kMeta, line)) {
+      return bad_reply(in);
+    }
+    pos = next;
+  }
+}
+
 }  // namespace
 
 ParseResult scan_reply(std::string_view in, ReplyKind kind, bool* is_error) {
@@ -193,6 +225,10 @@ ParseResult scan_reply(std::string_view in, ReplyKind kind, bool* is_error) {
 ParseResult scan_reply(std::string_view in, ReplyKind kind, ReplyScanState& state, bool* is_error,
                        std::vector<size_t>* marks) {
   if (is_error != nullptr) *is_error = false;
+  if (kind == ReplyKind::kMetaQuiet) [[unlikely]] {
+    state = {};
+    return scan_meta_quiet(in, is_error);
+  }
   std::string_view line;
   size_t pos = 0;
   if ((kind == ReplyKind::kRetrieval || kind == ReplyKind::kStats) && state.pos <= in.size())

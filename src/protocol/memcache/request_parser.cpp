@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "protocol/byte_scan.h"
+#include "protocol/memcache/meta.h"
 #include "protocol/memcache/request_lexer.h"
 
 namespace dproxy::protocol::memcache {
@@ -35,6 +36,10 @@ class LineParser {
   ParseResult unknown(Tokenizer& tz, std::string_view name);
   ParseResult no_args(uint32_t flags);
   ParseResult unsupported(const Tokens& t);
+  ParseResult meta(Command cmd, Tokenizer& tz);
+  // The meta request's routing key: `token`, or its decoded bytes when flagged b (a token that
+  // does not decode routes as sent: every server gives the same error).
+  void meta_key(std::string_view token, bool base64);
   // Completes a frame that carries `bytes` of data after the line.
   ParseResult with_data(uint64_t bytes);
 
@@ -119,6 +124,13 @@ ParseResult LineParser::parse_line(std::string_view line) {
     case Command::kGat:
     case Command::kGats:
       return retrieval(tz, true);
+    case Command::kMetaGet:
+    case Command::kMetaSet:
+    case Command::kMetaDelete:
+    case Command::kMetaArith:
+    case Command::kMetaNoop:
+    case Command::kMetaDebug:
+      return meta(cmd, tz);
     default:
       break;
   }
@@ -350,6 +362,78 @@ ParseResult LineParser::unsupported(const Tokens& t) {
     return with_data(bytes);
   }
   return ok_line();
+}
+
+// ms's data length as memcached reads it (strtol into an int32, then 0 <= length <= INT_MAX - 2):
+// "+2" and "-0" are valid.
+bool meta_data_length(std::string_view s, uint64_t& v) {
+  if (!parse_int32(s)) return false;
+  if (s[0] == '-') {
+    for (char c : s.substr(1)) {
+      if (c != '0') return false;
+    }
+    v = 0;
+    return true;
+  }
+  return parse_unsigned(s, kMaxDataBytes, v);
+}
+
+void LineParser::meta_key(std::string_view token, bool base64) {
+  if (base64 && !key_too_long(token) && meta::base64_decode(token, out_.decoded_key)) {
+    out_.keys.push_back(out_.decoded_key);
+  } else {
+    out_.keys.push_back(token);
+  }
+}
+
+// mg|md|ma|me <key> <flag>* ; ms <key> <datalen> <flag>* ; mn
+// The request is forwarded as sent (the server checks the flags and gives its own errors):
+// only what memcached refuses before it reads a data block is answered here, so that the
+// request and the server's reply stay one frame and one reply.
+ParseResult LineParser::meta(Command cmd, Tokenizer& tz) {
+  if (cmd == Command::kMetaNoop) {  // memcached ignores anything after "mn"
+    out_.flags = kFlagLocal;
+    return ok_line();
+  }
+  std::string_view key;
+  if (!tz.next(key)) {
+    // memcached: "ERROR" for a missing key, but me says "bad command line format".
+    return line_error(cmd == Command::kMetaDebug ? errors::kBadFormat : errors::kError);
+  }
+  if (cmd != Command::kMetaSet) {
+    const meta::FlagSummary f =
+        meta::summarize_flags(std::string_view(tz.pos(), static_cast<size_t>(tz.end() - tz.pos())));
+    meta_key(key, f.base64);
+    out_.flags = kFlagMeta;
+    // me ignores its flags (q included): it always answers.
+    if (f.quiet && cmd != Command::kMetaDebug) out_.flags |= kFlagQuiet;
+    if (f.compare_cas && cmd != Command::kMetaGet) out_.flags |= kFlagCompareCas;
+    const bool read = cmd == Command::kMetaDebug || (cmd == Command::kMetaGet && !f.writes);
+    out_.flags |= read ? kFlagRead : kFlagWrite;
+    return ok_line();
+  }
+  // ms: memcached checks the key's length, the data length's presence, the token count and
+  // the data length, in that order, before it reads the data block; an error there leaves the
+  // block to be read as a command. dproxy swallows it instead when the data length is valid (as
+  // for a classic set with an over-long key): a value is never run as a command.
+  std::string_view len_tok;
+  const bool has_len = tz.next(len_tok);
+  uint64_t bytes = 0;
+  const bool len_ok = has_len && meta_data_length(len_tok, bytes);
+  const size_t skip = len_ok ? bytes + 2 : 0;
+  if (key_too_long(key)) return line_error(errors::kBadFormat, skip);
+  if (!has_len) return line_error(errors::kBadFormat);
+  const meta::FlagSummary f =
+      meta::summarize_flags(std::string_view(tz.pos(), static_cast<size_t>(tz.end() - tz.pos())));
+  if (f.count + 3 > meta::kMaxTokens) return line_error(errors::kMetaFlagsTooLong, skip);
+  if (!len_ok) return line_error(errors::kBadFormat);
+  meta_key(key, f.base64);
+  out_.flags = kFlagMeta | kFlagWrite | kFlagHasData;
+  if (f.quiet) out_.flags |= kFlagQuiet;
+  if (f.compare_cas) out_.flags |= kFlagCompareCas;
+  // memcached removes the key's old value when it refuses a value for its size.
+  if (bytes > limits_.max_value_bytes) return line_error(errors::kTooLarge, bytes + 2);
+  return with_data(bytes);
 }
 
 ParseResult parse_frame(const RequestLimits& limits, std::string_view in, Request& out) {

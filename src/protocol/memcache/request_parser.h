@@ -23,6 +23,8 @@ inline constexpr std::string_view kBadDelta = "CLIENT_ERROR invalid numeric delt
 inline constexpr std::string_view kTooLarge = "SERVER_ERROR object too large for cache\r\n";
 inline constexpr std::string_view kBadDataChunk = "CLIENT_ERROR bad data chunk\r\n";
 inline constexpr std::string_view kLineTooLong = "CLIENT_ERROR line too long\r\n";
+// ms with more tokens than memcached reads (meta::kMaxTokens).
+inline constexpr std::string_view kMetaFlagsTooLong = "CLIENT_ERROR options flags too long\r\n";
 // No reply: the connection is closed (a command line ending in "HTTP/...", as memcached does).
 inline constexpr std::string_view kCloseHttp = "";
 // Not an error: memcached's answer to `gat <exptime>` / `gats <exptime>` without keys.

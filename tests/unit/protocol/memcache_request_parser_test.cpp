@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "protocol/memcache/meta.h"
 #include "protocol/memcache/request_parser.h"
 
 namespace {
@@ -156,7 +157,8 @@ void check_ok_invariants(const RequestParser& p, std::string_view buf, const Par
   CHECK(req.frame.data() == buf.data());
   CHECK(req.frame.size() == r.consumed);
   CHECK(within(req.name, req.frame));
-  for (auto k : req.keys) CHECK(within(k, req.frame));
+  // A meta base64 key (flag b) is its decoded bytes, kept by the request.
+  for (auto k : req.keys) CHECK((within(k, req.frame) || k.data() == req.decoded_key.data()));
   CHECK(req.has(kNoreply) == !req.noreply_token.empty());
   if (req.noreply_token.empty()) return;
   REQUIRE(within(req.noreply_token, req.frame));
@@ -487,18 +489,173 @@ TEST_CASE("memcache request: unsupported commands are framed and rejected") {
   for (const char* line :
        {"slabs reassign 1 2\r\n", "lru mode flat\r\n", "lru_crawler metadump all\r\n",
         "watch fetchers\r\n", "shutdown\r\n", "cache_memlimit 100\r\n", "misbehave\r\n",
-        "extstore x\r\n", "debugtime 1\r\n", "mn\r\n", "me key\r\n", "mg key v f\r\n",
-        "md key q\r\n", "ma key N0\r\n", "ms key\r\n", "ms key S3 T0\r\n"}) {
+        "extstore x\r\n", "debugtime 1\r\n"}) {
     const std::string l = line;
     const std::string name = l.substr(0, l.find_first_of(" \r"));
     expect_frame(l, ok(l, Command::kUnsupported, name, kRejected));
   }
-  // ms carries a data block: the frame covers it.
-  expect_frame("ms key 3 T0 F5\r\nabc\r\n",
-               ok("ms key 3 T0 F5\r\nabc\r\n", Command::kUnsupported, "ms", kRejected));
-  expect_stream("ms k 2\r\nab\r\nget k\r\n",
-                {ok("ms k 2\r\nab\r\n", Command::kUnsupported, "ms", kRejected),
-                 ok("get k\r\n", Command::kGet, "get", kRead | kMulti, {"k"}), leftover(0)});
+}
+
+constexpr uint32_t kMeta = dproxy::protocol::kFlagMeta;
+constexpr uint32_t kQuiet = dproxy::protocol::kFlagQuiet;
+constexpr uint32_t kCompareCas = dproxy::protocol::kFlagCompareCas;
+
+TEST_CASE("memcache meta: mg, md, ma, me are one line, routed by their key") {
+  expect_frame("mg foo v f t\r\n",
+               ok("mg foo v f t\r\n", Command::kMetaGet, "mg", kMeta | kRead, {"foo"}));
+  expect_frame("mg foo\r\n", ok("mg foo\r\n", Command::kMetaGet, "mg", kMeta | kRead, {"foo"}));
+  // Spaces anywhere, a bare LF: as memcached.
+  expect_frame("mg  foo   v  \n",
+               ok("mg  foo   v  \n", Command::kMetaGet, "mg", kMeta | kRead, {"foo"}));
+  // T (touch) and N (vivify) write.
+  expect_frame("mg foo v T30\r\n",
+               ok("mg foo v T30\r\n", Command::kMetaGet, "mg", kMeta | kWrite, {"foo"}));
+  expect_frame("mg foo N30 v\r\n",
+               ok("mg foo N30 v\r\n", Command::kMetaGet, "mg", kMeta | kWrite, {"foo"}));
+  expect_frame("md foo q\r\n",
+               ok("md foo q\r\n", Command::kMetaDelete, "md", kMeta | kWrite | kQuiet, {"foo"}));
+  expect_frame("md foo C12\r\n", ok("md foo C12\r\n", Command::kMetaDelete, "md",
+                                    kMeta | kWrite | kCompareCas, {"foo"}));
+  expect_frame("ma n D5 MD v\r\n",
+               ok("ma n D5 MD v\r\n", Command::kMetaArith, "ma", kMeta | kWrite, {"n"}));
+  // me answers whatever its flags: never quiet.
+  expect_frame("me foo q\r\n",
+               ok("me foo q\r\n", Command::kMetaDebug, "me", kMeta | kRead, {"foo"}));
+  // Invalid flags are the server's to refuse: forwarded as sent.
+  expect_frame("mg foo zz v v\r\n",
+               ok("mg foo zz v v\r\n", Command::kMetaGet, "mg", kMeta | kRead, {"foo"}));
+  const std::string long_key(300, 'k');
+  expect_frame("mg " + long_key + " v\r\n",
+               ok("mg " + long_key + " v\r\n", Command::kMetaGet, "mg", kMeta | kRead, {long_key}));
+  // A NUL byte ends the line as memcached reads it: flags after it are not seen.
+  expect_frame(
+      std::string("mg foo v\0 q\r\n", 13),
+      ok(std::string("mg foo v\0 q\r\n", 13), Command::kMetaGet, "mg", kMeta | kRead, {"foo"}));
+}
+
+TEST_CASE("memcache meta: quiet mode") {
+  expect_frame("mg foo v q k O1\r\n",
+               ok("mg foo v q k O1\r\n", Command::kMetaGet, "mg", kMeta | kRead | kQuiet, {"foo"}));
+  // The key itself is no flag.
+  expect_frame("mg q v\r\n", ok("mg q v\r\n", Command::kMetaGet, "mg", kMeta | kRead, {"q"}));
+  expect_frame("ms q 1 T0\r\nx\r\n",
+               ok("ms q 1 T0\r\nx\r\n", Command::kMetaSet, "ms", kMeta | kWrite | kHasData, {"q"}));
+  expect_frame("ms k 1 q\r\nx\r\n", ok("ms k 1 q\r\nx\r\n", Command::kMetaSet, "ms",
+                                       kMeta | kWrite | kHasData | kQuiet, {"k"}));
+}
+
+TEST_CASE("memcache meta: mn is local, missing keys are memcached's errors") {
+  expect_frame("mn\r\n", ok("mn\r\n", Command::kMetaNoop, "mn", kLocal));
+  expect_frame("mn foo bar\r\n", ok("mn foo bar\r\n", Command::kMetaNoop, "mn", kLocal));
+  expect_frame("mg\r\n", err(errors::kError, 4));
+  expect_frame("md \r\n", err(errors::kError, 5));
+  expect_frame("ma\r\n", err(errors::kError, 4));
+  expect_frame("ms\r\n", err(errors::kError, 4));
+  expect_frame("me\r\n", err(errors::kBadFormat, 4));
+}
+
+TEST_CASE("memcache meta: base64 keys route by their decoded bytes") {
+  expect_frame("mg Zm9v b v\r\n",
+               ok("mg Zm9v b v\r\n", Command::kMetaGet, "mg", kMeta | kRead, {"foo"}));
+  expect_frame("ms Zm9vYg== 2 b\r\nhi\r\n", ok("ms Zm9vYg== 2 b\r\nhi\r\n", Command::kMetaSet, "ms",
+                                               kMeta | kWrite | kHasData, {"foob"}));
+  expect_frame("md AAEC b\r\n", ok("md AAEC b\r\n", Command::kMetaDelete, "md", kMeta | kWrite,
+                                   {std::string("\0\1\2", 3)}));
+  // Not base64: routed as sent (every server refuses it alike).
+  expect_frame("mg Zm9 b v\r\n",
+               ok("mg Zm9 b v\r\n", Command::kMetaGet, "mg", kMeta | kRead, {"Zm9"}));
+  // Without b the key is the token.
+  expect_frame("mg Zm9v v\r\n",
+               ok("mg Zm9v v\r\n", Command::kMetaGet, "mg", kMeta | kRead, {"Zm9v"}));
+}
+
+TEST_CASE("memcache meta: ms frames its data block") {
+  expect_frame("ms k 5 T0 F3\r\nhello\r\n", ok("ms k 5 T0 F3\r\nhello\r\n", Command::kMetaSet, "ms",
+                                               kMeta | kWrite | kHasData, {"k"}));
+  expect_frame("ms k 0\r\n\r\n",
+               ok("ms k 0\r\n\r\n", Command::kMetaSet, "ms", kMeta | kWrite | kHasData, {"k"}));
+  expect_frame("ms k +2\r\nhi\r\n",
+               ok("ms k +2\r\nhi\r\n", Command::kMetaSet, "ms", kMeta | kWrite | kHasData, {"k"}));
+  expect_frame("ms k -0\r\n\r\n",
+               ok("ms k -0\r\n\r\n", Command::kMetaSet, "ms", kMeta | kWrite | kHasData, {"k"}));
+  expect_frame("ms k 2 C5 MA\r\nhi\r\n", ok("ms k 2 C5 MA\r\nhi\r\n", Command::kMetaSet, "ms",
+                                            kMeta | kWrite | kHasData | kCompareCas, {"k"}));
+  // Invalid flags: the server refuses them and swallows the block; one frame.
+  expect_frame("ms k 2 zz\r\nhi\r\n", ok("ms k 2 zz\r\nhi\r\n", Command::kMetaSet, "ms",
+                                         kMeta | kWrite | kHasData, {"k"}));
+  expect_stream("ms k 2\r\nhi\r\nmg k v\r\n",
+                {ok("ms k 2\r\nhi\r\n", Command::kMetaSet, "ms", kMeta | kWrite | kHasData, {"k"}),
+                 ok("mg k v\r\n", Command::kMetaGet, "mg", kMeta | kRead, {"k"}), leftover(0)});
+}
+
+TEST_CASE("memcache meta: ms errors before the data block") {
+  // No data length, or a bad one: the line only (memcached reads the block as a command).
+  expect_frame("ms k\r\n", err(errors::kBadFormat, 6));
+  expect_frame("ms k x\r\n", err(errors::kBadFormat, 8));
+  expect_frame("ms k -1\r\n", err(errors::kBadFormat, 9));
+  expect_frame("ms k 2x\r\n", err(errors::kBadFormat, 9));
+  expect_frame("ms k 2147483646\r\n", err(errors::kBadFormat, 17));
+  // An over-long key or too many flags with a valid length: the block is swallowed too.
+  const std::string long_key(251, 'k');
+  expect_frame("ms " + long_key + " 2\r\n", err(errors::kBadFormat, 258, 4));
+  expect_frame("ms " + long_key + " x\r\n", err(errors::kBadFormat, 258, 0));
+  std::string flags;
+  for (int i = 0; i < 16; ++i) flags += " O" + std::to_string(i);
+  const std::string ok_line = "ms k 2" + flags + "\r\n";
+  expect_frame(ok_line + "hi\r\n",
+               ok(ok_line + "hi\r\n", Command::kMetaSet, "ms", kMeta | kWrite | kHasData, {"k"}));
+  const std::string long_line = "ms k 2" + flags + " O16\r\n";
+  expect_frame(long_line, err(errors::kMetaFlagsTooLong, long_line.size(), 4));
+  // Too large: refused with its key (the old value is removed, as memcached does).
+  RequestLimits limits;
+  limits.max_value_bytes = 10;
+  const RequestParser p(limits);
+  Request req;
+  const ParseResult r = p.parse("ms Zm9v 11 b\r\n", req);
+  CHECK(snapshot(r, req) == err(errors::kTooLarge, 14, 13));
+  REQUIRE(req.keys.size() == 1);
+  CHECK(req.keys[0] == "foo");
+  CHECK(req.command == static_cast<uint16_t>(Command::kMetaSet));
+}
+
+TEST_CASE("memcache meta: base64") {
+  namespace meta = mc::meta;
+  std::string out;
+  CHECK(meta::base64_decode("Zm9v", out));
+  CHECK(out == "foo");
+  CHECK(meta::base64_decode("Zg==", out));
+  CHECK(out == "f");
+  CHECK(meta::base64_decode("Zm8=", out));
+  CHECK(out == "fo");
+  CHECK(meta::base64_decode("+/+/", out));
+  CHECK(out == "\xfb\xff\xbf");
+  for (const char* bad : {"", "Zm9", "Zm9v=", "Zg", "@@@@", "Z===", "=Zm9", "Zg==Zm9v", "Zm 9"}) {
+    CAPTURE(bad);
+    CHECK_FALSE(meta::base64_decode(bad, out));
+  }
+  std::mt19937 rng(7);
+  for (int i = 0; i < 200; ++i) {
+    std::string raw(rng() % 40 + 1, '\0');
+    for (char& c : raw) c = static_cast<char>(rng() % 256);
+    std::string enc;
+    meta::append_base64(enc, raw);
+    CHECK(enc.size() % 4 == 0);
+    REQUIRE(meta::base64_decode(enc, out));
+    CHECK(out == raw);
+  }
+}
+
+TEST_CASE("memcache meta: flag summary") {
+  namespace meta = mc::meta;
+  const meta::FlagSummary f = meta::summarize_flags("  v q  b C1 T5 Oabc ");
+  CHECK(f.quiet);
+  CHECK(f.base64);
+  CHECK(f.compare_cas);
+  CHECK(f.writes);
+  CHECK(f.count == 6);
+  const meta::FlagSummary none = meta::summarize_flags("");
+  CHECK_FALSE(none.quiet);
+  CHECK(none.count == 0);
 }
 
 TEST_CASE("memcache request: pipelined frames") {
