@@ -528,10 +528,10 @@ PY
             --warmup-requests "$PWARM" --requests "$PREQ" \
             --hook-warm "'$ROOT/scripts/bench.sh' __hook perf-start $pid '$f' '$OUT/perf.pid' 'instructions:u,instructions:k,task-clock'" \
             --hook-done "'$ROOT/scripts/bench.sh' __hook perf-stop '$OUT/perf.pid'")
-          iu=$(awk -F, '$3 ~ /instructions:u/ {print $1}' "$f")
-          ik=$(awk -F, '$3 ~ /instructions:k/ {print $1}' "$f")
-          tc=$(awk -F, '$3 ~ /task-clock/ {print $1}' "$f")
-          echo "perf $name $variant ${iu:-0} ${ik:-0} ${tc:-0} $PREQ" >>"$OUT/tls.txt"
+          iu=$(awk -F, '$3 ~ /instructions:u/ {print ($1 ~ /^[0-9.]+$/ ? $1 : "nan")}' "$f")
+          ik=$(awk -F, '$3 ~ /instructions:k/ {print ($1 ~ /^[0-9.]+$/ ? $1 : "nan")}' "$f")
+          tc=$(awk -F, '$3 ~ /task-clock/ {print ($1 ~ /^[0-9.]+$/ ? $1 : "nan")}' "$f")
+          echo "perf $name $variant ${iu:-nan} ${ik:-nan} ${tc:-nan} $PREQ" >>"$OUT/tls.txt"
           log "  $variant $name: perf $f   ($line)"
         fi
       done
@@ -875,8 +875,13 @@ if os.path.exists(tls_path):
         if f[0] == "callgrind":
             cgt[(f[1], f[2])] = int(f[3]) / int(f[4])
         elif f[0] == "perf":
-            n = int(f[6])
-            pf[(f[1], f[2])] = ((float(f[3]) + float(f[4])) / n, float(f[5]) * 1000 / n)
+            def num(x):  # perf prints "<not supported>" for counters a VM does not expose
+                try:
+                    return float(x)
+                except ValueError:
+                    return float("nan")
+            n = int(f[-1])
+            pf[(f[1], f[2])] = ((num(f[3]) + num(f[4])) / n, num(f[5]) * 1000 / n)
     print("TLS vs plaintext, client side (dproxy --threads 1; handshakes excluded):")
     print(f"  {'workload':<19}{'instr/req plain':>16}{'tls':>9}{'x':>6}"
           f"{'  all instr/req plain':>22}{'tls':>9}{'x':>6}{'  CPU us/req plain':>19}{'tls':>8}{'x':>6}")

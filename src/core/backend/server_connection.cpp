@@ -154,45 +154,6 @@ void ServerConnection::start_connect() {
   });
 }
 
-void ServerConnection::start_handshake(uint64_t gen) {
-  const PoolTls* contexts =
-      pool_slot_ != nullptr && pool_slot_->tls ? pool_slot_->tls.get() : nullptr;
-  if (contexts == nullptr || !contexts->connect) {
-    connect_timer_.cancel();
-    fail_all("TLS handshake failed: no TLS context");
-    return;
-  }
-  if (!shared_->tls_read) {
-    shared_->tls_read = std::make_unique<TlsHandlerMemory>();
-    shared_->tls_write = std::make_unique<TlsHandlerMemory>();
-  }
-  // The stream takes the connected socket (and the current certificates: a reload since the
-  // last connection applies from here on).
-  tls_ = std::make_shared<BackendTlsStream>(std::move(socket_), *contexts->connect);
-  socket_ = asio::generic::stream_protocol::socket(worker_.io());
-  prepare_backend_ssl(tls_->native_handle(), *contexts, host_);
-  tls_->async_handshake(asio::ssl::stream_base::client, [this, alive = alive_, gen,
-                                                         tls = tls_](const asio::error_code& err) {
-    if (!*alive || gen != gen_) return;
-    connect_timer_.cancel();
-    if (err) {
-      if (err == asio::error::operation_aborted) return;
-      const std::string why = tls_error_text(err, tls->native_handle());
-      if (pool_slot_ != nullptr) ++pool_slot_->counters.server_tls_handshake_failures;
-      backoff_ = backoff_.count() == 0 ? kMinBackoff : std::min(backoff_ * 2, kMaxBackoff);
-      retry_after_ = Clock::now() + backoff_;
-      fail_all("TLS handshake failed: " + why);
-      return;
-    }
-    if (pool_slot_ != nullptr) {
-      ++pool_slot_->counters.server_tls_handshakes;
-      ++pool_slot_->counters.server_tls_connections;
-      tls_counted_ = true;
-    }
-    on_connected();
-  });
-}
-
 void ServerConnection::close_socket() {
   asio::error_code ignored;
   socket_.close(ignored);
@@ -236,31 +197,32 @@ void ServerConnection::start_write() {
 }
 
 void ServerConnection::write_buffer() {
-  auto done = [this, alive = alive_, gen = gen_](const asio::error_code& err, size_t) {
-    if (!*alive || gen != gen_) return;
-    writing_ = false;
-    write_waits_ = false;
-    writing_buf_.clear();
-    if (writing_buf_.capacity() > kShrinkAbove) {
-      std::string().swap(writing_buf_);
-      writing_buf_.reserve(kInitialWriteBuffer);
-    }
-    if (err) {
-      if (state_ == State::kConnected) fail_all("write failed: " + err.message());
-      return;
-    }
-    if (!out_.empty()) start_write();
-  };
   if (tls_) [[unlikely]] {
-    asio::async_write(*tls_, asio::buffer(writing_buf_),
-                      with_memory(*shared_->tls_write,
-                                  [tls = tls_, done = std::move(done)](
-                                      const asio::error_code& err, size_t n) { done(err, n); }));
+    tls_write_buffer();
     return;
   }
   asio::async_write(socket_, asio::buffer(writing_buf_),
-                    with_memory(shared_->write, std::move(done)));
+                    with_memory(shared_->write, [this, alive = alive_, gen = gen_](
+                                                    const asio::error_code& err, size_t) {
+                      if (!*alive || gen != gen_) return;
+                      on_written(err);
+                    }));
   if (read_hint::write_may_wait(socket_)) write_waits_ = read_tainted_ = true;
+}
+
+void ServerConnection::on_written(const asio::error_code& err) {
+  writing_ = false;
+  write_waits_ = false;
+  writing_buf_.clear();
+  if (writing_buf_.capacity() > kShrinkAbove) {
+    std::string().swap(writing_buf_);
+    writing_buf_.reserve(kInitialWriteBuffer);
+  }
+  if (err) {
+    if (state_ == State::kConnected) fail_all("write failed: " + err.message());
+    return;
+  }
+  if (!out_.empty()) start_write();
 }
 
 void ServerConnection::start_read() {
@@ -272,48 +234,47 @@ void ServerConnection::start_read() {
     }
     if (in_.size() - in_end_ < kReadChunk / 2) in_.resize(std::max(in_.size() * 2, kReadChunk));
   }
-  read_tainted_ = write_waits_;
-  size_t space = in_.size() - in_end_;
-  auto done = [this, alive = alive_, gen = gen_, space](const asio::error_code& err_in, size_t n) {
-    if (!*alive || gen != gen_) return;
-    // A TLS peer that closes without close_notify: the same as a plain EOF.
-    const asio::error_code err = is_tls_truncation(err_in) ? asio::error::eof : err_in;
-    if (!err && n < space && read_queued_ && !read_tainted_) read_hint::mark_drained(socket_);
-    if (err) {
-      if (err == asio::error::operation_aborted || state_ != State::kConnected) return;
-      // An idle connection closed by the server is either its idle timeout (Redis
-      // "timeout") or the server going away: reconnect at once and let that attempt tell.
-      // Only a failed reconnect counts as a failure of the server.
-      if (err == asio::error::eof && pending_.empty() && setup_pending_ == 0 && out_.empty() &&
-          push_sink_ == nullptr) {
-        LOG_DEBUG("backend %s: closed an idle connection; reconnecting", address_.c_str());
-        ++counters_.server_eof;
-        ++gen_;
-        state_ = State::kDisconnected;
-        close_socket();
-        in_start_ = in_end_ = 0;
-        scan_state_ = {};
-        mc_scan_state_ = {};
-        start_connect();
-        return;
-      }
-      fail_all(err == asio::error::eof ? std::string("closed the connection")
-                                       : "connection lost: " + err.message());
-      return;
-    }
-    on_read(n);
-  };
-  auto buffer = asio::buffer(in_.data() + in_end_, space);
   if (tls_) [[unlikely]] {
-    read_queued_ = false;  // the hint is about the raw socket: not used under TLS
-    tls_->async_read_some(
-        buffer, with_memory(*shared_->tls_read,
-                            [tls = tls_, done = std::move(done)](const asio::error_code& err,
-                                                                 size_t n) { done(err, n); }));
+    tls_start_read();
     return;
   }
-  socket_.async_read_some(buffer, with_memory(shared_->read, std::move(done)));
+  read_tainted_ = write_waits_;
+  size_t space = in_.size() - in_end_;
+  socket_.async_read_some(asio::buffer(in_.data() + in_end_, space),
+                          with_memory(shared_->read, [this, alive = alive_, gen = gen_, space](
+                                                         const asio::error_code& err, size_t n) {
+                            if (!*alive || gen != gen_) return;
+                            if (!err && n < space && read_queued_ && !read_tainted_)
+                              read_hint::mark_drained(socket_);
+                            if (err) {
+                              on_read_failed(err);
+                              return;
+                            }
+                            on_read(n);
+                          }));
   read_queued_ = read_hint::read_queued(socket_);
+}
+
+void ServerConnection::on_read_failed(const asio::error_code& err) {
+  if (err == asio::error::operation_aborted || state_ != State::kConnected) return;
+  // An idle connection closed by the server is either its idle timeout (Redis
+  // "timeout") or the server going away: reconnect at once and let that attempt tell.
+  // Only a failed reconnect counts as a failure of the server.
+  if (err == asio::error::eof && pending_.empty() && setup_pending_ == 0 && out_.empty() &&
+      push_sink_ == nullptr) {
+    LOG_DEBUG("backend %s: closed an idle connection; reconnecting", address_.c_str());
+    ++counters_.server_eof;
+    ++gen_;
+    state_ = State::kDisconnected;
+    close_socket();
+    in_start_ = in_end_ = 0;
+    scan_state_ = {};
+    mc_scan_state_ = {};
+    start_connect();
+    return;
+  }
+  fail_all(err == asio::error::eof ? std::string("closed the connection")
+                                   : "connection lost: " + err.message());
 }
 
 ServerConnection::Step ServerConnection::read_setup_reply() {

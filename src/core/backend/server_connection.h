@@ -106,6 +106,12 @@ class ServerConnection {
   void start_write();
   void write_buffer();  // writes writing_buf_, then whatever out_ gathered meanwhile
   void start_read();
+  // After a write: the next one, or the failure. After a failed read: reconnect or fail_all.
+  void on_written(const asio::error_code& err);
+  void on_read_failed(const asio::error_code& err);
+  // The TLS counterparts of the socket write and read (server_connection_tls.cpp).
+  void tls_write_buffer();
+  void tls_start_read();
   void on_read(size_t n);
   // What on_read does after one frame: the next one, wait for more bytes, or stop (failed).
   enum class Step : uint8_t { kNext, kMore, kStop };

@@ -6,26 +6,11 @@
 
 #include "core/buffer_pool.h"
 #include "core/log.h"
+#include "core/session/connection_tls.h"
 #include "core/stats.h"
-#include "core/tls_context.h"
 #include "core/worker.h"
 
 namespace dproxy::core {
-
-namespace {
-// A client that has not finished its TLS handshake by then is closed.
-constexpr std::chrono::seconds kTlsHandshakeTimeout{10};
-}  // namespace
-
-struct Connection::Tls {
-  Tls(asio::generic::stream_protocol::socket& socket, asio::ssl::context& context)
-      : stream(socket, context), timer(socket.get_executor()) {}
-  ClientTlsStream stream;
-  asio::steady_timer timer;
-  TlsHandlerMemory read_memory;
-  TlsHandlerMemory write_memory;
-  bool established = false;  // handshake done: counted in tls_connections
-};
 
 Connection::Connection(Worker& worker, PoolSlot& pool_slot,
                        asio::generic::stream_protocol::socket socket, uint64_t id,
@@ -55,58 +40,6 @@ void Connection::start_io() {
     return;
   }
   start_read();
-}
-
-std::string Connection::peer_name() const {
-  asio::error_code ec;
-  const auto peer = socket_.remote_endpoint(ec);
-  if (ec) return "(unknown peer)";
-  if (peer.protocol().family() == AF_INET || peer.protocol().family() == AF_INET6) {
-    asio::ip::tcp::endpoint tcp;
-    tcp.resize(peer.size());
-    std::memcpy(tcp.data(), peer.data(), peer.size());
-    if (tcp.address().is_v6())
-      return "[" + tcp.address().to_string() + "]:" + std::to_string(tcp.port());
-    return tcp.address().to_string() + ":" + std::to_string(tcp.port());
-  }
-  return "unix socket client";
-}
-
-void Connection::start_handshake() {
-  // The certificates of the last (re)load: a reload applies to the connections accepted after it.
-  tls_ = std::make_unique<Tls>(socket_, *slot_.tls->accept);
-  reading_ = true;  // no read until the handshake is done
-  tls_->timer.expires_after(kTlsHandshakeTimeout);
-  tls_->timer.async_wait([self = shared_from_this()](const asio::error_code& ec) {
-    if (ec || self->closed_ || self->tls_->established) return;
-    ++self->slot_.counters.tls_handshake_failures;
-    LOG_WARN("pool %s: client %s: TLS handshake failed: no handshake within %lld s; closed",
-             self->slot_.name.c_str(), self->peer_name().c_str(),
-             static_cast<long long>(kTlsHandshakeTimeout.count()));
-    self->close();
-  });
-  tls_->stream.async_handshake(
-      asio::ssl::stream_base::server,
-      with_memory(tls_->read_memory, [self = shared_from_this()](const asio::error_code& ec) {
-        self->reading_ = false;
-        self->tls_->timer.cancel();
-        if (self->closed_) return;
-        if (ec) {
-          ++self->slot_.counters.tls_handshake_failures;
-          LOG_WARN("pool %s: client %s: TLS handshake failed: %s; closed", self->slot_.name.c_str(),
-                   self->peer_name().c_str(),
-                   tls_client_error_text(ec, self->tls_->stream.native_handle()).c_str());
-          self->close();
-          return;
-        }
-        self->tls_->established = true;
-        ++self->slot_.counters.tls_handshakes;
-        ++self->slot_.counters.tls_connections;
-        // Decrypted bytes may already wait inside the stream: read at once, not after a
-        // readiness wait on the socket.
-        self->rbuf_.resize(kInitialReadBuffer);
-        self->start_read();
-      }));
 }
 
 void Connection::record_latency(const ReplySlot* slot) {
@@ -167,22 +100,21 @@ void Connection::start_read() {
       rbuf_.resize(std::max(want, rbuf_.size() * 2));
   }
   reading_ = true;
-  auto buffer = asio::buffer(rbuf_.data() + rend_, rbuf_.size() - rend_);
-  auto done = [self = shared_from_this()](const asio::error_code& ec, size_t n) {
-    self->on_read(ec, n);
-  };
   if (tls_ != nullptr) [[unlikely]] {
-    tls_->stream.async_read_some(buffer, with_memory(tls_->read_memory, std::move(done)));
+    tls_read();
     return;
   }
-  socket_.async_read_some(buffer, with_memory(read_memory_, std::move(done)));
+  socket_.async_read_some(
+      asio::buffer(rbuf_.data() + rend_, rbuf_.size() - rend_),
+      with_memory(read_memory_, [self = shared_from_this()](const asio::error_code& ec, size_t n) {
+        self->on_read(ec, n);
+      }));
 }
 
 void Connection::on_read(const asio::error_code& ec, size_t n) {
   reading_ = false;
   if (closed_) return;
-  // A TLS client that closes without close_notify (most do) ends its input like a plain EOF.
-  if (ec == asio::error::eof || (tls_ != nullptr && is_tls_truncation(ec))) {
+  if (ec == asio::error::eof) {
     // The client finished sending (or half-closed): answer everything it sent, then close.
     ++slot_.counters.client_eof;
     if (close_on_input_end()) {
@@ -316,33 +248,30 @@ void Connection::start_write() {
   // over, and the next reply borrows another one (out_buffer()).
   writing_buf_ = std::move(out_);
   out_.clear();
-  auto done = [self = shared_from_this()](const asio::error_code& ec, size_t) {
-    self->writing_ = false;
-    self->worker_.reply_buffers().give(self->writing_buf_);
-    if (ec) {
-      ++self->slot_.counters.client_err;
-      self->close();
-      return;
-    }
-    self->drain();
-  };
   if (tls_ != nullptr) [[unlikely]] {
-    asio::async_write(tls_->stream, asio::buffer(writing_buf_),
-                      with_memory(tls_->write_memory, std::move(done)));
+    tls_write();
     return;
   }
-  asio::async_write(socket_, asio::buffer(writing_buf_),
-                    with_memory(write_memory_, std::move(done)));
+  asio::async_write(
+      socket_, asio::buffer(writing_buf_),
+      with_memory(write_memory_, [self = shared_from_this()](const asio::error_code& ec, size_t) {
+        self->writing_ = false;
+        self->worker_.reply_buffers().give(self->writing_buf_);
+        if (ec) {
+          ++self->slot_.counters.client_err;
+          self->close();
+          return;
+        }
+        self->drain();
+      }));
 }
 
 void Connection::close() {
   if (closed_) return;
   closed_ = true;
   worker_.remove_session(id_);
-  if (tls_ != nullptr && tls_->established) {
-    tls_->established = false;
-    --slot_.counters.tls_connections;
-  }
+  if (tls_ != nullptr) [[unlikely]]
+    tls_closed();
   asio::error_code ignored;
   socket_.shutdown(asio::socket_base::shutdown_both, ignored);
   socket_.close(ignored);

@@ -124,10 +124,16 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
  private:
   // TLS clients: the stream over socket_, the handshake's timer, its operations' memory. Null
-  // for plaintext connections (whose path it leaves untouched but for one null check).
+  // for plaintext connections (whose path it leaves untouched but for one null check). The TLS
+  // functions are in connection_tls.cpp.
   struct Tls;
   std::unique_ptr<Tls> tls_;
   void start_handshake();
+  // The TLS counterparts of the socket read in start_read() and the write in start_write().
+  void tls_read();
+  void tls_write();
+  // close() of a TLS connection: its count in tls_connections.
+  void tls_closed();
   // "ip:port" of the client (or the listener's socket path), for log lines.
   std::string peer_name() const;
 };
