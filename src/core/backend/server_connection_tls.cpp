@@ -25,6 +25,7 @@ void ServerConnection::start_handshake(uint64_t gen) {
   tls_ = std::make_shared<BackendTlsStream>(std::move(socket_), *contexts->connect);
   socket_ = asio::generic::stream_protocol::socket(worker_.io());
   prepare_backend_ssl(tls_->native_handle(), *contexts, host_);
+  keep_tls_buffers(tls_->native_handle());
   tls_->async_handshake(asio::ssl::stream_base::client,
                         [this, alive = alive_, gen, tls = tls_](const asio::error_code& err) {
                           if (!*alive || gen != gen_) return;

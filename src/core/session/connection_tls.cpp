@@ -43,6 +43,7 @@ std::string Connection::peer_name() const {
 void Connection::start_handshake() {
   // The certificates of the last (re)load: a reload applies to the connections accepted after it.
   tls_ = std::make_unique<Tls>(socket_, *slot_.tls->accept);
+  keep_tls_buffers(tls_->stream.native_handle());
   reading_ = true;  // no read until the handshake is done
   tls_->timer.expires_after(kTlsHandshakeTimeout);
   tls_->timer.async_wait([self = shared_from_this()](const asio::error_code& ec) {
