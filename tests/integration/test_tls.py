@@ -411,6 +411,25 @@ class BackendSideTest(unittest.TestCase):
         self.assertGreaterEqual(stats["server_tls_connections"], 1)
         self.assertIn(f'dproxy_server_tls_handshakes_total{{pool="good"}}', metrics(self.proxy))
 
+    def test_dedicated_connections(self):
+        """Blocking commands, transactions and pub/sub use connections of their own: TLS too."""
+        import redis
+        r = redis.Redis(host=HOST, port=self.ports["good"], socket_timeout=10)
+        self.assertIsNone(r.blpop(["tls:empty"], timeout=0.2))
+        r.rpush("tls:list", "x")
+        self.assertEqual(r.blpop(["tls:list"], timeout=1), (b"tls:list", b"x"))
+        pipe = r.pipeline(transaction=True)
+        pipe.set("tls:tx", "1").incr("tls:tx")
+        self.assertEqual(pipe.execute(), [True, 2])
+        p = r.pubsub()
+        p.subscribe("tls:chan")
+        self.assertEqual(p.get_message(timeout=5)["type"], "subscribe")
+        self.assertEqual(self.call("good", "PUBLISH", "tls:chan", "hi"), 1)
+        msg = p.get_message(timeout=5)
+        self.assertEqual((msg["type"], msg["data"]), ("message", b"hi"))
+        p.close()
+        r.close()
+
     def test_refused_certificates(self):
         import redis
         for name, reason in (("untrusted", "certificate verify failed"),
