@@ -23,6 +23,13 @@
 #               warm connections; callgrind_annotate top functions are written to files
 #               (syscalls and callgrind also profile the two multi-gets, with a tenth of the
 #               requests: BENCH_CG_MGET=0 leaves them out)
+#   tls         TLS vs plaintext, client side (issue 20): one dproxy --threads 1 under callgrind
+#               serving each protocol on a plaintext and on a TLS listener (certificate made with
+#               the openssl CLI) over the same backends; the GET+SET workloads run against both
+#               (dpbench --tls; handshakes happen while connecting, before the counters are zeroed)
+#               and the table gives user-space instructions per request of each and their ratio.
+#               A second pass does the same with perf stat (user+kernel instructions and task-clock
+#               per request) on dproxy --threads 1 without valgrind
 #   memory      VmRSS growth of a fresh proxy per client connection, 10,000 connections that are
 #               idle (never sent anything) or touched (one GET each, then idle)
 #   malloc      heap allocations per request in steady state, counted by tools' LD_PRELOAD shim
@@ -36,7 +43,7 @@
 #
 # Usage: scripts/bench.sh           (about 15 minutes on the 2-core machine)
 #   BENCH_QUICK=1          short run (~2 min): 1 round, 2 s per run, 10,000 profiled requests
-#   BENCH_SECTIONS="..."   subset of: throughput syscalls callgrind memory malloc
+#   BENCH_SECTIONS="..."   subset of: throughput syscalls callgrind tls memory malloc
 #   BENCH_ONLY=REGEX       only the workloads whose name matches (redis_get_set_p1, redis_get_set_p16,
 #                          mc_get_set_p1, mc_get_set_p16, redis_mget100, mc_get100)
 #   BENCH_T1=1             throughput of dproxy --threads 1 as a fourth target
@@ -115,7 +122,7 @@ else
 fi
 PWARM=$((PREQ / 5))            # warm-up requests before a profiled phase
 IDLE=${BENCH_IDLE_CONNS:-10000}
-SECTIONS=${BENCH_SECTIONS:-throughput syscalls callgrind memory malloc}
+SECTIONS=${BENCH_SECTIONS:-throughput syscalls callgrind tls memory malloc}
 DPROXY_THREADS=${DPROXY_THREADS:-$(nproc)}
 CONNS=50 KEYS=100000 VALUE=32 PIPE=16 MGET=100
 OUT=${BENCH_OUT:-$ROOT/build/bench}
@@ -460,6 +467,80 @@ if has callgrind; then
 fi
 
 # ------------------------------------------------------------------------------------------------
+if has tls; then
+  log "tls: plaintext vs TLS listeners of one dproxy (1 thread), $PREQ requests after $PWARM warm-up"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=dproxy-bench \
+    -addext "subjectAltName=IP:127.0.0.1" -keyout "$OUT/tls.key" -out "$OUT/tls.pem" 2>/dev/null
+  for mode in callgrind perf; do
+    next_port; T_MC=$NEXT_PORT; next_port; T_RD=$NEXT_PORT
+    next_port; T_MCS=$NEXT_PORT; next_port; T_RDS=$NEXT_PORT
+    python3 - "$OUT/dproxy_tls.json" "$T_MC" "$T_RD" "$T_MCS" "$T_RDS" "$OUT" \
+      "${MC_PORTS[*]}" "${RD_PORTS[*]}" <<'PY'
+import json, sys
+path, mc, rd, mcs, rds, out, mcb, rdb = sys.argv[1:]
+tls = {"cert": out + "/tls.pem", "key": out + "/tls.key"}
+def pool(proto, port, backends, names, with_tls):
+    p = {"protocol": proto, "listen": f"127.0.0.1:{port}", "policy": "ketama", "hash": "fnv1a_64",
+         "servers": [f"127.0.0.1:{b}:1 {names}{i}" for i, b in enumerate(backends.split())]}
+    if with_tls:
+        p["tls"] = tls
+    return p
+json.dump({"pools": {"mc": pool("memcached", mc, mcb, "mc", False),
+                     "rd": pool("redis", rd, rdb, "rd", False),
+                     "mc_tls": pool("memcached", mcs, mcb, "mc", True),
+                     "rd_tls": pool("redis", rds, rdb, "rd", True)},
+           "stats": {"enabled": False}}, open(path, "w"))
+PY
+    wrap=()
+    [ $mode = callgrind ] && wrap=(valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind_tls.out")
+    "${wrap[@]}" "$DPROXY" --config "$OUT/dproxy_tls.json" --threads 1 --log-level warn \
+      >"$OUT/dproxy_tls_$mode.log" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    for p in $T_MC $T_RD $T_MCS $T_RDS; do wait_port "$p" 60 "$pid"; done
+    part=0
+    for wl in "${PROFILE_WLS[@]}"; do
+      IFS='|' read -r name proto args <<<"$wl"
+      for variant in plain tls; do
+        port=$T_MC; [ "$proto" = redis ] && port=$T_RD
+        tls_arg=()
+        if [ $variant = tls ]; then
+          port=$T_MCS; [ "$proto" = redis ] && port=$T_RDS
+          tls_arg=(--tls)
+        fi
+        if [ $mode = callgrind ]; then
+          # shellcheck disable=SC2086
+          line=$(bench "$port" "$proto" "$name/$variant/tls-callgrind" $args "${tls_arg[@]}" \
+            --warmup-requests "$PWARM" --requests "$PREQ" --stall-secs 60 \
+            --hook-warm "callgrind_control -z $pid >/dev/null 2>&1" \
+            --hook-done "callgrind_control -d $pid >/dev/null 2>&1")
+          part=$((part + 1))
+          cgf="$OUT/callgrind_tls.out.$part"
+          for _ in $(seq 100); do [ -s "$cgf" ] && break; sleep 0.1; done
+          total=$(awk '/^(summary|totals):/ {print $2; exit}' "$cgf")
+          mv "$cgf" "$OUT/callgrind_tls_${name}_$variant.out"
+          echo "callgrind $name $variant $total $PREQ" >>"$OUT/tls.txt"
+          log "  $variant $name: $((total / PREQ)) instructions/request (callgrind)   ($line)"
+        else
+          f="$OUT/perf_tls_${name}_$variant.txt"
+          # shellcheck disable=SC2086
+          line=$(bench "$port" "$proto" "$name/$variant/tls-perf" $args "${tls_arg[@]}" \
+            --warmup-requests "$PWARM" --requests "$PREQ" \
+            --hook-warm "'$ROOT/scripts/bench.sh' __hook perf-start $pid '$f' '$OUT/perf.pid' 'instructions:u,instructions:k,task-clock'" \
+            --hook-done "'$ROOT/scripts/bench.sh' __hook perf-stop '$OUT/perf.pid'")
+          iu=$(awk -F, '$3 ~ /instructions:u/ {print ($1 ~ /^[0-9.]+$/ ? $1 : "nan")}' "$f")
+          ik=$(awk -F, '$3 ~ /instructions:k/ {print ($1 ~ /^[0-9.]+$/ ? $1 : "nan")}' "$f")
+          tc=$(awk -F, '$3 ~ /task-clock/ {print ($1 ~ /^[0-9.]+$/ ? $1 : "nan")}' "$f")
+          echo "perf $name $variant ${iu:-nan} ${ik:-nan} ${tc:-nan} $PREQ" >>"$OUT/tls.txt"
+          log "  $variant $name: perf $f   ($line)"
+        fi
+      done
+    done
+    stop_pid "$pid"; forget_pid "$pid"
+  done
+fi
+
+# ------------------------------------------------------------------------------------------------
 if has memory; then
   log "memory: VmRSS growth per idle client connection, $IDLE connections, fresh proxies"
   for kind in dproxy nutcracker; do
@@ -784,6 +865,39 @@ for wl in WL:
 if rows:
     print("Syscalls per request by call (perf stat tracepoints):")
     print("\n".join(rows))
+    print()
+
+tls_path = os.path.join(out, "tls.txt")
+if os.path.exists(tls_path):
+    cgt, pf = {}, {}
+    for line in open(tls_path):
+        f = line.split()
+        if f[0] == "callgrind":
+            cgt[(f[1], f[2])] = int(f[3]) / int(f[4])
+        elif f[0] == "perf":
+            def num(x):  # perf prints "<not supported>" for counters a VM does not expose
+                try:
+                    return float(x)
+                except ValueError:
+                    return float("nan")
+            n = int(f[-1])
+            pf[(f[1], f[2])] = ((num(f[3]) + num(f[4])) / n, num(f[5]) * 1000 / n)
+    print("TLS vs plaintext, client side (dproxy --threads 1; handshakes excluded):")
+    print(f"  {'workload':<19}{'instr/req plain':>16}{'tls':>9}{'x':>6}"
+          f"{'  all instr/req plain':>22}{'tls':>9}{'x':>6}{'  CPU us/req plain':>19}{'tls':>8}{'x':>6}")
+    for wl in WL:
+        row = f"  {wl:<19}"
+        if (wl, "plain") in cgt and (wl, "tls") in cgt:
+            a, b = cgt[(wl, "plain")], cgt[(wl, "tls")]
+            row += f"{a:>16.0f}{b:>9.0f}{b / a:>6.2f}"
+        else:
+            row += f"{'-':>16}{'-':>9}{'-':>6}"
+        if (wl, "plain") in pf and (wl, "tls") in pf:
+            (ia, ca), (ib, cb) = pf[(wl, "plain")], pf[(wl, "tls")]
+            row += f"{ia:>22.0f}{ib:>9.0f}{ib / ia:>6.2f}{ca:>19.2f}{cb:>8.2f}{cb / ca:>6.2f}"
+        if (wl, "plain") in cgt or (wl, "plain") in pf:
+            print(row)
+    print("  (instr/req: user space, callgrind; all instr/req: user+kernel, perf stat; CPU: task-clock)")
     print()
 
 if checks:

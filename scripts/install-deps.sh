@@ -10,6 +10,8 @@ PACKAGES=(
   clang-format curl iproute2 mount
   clang libclang-rt-14-dev
   netcat-openbsd
+  # TLS (issue 20): OpenSSL 3 for the build, the openssl CLI for the tests' certificates
+  libssl-dev openssl
   # scripts/package.sh and its test: dpkg-shlibdeps, the man page, systemd-analyze, logrotate
   dpkg-dev binutils go-md2man man-db groff-base systemd logrotate
 )

@@ -25,6 +25,8 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -59,6 +61,7 @@ struct Options {
   int port = 0;
   Proto proto = Proto::kMemcached;
   int connections = 50;
+  bool tls = false;  // TLS to the server (no certificate check; handshakes before warm-up)
   int threads = 1;
   int pipeline = 1;
   int get_weight = 1;
@@ -87,6 +90,8 @@ const char kUsage[] =
     "  --host IP               127.0.0.x only (default 127.0.0.1)\n"
     "  --connections N         client connections (default 50)\n"
     "  --threads M             client threads, connections spread round robin (default 1)\n"
+    "  --tls                   TLS connections (the server's certificate is not checked; the\n"
+    "                          handshakes happen while connecting, outside every measured phase)\n"
     "  --pipeline D            requests per batch written at once (default 1)\n"
     "  --ratio G:S             GET:SET weights (default 1:1)\n"
     "  --mget K                every request is a K-key multi-get (memcached get / Redis MGET)\n"
@@ -426,8 +431,19 @@ struct Pending {
   int keys;
 };
 
+// --tls: one client context for every connection (set in main before the workers start).
+SSL_CTX* g_tls = nullptr;
+
+std::string tls_error() {
+  unsigned long e = ERR_get_error();
+  char buf[256];
+  ERR_error_string_n(e, buf, sizeof buf);
+  return e == 0 ? std::string("unknown error") : std::string(buf);
+}
+
 struct Conn {
   int fd = -1;
+  SSL* ssl = nullptr;
   bool connected = false;
   bool want_out = false;
   std::string out;
@@ -463,8 +479,10 @@ class Worker {
     if (ep_ < 0) die(std::string("epoll_create1: ") + std::strerror(errno));
   }
   ~Worker() {
-    for (auto& c : conns_)
+    for (auto& c : conns_) {
+      if (c->ssl != nullptr) SSL_free(c->ssl);
       if (c->fd >= 0) close(c->fd);
+    }
     close(ep_);
   }
   void add_conn(uint64_t conn_index) {
@@ -502,6 +520,7 @@ class Worker {
         getsockopt(c.fd, SOL_SOCKET, SO_ERROR, &err, &len);
         if (err != 0)
           die("connect to " + o_.host + ":" + std::to_string(o_.port) + ": " + std::strerror(err));
+        if (g_tls != nullptr) handshake(c);
         c.connected = true;
         epoll_event ev{};
         ev.events = EPOLLIN;
@@ -511,6 +530,19 @@ class Worker {
         --inflight;
       }
     }
+  }
+
+  // --tls: a blocking handshake on the fresh connection, which then goes back to non-blocking.
+  void handshake(Conn& c) {
+    int flags = fcntl(c.fd, F_GETFL);
+    fcntl(c.fd, F_SETFL, flags & ~O_NONBLOCK);
+    c.ssl = SSL_new(g_tls);
+    SSL_set_fd(c.ssl, c.fd);
+    SSL_set_mode(c.ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    if (SSL_connect(c.ssl) != 1)
+      die("TLS handshake with " + o_.host + ":" + std::to_string(o_.port) +
+          " failed: " + tls_error());
+    fcntl(c.fd, F_SETFL, flags);
   }
 
   // Runs one phase. count_mode: each connection's quota is preset; otherwise until time_up.
@@ -581,6 +613,17 @@ class Worker {
 
   void flush(Conn& c) {
     while (c.out_off < c.out.size()) {
+      if (c.ssl != nullptr) {
+        int w =
+            SSL_write(c.ssl, c.out.data() + c.out_off, static_cast<int>(c.out.size() - c.out_off));
+        if (w <= 0) {
+          int e = SSL_get_error(c.ssl, w);
+          if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) break;
+          die("SSL_write: " + tls_error());
+        }
+        c.out_off += static_cast<size_t>(w);
+        continue;
+      }
       ssize_t w = ::send(c.fd, c.out.data() + c.out_off, c.out.size() - c.out_off, MSG_NOSIGNAL);
       if (w < 0) {
         if (errno == EAGAIN) break;
@@ -603,6 +646,18 @@ class Worker {
   bool on_readable(Conn& c) {
     for (;;) {
       if (c.in_len == c.in.size()) c.in.resize(c.in.size() * 2);
+      if (c.ssl != nullptr) {
+        // Until the stream has nothing decrypted left and the socket nothing to read.
+        int r = SSL_read(c.ssl, c.in.data() + c.in_len, static_cast<int>(c.in.size() - c.in_len));
+        if (r <= 0) {
+          int e = SSL_get_error(c.ssl, r);
+          if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) break;
+          if (e == SSL_ERROR_ZERO_RETURN) die("server closed the connection");
+          die("SSL_read: " + tls_error());
+        }
+        c.in_len += static_cast<size_t>(r);
+        continue;
+      }
       ssize_t r = ::recv(c.fd, c.in.data() + c.in_len, c.in.size() - c.in_len, 0);
       if (r < 0) {
         if (errno == EAGAIN) break;
@@ -713,6 +768,8 @@ Options parse_args(int argc, char** argv) {
       }
     } else if (a == "--connections") {
       o.connections = static_cast<int>(parse_u64(val(), "--connections"));
+    } else if (a == "--tls") {
+      o.tls = true;
     } else if (a == "--threads") {
       o.threads = static_cast<int>(parse_u64(val(), "--threads"));
     } else if (a == "--pipeline") {
@@ -787,6 +844,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "dpbench: --max-secs %.0f reached, giving up\n", max);
     std::_Exit(3);
   }).detach();
+
+  if (o.tls) {
+    g_tls = SSL_CTX_new(TLS_client_method());
+    if (g_tls == nullptr) die("SSL_CTX_new: " + tls_error());
+    SSL_CTX_set_verify(g_tls, SSL_VERIFY_NONE, nullptr);
+  }
 
   Shared sh;
   std::vector<std::unique_ptr<Worker>> workers;

@@ -25,6 +25,20 @@ struct ListenAddress {
   std::string to_string() const;
 };
 
+// TLS on one side of a pool: PEM files and checks (issue 20). Certificates and keys are loaded
+// when the pool starts and again on every reload (SIGHUP), also when the pool's JSON is unchanged.
+struct TlsConfig {
+  bool enabled = false;      // the "tls" / "server_tls" object was given
+  std::string cert;          // certificate chain (PEM); client side: required
+  std::string key;           // its private key (PEM); client side: required
+  std::string ca;            // CA certificates (PEM) that a peer's certificate must chain to
+  bool verify = false;       // "tls": verify_client (default false); "server_tls": verify (true)
+  std::string server_name;   // "server_tls" only: SNI and the name the certificate must hold
+  std::string min_version;   // "1.2" (default) or "1.3"
+  std::string ciphers;       // OpenSSL cipher list for TLS 1.2 ("" = OpenSSL's default)
+  std::string ciphersuites;  // OpenSSL TLS 1.3 cipher suites ("" = OpenSSL's default)
+};
+
 struct PoolConfig {
   std::string name;
   Protocol protocol = Protocol::kMemcached;
@@ -65,6 +79,9 @@ struct PoolConfig {
   uint32_t db = 0;              // dproxy sends SELECT db on each new backend connection
   // Backend connections clients may hold at once (blocking commands, WATCH), every thread.
   uint32_t max_dedicated_connections = 1024;
+  // TLS towards clients ("tls") and towards the servers ("server_tls"); see TlsConfig.
+  TlsConfig tls;
+  TlsConfig server_tls;
   // The pool's JSON text as loaded (config reload compares it to tell a changed pool).
   std::string source;
   // redis_cluster only

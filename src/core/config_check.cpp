@@ -12,6 +12,7 @@
 #include <string>
 
 #include "core/config.h"
+#include "core/tls_context.h"
 
 namespace dproxy::core {
 namespace {
@@ -81,6 +82,12 @@ bool check_config_environment(const Config& config, std::string& problems) {
   };
   for (const auto& pool : config.pools) {
     check_listen(pool.listen, "pools." + pool.name + ".listen");
+    std::shared_ptr<const PoolTls> tls;
+    std::string tls_error;
+    if (!load_pool_tls(pool, tls, tls_error)) {
+      problems += tls_error + "\n";
+      ok = false;
+    }
     for (size_t i = 0; i < pool.servers.size(); ++i) {
       const auto& s = pool.servers[i];
       if (s.port == 0) continue;  // a unix socket path

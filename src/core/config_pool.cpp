@@ -77,8 +77,74 @@ const std::vector<std::string>& known_pool_keys() {
                                                 "failover_on_miss",
                                                 "reply",
                                                 "cluster_refresh_ms",
-                                                "read_from"};
+                                                "read_from",
+                                                "tls",
+                                                "server_tls"};
   return keys;
+}
+
+// The keys of "tls" (client side) and of "server_tls" (backend side).
+const std::vector<std::string>& known_tls_keys() {
+  static const std::vector<std::string> keys = {
+      "cert", "key", "ca", "verify_client", "min_version", "ciphers", "ciphersuites"};
+  return keys;
+}
+const std::vector<std::string>& known_server_tls_keys() {
+  static const std::vector<std::string> keys = {"ca",     "cert",        "key",     "server_name",
+                                                "verify", "min_version", "ciphers", "ciphersuites"};
+  return keys;
+}
+
+// A "tls" (`server` false) or "server_tls" (`server` true) object. Files are read later (when
+// the pool's TLS contexts are built: start, reload, --test-config).
+TlsConfig parse_tls(const json& value, const std::string& p, bool server) {
+  if (!value.is_object())
+    fail(p, std::string("expected an object, got ") + type_name(value) +
+                (server ? " (e.g. {\"ca\": \"/etc/dproxy/ca.pem\", \"verify\": true})"
+                        : " (e.g. {\"cert\": \"/etc/dproxy/proxy.pem\", \"key\": "
+                          "\"/etc/dproxy/proxy.key\"})"));
+  TlsConfig tls;
+  tls.enabled = true;
+  tls.verify = server;
+  for (auto& [key, v] : value.items()) {
+    const std::string kp = p + "." + key;
+    auto path_value = [&]() -> std::string {
+      const std::string& s = get_string(v, kp);
+      if (s.empty()) fail(kp, "must not be empty (leave the key out instead)");
+      return s;
+    };
+    if (key == "cert") {
+      tls.cert = path_value();
+    } else if (key == "key") {
+      tls.key = path_value();
+    } else if (key == "ca") {
+      tls.ca = path_value();
+    } else if (key == (server ? "verify" : "verify_client")) {
+      tls.verify = get_bool(v, kp);
+    } else if (server && key == "server_name") {
+      tls.server_name = path_value();
+    } else if (key == "min_version") {
+      const std::string& s = get_string(v, kp);
+      if (s != "1.2" && s != "1.3") fail(kp, json_quote(s) + " is not one of \"1.2\", \"1.3\"");
+      tls.min_version = s;
+    } else if (key == "ciphers") {
+      tls.ciphers = path_value();
+    } else if (key == "ciphersuites") {
+      tls.ciphersuites = path_value();
+    } else {
+      fail(kp, unknown_key(key, server ? known_server_tls_keys() : known_tls_keys()));
+    }
+  }
+  if (!server) {
+    if (tls.cert.empty()) fail(p, "missing required key \"cert\" (the proxy's certificate)");
+    if (tls.key.empty()) fail(p, "missing required key \"key\" (the certificate's private key)");
+    if (tls.verify && tls.ca.empty())
+      fail(p + ".verify_client",
+           "needs \"ca\" (the CA certificates client certificates must chain to)");
+  } else if (tls.cert.empty() != tls.key.empty()) {
+    fail(p, tls.cert.empty() ? "\"key\" needs \"cert\"" : "\"cert\" needs \"key\"");
+  }
+  return tls;
 }
 
 // A key given as an integer or a boolean (from the tables above); false when `key` is not one.
@@ -164,6 +230,10 @@ void parse_pool_key(const std::string& key, const json& value, const std::string
       fail(p,
            "must not hold a space (memcached's authentication separates user and password by one)");
     (key == "server_user" ? pool.server_user : pool.server_password) = text;
+  } else if (key == "tls") {
+    pool.tls = parse_tls(value, p, false);
+  } else if (key == "server_tls") {
+    pool.server_tls = parse_tls(value, p, true);
   } else if (key == "read_from") {
     pool.read_from = parse_read_from(value, p);
     keys.cluster_only.push_back(p);

@@ -15,13 +15,16 @@ namespace dproxy::core {
 // NOTE: must outlive every operation allocated from it, including operations destroyed without
 // running when their io_context is destroyed: keep it in an object the handler keeps alive
 // (the session the handler holds a shared_ptr to, or a block shared with the handler).
-class HandlerMemory {
+// `Size`: 320 holds an async_write of one buffer (280 bytes); the operations of a TLS stream
+// (Asio's SSL io_op around the socket operation) need TlsHandlerMemory.
+template <size_t Size>
+class BasicHandlerMemory {
  public:
-  static constexpr size_t kSize = 320;  // an async_write of one buffer: 280 bytes
+  static constexpr size_t kSize = Size;
 
-  HandlerMemory() = default;
-  HandlerMemory(const HandlerMemory&) = delete;
-  HandlerMemory& operator=(const HandlerMemory&) = delete;
+  BasicHandlerMemory() = default;
+  BasicHandlerMemory(const BasicHandlerMemory&) = delete;
+  BasicHandlerMemory& operator=(const BasicHandlerMemory&) = delete;
 
   void* allocate(size_t size, size_t align) {
     if (!in_use_ && size <= kSize && align <= alignof(std::max_align_t)) {
@@ -43,33 +46,41 @@ class HandlerMemory {
   bool in_use_ = false;
 };
 
+using HandlerMemory = BasicHandlerMemory<320>;
+using TlsHandlerMemory = BasicHandlerMemory<1024>;
+
 // The allocator Asio uses for a handler bound with with_memory().
-template <typename T>
+template <typename T, typename Memory = HandlerMemory>
 class HandlerAllocator {
  public:
   using value_type = T;
-  explicit HandlerAllocator(HandlerMemory& memory) noexcept : memory_(&memory) {}
+  explicit HandlerAllocator(Memory& memory) noexcept : memory_(&memory) {}
   template <typename U>
-  HandlerAllocator(const HandlerAllocator<U>& other) noexcept : memory_(other.memory_) {}
+  HandlerAllocator(const HandlerAllocator<U, Memory>& other) noexcept : memory_(other.memory_) {}
+  template <typename U>
+  struct rebind {
+    using other = HandlerAllocator<U, Memory>;
+  };
 
   T* allocate(size_t n) { return static_cast<T*>(memory_->allocate(sizeof(T) * n, alignof(T))); }
   void deallocate(T* p, size_t n) { memory_->deallocate(p, sizeof(T) * n, alignof(T)); }
 
   template <typename U>
-  bool operator==(const HandlerAllocator<U>& other) const noexcept {
+  bool operator==(const HandlerAllocator<U, Memory>& other) const noexcept {
     return memory_ == other.memory_;
   }
 
  private:
-  template <typename>
+  template <typename, typename>
   friend class HandlerAllocator;
-  HandlerMemory* memory_;
+  Memory* memory_;
 };
 
 // `handler`, with its operation's memory taken from `memory`.
-template <typename Handler>
-auto with_memory(HandlerMemory& memory, Handler&& handler) {
-  return asio::bind_allocator(HandlerAllocator<char>(memory), std::forward<Handler>(handler));
+template <size_t Size, typename Handler>
+auto with_memory(BasicHandlerMemory<Size>& memory, Handler&& handler) {
+  return asio::bind_allocator(HandlerAllocator<char, BasicHandlerMemory<Size>>(memory),
+                              std::forward<Handler>(handler));
 }
 
 }  // namespace dproxy::core

@@ -14,6 +14,7 @@
 #include "core/reachability.h"
 #include "core/stats.h"
 #include "core/stats_server.h"
+#include "core/tls_context.h"
 
 namespace dproxy::core {
 
@@ -78,7 +79,7 @@ size_t Proxy::pool_id(const std::string& name) {
 
 void Proxy::update_prober() {
   std::vector<Prober::Target> targets;
-  for (const auto& p : pools_) targets.push_back({p.health, p.endpoints});
+  for (const auto& p : pools_) targets.push_back({p.health, p.endpoints, p.tls});
   prober_->set_targets(std::move(targets));
 }
 
@@ -107,6 +108,7 @@ bool Proxy::start(std::string& error) {
     ActivePool active;
     if (!resolve(pool, active.endpoints, error)) return false;
     active.id = pool_id(pool.name);
+    if (!load_pool_tls(pool, active.tls, error)) return false;
     active.config = std::make_shared<const PoolConfig>(std::move(pool));
     active.health = std::make_shared<PoolHealth>(active.config);
     pools_.push_back(std::move(active));
@@ -119,7 +121,7 @@ bool Proxy::start(std::string& error) {
       collect_stats(std::move(ex), std::move(done));
     });
     // Before the thread starts: no other thread touches the worker yet.
-    for (const auto& p : pools_) worker->install_pool(p.id, p.config, p.health, p.endpoints);
+    for (const auto& p : pools_) worker->install_pool(p.id, p.config, p.health, p.endpoints, p.tls);
     workers_.push_back(std::move(worker));
   }
   for (auto& p : pools_) {

@@ -18,6 +18,7 @@ class Listener;
 class PoolHealth;
 class Prober;
 class StatsServer;
+struct PoolTls;
 struct PoolClients;
 
 class Proxy {
@@ -48,6 +49,7 @@ class Proxy {
     std::shared_ptr<PoolHealth> health;
     std::vector<asio::generic::stream_protocol::endpoint> endpoints;
     std::unique_ptr<Listener> listener;
+    std::shared_ptr<const PoolTls> tls;  // loaded at start and on every reload
   };
 
   // reload()'s phases (proxy_reload.cpp).

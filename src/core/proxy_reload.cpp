@@ -10,6 +10,7 @@
 #include "core/proxy.h"
 #include "core/reload_diff.h"
 #include "core/stats_server.h"
+#include "core/tls_context.h"
 
 namespace dproxy::core {
 
@@ -30,6 +31,7 @@ struct Proxy::ReloadPlan {
   std::vector<std::string> added, removed, changed;
   std::vector<std::string> server_changes;  // "pool: what changed in its servers"
   std::set<std::string> released;           // listen addresses that this reload gives up
+  std::vector<std::string> tls_reloaded;    // pools whose TLS contexts were loaded again
   size_t unchanged = 0;
 };
 
@@ -64,6 +66,8 @@ bool Proxy::reload(std::string& error) {
            config_path_.c_str(), join(plan.added).c_str(), join(plan.removed).c_str(),
            join(plan.changed).c_str(), plan.unchanged);
   for (const auto& line : plan.server_changes) LOG_INFO("reload: pool %s", line.c_str());
+  if (!plan.tls_reloaded.empty())
+    LOG_INFO("reload: TLS certificates loaded again for %s", join(plan.tls_reloaded).c_str());
   return true;
 }
 
@@ -77,6 +81,13 @@ bool Proxy::stage_pools(ReloadPlan& plan, std::string& error) {
       return false;
     }
     ActivePool a;
+    // Certificates and keys are read again on every reload, also for an unchanged pool (their
+    // files may have been rotated); one that cannot be loaded rejects the reload.
+    if (!load_pool_tls(pool, a.tls, error)) {
+      error = config_path_ + ": " + error + " (the running certificates stay)";
+      return false;
+    }
+    if (a.tls) plan.tls_reloaded.push_back(pool.name);
     if (cur != nullptr && cur->config->source == pool.source) {
       a.config = cur->config;  // unchanged: keeps its health, connections and listener
       ++plan.unchanged;
@@ -138,14 +149,21 @@ void Proxy::install_staged(ReloadPlan& plan) {
       a.health = cur->health;
       a.endpoints = cur->endpoints;
       a.listener = std::move(cur->listener);
+      if (a.tls || cur->tls) {
+        // Rotated certificates: connections made from now on use them; established ones stay.
+        for (auto& w : workers_) {
+          Worker* worker = w.get();
+          asio::post(worker->io(),
+                     [worker, id = a.id, tls = a.tls] { worker->set_pool_tls(id, tls); });
+        }
+      }
       continue;
     }
     for (auto& w : workers_) {
       Worker* worker = w.get();
-      asio::post(worker->io(), [worker, id = a.id, config = a.config, health = a.health,
-                                endpoints = a.endpoints] {
-        worker->install_pool(id, config, health, endpoints);
-      });
+      asio::post(worker->io(),
+                 [worker, id = a.id, config = a.config, health = a.health, endpoints = a.endpoints,
+                  tls = a.tls] { worker->install_pool(id, config, health, endpoints, tls); });
     }
     if (cur != nullptr && !a.listener &&
         cur->config->listen.to_string() == a.config->listen.to_string()) {

@@ -164,9 +164,10 @@ void Proxy::finish_resolve(const ResolveRound& r) {
   p->health = std::make_shared<PoolHealth>(p->config);
   for (auto& w : workers_) {
     Worker* worker = w.get();
-    asio::post(worker->io(),
-               [worker, id = p->id, config = p->config, health = p->health,
-                endpoints = p->endpoints] { worker->install_pool(id, config, health, endpoints); });
+    asio::post(worker->io(), [worker, id = p->id, config = p->config, health = p->health,
+                              endpoints = p->endpoints, tls = p->tls] {
+      worker->install_pool(id, config, health, endpoints, tls);
+    });
   }
   update_prober();
 }

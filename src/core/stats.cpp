@@ -31,6 +31,14 @@ void merge_pool(PoolStats& a, const PoolStats& b) {
   a.dedicated_connections += b.dedicated_connections;
   a.dedicated_idle += b.dedicated_idle;
   a.dedicated_opened += b.dedicated_opened;
+  a.tls = a.tls || b.tls;
+  a.server_tls = a.server_tls || b.server_tls;
+  a.tls_handshakes += b.tls_handshakes;
+  a.tls_handshake_failures += b.tls_handshake_failures;
+  a.tls_connections += b.tls_connections;
+  a.server_tls_handshakes += b.server_tls_handshakes;
+  a.server_tls_handshake_failures += b.server_tls_handshake_failures;
+  a.server_tls_connections += b.server_tls_connections;
   // server_ejects is process-wide (shared health): every worker reports the same figure.
   a.server_ejects = std::max(a.server_ejects, b.server_ejects);
   a.cluster = a.cluster || b.cluster;
@@ -139,6 +147,16 @@ std::string format_stats_json(const StatsSnapshot& s, const ProcessInfo& p) {
       for (size_t i = 0; i < kClusterFigures.size(); ++i)
         j[kClusterFigures[i]] = pool.cluster_figures[i];
     }
+    if (pool.tls) {
+      j["tls_handshakes"] = pool.tls_handshakes;
+      j["tls_handshake_failures"] = pool.tls_handshake_failures;
+      j["tls_connections"] = pool.tls_connections;
+    }
+    if (pool.server_tls) {
+      j["server_tls_handshakes"] = pool.server_tls_handshakes;
+      j["server_tls_handshake_failures"] = pool.server_tls_handshake_failures;
+      j["server_tls_connections"] = pool.server_tls_connections;
+    }
     for (const ServerStats& srv : pool.servers) {
       nlohmann::ordered_json v;
       v["server_eof"] = srv.counters.server_eof;
@@ -220,6 +238,19 @@ const PoolMetric kPoolMetrics[] = {
     {"dproxy_fragments_total", "counter", "Sub-requests made by splitting multi-key requests.",
      &PoolStats::fragments},
     {"dproxy_requests_total", "counter", "Client requests.", &PoolStats::requests},
+    {"dproxy_tls_handshakes_total", "counter", "Client TLS handshakes completed.",
+     &PoolStats::tls_handshakes},
+    {"dproxy_tls_handshake_failures_total", "counter",
+     "Client TLS handshakes failed (plaintext on a TLS listener, refused certificates, timeouts).",
+     &PoolStats::tls_handshake_failures},
+    {"dproxy_tls_connections", "gauge", "Open client TLS connections.",
+     &PoolStats::tls_connections},
+    {"dproxy_server_tls_handshakes_total", "counter", "Backend TLS handshakes completed.",
+     &PoolStats::server_tls_handshakes},
+    {"dproxy_server_tls_handshake_failures_total", "counter", "Backend TLS handshakes failed.",
+     &PoolStats::server_tls_handshake_failures},
+    {"dproxy_server_tls_connections", "gauge", "Open backend TLS connections.",
+     &PoolStats::server_tls_connections},
 };
 struct ServerMetric {
   const char* name;

@@ -74,6 +74,14 @@ struct PoolCounters {
   uint64_t requests = 0;          // client requests (commands), including locally answered ones
   uint64_t dedicated_opened = 0;  // dedicated backend connections made (Redis BLPOP, WATCH)
   uint64_t dedicated_held = 0;    // and held by clients now (pub/sub included)
+  // TLS (issue 20): client side, then backend side (health probes and slot map queries are not
+  // counted: they run on the main thread).
+  uint64_t tls_handshakes = 0;                 // client handshakes completed
+  uint64_t tls_handshake_failures = 0;         // client handshakes failed (or timed out)
+  uint64_t tls_connections = 0;                // client TLS connections open now
+  uint64_t server_tls_handshakes = 0;          // backend handshakes completed
+  uint64_t server_tls_handshake_failures = 0;  // backend handshakes failed
+  uint64_t server_tls_connections = 0;         // backend TLS connections open now
   // By command id (memcached Command enum, or Redis top-level command table index); created on
   // the first request of each command.
   std::vector<std::unique_ptr<LatencyHistogram>> latency;
@@ -132,6 +140,10 @@ struct PoolStats {
   uint64_t server_ejects = 0, forward_error = 0, fragments = 0, requests = 0;
   // Redis dedicated backend connections: held by clients, idle for reuse, ever made.
   uint64_t dedicated_connections = 0, dedicated_idle = 0, dedicated_opened = 0;
+  // TLS (see PoolCounters); `tls` / `server_tls`: the side is configured (shown only then).
+  bool tls = false, server_tls = false;
+  uint64_t tls_handshakes = 0, tls_handshake_failures = 0, tls_connections = 0;
+  uint64_t server_tls_handshakes = 0, server_tls_handshake_failures = 0, server_tls_connections = 0;
   std::vector<ServerStats> servers;
   std::vector<CommandLatency> latency;  // sorted by command name
   // redis_cluster pools (process-wide figures, see cluster_stats.h), in kClusterFigures order.

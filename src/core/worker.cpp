@@ -18,13 +18,15 @@ Worker::Worker(unsigned index) : index_(index), work_(asio::make_work_guard(io_)
 
 void Worker::install_pool(size_t id, std::shared_ptr<const PoolConfig> config,
                           std::shared_ptr<PoolHealth> health,
-                          std::vector<asio::generic::stream_protocol::endpoint> endpoints) {
+                          std::vector<asio::generic::stream_protocol::endpoint> endpoints,
+                          std::shared_ptr<const PoolTls> tls) {
   while (slots_.size() <= id) slots_.push_back(std::make_unique<PoolSlot>());
   PoolSlot& slot = *slots_[id];
   slot.name = config->name;
   slot.removed = false;
-  auto runtime = std::make_unique<PoolRuntime>(*this, std::move(config), std::move(health),
-                                               endpoints, slot.counters);
+  slot.tls = std::move(tls);
+  auto runtime =
+      std::make_unique<PoolRuntime>(*this, std::move(config), std::move(health), endpoints, slot);
   if (slot.runtime) {
     retired_.push_back(std::move(slot.runtime));
     schedule_collect();
@@ -104,6 +106,14 @@ void Worker::snapshot(StatsSnapshot& out) const {
     p.dedicated_connections = c.dedicated_held;
     p.dedicated_idle = slot.dedicated_idle.size();
     p.dedicated_opened = c.dedicated_opened;
+    p.tls = config.tls.enabled;
+    p.server_tls = config.server_tls.enabled;
+    p.tls_handshakes = c.tls_handshakes;
+    p.tls_handshake_failures = c.tls_handshake_failures;
+    p.tls_connections = c.tls_connections;
+    p.server_tls_handshakes = c.server_tls_handshakes;
+    p.server_tls_handshake_failures = c.server_tls_handshake_failures;
+    p.server_tls_connections = c.server_tls_connections;
     p.server_ejects = rt.health_ejects();
     if (config.route.policy == "redis_cluster") {
       const ClusterStats& cs = slot.runtime->health().cluster;

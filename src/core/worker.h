@@ -21,6 +21,7 @@ class ClientSession;
 class PoolHealth;
 class PoolRuntime;
 class ServerConnection;
+struct PoolTls;
 
 // A pool as one worker sees it across config reloads: the pool id is stable for a pool name,
 // the runtime (routing + backend connections) is replaced when the pool's config changes.
@@ -31,6 +32,9 @@ struct PoolSlot {
   bool removed = false;
   // Dedicated backend connections (blocking commands, WATCH) no client holds now.
   DedicatedIdle dedicated_idle;
+  // The pool's TLS contexts (null: no TLS on either side): replaced on every reload, read by
+  // each new client connection and each backend (re)connection of this worker.
+  std::shared_ptr<const PoolTls> tls;
 };
 
 using StatsCallback = std::function<void(const StatsSnapshot&, const ProcessInfo&)>;
@@ -52,7 +56,13 @@ class Worker {
   // once its in-flight requests are answered.
   void install_pool(size_t id, std::shared_ptr<const PoolConfig> config,
                     std::shared_ptr<PoolHealth> health,
-                    std::vector<asio::generic::stream_protocol::endpoint> endpoints);
+                    std::vector<asio::generic::stream_protocol::endpoint> endpoints,
+                    std::shared_ptr<const PoolTls> tls);
+  // Worker thread: the pool's certificates were reloaded (SIGHUP): new connections use `tls`,
+  // established ones keep theirs.
+  void set_pool_tls(size_t id, std::shared_ptr<const PoolTls> tls) {
+    if (id < slots_.size()) slots_[id]->tls = std::move(tls);
+  }
   // Worker thread: the pool is gone from the config: its sessions finish what they have read,
   // get their replies and are closed; the runtime goes once nothing uses it.
   void remove_pool(size_t id);

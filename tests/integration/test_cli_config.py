@@ -244,7 +244,7 @@ class ConfigErrorTest(CliTestBase):
                           "preconnect, tcp_keepalive, max_value_bytes, sasl, servers, "
                           "client_password, server_password, server_user, db, max_dedicated_connections, "
                           "children, write_ack, read, "
-                          "failover_on_miss, reply, cluster_refresh_ms, read_from)")
+                          "failover_on_miss, reply, cluster_refresh_ms, read_from, tls, server_tls)")
 
     def test_nutcracker_key_names_get_a_hint(self):
         for key, value, hint in (

@@ -41,8 +41,9 @@ bool parse_ip_address(std::string_view address, std::string& host, Endpoint& end
 }  // namespace
 
 ClusterRuntime::ClusterRuntime(Worker& worker, const PoolConfig& config, ClusterStats& stats,
-                               const std::vector<Endpoint>& seeds)
+                               const std::vector<Endpoint>& seeds, PoolSlot& slot)
     : worker_(worker),
+      slot_(slot),
       config_(config),
       stats_(stats),
       slot_master_(routing::kClusterSlots, kNoNode),
@@ -121,8 +122,8 @@ ServerConnection& ClusterRuntime::connection(uint32_t node, uint64_t spread) {
   Node& n = *nodes_[node];
   if (n.conns.empty()) {
     for (uint32_t c = 0; c < config_.server_connections; ++c) {
-      n.conns.push_back(std::make_unique<ServerConnection>(worker_, n.endpoint, n.address, config_,
-                                                           nullptr, node, setup_, setup_replies_));
+      n.conns.push_back(std::make_unique<ServerConnection>(
+          worker_, n.endpoint, n.address, config_, nullptr, node, setup_, setup_replies_, &slot_));
     }
   }
   return *n.conns[spread % n.conns.size()];
@@ -131,7 +132,7 @@ ServerConnection& ClusterRuntime::connection(uint32_t node, uint64_t spread) {
 std::unique_ptr<ServerConnection> ClusterRuntime::make_dedicated(uint32_t node) {
   const Node& n = *nodes_[node];
   return std::make_unique<ServerConnection>(worker_, n.endpoint, n.address, config_, nullptr, node,
-                                            setup_, setup_replies_);
+                                            setup_, setup_replies_, &slot_);
 }
 
 uint32_t ClusterRuntime::master_for(uint16_t slot, uint64_t spread) const {
@@ -226,6 +227,7 @@ void ClusterRuntime::query(size_t i) {
   std::make_shared<OneshotExchange>(
       worker_.io(), nodes_[node]->endpoint, query_, query_replies_, Protocol::kRedis, limit,
       kMaxQueryReplyBytes,
+      OneshotExchange::Tls{config_.server_tls.enabled, slot_.tls, nodes_[node]->host},
       [this, alive = alive_, node, i](OneshotExchange::Outcome outcome, std::string_view reply) {
         if (!*alive) return;
         if (outcome != OneshotExchange::Outcome::kReply) {

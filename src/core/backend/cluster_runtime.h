@@ -22,15 +22,18 @@
 namespace dproxy::core {
 
 struct ReplySlot;
+struct PoolSlot;
 class Worker;
 
 class ClusterRuntime {
  public:
   static constexpr uint32_t kNoNode = UINT32_MAX;
 
-  // `seeds`: the resolved endpoints of the pool's `servers` (config order).
+  // `seeds`: the resolved endpoints of the pool's `servers` (config order). `slot`: the worker's
+  // view of the pool (its TLS contexts), which outlives the runtime.
   ClusterRuntime(Worker& worker, const PoolConfig& config, ClusterStats& stats,
-                 const std::vector<asio::generic::stream_protocol::endpoint>& seeds);
+                 const std::vector<asio::generic::stream_protocol::endpoint>& seeds,
+                 PoolSlot& slot);
   ~ClusterRuntime();
   ClusterRuntime(const ClusterRuntime&) = delete;
   ClusterRuntime& operator=(const ClusterRuntime&) = delete;
@@ -103,6 +106,7 @@ class ClusterRuntime {
   void on_retry_timer();
 
   Worker& worker_;
+  PoolSlot& slot_;
   const PoolConfig& config_;
   ClusterStats& stats_;
   std::string setup_;  // AUTH / READONLY on every node connection

@@ -10,8 +10,10 @@ namespace dproxy::core {
 OneshotExchange::OneshotExchange(asio::io_context& io,
                                  asio::generic::stream_protocol::endpoint endpoint,
                                  std::string request, uint32_t replies, Protocol protocol,
-                                 std::chrono::milliseconds limit, size_t max_bytes, Done done)
+                                 std::chrono::milliseconds limit, size_t max_bytes, Tls tls,
+                                 Done done)
     : socket_(io),
+      tls_(std::move(tls)),
       timer_(io),
       endpoint_(std::move(endpoint)),
       request_(std::move(request)),
@@ -28,24 +30,49 @@ void OneshotExchange::run() {
   });
   socket_.async_connect(endpoint_, [self = shared_from_this()](const asio::error_code& ec) {
     if (ec) return self->finish(Outcome::kFailed, "connect failed: " + ec.message());
-    asio::async_write(self->socket_, asio::buffer(self->request_),
-                      [self](const asio::error_code& err, size_t) {
-                        if (err)
-                          return self->finish(Outcome::kFailed, "write failed: " + err.message());
-                        self->read();
-                      });
+    if (!self->tls_.wanted) return self->send();
+    const PoolTls* contexts = self->tls_.contexts.get();
+    if (contexts == nullptr || !contexts->connect)
+      return self->finish(Outcome::kFailed, "TLS handshake failed: no TLS context");
+    self->stream_ =
+        std::make_unique<BackendTlsStream>(std::move(self->socket_), *contexts->connect);
+    prepare_backend_ssl(self->stream_->native_handle(), *contexts, self->tls_.host);
+    self->stream_->async_handshake(
+        asio::ssl::stream_base::client, [self](const asio::error_code& err) {
+          if (err)
+            return self->finish(
+                Outcome::kFailed,
+                "TLS handshake failed: " + tls_error_text(err, self->stream_->native_handle()));
+          self->send();
+        });
   });
+}
+
+void OneshotExchange::send() {
+  auto done = [self = shared_from_this()](const asio::error_code& err, size_t) {
+    if (err) return self->finish(Outcome::kFailed, "write failed: " + err.message());
+    self->read();
+  };
+  if (stream_) {
+    asio::async_write(*stream_, asio::buffer(request_), std::move(done));
+  } else {
+    asio::async_write(socket_, asio::buffer(request_), std::move(done));
+  }
 }
 
 void OneshotExchange::read() {
   if (buf_.size() - end_ < 4096) buf_.resize(std::max<size_t>(buf_.size() * 2, 16384));
-  socket_.async_read_some(asio::buffer(buf_.data() + end_, buf_.size() - end_),
-                          [self = shared_from_this()](const asio::error_code& ec, size_t n) {
-                            if (ec)
-                              return self->finish(Outcome::kFailed, "read failed: " + ec.message());
-                            self->end_ += n;
-                            self->scan();
-                          });
+  auto done = [self = shared_from_this()](const asio::error_code& ec, size_t n) {
+    if (ec) return self->finish(Outcome::kFailed, "read failed: " + ec.message());
+    self->end_ += n;
+    self->scan();
+  };
+  auto buffer = asio::buffer(buf_.data() + end_, buf_.size() - end_);
+  if (stream_) {
+    stream_->async_read_some(buffer, std::move(done));
+  } else {
+    socket_.async_read_some(buffer, std::move(done));
+  }
 }
 
 void OneshotExchange::scan() {
@@ -75,6 +102,7 @@ void OneshotExchange::finish(Outcome outcome, std::string_view text) {
   timer_.cancel();
   asio::error_code ignored;
   socket_.close(ignored);
+  if (stream_) stream_->next_layer().close(ignored);
   done_(outcome, text);
 }
 

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/config.h"
+#include "core/tls_context.h"
 
 namespace dproxy::core {
 
@@ -31,18 +32,29 @@ class OneshotExchange : public std::enable_shared_from_this<OneshotExchange> {
                   // "no answer in time" or "reply too large"
   };
   using Done = std::function<void(Outcome, std::string_view)>;
+  // The pool's server_tls: when `wanted`, the exchange runs over TLS with `contexts->connect`
+  // (a failed handshake is kFailed, "TLS handshake failed: ..."); `host` is the server's host
+  // (the certificate's expected name unless server_tls.server_name is set).
+  struct Tls {
+    bool wanted = false;
+    std::shared_ptr<const PoolTls> contexts;
+    std::string host;
+  };
 
   OneshotExchange(asio::io_context& io, asio::generic::stream_protocol::endpoint endpoint,
                   std::string request, uint32_t replies, Protocol protocol,
-                  std::chrono::milliseconds limit, size_t max_bytes, Done done);
+                  std::chrono::milliseconds limit, size_t max_bytes, Tls tls, Done done);
   void run();
 
  private:
+  void send();
   void read();
   void scan();
   void finish(Outcome outcome, std::string_view text);
 
   asio::generic::stream_protocol::socket socket_;
+  Tls tls_;
+  std::unique_ptr<BackendTlsStream> stream_;  // TLS: owns the connected socket
   asio::steady_timer timer_;
   asio::generic::stream_protocol::endpoint endpoint_;
   std::string request_;

@@ -12,12 +12,13 @@ namespace dproxy::core {
 PoolRuntime::PoolRuntime(Worker& worker, std::shared_ptr<const PoolConfig> config_ptr,
                          std::shared_ptr<PoolHealth> health_ptr,
                          const std::vector<asio::generic::stream_protocol::endpoint>& endpoints,
-                         PoolCounters& counters)
+                         PoolSlot& slot)
     : config_ptr_(std::move(config_ptr)),
       health_ptr_(std::move(health_ptr)),
       config_(*config_ptr_),
       health_(*health_ptr_),
-      counters_(counters),
+      slot_(slot),
+      counters_(slot.counters),
       worker_(worker),
       endpoints_(endpoints) {
   const PoolConfig& config = config_;
@@ -57,7 +58,7 @@ PoolRuntime::PoolRuntime(Worker& worker, std::shared_ptr<const PoolConfig> confi
       children_ = &fanout_->children();
       break;
     case routing::Route::Kind::kCluster:
-      cluster_ = std::make_unique<ClusterRuntime>(worker, config, health.cluster, endpoints);
+      cluster_ = std::make_unique<ClusterRuntime>(worker, config, health.cluster, endpoints, slot);
       break;
   }
   rebuild();
@@ -74,7 +75,7 @@ PoolRuntime::ServerConnections PoolRuntime::make_connections(const std::string& 
     const std::string address = config_.servers[i].address();
     for (uint32_t c = 0; c < config_.server_connections; ++c) {
       servers[i].push_back(std::make_unique<ServerConnection>(
-          worker_, endpoints_[i], address, config_, &health_, i, setup, setup_replies));
+          worker_, endpoints_[i], address, config_, &health_, i, setup, setup_replies, &slot_));
     }
   }
   return servers;
@@ -85,7 +86,7 @@ std::unique_ptr<ServerConnection> PoolRuntime::make_dedicated(uint32_t index, in
   const std::string setup = setup_for(db < 0 ? config_.db : db, setup_replies);
   return std::make_unique<ServerConnection>(worker_, endpoints_[index],
                                             config_.servers[index].address(), config_, nullptr,
-                                            index, setup, setup_replies);
+                                            index, setup, setup_replies, &slot_);
 }
 
 PoolRuntime::ServerConnections& PoolRuntime::db_servers(uint32_t db) {

@@ -18,15 +18,16 @@ namespace dproxy::core {
 
 class Worker;
 struct PoolCounters;
+struct PoolSlot;
 struct ServerStats;
 
 class PoolRuntime {
  public:
-  // `counters` (the worker's, for this pool) outlives the runtime.
+  // `slot` (the worker's, for this pool: counters, TLS contexts) outlives the runtime.
   PoolRuntime(Worker& worker, std::shared_ptr<const PoolConfig> config,
               std::shared_ptr<PoolHealth> health,
               const std::vector<asio::generic::stream_protocol::endpoint>& endpoints,
-              PoolCounters& counters);
+              PoolSlot& slot);
 
   const PoolConfig& config() const { return config_; }
   PoolHealth& health() { return health_; }
@@ -116,6 +117,7 @@ class PoolRuntime {
   std::shared_ptr<PoolHealth> health_ptr_;
   const PoolConfig& config_;
   PoolHealth& health_;
+  PoolSlot& slot_;
   PoolCounters& counters_;
   uint64_t generation_ = 0;
   std::unique_ptr<routing::Route> route_;

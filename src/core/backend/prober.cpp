@@ -16,7 +16,8 @@ constexpr std::chrono::milliseconds kTick{100};
 // Probes server `index` of `health`'s pool: the setup a data connection sends (Redis: AUTH,
 // SELECT) then memcached "version" / Redis PING; only VERSION ... / +PONG marks it up.
 void probe(asio::io_context& io, std::shared_ptr<PoolHealth> health, size_t index,
-           const asio::generic::stream_protocol::endpoint& endpoint) {
+           const asio::generic::stream_protocol::endpoint& endpoint,
+           std::shared_ptr<const PoolTls> tls) {
   const PoolConfig& config = health->config();
   const bool redis = config.protocol == Protocol::kRedis;
   uint32_t replies = 0;
@@ -30,6 +31,7 @@ void probe(asio::io_context& io, std::shared_ptr<PoolHealth> health, size_t inde
   // No size limit: the time limit bounds what a probe reads.
   std::make_shared<OneshotExchange>(
       io, endpoint, std::move(request), replies, config.protocol, limit, SIZE_MAX,
+      OneshotExchange::Tls{config.server_tls.enabled, std::move(tls), config.servers[index].host},
       [health = std::move(health), index, redis](OneshotExchange::Outcome outcome,
                                                  std::string_view text) {
         using Outcome = OneshotExchange::Outcome;
@@ -73,7 +75,7 @@ void Prober::tick() {
       ServerHealth& h = pool.server(i);
       if (!h.down.load() || h.probing.load() || h.retry_at_ms.load() > now) continue;
       h.probing.store(true);
-      probe(io_, target.health, i, target.endpoints[i]);
+      probe(io_, target.health, i, target.endpoints[i], target.tls);
     }
   }
 }

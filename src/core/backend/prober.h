@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/config.h"
+#include "core/tls_context.h"
 
 namespace dproxy::core {
 
@@ -14,10 +15,12 @@ class PoolHealth;
 
 class Prober {
  public:
-  // One pool to watch: its health and its servers' addresses.
+  // One pool to watch: its health, its servers' addresses and its TLS contexts (probes of a
+  // server_tls pool run over TLS with the certificates of the last load or reload).
   struct Target {
     std::shared_ptr<PoolHealth> health;
     std::vector<asio::generic::stream_protocol::endpoint> endpoints;
+    std::shared_ptr<const PoolTls> tls;
   };
 
   explicit Prober(asio::io_context& io);

@@ -24,7 +24,7 @@ ServerConnection::ServerConnection(Worker& worker,
                                    asio::generic::stream_protocol::endpoint endpoint,
                                    std::string address, const PoolConfig& config,
                                    PoolHealth* health, uint32_t index, std::string setup,
-                                   uint32_t setup_replies)
+                                   uint32_t setup_replies, PoolSlot* slot)
     : worker_(worker),
       endpoint_(std::move(endpoint)),
       address_(std::move(address)),
@@ -33,6 +33,8 @@ ServerConnection::ServerConnection(Worker& worker,
       health_(health),
       index_(index),
       socket_(worker.io()),
+      tls_wanted_(config.server_tls.enabled),
+      pool_slot_(slot),
       timer_(worker.io()),
       connect_timer_(worker.io()),
       redis_(config.protocol == Protocol::kRedis),
@@ -51,14 +53,19 @@ ServerConnection::ServerConnection(Worker& worker,
   out_.reserve(kInitialWriteBuffer);
   writing_buf_.reserve(kInitialWriteBuffer);
   pending_.reserve(kInitialPending);
+  if (tls_wanted_) {
+    // "host:port" or "[v6]:port": the host the certificate must name (unless server_name).
+    host_ = address_.substr(0, address_.rfind(':'));
+    if (host_.size() > 2 && host_.front() == '[' && host_.back() == ']')
+      host_ = host_.substr(1, host_.size() - 2);
+  }
 }
 
 ServerConnection::~ServerConnection() {
   // A dedicated connection can go while a flush of it is scheduled.
   if (dirty_) worker_.forget_dirty(this);
   *alive_ = false;
-  asio::error_code ignored;
-  socket_.close(ignored);
+  close_socket();
   timer_.cancel();
   connect_timer_.cancel();
 }
@@ -109,8 +116,7 @@ void ServerConnection::preconnect() {
 
 void ServerConnection::start_connect() {
   state_ = State::kConnecting;
-  asio::error_code ec;
-  socket_.close(ec);
+  close_socket();
   socket_ = asio::generic::stream_protocol::socket(worker_.io());
   write_waits_ = read_tainted_ = false;
   LOG_DEBUG("backend %s: connecting", address_.c_str());
@@ -126,7 +132,7 @@ void ServerConnection::start_connect() {
   });
   socket_.async_connect(endpoint_, [this, alive = alive_, gen](const asio::error_code& err) {
     if (!*alive || gen != gen_) return;
-    connect_timer_.cancel();
+    if (!tls_wanted_ || err) connect_timer_.cancel();  // TLS: the handshake is timed too
     if (err) {
       if (err == asio::error::operation_aborted) return;
       LOG_WARN("backend %s: connect failed: %s", address_.c_str(), err.message().c_str());
@@ -140,23 +146,44 @@ void ServerConnection::start_connect() {
       socket_.set_option(asio::ip::tcp::no_delay(true), ignored);
       if (keepalive_) socket_.set_option(asio::socket_base::keep_alive(true), ignored);
     }
-    LOG_INFO("backend %s: connected", address_.c_str());
-    state_ = State::kConnected;
-    backoff_ = std::chrono::milliseconds(0);
-    scan_state_ = {};
-    mc_scan_state_ = {};
-    start_read();
-    if (!setup_.empty()) {
-      // AUTH / SELECT go alone: requests are written only once every setup reply is +OK, so a
-      // refused setup can never let a request run unauthenticated or in the wrong database.
-      setup_pending_ = setup_replies_;
-      writing_ = true;
-      writing_buf_.assign(setup_);
-      write_buffer();
+    if (tls_wanted_) {
+      start_handshake(gen);
       return;
     }
-    start_write();
+    on_connected();
   });
+}
+
+void ServerConnection::close_socket() {
+  asio::error_code ignored;
+  socket_.close(ignored);
+  if (tls_) {
+    tls_->next_layer().close(ignored);
+    tls_.reset();  // its pending operations hold it until they complete
+  }
+  if (tls_counted_) {
+    tls_counted_ = false;
+    --pool_slot_->counters.server_tls_connections;
+  }
+}
+
+void ServerConnection::on_connected() {
+  LOG_INFO("backend %s: connected%s", address_.c_str(), tls_ ? " (TLS)" : "");
+  state_ = State::kConnected;
+  backoff_ = std::chrono::milliseconds(0);
+  scan_state_ = {};
+  mc_scan_state_ = {};
+  start_read();
+  if (!setup_.empty()) {
+    // AUTH / SELECT go alone: requests are written only once every setup reply is +OK, so a
+    // refused setup can never let a request run unauthenticated or in the wrong database.
+    setup_pending_ = setup_replies_;
+    writing_ = true;
+    writing_buf_.assign(setup_);
+    write_buffer();
+    return;
+  }
+  start_write();
 }
 
 void ServerConnection::start_write() {
@@ -170,24 +197,32 @@ void ServerConnection::start_write() {
 }
 
 void ServerConnection::write_buffer() {
+  if (tls_) [[unlikely]] {
+    tls_write_buffer();
+    return;
+  }
   asio::async_write(socket_, asio::buffer(writing_buf_),
                     with_memory(shared_->write, [this, alive = alive_, gen = gen_](
                                                     const asio::error_code& err, size_t) {
                       if (!*alive || gen != gen_) return;
-                      writing_ = false;
-                      write_waits_ = false;
-                      writing_buf_.clear();
-                      if (writing_buf_.capacity() > kShrinkAbove) {
-                        std::string().swap(writing_buf_);
-                        writing_buf_.reserve(kInitialWriteBuffer);
-                      }
-                      if (err) {
-                        if (state_ == State::kConnected) fail_all("write failed: " + err.message());
-                        return;
-                      }
-                      if (!out_.empty()) start_write();
+                      on_written(err);
                     }));
   if (read_hint::write_may_wait(socket_)) write_waits_ = read_tainted_ = true;
+}
+
+void ServerConnection::on_written(const asio::error_code& err) {
+  writing_ = false;
+  write_waits_ = false;
+  writing_buf_.clear();
+  if (writing_buf_.capacity() > kShrinkAbove) {
+    std::string().swap(writing_buf_);
+    writing_buf_.reserve(kInitialWriteBuffer);
+  }
+  if (err) {
+    if (state_ == State::kConnected) fail_all("write failed: " + err.message());
+    return;
+  }
+  if (!out_.empty()) start_write();
 }
 
 void ServerConnection::start_read() {
@@ -199,40 +234,47 @@ void ServerConnection::start_read() {
     }
     if (in_.size() - in_end_ < kReadChunk / 2) in_.resize(std::max(in_.size() * 2, kReadChunk));
   }
+  if (tls_) [[unlikely]] {
+    tls_start_read();
+    return;
+  }
   read_tainted_ = write_waits_;
   size_t space = in_.size() - in_end_;
-  socket_.async_read_some(
-      asio::buffer(in_.data() + in_end_, space),
-      with_memory(shared_->read, [this, alive = alive_, gen = gen_, space](
-                                     const asio::error_code& err, size_t n) {
-        if (!*alive || gen != gen_) return;
-        if (!err && n < space && read_queued_ && !read_tainted_) read_hint::mark_drained(socket_);
-        if (err) {
-          if (err == asio::error::operation_aborted || state_ != State::kConnected) return;
-          // An idle connection closed by the server is either its idle timeout (Redis
-          // "timeout") or the server going away: reconnect at once and let that attempt tell.
-          // Only a failed reconnect counts as a failure of the server.
-          if (err == asio::error::eof && pending_.empty() && setup_pending_ == 0 && out_.empty() &&
-              push_sink_ == nullptr) {
-            LOG_DEBUG("backend %s: closed an idle connection; reconnecting", address_.c_str());
-            ++counters_.server_eof;
-            ++gen_;
-            state_ = State::kDisconnected;
-            asio::error_code ignored;
-            socket_.close(ignored);
-            in_start_ = in_end_ = 0;
-            scan_state_ = {};
-            mc_scan_state_ = {};
-            start_connect();
-            return;
-          }
-          fail_all(err == asio::error::eof ? std::string("closed the connection")
-                                           : "connection lost: " + err.message());
-          return;
-        }
-        on_read(n);
-      }));
+  socket_.async_read_some(asio::buffer(in_.data() + in_end_, space),
+                          with_memory(shared_->read, [this, alive = alive_, gen = gen_, space](
+                                                         const asio::error_code& err, size_t n) {
+                            if (!*alive || gen != gen_) return;
+                            if (!err && n < space && read_queued_ && !read_tainted_)
+                              read_hint::mark_drained(socket_);
+                            if (err) {
+                              on_read_failed(err);
+                              return;
+                            }
+                            on_read(n);
+                          }));
   read_queued_ = read_hint::read_queued(socket_);
+}
+
+void ServerConnection::on_read_failed(const asio::error_code& err) {
+  if (err == asio::error::operation_aborted || state_ != State::kConnected) return;
+  // An idle connection closed by the server is either its idle timeout (Redis
+  // "timeout") or the server going away: reconnect at once and let that attempt tell.
+  // Only a failed reconnect counts as a failure of the server.
+  if (err == asio::error::eof && pending_.empty() && setup_pending_ == 0 && out_.empty() &&
+      push_sink_ == nullptr) {
+    LOG_DEBUG("backend %s: closed an idle connection; reconnecting", address_.c_str());
+    ++counters_.server_eof;
+    ++gen_;
+    state_ = State::kDisconnected;
+    close_socket();
+    in_start_ = in_end_ = 0;
+    scan_state_ = {};
+    mc_scan_state_ = {};
+    start_connect();
+    return;
+  }
+  fail_all(err == asio::error::eof ? std::string("closed the connection")
+                                   : "connection lost: " + err.message());
 }
 
 ServerConnection::Step ServerConnection::read_setup_reply() {
@@ -444,8 +486,7 @@ void ServerConnection::fail_all(std::string_view why, bool failure) {
   ++gen_;
   writing_ = false;
   writing_buf_.clear();
-  asio::error_code ignored;
-  socket_.close(ignored);
+  close_socket();
   timer_.cancel();
   connect_timer_.cancel();
   timer_armed_ = false;

@@ -15,6 +15,7 @@
 #include "core/reply_slot.h"
 #include "core/ring_queue.h"
 #include "core/stats.h"
+#include "core/tls_context.h"
 #include "protocol/memcache/command.h"
 #include "protocol/memcache/reply_parser.h"
 #include "protocol/resp/reply_parser.h"
@@ -22,6 +23,7 @@
 namespace dproxy::core {
 
 class Worker;
+struct PoolSlot;
 
 // A request written (or about to be written) to the backend, waiting for its reply.
 struct Pending {
@@ -44,9 +46,12 @@ class ServerConnection {
   // many replies it produces; an error reply to it fails the connection.
   // Failures and successes are reported to `health` (server `index` of its pool), unless it is
   // null (Redis Cluster nodes: the cluster does its own failover).
+  // `slot` (the worker's view of the pool; outlives the connection): the TLS contexts each
+  // connection attempt of a server_tls pool takes, and the TLS counters.
   ServerConnection(Worker& worker, asio::generic::stream_protocol::endpoint endpoint,
                    std::string address, const PoolConfig& config, PoolHealth* health,
-                   uint32_t index, std::string setup = {}, uint32_t setup_replies = 0);
+                   uint32_t index, std::string setup = {}, uint32_t setup_replies = 0,
+                   PoolSlot* slot = nullptr);
   ~ServerConnection();
   ServerConnection(const ServerConnection&) = delete;
   ServerConnection& operator=(const ServerConnection&) = delete;
@@ -93,9 +98,20 @@ class ServerConnection {
   enum class State : uint8_t { kDisconnected, kConnecting, kConnected };
 
   void start_connect();
+  // TCP is up: the TLS handshake (server_tls pools), then on_connected().
+  void start_handshake(uint64_t gen);
+  void on_connected();
+  // Closes the current socket (and TLS stream): pending operations end with operation_aborted.
+  void close_socket();
   void start_write();
   void write_buffer();  // writes writing_buf_, then whatever out_ gathered meanwhile
   void start_read();
+  // After a write: the next one, or the failure. After a failed read: reconnect or fail_all.
+  void on_written(const asio::error_code& err);
+  void on_read_failed(const asio::error_code& err);
+  // The TLS counterparts of the socket write and read (server_connection_tls.cpp).
+  void tls_write_buffer();
+  void tls_start_read();
   void on_read(size_t n);
   // What on_read does after one frame: the next one, wait for more bytes, or stop (failed).
   enum class Step : uint8_t { kNext, kMore, kStop };
@@ -123,6 +139,13 @@ class ServerConnection {
   PoolHealth* health_;
   uint32_t index_;
   asio::generic::stream_protocol::socket socket_;
+  // server_tls pools: the TLS stream of the current connection, owning its socket (socket_ is
+  // then unused). Shared with its pending operations, which keep it alive.
+  std::shared_ptr<BackendTlsStream> tls_;
+  bool tls_wanted_ = false;
+  bool tls_counted_ = false;  // counted in server_tls_connections
+  std::string host_;          // the server's host (the certificate's name to check)
+  PoolSlot* pool_slot_;
   asio::steady_timer timer_;
   asio::steady_timer connect_timer_;
   State state_ = State::kDisconnected;
@@ -165,6 +188,9 @@ class ServerConnection {
     HandlerMemory read;
     HandlerMemory write;
     HandlerMemory timer;
+    // TLS operations are larger (made on the first TLS connection).
+    std::unique_ptr<TlsHandlerMemory> tls_read;
+    std::unique_ptr<TlsHandlerMemory> tls_write;
   };
   std::shared_ptr<Shared> shared_ = std::make_shared<Shared>();
   std::shared_ptr<bool> alive_{shared_, &shared_->alive};

@@ -6,6 +6,7 @@
 
 #include "core/buffer_pool.h"
 #include "core/log.h"
+#include "core/session/connection_tls.h"
 #include "core/stats.h"
 #include "core/worker.h"
 
@@ -34,6 +35,10 @@ void Connection::start_io() {
   auto local = socket_.local_endpoint(ec);
   if (!ec && local.protocol().family() != AF_UNIX)
     socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+  if (slot_.tls && slot_.tls->accept) [[unlikely]] {
+    start_handshake();
+    return;
+  }
   start_read();
 }
 
@@ -55,6 +60,7 @@ void Connection::start_read() {
     read_paused_ = true;  // drain() resumes reading once replies are written
     return;
   }
+  if (rbuf_.empty() && tls_ != nullptr) rbuf_.resize(kInitialReadBuffer);
   if (rbuf_.empty()) {
     // Nothing read yet: wait for the first bytes without holding a read buffer, so that idle
     // connections stay small; the buffer is allocated once data arrives.
@@ -94,6 +100,10 @@ void Connection::start_read() {
       rbuf_.resize(std::max(want, rbuf_.size() * 2));
   }
   reading_ = true;
+  if (tls_ != nullptr) [[unlikely]] {
+    tls_read();
+    return;
+  }
   socket_.async_read_some(
       asio::buffer(rbuf_.data() + rend_, rbuf_.size() - rend_),
       with_memory(read_memory_, [self = shared_from_this()](const asio::error_code& ec, size_t n) {
@@ -238,6 +248,10 @@ void Connection::start_write() {
   // over, and the next reply borrows another one (out_buffer()).
   writing_buf_ = std::move(out_);
   out_.clear();
+  if (tls_ != nullptr) [[unlikely]] {
+    tls_write();
+    return;
+  }
   asio::async_write(
       socket_, asio::buffer(writing_buf_),
       with_memory(write_memory_, [self = shared_from_this()](const asio::error_code& ec, size_t) {
@@ -256,6 +270,8 @@ void Connection::close() {
   if (closed_) return;
   closed_ = true;
   worker_.remove_session(id_);
+  if (tls_ != nullptr) [[unlikely]]
+    tls_closed();
   asio::error_code ignored;
   socket_.shutdown(asio::socket_base::shutdown_both, ignored);
   socket_.close(ignored);

@@ -57,7 +57,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // The protocol's reply for a request larger than max_request_bytes (the connection closes).
   virtual std::string_view request_too_large_reply() const = 0;
 
-  // Starts reading (TCP_NODELAY set first on TCP sockets).
+  // Starts reading (TCP_NODELAY set first on TCP sockets); on a TLS pool's listener, after the
+  // TLS handshake (a failed or timed-out handshake closes the connection with one log line).
   void start_io();
   bool paused() const;
   void start_read();
@@ -120,6 +121,21 @@ class Connection : public std::enable_shared_from_this<Connection> {
   HandlerMemory write_memory_;
   // Set by a front end that translates replies (memcached binary): drain() hands it every slot.
   ReplyTranslator* translator_ = nullptr;
+
+ private:
+  // TLS clients: the stream over socket_, the handshake's timer, its operations' memory. Null
+  // for plaintext connections (whose path it leaves untouched but for one null check). The TLS
+  // functions are in connection_tls.cpp.
+  struct Tls;
+  std::unique_ptr<Tls> tls_;
+  void start_handshake();
+  // The TLS counterparts of the socket read in start_read() and the write in start_write().
+  void tls_read();
+  void tls_write();
+  // close() of a TLS connection: its count in tls_connections.
+  void tls_closed();
+  // "ip:port" of the client (or the listener's socket path), for log lines.
+  std::string peer_name() const;
 };
 
 }  // namespace dproxy::core

@@ -287,7 +287,7 @@ TEST_CASE("config: missing and unknown pool keys") {
         "sasl, servers, client_password, server_password, server_user, db, "
         "max_dedicated_connections, "
         "children, write_ack, read, "
-        "failover_on_miss, reply, cluster_refresh_ms, read_from)");
+        "failover_on_miss, reply, cluster_refresh_ms, read_from, tls, server_tls)");
   CHECK(parse_error(pool_doc("", "[]")) == "pools.cache.servers: a pool needs at least one server");
   CHECK(parse_error(pool_doc("", R"({"a": "10.0.0.1:1"})")) ==
         "pools.cache.servers: expected an array, got object");
@@ -641,4 +641,42 @@ TEST_CASE("config: each pool keeps its JSON text (reload compares it)") {
   CHECK_FALSE(only_pool(a).source.empty());
   CHECK(only_pool(a).source == only_pool(b).source);
   CHECK(only_pool(a).source != only_pool(c).source);
+}
+
+TEST_CASE("config: tls and server_tls") {
+  const PoolConfig& p = only_pool(parse_ok(pool_doc(
+      R"("tls": {"cert": "/c.pem", "key": "/k.pem", "ca": "/ca.pem", "verify_client": true,
+                  "min_version": "1.3", "ciphers": "HIGH", "ciphersuites": "TLS_AES_128_GCM_SHA256"},
+         "server_tls": {"ca": "/ca.pem", "server_name": "cache.internal"}, )")));
+  CHECK(p.tls.enabled);
+  CHECK(p.tls.cert == "/c.pem");
+  CHECK(p.tls.key == "/k.pem");
+  CHECK(p.tls.ca == "/ca.pem");
+  CHECK(p.tls.verify);
+  CHECK(p.tls.min_version == "1.3");
+  CHECK(p.tls.ciphers == "HIGH");
+  CHECK(p.server_tls.enabled);
+  CHECK(p.server_tls.verify);  // on unless "verify": false
+  CHECK(p.server_tls.server_name == "cache.internal");
+  const PoolConfig& none = only_pool(parse_ok(pool_doc("")));
+  CHECK(!none.tls.enabled);
+  CHECK(!none.server_tls.enabled);
+  CHECK(!only_pool(parse_ok(pool_doc(R"("tls": {"cert": "/c", "key": "/k"}, )"))).tls.verify);
+
+  CHECK(parse_error(pool_doc(R"("tls": {"key": "/k"}, )")) ==
+        "pools.cache.tls: missing required key \"cert\" (the proxy's certificate)");
+  CHECK(parse_error(pool_doc(R"("tls": {"cert": "/c"}, )")) ==
+        "pools.cache.tls: missing required key \"key\" (the certificate's private key)");
+  CHECK(parse_error(pool_doc(R"("tls": {"cert": "/c", "key": "/k", "verify_client": true}, )")) ==
+        "pools.cache.tls.verify_client: needs \"ca\" (the CA certificates client certificates "
+        "must chain to)");
+  CHECK(parse_error(pool_doc(R"("tls": {"cert": "/c", "key": "/k", "min_version": "1.1"}, )")) ==
+        "pools.cache.tls.min_version: \"1.1\" is not one of \"1.2\", \"1.3\"");
+  CHECK(parse_error(pool_doc(R"("tls": "on", )")).find("pools.cache.tls: expected an object") == 0);
+  CHECK(parse_error(pool_doc(R"("server_tls": {"cert": "/c"}, )")) ==
+        "pools.cache.server_tls: \"cert\" needs \"key\"");
+  CHECK(parse_error(pool_doc(R"("server_tls": {"verify_client": true}, )"))
+            .find("pools.cache.server_tls.verify_client: unknown key") == 0);
+  CHECK(parse_error(pool_doc(R"("tls": {"cert": "", "key": "/k"}, )")) ==
+        "pools.cache.tls.cert: must not be empty (leave the key out instead)");
 }

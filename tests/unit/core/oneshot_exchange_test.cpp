@@ -71,7 +71,7 @@ Result exchange(Protocol protocol, const std::string& request, uint32_t replies,
   peer.start(request.size());
   Result result;
   std::make_shared<OneshotExchange>(io, peer.acceptor.local_endpoint(), request, replies, protocol,
-                                    limit, max_bytes,
+                                    limit, max_bytes, OneshotExchange::Tls{},
                                     [&result](Outcome outcome, std::string_view text) {
                                       ++result.calls;
                                       result.outcome = outcome;
@@ -170,6 +170,7 @@ TEST_CASE("connection refused fails the exchange") {
   }
   Result r;
   std::make_shared<OneshotExchange>(io, closed, kAuthPing, 2, Protocol::kRedis, 5s, 1 << 20,
+                                    OneshotExchange::Tls{},
                                     [&r](Outcome outcome, std::string_view text) {
                                       ++r.calls;
                                       r.outcome = outcome;
