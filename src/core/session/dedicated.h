@@ -63,6 +63,7 @@ class DedicatedConnections {
   struct Lease {
     uint32_t server;  // server index; redis_cluster: node index
     int32_t db;       // the session's database when taken (-1: the pool's)
+    bool resp3;       // it said HELLO 3 (the session's protocol when taken)
     bool pinned;      // a WATCH is in force on it
     std::unique_ptr<ServerConnection> conn;
   };
