@@ -524,6 +524,30 @@ class Resp3Test(harness.PoolsTestMixin, unittest.TestCase):
             self.assertEqual(c.read_raw_reply(), b"_\r\n")
             c.call("DEL", k + "w")
 
+    def test_watch_held_across_hello_3(self):
+        k = self.k("{wh}")
+        for pool in ("single", "ketama", "cluster"):
+            c = self.raw3(pool, hello=False)
+            c.call("HSET", k + "h", "f", "v")
+            self.assertEqual(c.call("WATCH", k + "h"), b"OK")
+            self.assertEqual(c.call("HELLO", "3")[b"proto"], 3)
+            c.call("MULTI")
+            c.call("HGETALL", k + "h")
+            c.send(resp_command("EXEC"))
+            self.assertEqual(c.read_raw_reply(), b"*1\r\n%1\r\n$1\r\nf\r\n$1\r\nv\r\n")
+            # And back: the WATCH still holds after HELLO 2 (a change makes EXEC nil).
+            self.assertEqual(c.call("WATCH", k + "h"), b"OK")
+            c.send(resp_command("HELLO", "2"))
+            c.read_raw_reply()
+            other = Resp3Client(self.port(pool))
+            other.call("HSET", k + "h", "f", "changed")
+            other.close()
+            c.call("MULTI")
+            c.call("HGETALL", k + "h")
+            c.send(resp_command("EXEC"))
+            self.assertEqual(c.read_raw_reply(), b"*-1\r\n")
+            c.call("DEL", k + "h")
+
     def test_redis_cli_resp3(self):
         # Debian's redis-cli 7.0 speaks RESP3 with -3: its output through dproxy is the same as
         # straight from a server.

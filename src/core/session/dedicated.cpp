@@ -130,6 +130,16 @@ void DedicatedConnections::exec_sent() {
   watched_place_ = -1;
 }
 
+void DedicatedConnections::protocol_changed(bool resp3) {
+  Lease* lease = watched();
+  if (lease == nullptr || lease->resp3 == resp3) return;
+  lease->resp3 = resp3;
+  lease->conn->out().append(resp3 ? std::string_view("*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n")
+                                  : std::string_view("*2\r\n$5\r\nHELLO\r\n$1\r\n2\r\n"));
+  lease->conn->push(s_.shared_from_this(), &ignored_slot_, ClientSession::kIgnoredFrag,
+                    protocol::memcache::ReplyKind::kLine);
+}
+
 void DedicatedConnections::drop_watch() {
   for (size_t i = 0; i < leases_.size(); ++i) {
     Lease& lease = leases_[i];

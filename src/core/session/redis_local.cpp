@@ -261,6 +261,7 @@ void RedisFrontEnd::hello(std::span<const std::string_view> args) {
   // From here on the session's replies, and the backend connections its requests use, speak
   // this protocol (replies already in flight keep the one they were asked in, as in Redis).
   s_.resp3_ = protocol == 3;
+  s_.dedicated_.protocol_changed(s_.resp3_);
   // What a client learns of "the server" (see README, RESP3): Redis's fields, with the pool's
   // lowest backend version, dproxy's client id, and the mode a client must use (a
   // redis_cluster pool is one standalone server to its clients).
