@@ -6,7 +6,8 @@ one server and to a server of its own; merged replies over 3 servers (MGET, DEL,
 against what one server gives for the same keys; COMMAND INFO / DOCS of every command against
 the server's. Also: HELLO 3's map (the fields dproxy fills), HELLO with AUTH and SETNAME, HELLO 2
 and RESET back to RESP2, -NOPROTO; pub/sub pushes ('>') arriving between replies, never inside
-one, while the subscribed RESP3 client runs other commands; a redis_cluster pool; BLPOP and
+one, while the subscribed RESP3 client runs other commands; a redis_cluster pool; a replicated
+pool with per-key failover (misses are RESP3 nulls); BLPOP and
 MULTI/EXEC (with WATCH) in a RESP3 session; redis-cli -3 (Debian's redis-tools 7.0) as a RESP3
 client. Debian's redis-py 4.3 has no protocol=3, so raw frames are used otherwise.
 """
@@ -547,6 +548,32 @@ class Resp3Test(harness.PoolsTestMixin, unittest.TestCase):
             c.send(resp_command("EXEC"))
             self.assertEqual(c.read_raw_reply(), b"*-1\r\n")
             c.call("DEL", k + "h")
+
+    def test_replicated_pool_in_resp3(self):
+        # Writes reach both children; a read missing on the first fails over (failover_on_miss),
+        # per key for MGET: the merged misses are RESP3's null.
+        procs = Processes()
+        self.addCleanup(procs.close)
+        a, b = procs.redis(), procs.redis()
+        pools = {"rep": {"protocol": "redis", "listen": f"{HOST}:{free_port()}",
+                         "policy": "replicated", "failover_on_miss": True, "children": [
+                             {"policy": "ketama", "servers": [f"{HOST}:{a.port}:1 a"]},
+                             {"policy": "ketama", "servers": [f"{HOST}:{b.port}:1 b"]}]}}
+        proxy = Dproxy(procs, ARGS.dproxy, pools)
+        c = Resp3Client(int(pools["rep"]["listen"].rsplit(":", 1)[1]))
+        self.addCleanup(c.close)
+        self.assertEqual(c.call("HELLO", "3")[b"proto"], 3)
+        c.call("HSET", "h", "f", "v")
+        c.call("SET", "k", "1")
+        harness.redis_direct(b.port).set("only-b", "2")
+        c.send(resp_command("HGETALL", "h") + resp_command("GET", "none") +
+               resp_command("MGET", "k", "only-b", "none") + resp_command("GET", "only-b"))
+        self.assertEqual(c.read_raw_reply(), b"%1\r\n$1\r\nf\r\n$1\r\nv\r\n")
+        self.assertEqual(c.read_raw_reply(), b"_\r\n")
+        self.assertEqual(c.read_raw_reply(), b"*3\r\n$1\r\n1\r\n$1\r\n2\r\n_\r\n")
+        self.assertEqual(c.read_raw_reply(), b"$1\r\n2\r\n")
+        c.close()
+        self.assertEqual(proxy.stop(), 0)
 
     def test_redis_cli_resp3(self):
         # Debian's redis-cli 7.0 speaks RESP3 with -3: its output through dproxy is the same as
