@@ -234,6 +234,7 @@ class ClientSession final : public Connection, public ReplySink {
   uint32_t reads_pending_ = 0;
   bool select_pending_ = false;  // a SELECT's check is in flight (input_held_ is set)
   int32_t db_ = -1;              // Redis: the database SELECTed, -1 = the pool's own
+  bool resp3_ = false;           // Redis: the client said HELLO 3 (its backends speak RESP3)
   std::vector<std::string_view> args_scratch_;
   std::string inline_scratch_;
   std::string cluster_error_;  // scratch: an error reply made by cluster_intercept

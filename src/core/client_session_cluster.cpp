@@ -158,7 +158,7 @@ void ClientSession::cluster_split(const resp::CommandInfo& cmd, const Request& r
 
 void ClientSession::cluster_send(ReplySlot* slot, uint16_t frag, uint32_t node, bool asking) {
   ClusterRuntime* const cluster = slot->cluster;
-  ServerConnection* conn = &cluster->connection(node, id_);
+  ServerConnection* conn = &cluster->connection(node, id_, resp3_);
   if (conn->failing()) {
     // The node failed moments ago. A read for a replica goes to the master; anything else
     // waits for a refreshed map (a failover?) rather than fail at once.
@@ -169,7 +169,7 @@ void ClientSession::cluster_send(ReplySlot* slot, uint16_t frag, uint32_t node, 
       if (master != node) {
         ClusterStats::bump(cluster->stats().replica_fallbacks);
         node = master;
-        conn = &cluster->connection(node, id_);
+        conn = &cluster->connection(node, id_, resp3_);
       }
     }
     if (conn->failing() && slot->frag_retries[frag] < kMaxRetries) {
@@ -273,8 +273,8 @@ bool ClientSession::cluster_intercept(ReplySlot* slot, uint16_t frag, std::strin
 
 ServerConnection& ClientSession::broadcast_connection(uint32_t server) {
   ClusterRuntime* cluster = pool().cluster();
-  return cluster != nullptr ? cluster->connection(server, id_)
-                            : pool().connection(server, id_, db_);
+  return cluster != nullptr ? cluster->connection(server, id_, resp3_)
+                            : pool().connection(server, id_, db_, resp3_);
 }
 
 void ClientSession::append_cluster_info(std::string& text) {

@@ -177,7 +177,7 @@ void ClientSession::redis_forward(const Request& req, uint32_t server) {
     ready_slot(pool().down_error(server));
     return;
   }
-  ServerConnection& conn = pool().connection(server, id_, db_);
+  ServerConnection& conn = pool().connection(server, id_, db_, resp3_);
   ReplySlot* slot = new_slot(ReplySlot::Kind::kForward);
   slot->outstanding = 1;
   append_request(conn.out(), req);
@@ -235,7 +235,7 @@ void ClientSession::redis_split(const resp::CommandInfo& cmd, const Request& req
   if (nfrags == 1) {
     slot->kind = ReplySlot::Kind::kForward;
     slot->outstanding = 1;
-    ServerConnection& conn = pool_rt.connection(frag_servers_[0], id_, db_);
+    ServerConnection& conn = pool_rt.connection(frag_servers_[0], id_, db_, resp3_);
     append_request(conn.out(), req);
     conn.push(shared_from_this(), slot, 0, protocol::memcache::ReplyKind::kLine);
     return;
@@ -245,7 +245,7 @@ void ClientSession::redis_split(const resp::CommandInfo& cmd, const Request& req
   if (req.frame.empty() || req.frame[0] != '*') {
     // An inline command: each part is encoded from the arguments.
     for (size_t f = 0; f < nfrags; ++f) {
-      ServerConnection& conn = pool_rt.connection(frag_servers_[f], id_, db_);
+      ServerConnection& conn = pool_rt.connection(frag_servers_[f], id_, db_, resp3_);
       append_split_part(conn.out(), slot, req, f, pairs);
       conn.push(self, slot, static_cast<uint16_t>(f), protocol::memcache::ReplyKind::kLine);
     }
@@ -268,7 +268,7 @@ void ClientSession::redis_split(const resp::CommandInfo& cmd, const Request& req
   }
   frag_write_.resize(nfrags);
   for (size_t f = 0; f < nfrags; ++f) {
-    std::string& out = pool_rt.connection(frag_servers_[f], id_, db_).out();
+    std::string& out = pool_rt.connection(frag_servers_[f], id_, db_, resp3_).out();
     resp::append_array_header(out, 1 + frag_counts_[f] * (pairs ? 2 : 1));
     const size_t at = out.size();
     out.resize(at + name_bulk.size() + frag_bytes_[f]);
@@ -285,7 +285,7 @@ void ClientSession::redis_split(const resp::CommandInfo& cmd, const Request& req
     w += n;
   }
   for (size_t f = 0; f < nfrags; ++f) {
-    pool_rt.connection(frag_servers_[f], id_, db_)
+    pool_rt.connection(frag_servers_[f], id_, db_, resp3_)
         .push(self, slot, static_cast<uint16_t>(f), protocol::memcache::ReplyKind::kLine);
   }
 }

@@ -67,7 +67,7 @@ void append_without(std::string& out, std::string_view frame, std::string_view c
 uint8_t ClientSession::reply_rank(std::string_view bytes, bool is_error) const {
   if (redis_) {
     if (is_error) return bytes.starts_with("-ERR dproxy: backend ") ? 3 : 2;
-    if (bytes == "$-1\r\n" || bytes == "*-1\r\n") return 1;
+    if (bytes == "$-1\r\n" || bytes == "*-1\r\n" || bytes == "_\r\n") return 1;
     return 0;
   }
   if (is_error) return bytes.starts_with("SERVER_ERROR backend ") ? 3 : 2;
@@ -115,7 +115,7 @@ void ClientSession::send_to_children(std::string_view frame, std::string_view no
       frag_servers_.push_back(c);
       continue;
     }
-    ServerConnection& conn = pool().connection(server, id_, db_);
+    ServerConnection& conn = pool().connection(server, id_, db_, resp3_);
     append_without(conn.out(), frame, noreply_cut);
     conn.push(self, slot, static_cast<uint16_t>(c), static_cast<mc::ReplyKind>(reply_kind));
   }
@@ -233,7 +233,7 @@ void ClientSession::failover_next(ReplySlot* slot) {
       down = server;
       continue;
     }
-    ServerConnection& conn = pool().connection(server, id_, db_);
+    ServerConnection& conn = pool().connection(server, id_, db_, resp3_);
     if (slot->per_key) {
       append_missing_keys(conn.out(), slot);
     } else {
@@ -298,7 +298,8 @@ int ClientSession::note_per_key_reply(ReplySlot* slot, std::string_view bytes,
       from = cursor;
       to = marks[element++];
       cursor = to;
-      hit = bytes.substr(from, to - from) != "$-1\r\n";
+      const std::string_view item = bytes.substr(from, to - from);
+      hit = item != "$-1\r\n" && item != "_\r\n";  // RESP2's or RESP3's nil
     } else if (cursor < marks.size() && marks[cursor + 1] == len &&
                protocol::byte_scan::equal(bytes.data() + marks[cursor], key, len)) {
       from = cursor == 0 ? 0 : marks[cursor - 1];
@@ -327,7 +328,7 @@ void ClientSession::finish_per_key(ReplySlot* slot) {
   frag_views_.resize(slot->attempts);
   for (uint16_t a = 0; a < slot->attempts; ++a) frag_views_[a] = slot->frags[a];
   if (redis_) {
-    resp::merge_answered_keys(frag_views_, slot->key_frag, slot->key_span, dst);
+    resp::merge_answered_keys(frag_views_, slot->key_frag, slot->key_span, dst, resp3_);
   } else {
     mc::merge_answered_keys(frag_views_, slot->key_frag, slot->key_span, dst);
   }
@@ -337,8 +338,8 @@ void ClientSession::finish_per_key(ReplySlot* slot) {
 
 void ClientSession::on_failover_reply(ReplySlot* slot, std::string_view bytes, bool is_error,
                                       std::span<const size_t> marks) {
-  // EN: a meta miss; nothing at all: a quiet mg's miss.
-  const bool miss = redis_ ? (bytes == "$-1\r\n" || bytes == "*-1\r\n")
+  // EN: a meta miss; nothing at all: a quiet mg's miss; _: a RESP3 null.
+  const bool miss = redis_ ? (bytes == "$-1\r\n" || bytes == "*-1\r\n" || bytes == "_\r\n")
                            : (bytes == "END\r\n" || bytes == "EN\r\n" ||
                               (slot->quiet && bytes.empty() && !is_error));
   bool again = is_error || (slot->failover_on_miss && miss);

@@ -1,4 +1,4 @@
-// libFuzzer target: RESP reply scanner (resumable form) and ArrayReader.
+// libFuzzer target: RESP2 / RESP3 reply scanner (resumable form) and ArrayReader.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -41,14 +41,18 @@ std::string drive(std::string_view input, size_t first, size_t step) {
     bool again = false;
     auto r2 = resp::scan_reply(reply, &again);
     FUZZ_ASSERT(r2.status == ParseStatus::kOk && r2.consumed == r.consumed && again == is_error);
-    if (reply[0] == '*') {
+    const auto aggregate = [](char c) {
+      return c == '*' || c == '~' || c == '>' || c == '%' || c == '|';
+    };
+    if (aggregate(reply[0]) && reply[0] != '|') {
+      // An array, or RESP3's set, push or map (its keys and values in turn).
       resp::ArrayReader reader(reply);
       std::string_view element;
       int64_t n = 0;
-      bool flat = true;
+      bool flat = reply[0] == '*';  // marks are noted for arrays only
       while (reader.next(element)) {
         // Marks, when present, are exactly the elements' ends (a flat array).
-        if (element[0] == '*') flat = false;
+        if (aggregate(element[0])) flat = false;
         if (!marks.empty()) {
           FUZZ_ASSERT(static_cast<size_t>(n) < marks.size());
           FUZZ_ASSERT(marks[static_cast<size_t>(n)] ==

@@ -355,7 +355,7 @@ class RedisCommandsTest(RedisTestMixin, unittest.TestCase):
             b"ERR Client names cannot contain spaces, newlines or special characters."))
         hello = c.call("HELLO", "2")
         fields = dict(zip(hello[::2], hello[1::2]))
-        self.assertEqual(fields[b"server"], b"dproxy")
+        self.assertEqual(fields[b"server"], b"redis")  # as Redis; the version: the backends'
         self.assertEqual(fields[b"proto"], 2)
         self.assertEqual(fields[b"id"], cid)
         self.assertEqual(c.call("HELLO", "2", "SETNAME", "w2")[0], b"server")

@@ -225,7 +225,8 @@ class RedisErrorsTest(RedisTestMixin, unittest.TestCase):
             (("FCALL", "f", "0"), RespError(
                 b"ERR dproxy: FCALL names no key, so there is no server to route it to (pass at "
                 b"least one key)")),
-            (("HELLO", "3"), RespError(b"NOPROTO sorry, this protocol version is not supported.")),
+            # (HELLO 3 switches to RESP3: test_redis_resp3.py.)
+            (("HELLO", "4"), RespError(b"NOPROTO unsupported protocol version")),
             # Malformed numkeys / STREAMS lists: Redis's own errors (test_malformed_numkeys...).
             (("EVAL", "return 1", "-1"), RespError(b"ERR Number of keys can't be negative")),
         ]
@@ -363,7 +364,7 @@ class RedisErrorsTest(RedisTestMixin, unittest.TestCase):
         # HELLO 2 AUTH ... authenticates too.
         c3 = self.raw("auth")
         hello = c3.call("HELLO", "2", "AUTH", "default", CLIENT_PASSWORD)
-        self.assertEqual(hello[:2], [b"server", b"dproxy"])
+        self.assertEqual(hello[:2], [b"server", b"redis"])
         self.assertEqual(c3.call("GET", key), b"v")
         # QUIT works before AUTH.
         c4 = self.raw("auth")

@@ -6,7 +6,7 @@
 
 namespace dproxy::core {
 
-std::string backend_setup(const PoolConfig& config, int64_t db, uint32_t& replies) {
+std::string backend_setup(const PoolConfig& config, int64_t db, uint32_t& replies, bool resp3) {
   std::string setup;
   replies = 0;
   if (config.protocol != Protocol::kRedis) {
@@ -25,6 +25,10 @@ std::string backend_setup(const PoolConfig& config, int64_t db, uint32_t& replie
       std::string_view auth[] = {"AUTH", config.server_user, config.server_password};
       protocol::resp::append_command(setup, auth);
     }
+    ++replies;
+  }
+  if (resp3) {
+    setup.append("*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n");
     ++replies;
   }
   if (db != 0) {

@@ -52,6 +52,7 @@ ClusterRuntime::ClusterRuntime(Worker& worker, const PoolConfig& config, Cluster
       delay_timer_(worker.io()),
       retry_timer_(worker.io()) {
   setup_ = backend_setup(config, 0, setup_replies_);  // AUTH; a cluster has database 0 only
+  setup3_ = backend_setup(config, 0, setup3_replies_, true);
   query_ = setup_;
   query_replies_ = setup_replies_ + 1;
   query_.append("*2\r\n$7\r\nCLUSTER\r\n$5\r\nSLOTS\r\n");
@@ -59,6 +60,8 @@ ClusterRuntime::ClusterRuntime(Worker& worker, const PoolConfig& config, Cluster
     // Every node connection may serve replica reads (roles change at failover).
     setup_.append("*1\r\n$8\r\nREADONLY\r\n");
     ++setup_replies_;
+    setup3_.append("*1\r\n$8\r\nREADONLY\r\n");
+    ++setup3_replies_;
   }
   for (size_t i = 0; i < config.servers.size(); ++i) {
     const auto& s = config.servers[i];
@@ -118,21 +121,24 @@ uint32_t ClusterRuntime::node_at(std::string_view address, uint32_t relative_to)
   return add_node(std::string(address), std::move(host), std::move(endpoint));
 }
 
-ServerConnection& ClusterRuntime::connection(uint32_t node, uint64_t spread) {
+ServerConnection& ClusterRuntime::connection(uint32_t node, uint64_t spread, bool resp3) {
   Node& n = *nodes_[node];
-  if (n.conns.empty()) {
+  auto& conns = resp3 ? n.conns3 : n.conns;
+  if (conns.empty()) {
     for (uint32_t c = 0; c < config_.server_connections; ++c) {
-      n.conns.push_back(std::make_unique<ServerConnection>(
-          worker_, n.endpoint, n.address, config_, nullptr, node, setup_, setup_replies_, &slot_));
+      conns.push_back(std::make_unique<ServerConnection>(
+          worker_, n.endpoint, n.address, config_, nullptr, node, resp3 ? setup3_ : setup_,
+          resp3 ? setup3_replies_ : setup_replies_, &slot_));
     }
   }
-  return *n.conns[spread % n.conns.size()];
+  return *conns[spread % conns.size()];
 }
 
-std::unique_ptr<ServerConnection> ClusterRuntime::make_dedicated(uint32_t node) {
+std::unique_ptr<ServerConnection> ClusterRuntime::make_dedicated(uint32_t node, bool resp3) {
   const Node& n = *nodes_[node];
   return std::make_unique<ServerConnection>(worker_, n.endpoint, n.address, config_, nullptr, node,
-                                            setup_, setup_replies_, &slot_);
+                                            resp3 ? setup3_ : setup_,
+                                            resp3 ? setup3_replies_ : setup_replies_, &slot_);
 }
 
 uint32_t ClusterRuntime::master_for(uint16_t slot, uint64_t spread) const {
@@ -347,23 +353,30 @@ void ClusterRuntime::on_retry_timer() {
 
 size_t ClusterRuntime::buffer_bytes() const {
   size_t n = 0;
-  for (const auto& node : nodes_)
+  for (const auto& node : nodes_) {
     for (const auto& c : node->conns) n += c->buffer_bytes();
+    for (const auto& c : node->conns3) n += c->buffer_bytes();
+  }
   return n;
 }
 
 size_t ClusterRuntime::pending() const {
   size_t n = retries_.size();
-  for (const auto& node : nodes_)
+  for (const auto& node : nodes_) {
     for (const auto& c : node->conns) n += c->pending();
+    for (const auto& c : node->conns3) n += c->pending();
+  }
   return n;
 }
 
 bool ClusterRuntime::busy() const {
   if (!retries_.empty()) return true;
-  for (const auto& node : nodes_)
+  for (const auto& node : nodes_) {
     for (const auto& c : node->conns)
       if (c->busy()) return true;
+    for (const auto& c : node->conns3)
+      if (c->busy()) return true;
+  }
   return false;
 }
 

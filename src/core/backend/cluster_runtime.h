@@ -51,10 +51,11 @@ class ClusterRuntime {
   uint32_t node_at(std::string_view address, uint32_t relative_to);
   const std::string& address(uint32_t node) const { return nodes_[node]->address; }
   size_t node_count() const { return nodes_.size(); }
-  // A connection to `node`, spreading callers over server_connections connections.
-  ServerConnection& connection(uint32_t node, uint64_t spread);
+  // A connection to `node`, spreading callers over server_connections connections; `resp3`:
+  // one of the node's connections for RESP3 clients (their setup says HELLO 3).
+  ServerConnection& connection(uint32_t node, uint64_t spread, bool resp3 = false);
   // A new connection of a client's own to `node` (see session/dedicated.h).
-  std::unique_ptr<ServerConnection> make_dedicated(uint32_t node);
+  std::unique_ptr<ServerConnection> make_dedicated(uint32_t node, bool resp3 = false);
   // The masters of the current map, in address order (the seeds before a map is known).
   const std::vector<uint32_t>& masters() const { return masters_; }
   uint64_t version() const { return version_; }
@@ -84,8 +85,9 @@ class ClusterRuntime {
     std::string address;  // "host:port"
     std::string host;
     asio::generic::stream_protocol::endpoint endpoint;
-    std::vector<std::unique_ptr<ServerConnection>> conns;  // created on first use
-    std::vector<uint32_t> replicas;                        // when this node is a master
+    std::vector<std::unique_ptr<ServerConnection>> conns;   // created on first use
+    std::vector<std::unique_ptr<ServerConnection>> conns3;  // RESP3 clients': the same
+    std::vector<uint32_t> replicas;                         // when this node is a master
   };
   struct Retry {
     std::shared_ptr<ReplySink> session;
@@ -111,6 +113,8 @@ class ClusterRuntime {
   ClusterStats& stats_;
   std::string setup_;  // AUTH / READONLY on every node connection
   uint32_t setup_replies_ = 0;
+  std::string setup3_;  // the same with HELLO 3 (connections of RESP3 clients)
+  uint32_t setup3_replies_ = 0;
   std::string query_;  // AUTH + CLUSTER SLOTS
   uint32_t query_replies_ = 0;
   std::vector<std::unique_ptr<Node>> nodes_;

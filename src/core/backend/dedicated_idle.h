@@ -15,10 +15,11 @@ class DedicatedIdle {
   // At most this many idle connections are kept per pool and worker thread; more are closed.
   static constexpr size_t kMaxIdle = 16;
 
-  // An idle connection to `address` in database `db` (-1: the pool's own), or null.
-  std::unique_ptr<ServerConnection> take(std::string_view address, int32_t db) {
+  // An idle connection to `address` in database `db` (-1: the pool's own) speaking RESP3 or
+  // not (`resp3`: its setup said HELLO 3), or null.
+  std::unique_ptr<ServerConnection> take(std::string_view address, int32_t db, bool resp3 = false) {
     for (size_t i = idle_.size(); i-- > 0;) {
-      if (idle_[i].db == db && idle_[i].conn->address() == address) {
+      if (idle_[i].db == db && idle_[i].resp3 == resp3 && idle_[i].conn->address() == address) {
         auto c = std::move(idle_[i].conn);
         idle_.erase(idle_.begin() + static_cast<std::ptrdiff_t>(i));
         return c;
@@ -27,9 +28,9 @@ class DedicatedIdle {
     return nullptr;
   }
   // Keeps `c` (no request in flight) for reuse; false when full (the caller closes it).
-  bool put(std::unique_ptr<ServerConnection>& c, int32_t db) {
+  bool put(std::unique_ptr<ServerConnection>& c, int32_t db, bool resp3 = false) {
     if (idle_.size() >= kMaxIdle || c->busy()) return false;
-    idle_.push_back(Entry{db, std::move(c)});
+    idle_.push_back(Entry{db, resp3, std::move(c)});
     return true;
   }
   size_t size() const { return idle_.size(); }
@@ -43,6 +44,7 @@ class DedicatedIdle {
  private:
   struct Entry {
     int32_t db;
+    bool resp3;
     std::unique_ptr<ServerConnection> conn;
   };
   std::vector<Entry> idle_;

@@ -64,8 +64,8 @@ PoolRuntime::PoolRuntime(Worker& worker, std::shared_ptr<const PoolConfig> confi
   rebuild();
 }
 
-std::string PoolRuntime::setup_for(int64_t db, uint32_t& replies) const {
-  return backend_setup(config_, db, replies);
+std::string PoolRuntime::setup_for(int64_t db, uint32_t& replies, bool resp3) const {
+  return backend_setup(config_, db, replies, resp3);
 }
 
 PoolRuntime::ServerConnections PoolRuntime::make_connections(const std::string& setup,
@@ -81,23 +81,24 @@ PoolRuntime::ServerConnections PoolRuntime::make_connections(const std::string& 
   return servers;
 }
 
-std::unique_ptr<ServerConnection> PoolRuntime::make_dedicated(uint32_t index, int32_t db) {
+std::unique_ptr<ServerConnection> PoolRuntime::make_dedicated(uint32_t index, int32_t db,
+                                                              bool resp3) {
   uint32_t setup_replies = 0;
-  const std::string setup = setup_for(db < 0 ? config_.db : db, setup_replies);
+  const std::string setup = setup_for(db < 0 ? config_.db : db, setup_replies, resp3);
   return std::make_unique<ServerConnection>(worker_, endpoints_[index],
                                             config_.servers[index].address(), config_, nullptr,
                                             index, setup, setup_replies, &slot_);
 }
 
-PoolRuntime::ServerConnections& PoolRuntime::db_servers(uint32_t db) {
+PoolRuntime::ServerConnections& PoolRuntime::db_servers(uint32_t db, bool resp3) {
   for (auto& set : db_sets_) {
-    if (set.db == db) return set.servers;
+    if (set.db == db && set.resp3 == resp3) return set.servers;
   }
   // A database selected by a client (SELECT was checked by a server first, so the setup's
-  // SELECT succeeds like the pool's own).
+  // SELECT succeeds like the pool's own), or the connections of RESP3 clients.
   uint32_t setup_replies = 0;
-  const std::string setup = setup_for(db, setup_replies);
-  db_sets_.push_back(DbSet{db, make_connections(setup, setup_replies)});
+  const std::string setup = setup_for(db, setup_replies, resp3);
+  db_sets_.push_back(DbSet{db, resp3, make_connections(setup, setup_replies)});
   return db_sets_.back().servers;
 }
 

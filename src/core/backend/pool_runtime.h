@@ -90,23 +90,30 @@ class PoolRuntime {
 
   // A connection to server `index`; spreads callers over server_connections connections.
   // `db` >= 0: a session that selected database `db` (Redis SELECT) other than the pool's.
-  ServerConnection& connection(uint32_t index, uint64_t spread, int32_t db = -1) {
-    auto& conns = db < 0 ? servers_[index] : db_servers(static_cast<uint32_t>(db))[index];
+  // `resp3`: a session that said HELLO 3; its connections said HELLO 3 too (a set of their own).
+  ServerConnection& connection(uint32_t index, uint64_t spread, int32_t db = -1,
+                               bool resp3 = false) {
+    auto& conns = db < 0 && !resp3 ? servers_[index]
+                                   : db_servers(db < 0 ? static_cast<uint32_t>(config_.db)
+                                                       : static_cast<uint32_t>(db),
+                                                resp3)[index];
     return *conns[spread % conns.size()];
   }
   // A new connection of a client's own to server `index` in database `db` (-1: the pool's),
-  // reporting to no health (it may outlive this runtime: see session/dedicated.h).
-  std::unique_ptr<ServerConnection> make_dedicated(uint32_t index, int32_t db);
+  // speaking RESP3 when `resp3`, reporting to no health (it may outlive this runtime: see
+  // session/dedicated.h).
+  std::unique_ptr<ServerConnection> make_dedicated(uint32_t index, int32_t db, bool resp3 = false);
   // Sets of connections (one per selected database) made on first use.
   size_t db_sets() const { return db_sets_.size(); }
 
  private:
   using ServerConnections = std::vector<std::vector<std::unique_ptr<ServerConnection>>>;
-  // The connections of every server whose setup selects database `db` (made on first use).
-  ServerConnections& db_servers(uint32_t db);
+  // The connections of every server whose setup selects database `db` (and says HELLO 3 when
+  // `resp3`), made on first use.
+  ServerConnections& db_servers(uint32_t db, bool resp3);
   // Connections to every server, each sending `setup` (`setup_replies` replies) first.
   ServerConnections make_connections(const std::string& setup, uint32_t setup_replies);
-  std::string setup_for(int64_t db, uint32_t& replies) const;
+  std::string setup_for(int64_t db, uint32_t& replies, bool resp3 = false) const;
 
   void refresh() {
     if (config_.auto_eject_hosts && health_.generation() != generation_) rebuild();
@@ -131,6 +138,7 @@ class PoolRuntime {
   ServerConnections servers_;
   struct DbSet {
     uint32_t db;
+    bool resp3;
     ServerConnections servers;
   };
   std::vector<DbSet> db_sets_;

@@ -335,6 +335,19 @@ ServerConnection::Step ServerConnection::read_push() {
   return push_sink_ == nullptr ? Step::kStop : Step::kNext;
 }
 
+ServerConnection::Step ServerConnection::skip_push() {
+  std::string_view view(in_.data() + in_start_, in_end_ - in_start_);
+  protocol::ParseResult r = protocol::resp::scan_reply(view, scan_state_, nullptr, nullptr);
+  if (r.status == protocol::ParseStatus::kNeedMore) return Step::kMore;
+  if (r.status == protocol::ParseStatus::kError) {
+    fail_all("sent a malformed reply");
+    return Step::kStop;
+  }
+  in_start_ += r.consumed;
+  scan_state_ = {};
+  return Step::kNext;
+}
+
 void ServerConnection::on_read(size_t n) {
   worker_.tick();
   in_end_ += n;
@@ -343,6 +356,13 @@ void ServerConnection::on_read(size_t n) {
       // Replies to the connection setup come before any request's reply; a subscriber
       // connection has no requests.
       const Step step = setup_pending_ > 0 ? read_setup_reply() : read_push();
+      if (step == Step::kMore) break;
+      if (step == Step::kStop) return;
+      continue;
+    }
+    if (redis_ && in_[in_start_] == '>') [[unlikely]] {
+      // RESP3 (a connection that said HELLO 3): a push is out of band, no request's reply.
+      const Step step = skip_push();
       if (step == Step::kMore) break;
       if (step == Step::kStop) return;
       continue;

@@ -121,6 +121,9 @@ class ServerConnection {
   [[gnu::cold]] Step fail_setup(std::string_view reply);
   // A frame on a subscriber connection.
   Step read_push();
+  // A RESP3 push on any other connection (none is expected: dproxy subscribes on subscriber
+  // connections only): read and dropped, so it cannot shift the replies.
+  Step skip_push();
   void arm_timer();
   void on_timer();
   // Fails every pending request with "SERVER_ERROR backend <addr> <why>" and closes the socket.

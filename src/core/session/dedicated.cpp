@@ -42,8 +42,9 @@ void DedicatedConnections::close_later(ClientSession& s, std::unique_ptr<ServerC
 
 DedicatedConnections::Lease* DedicatedConnections::get(uint32_t server) {
   const int32_t db = s_.pool().cluster() != nullptr ? -1 : s_.db_;
+  const bool resp3 = s_.resp3_;
   for (auto& lease : leases_) {
-    if (lease.server == server && lease.db == db) return &lease;
+    if (lease.server == server && lease.db == db && lease.resp3 == resp3) return &lease;
   }
   const PoolConfig& config = s_.pool().config();
   if (s_.clients_.dedicated.load() >= config.max_dedicated_connections) {
@@ -58,13 +59,14 @@ DedicatedConnections::Lease* DedicatedConnections::get(uint32_t server) {
   ClusterRuntime* cluster = pool.cluster();
   const std::string address =
       cluster != nullptr ? cluster->address(server) : config.servers[server].address();
-  std::unique_ptr<ServerConnection> conn = s_.slot_.dedicated_idle.take(address, db);
+  std::unique_ptr<ServerConnection> conn = s_.slot_.dedicated_idle.take(address, db, resp3);
   if (!conn) {
-    conn = cluster != nullptr ? cluster->make_dedicated(server) : pool.make_dedicated(server, db);
+    conn = cluster != nullptr ? cluster->make_dedicated(server, resp3)
+                              : pool.make_dedicated(server, db, resp3);
     ++s_.slot_.counters.dedicated_opened;
   }
   s_.dedicated_taken();
-  leases_.push_back(Lease{server, db, false, std::move(conn)});
+  leases_.push_back(Lease{server, db, resp3, false, std::move(conn)});
   return &leases_.back();
 }
 
@@ -72,7 +74,7 @@ void DedicatedConnections::give_back(size_t i) {
   Lease& lease = leases_[i];
   s_.dedicated_returned();
   // put() takes the connection only when it keeps it.
-  if (s_.closed_ || !s_.slot_.dedicated_idle.put(lease.conn, lease.db))
+  if (s_.closed_ || !s_.slot_.dedicated_idle.put(lease.conn, lease.db, lease.resp3))
     close_later(s_, std::move(lease.conn));
   leases_.erase(leases_.begin() + static_cast<std::ptrdiff_t>(i));
 }
@@ -126,6 +128,16 @@ uint32_t DedicatedConnections::watched_server() {
 void DedicatedConnections::exec_sent() {
   if (Lease* lease = watched()) lease->pinned = false;  // given back once EXEC's reply is in
   watched_place_ = -1;
+}
+
+void DedicatedConnections::protocol_changed(bool resp3) {
+  Lease* lease = watched();
+  if (lease == nullptr || lease->resp3 == resp3) return;
+  lease->resp3 = resp3;
+  lease->conn->out().append(resp3 ? std::string_view("*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n")
+                                  : std::string_view("*2\r\n$5\r\nHELLO\r\n$1\r\n2\r\n"));
+  lease->conn->push(s_.shared_from_this(), &ignored_slot_, ClientSession::kIgnoredFrag,
+                    protocol::memcache::ReplyKind::kLine);
 }
 
 void DedicatedConnections::drop_watch() {

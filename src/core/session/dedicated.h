@@ -44,6 +44,9 @@ class DedicatedConnections {
   uint32_t watched_server();
   // EXEC was sent on the watched connection: Redis forgets the WATCH after EXEC.
   void exec_sent();
+  // The session switched protocol (HELLO 2 / 3): a WATCH's connection says the same HELLO
+  // (which keeps the WATCH), so the transaction's EXEC answers in the new protocol.
+  void protocol_changed(bool resp3);
   // The WATCH ends without a request on its connection (DISCARD, an aborted EXEC): the
   // connection is closed, which is how the server forgets it.
   void drop_watch();
@@ -63,6 +66,7 @@ class DedicatedConnections {
   struct Lease {
     uint32_t server;  // server index; redis_cluster: node index
     int32_t db;       // the session's database when taken (-1: the pool's)
+    bool resp3;       // it said HELLO 3 (the session's protocol when taken)
     bool pinned;      // a WATCH is in force on it
     std::unique_ptr<ServerConnection> conn;
   };

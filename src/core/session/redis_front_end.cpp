@@ -1,4 +1,4 @@
-// RedisFrontEnd: RESP2 clients. See redis_front_end.h.
+// RedisFrontEnd: RESP2 and RESP3 clients. See redis_front_end.h.
 
 #include "core/session/redis_front_end.h"
 
@@ -178,7 +178,7 @@ inline void RedisFrontEnd::dispatch_command(const Request& req) {
     transaction_command(*cmd, req);
     return;
   }
-  if (pubsub_.subscribed()) [[unlikely]] {
+  if (pubsub_.subscribed() && !s_.resp3_) [[unlikely]] {
     subscribed_command(*cmd, req);
     return;
   }

@@ -1,7 +1,7 @@
 #pragma once
-// The Redis (RESP2) front end: parsing, the command table lookup, AUTH, commands dproxy answers
-// itself (PING, ECHO, HELLO, COMMAND, INFO, CLIENT ...), refusals (and a refused transaction),
-// and the hand-off of everything else to the session's execution.
+// The Redis front end (RESP2, and RESP3 after HELLO 3): parsing, the command table lookup, AUTH,
+// commands dproxy answers itself (PING, ECHO, HELLO, COMMAND, INFO, CLIENT ...), refusals (and a
+// refused transaction), and the hand-off of everything else to the session's execution.
 
 #include <span>
 #include <string>
@@ -62,15 +62,19 @@ class RedisFrontEnd final : public FrontEnd {
   // Every command after a refused MULTI up to EXEC / DISCARD: answered as Redis answers a
   // transaction it discards, never forwarded.
   void refused_transaction(const protocol::resp::CommandInfo& cmd);
-  // Subscribed mode (RESP2): only the subscription commands, PING and QUIT.
+  // Subscribed mode (RESP2 only: a RESP3 client runs any command while subscribed, its
+  // messages arriving as pushes between replies): only the subscription commands, PING, QUIT.
   void subscribed_command(const protocol::resp::CommandInfo& cmd, const protocol::Request& req);
   // PUBLISH / SPUBLISH: to where the channel lives (as a key: see redis_pubsub.h).
   void publish(const protocol::resp::CommandInfo& cmd, const protocol::Request& req);
   // SELECT n: checked by a server, then this session's requests go to database n.
   void select(std::string_view db);
   void local(const protocol::resp::CommandInfo& cmd, const protocol::Request& req);
-  // HELLO [2] [AUTH user pass] [SETNAME name]: protocol 2 only (HELLO 3 gets -NOPROTO).
+  // HELLO [2|3] [AUTH user pass] [SETNAME name]: HELLO 3 switches the session to RESP3 (its
+  // replies, and the backend connections it uses), HELLO 2 back; other versions -NOPROTO.
   void hello(std::span<const std::string_view> args);
+  // The version HELLO and INFO report: the pool's lowest backend version.
+  std::string redis_version_text();
   void command_reply(const protocol::Request& req);
   // RESET: the session back to a new connection's state ("+RESET").
   void reset();

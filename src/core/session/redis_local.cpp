@@ -14,6 +14,7 @@
 #include "core/session/redis_text.h"
 #include "core/stats.h"
 #include "core/worker.h"
+#include "protocol/resp/command_reply3.h"
 #include "protocol/resp/reply_writer.h"
 
 namespace dproxy::core {
@@ -86,7 +87,7 @@ void RedisFrontEnd::local(const resp::CommandInfo& cmd, const Request& req) {
   } else if (name == "client|getname") {
     ReplySlot* slot = s_.ready_slot("");
     if (client_name_.empty()) {
-      resp::append_null_bulk(slot->data);
+      resp::append_null(slot->data, s_.resp3_);
     } else {
       resp::append_bulk(slot->data, client_name_);
     }
@@ -161,6 +162,7 @@ void RedisFrontEnd::reset() {
   s_.dedicated_.drop_watch();
   pubsub_.reset();
   s_.db_ = -1;
+  s_.resp3_ = false;  // RESP2 again
   client_name_.clear();
   authenticated_ = s_.pool().config().client_password.empty();
   reply_off_ = skip_next_ = suppress_current_ = false;  // CLIENT REPLY ON
@@ -206,26 +208,25 @@ void RedisFrontEnd::client_info() {
           " sub=" + std::to_string(pubsub_.channel_count()) +
           " psub=" + std::to_string(pubsub_.pattern_count()) +
           " multi=" + std::to_string(txn_.state() == RedisTransaction::State::kQueuing ? 0 : -1) +
-          " resp=2 lib-name=" + lib_name_ + " lib-ver=" + lib_ver_ + "\n";
-  resp::append_bulk(s_.ready_slot("")->data, line);
+          " resp=" + (s_.resp3_ ? "3" : "2") + " lib-name=" + lib_name_ + " lib-ver=" + lib_ver_ +
+          "\n";
+  resp::append_verbatim_text(s_.ready_slot("")->data, line, s_.resp3_);
 }
 
 void RedisFrontEnd::hello(std::span<const std::string_view> args) {
   size_t i = 1;
+  int protocol = s_.resp3_ ? 3 : 2;  // HELLO without a version: the current one
   if (args.size() > 1) {
     int64_t version = 0;
     if (!resp::parse_int64(args[1], version)) {
       s_.redis_error("ERR Protocol version is not an integer or out of range");
       return;
     }
-    if (version == 3) {
-      s_.redis_error("NOPROTO sorry, this protocol version is not supported.");
-      return;
-    }
-    if (version != 2) {
+    if (version != 2 && version != 3) {
       s_.redis_error("NOPROTO unsupported protocol version");
       return;
     }
+    protocol = static_cast<int>(version);
     i = 2;
   }
   std::string_view new_name;
@@ -257,31 +258,56 @@ void RedisFrontEnd::hello(std::span<const std::string_view> args) {
     return;
   }
   if (set_name) client_name_.assign(new_name);
-  std::string& out = s_.ready_slot("*14\r\n")->data;
+  // From here on the session's replies, and the backend connections its requests use, speak
+  // this protocol (replies already in flight keep the one they were asked in, as in Redis).
+  s_.resp3_ = protocol == 3;
+  s_.dedicated_.protocol_changed(s_.resp3_);
+  // What a client learns of "the server" (see README, RESP3): Redis's fields, with the pool's
+  // lowest backend version, dproxy's client id, and the mode a client must use (a
+  // redis_cluster pool is one standalone server to its clients).
+  std::string& out = s_.ready_slot("")->data;
+  resp::append_map_header(out, 7, s_.resp3_);
   resp::append_bulk(out, "server");
-  resp::append_bulk(out, "dproxy");
+  resp::append_bulk(out, "redis");
   resp::append_bulk(out, "version");
-  resp::append_bulk(out, DPROXY_VERSION);
+  resp::append_bulk(out, redis_version_text());
   resp::append_bulk(out, "proto");
-  resp::append_integer(out, 2);
+  resp::append_integer(out, protocol);
   resp::append_bulk(out, "id");
   resp::append_integer(out, static_cast<int64_t>(s_.id_));
   resp::append_bulk(out, "mode");
-  resp::append_bulk(out, "proxy");
+  resp::append_bulk(out, "standalone");
   resp::append_bulk(out, "role");
   resp::append_bulk(out, "master");
   resp::append_bulk(out, "modules");
   resp::append_array_header(out, 0);
 }
 
+std::string RedisFrontEnd::redis_version_text() {
+  // The pool's lowest backend version (from each connection's INFO server), else the command
+  // table's.
+  const uint32_t v = s_.pool().health().lowest_redis_version();
+  if (v == 0) return std::string(resp::redis_version());
+  return std::to_string(v >> 16) + "." + std::to_string(v >> 8 & 0xff) + "." +
+         std::to_string(v & 0xff);
+}
+
 void RedisFrontEnd::command_reply(const Request& req) {
   const auto& args = req.args;
   std::string_view sub = args.size() > 1 ? args[1] : std::string_view();
   auto commands = resp::all_commands();
+  // The table's entries are RESP2; a RESP3 client gets them re-encoded (command_reply3.h).
+  const bool resp3 = s_.resp3_;
+  const auto append_info = [resp3](std::string& out, const resp::CommandInfo& c) {
+    if (!resp3 || !resp::append_command_info_resp3(out, c.info_reply)) out.append(c.info_reply);
+  };
+  const auto append_docs = [resp3](std::string& out, const resp::CommandInfo& c) {
+    if (!resp3 || !resp::append_command_docs_resp3(out, c.docs_reply)) out.append(c.docs_reply);
+  };
   if (args.size() == 1) {
     std::string& out = s_.ready_slot("")->data;
     resp::append_array_header(out, commands.size());
-    for (const auto& c : commands) out.append(c.info_reply);
+    for (const auto& c : commands) append_info(out, c);
   } else if (iequals(sub, "count")) {
     resp::append_integer(s_.ready_slot("")->data, static_cast<int64_t>(commands.size()));
   } else if (iequals(sub, "list")) {
@@ -294,8 +320,12 @@ void RedisFrontEnd::command_reply(const Request& req) {
     const bool docs = iequals(sub, "docs");
     std::string& out = s_.ready_slot("")->data;
     if (args.size() == 2) {
-      resp::append_array_header(out, docs ? commands.size() * 2 : commands.size());
-      for (const auto& c : commands) out.append(docs ? c.docs_reply : c.info_reply);
+      if (docs) {
+        resp::append_map_header(out, commands.size(), resp3);
+      } else {
+        resp::append_array_header(out, commands.size());
+      }
+      for (const auto& c : commands) docs ? append_docs(out, c) : append_info(out, c);
       return;
     }
     size_t found = 0;
@@ -303,14 +333,18 @@ void RedisFrontEnd::command_reply(const Request& req) {
     for (size_t i = 2; i < args.size(); ++i) {
       const resp::CommandInfo* c = resp::find_command_by_full_name(args[i]);
       if (c != nullptr) {
-        body.append(docs ? c->docs_reply : c->info_reply);
+        docs ? append_docs(body, *c) : append_info(body, *c);
         ++found;
       } else if (!docs) {
-        resp::append_null_bulk(body);  // what Redis 7.0 answers for an unknown name
+        resp::append_null(body, resp3);  // what Redis 7.0 answers for an unknown name
         ++found;
       }
     }
-    resp::append_array_header(out, docs ? found * 2 : found);
+    if (docs) {
+      resp::append_map_header(out, found, resp3);
+    } else {
+      resp::append_array_header(out, found);
+    }
     out.append(body);
   } else if (iequals(sub, "getkeys") || iequals(sub, "getkeysandflags")) {
     if (args.size() < 3) {
@@ -362,14 +396,7 @@ void RedisFrontEnd::info_reply(const Request& req) {
   if (want_server) {
     // What health checks and client libraries read (Sidekiq: redis_version): the pool's
     // lowest backend version (from each connection's INFO server), else the command table's.
-    text += "# Server\r\nredis_version:";
-    const uint32_t v = s_.pool().health().lowest_redis_version();
-    if (v != 0) {
-      text += std::to_string(v >> 16) + "." + std::to_string(v >> 8 & 0xff) + "." +
-              std::to_string(v & 0xff);
-    } else {
-      text += resp::redis_version();
-    }
+    text += "# Server\r\nredis_version:" + redis_version_text();
     const std::string listen = config.listen.to_string();
     const size_t colon = listen.rfind(':');
     text +=
@@ -383,7 +410,7 @@ void RedisFrontEnd::info_reply(const Request& req) {
     text += "# Clients\r\nconnected_clients:" + std::to_string(s_.clients_.count.load()) + "\r\n";
   }
   if (!want_dproxy) {
-    resp::append_bulk(s_.ready_slot("")->data, text);
+    resp::append_verbatim_text(s_.ready_slot("")->data, text, s_.resp3_);
     return;
   }
   text += "# dproxy\r\ndproxy_version:" DPROXY_VERSION "\r\n";
@@ -400,15 +427,16 @@ void RedisFrontEnd::info_reply(const Request& req) {
   text += "redis_commands_table:" + std::string(resp::redis_version()) + "\r\n";
   // The traffic figures are summed over every worker thread: the reply waits for them.
   ReplySlot* slot = s_.new_slot(ReplySlot::Kind::kReady);
-  s_.worker_.collect_stats(
-      s_.socket_.get_executor(), [self = s_.shared_from_this(), slot, text = std::move(text)](
-                                     const StatsSnapshot& snap, const ProcessInfo& info) {
-        std::string body = text + format_redis_info(snap, info, self->slot_.name);
-        slot->data.clear();
-        resp::append_bulk(slot->data, body);
-        slot->done = true;
-        self->drain();
-      });
+  s_.worker_.collect_stats(s_.socket_.get_executor(),
+                           [self = s_.shared_from_this(), slot, text = std::move(text),
+                            resp3 = s_.resp3_](const StatsSnapshot& snap, const ProcessInfo& info) {
+                             std::string body =
+                                 text + format_redis_info(snap, info, self->slot_.name);
+                             slot->data.clear();
+                             resp::append_verbatim_text(slot->data, body, resp3);
+                             slot->done = true;
+                             self->drain();
+                           });
 }
 
 }  // namespace dproxy::core

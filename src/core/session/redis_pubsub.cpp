@@ -142,7 +142,7 @@ void RedisPubSub::command(Kind kind, std::span<const std::string_view> names) {
   std::vector<std::pair<uint32_t, std::string_view>> changes;
   for (const std::string& name : names_scratch_) {
     const bool changed = unsubscribe ? set.erase(name) > 0 : set.insert(name).second;
-    resp::append_array_header(out, 3);
+    resp::append_push_header(out, 3, s_.resp3_);
     resp::append_bulk(out, verb(kind));
     resp::append_bulk(out, name);
     resp::append_integer(out, static_cast<int64_t>(count(kind)));
@@ -157,9 +157,9 @@ void RedisPubSub::command(Kind kind, std::span<const std::string_view> names) {
   }
   if (names_scratch_.empty()) {
     // Nothing to unsubscribe from: Redis confirms with a null name.
-    resp::append_array_header(out, 3);
+    resp::append_push_header(out, 3, s_.resp3_);
     resp::append_bulk(out, verb(kind));
-    resp::append_null_bulk(out);
+    resp::append_null(out, s_.resp3_);
     resp::append_integer(out, static_cast<int64_t>(count(kind)));
   }
   // One command per place with its names; the client's confirmations wait for the servers'
@@ -216,8 +216,11 @@ void RedisPubSub::on_push(uint32_t id, std::string_view frame) {
     return;
   }
   if (s_.closed_) return;
-  // A message (message, pmessage, smessage): after every reply already queued.
+  // A message (message, pmessage, smessage): after every reply already queued, so never inside
+  // one. A RESP3 client gets it as a push: the same frame with '>' for '*' (the subscriber
+  // connections speak RESP2; the elements are bulk strings in both).
   ReplySlot* slot = s_.ready_slot(frame);
+  if (s_.resp3_ && !slot->data.empty() && slot->data[0] == '*') slot->data[0] = '>';
   slot->command = ReplySlot::kNoCommand;
   s_.drain();
   if (s_.queued_reply_bytes() > kOutputLimit) {

@@ -7,6 +7,10 @@
 // PUBLISH and SUBSCRIBE of one channel meet there; a pattern listens on every server. In
 // redis_cluster pools a channel (and a shard channel) goes to its hash slot's master and a
 // pattern to one master (the cluster bus carries PUBLISH to every node).
+//
+// RESP3 clients: confirmations and messages are pushes ('>'), queued after the replies already
+// due, never inside one; the subscriber connections themselves speak RESP2 (a message frame is
+// the same bytes but for its type byte), so a HELLO 2 / 3 while subscribed changes nothing there.
 
 #include <cstdint>
 #include <deque>
@@ -46,7 +50,7 @@ class RedisPubSub final : public PushSink {
 
   // The command name is one of the six (lower case): its Kind, or false.
   static bool kind_of(std::string_view name, Kind& kind);
-  // Subscribed mode (RESP2): only the six, PING, QUIT and RESET are allowed.
+  // Subscribed mode (in RESP2 only the six, PING, QUIT and RESET are allowed).
   bool subscribed() const {
     return !channels_.empty() || !patterns_.empty() || !shard_channels_.empty();
   }

@@ -174,7 +174,7 @@ void RedisTransaction::exec() {
     const auto& masters = cluster->masters();
     const uint32_t node = place_ >= 0 ? cluster->master_for(static_cast<uint16_t>(place_), s_.id_)
                                       : masters[s_.id_ % masters.size()];
-    conn = &cluster->connection(node, s_.id_);
+    conn = &cluster->connection(node, s_.id_, s_.resp3_);
   } else {
     const auto n = static_cast<uint32_t>(pool.server_count());
     const uint32_t server =
@@ -184,7 +184,7 @@ void RedisTransaction::exec() {
       s_.ready_slot(pool.down_error(server));
       return;
     }
-    conn = &pool.connection(server, s_.id_, s_.db_);
+    conn = &pool.connection(server, s_.id_, s_.db_, s_.resp3_);
   }
   ReplySlot* slot = s_.new_slot(ReplySlot::Kind::kForward);
   slot->outstanding = 1;

@@ -15,6 +15,7 @@ namespace {
 __extension__ typedef unsigned __int128 U128;
 
 constexpr std::string_view kNil = "$-1\r\n";
+constexpr std::string_view kNull3 = "_\r\n";  // RESP3's null
 
 // The first failed fragment's reply, if any, becomes the whole reply: true then.
 bool append_first_error(const Fragments& frags, std::string& dst) {
@@ -304,26 +305,27 @@ void merge_scan_cursor(const Fragments& frags, uint32_t position, uint32_t serve
 
 void merge_any_key(const Fragments& frags, uint32_t start, std::string& dst) {
   if (append_first_error(frags, dst)) return;
-  // nil only when every server is empty, as Redis answers for an empty database.
+  // nil only when every server is empty, as Redis answers for an empty database (RESP2's or
+  // RESP3's nil, as the servers sent it).
   const size_t n = frags.size();
   for (size_t i = 0; i < n; ++i) {
     const std::string_view reply = frags.replies[(start + i) % n];
-    if (reply != kNil) {
+    if (reply != kNil && reply != kNull3) {
       dst.append(reply);
       return;
     }
   }
-  dst.append(kNil);
+  dst.append(n > 0 ? frags.replies[0] : kNil);
 }
 
 void merge_answered_keys(std::span<const std::string_view> replies,
                          std::span<const uint16_t> key_attempt, std::span<const size_t> key_span,
-                         std::string& dst) {
+                         std::string& dst, bool resp3) {
   append_array_header(dst, key_attempt.size());
   for (size_t i = 0; i < key_attempt.size(); ++i) {
     const uint16_t a = key_attempt[i];
     if (a == kNoAttempt) {
-      append_null_bulk(dst);
+      append_null(dst, resp3);
       continue;
     }
     const size_t from = key_span[2 * i];

@@ -54,7 +54,8 @@ void merge_and_array(const Fragments& frags, MergeScratch& scratch, std::string&
 // after the last server), then the keys array as the server sent it.
 void merge_scan_cursor(const Fragments& frags, uint32_t position, uint32_t servers,
                        std::string& dst);
-// The first non-nil reply looking from fragment `start` on (wrapping around), nil when all are.
+// The first non-nil reply looking from fragment `start` on (wrapping around), nil when all are
+// (RESP2's "$-1" and RESP3's "_" are both nil; the nil sent is the first fragment's).
 void merge_any_key(const Fragments& frags, uint32_t start, std::string& dst);
 // The largest of the fragments' integer replies (a non-integer reply: an error).
 void merge_max(const Fragments& frags, std::string& dst);
@@ -68,10 +69,10 @@ void merge_any_ok(const Fragments& frags, std::string& dst);
 // A replicated read failed over per key (MGET): replies[a] is the reply of attempt a;
 // key_attempt[i] the attempt that answered key i (kNoAttempt: none, a miss) and key_span[2i],
 // key_span[2i + 1] where that key's element is in that reply. "*<keys>" then each answered
-// key's element, or a nil bulk for a miss.
+// key's element, or a nil for a miss (RESP3's "_" when `resp3`, else a nil bulk).
 inline constexpr uint16_t kNoAttempt = 0xffff;
 void merge_answered_keys(std::span<const std::string_view> replies,
                          std::span<const uint16_t> key_attempt, std::span<const size_t> key_span,
-                         std::string& dst);
+                         std::string& dst, bool resp3 = false);
 
 }  // namespace dproxy::protocol::resp

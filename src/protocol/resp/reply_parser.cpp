@@ -65,6 +65,65 @@ inline LineStatus read_simple_line(std::string_view in, size_t pos, size_t& next
   return LineStatus::kOk;
 }
 
+// One RESP3 value at `pos` (its type byte is none of RESP2's): on kOk, `next` is the offset
+// after its header (an aggregate: `aggregate` is set and its elements join `pending`) or after
+// the whole value (a scalar), and the value is taken off `pending`. kNeedMore: `hint` as in
+// scan_reply. kBad: not a RESP3 value (or streamed, which Redis never sends).
+[[gnu::noinline]] LineStatus scan_resp3_value(std::string_view in, size_t pos, uint64_t& pending,
+                                              size_t& next, bool& aggregate, size_t& hint) {
+  int64_t n = 0;
+  switch (in[pos]) {
+    case '_':  // null: "_\r\n"
+    case '#':  // boolean: "#t\r\n" / "#f\r\n"
+    {
+      const size_t len = in[pos] == '_' ? 3 : 4;
+      const std::string_view want = in[pos] == '_' ? "_\r\n" : "#t\r\n";
+      for (size_t k = 1; k < len; ++k) {
+        if (pos + k >= in.size()) return LineStatus::kNeedMore;
+        const char c = in[pos + k];
+        if (c != want[k] && !(k == 1 && len == 4 && c == 'f')) return LineStatus::kBad;
+      }
+      next = pos + len;
+      --pending;
+      return LineStatus::kOk;
+    }
+    case ',':  // double
+    case '(':  // big number
+      if (auto s = read_simple_line(in, pos, next); s != LineStatus::kOk) return s;
+      if (next - pos == 3) return LineStatus::kBad;  // no digits at all
+      --pending;
+      return LineStatus::kOk;
+    case '!':  // blob error
+    case '=':  // verbatim string: "<3-byte format>:" then the text
+      if (auto s = read_integer_line(in, pos + 1, n, next); s != LineStatus::kOk) return s;
+      if (n < (in[pos] == '=' ? 4 : 0) || n > kMaxReplyBulkBytes) return LineStatus::kBad;
+      next += static_cast<size_t>(n) + 2;
+      if (in.size() < next) {
+        hint = next;
+        return LineStatus::kNeedMore;
+      }
+      if (in[next - 2] != '\r' || in[next - 1] != '\n') return LineStatus::kBad;
+      --pending;
+      return LineStatus::kOk;
+    case '~':  // set
+    case '>':  // push
+    case '%':  // map: n keys and n values
+    case '|':  // attribute: n keys and values, then the value they describe (still pending)
+      if (auto s = read_integer_line(in, pos + 1, n, next); s != LineStatus::kOk) return s;
+      if (n < 0) return LineStatus::kBad;
+      if (in[pos] == '%' || in[pos] == '|') {
+        if (n > kMaxReplyArrayElements / 2) return LineStatus::kBad;
+        n *= 2;
+      }
+      if (in[pos] != '|') --pending;
+      if (!add_elements(n, pending)) return LineStatus::kBad;
+      aggregate = true;
+      return LineStatus::kOk;
+    default:
+      return LineStatus::kBad;
+  }
+}
+
 }  // namespace
 
 bool parse_int64(std::string_view s, int64_t& out) {
@@ -174,11 +233,27 @@ ParseResult scan_impl(std::string_view in, ReplyScanState& state, bool* is_error
         if (pos > 0) nested = true;
         pos = next;
         break;
-      default:
-        return bad_reply(in);
+      default: {
+        // The RESP3 types (connections that said HELLO 3), kept out of the RESP2 cases' way.
+        bool aggregate = false;
+        size_t hint = 0;
+        if (auto s = scan_resp3_value(in, pos, pending, next, aggregate, hint);
+            s != LineStatus::kOk) {
+          return s == LineStatus::kNeedMore ? need_more(hint) : bad_reply(in);
+        }
+        if (aggregate) {
+          if (pos > 0) nested = true;
+        } else {
+          pos = next;
+          mark();
+          break;
+        }
+        pos = next;
+        break;
+      }
     }
   }
-  if (is_error != nullptr) *is_error = in[0] == '-';
+  if (is_error != nullptr) *is_error = in[0] == '-' || in[0] == '!';
   if constexpr (kMarks) {
     if (in[0] != '*' || nested) marks->clear();
   }
@@ -209,12 +284,22 @@ bool parse_integer_reply(std::string_view reply, int64_t& out) {
 }
 
 ArrayReader::ArrayReader(std::string_view reply) {
-  if (reply.empty() || reply[0] != '*') return;
+  if (reply.empty()) return;
+  if (reply == "_\r\n") {
+    ok_ = true;  // RESP3's null, read as a null array
+    return;
+  }
+  const char type = reply[0];
+  if (type != '*' && type != '~' && type != '>' && type != '%') return;
   int64_t n = 0;
   size_t next = 0;
-  if (read_integer_line(reply, 1, n, next) != LineStatus::kOk || n < -1 ||
+  if (read_integer_line(reply, 1, n, next) != LineStatus::kOk || n < (type == '*' ? -1 : 0) ||
       n > kMaxReplyArrayElements) {
     return;
+  }
+  if (type == '%') {
+    if (n > kMaxReplyArrayElements / 2) return;
+    n *= 2;  // a map: its keys and values, in turn
   }
   ok_ = true;
   size_ = n;

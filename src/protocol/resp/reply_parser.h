@@ -1,5 +1,5 @@
 #pragma once
-// Scans RESP2 replies coming back from a Redis backend, and reads complete ones.
+// Scans RESP2 and RESP3 replies coming back from a Redis backend, and reads complete ones.
 
 #include <cstddef>
 #include <cstdint>
@@ -29,11 +29,13 @@ struct ReplyScanState {
   bool nested = false;   // an array inside the reply was seen (marks are not elements then)
 };
 
-// Finds the end of the first complete RESP2 reply at the start of `in`: +simple, -error,
-// :integer, $bulk ($-1 = null), *array (*-1 = null, nested to any depth: the scan keeps a count
-// of pending values, no stack).
-// kOk: consumed = size of the reply. *is_error (optional) = the top-level reply is an error
-//   (it is set to false otherwise, and for every other status).
+// Finds the end of the first complete reply at the start of `in`: RESP2's +simple, -error,
+// :integer, $bulk ($-1 = null), *array (*-1 = null), and RESP3's _null, ,double, #boolean,
+// !blob error, =verbatim, (big number, %map, ~set, >push and |attribute (its pairs, then the
+// value it describes: one reply), nested to any depth: the scan keeps a count of pending values,
+// no stack. RESP3's streamed forms ($?, *? ...) are malformed (Redis never sends them).
+// kOk: consumed = size of the reply. *is_error (optional) = the top-level reply is an error,
+//   '-' or '!' (it is set to false otherwise, and for every other status).
 // kNeedMore: incomplete; size_hint = once a bulk header is read, the size the reply needs at
 //   least (the end of that bulk: exact for a top-level bulk), else 0.
 // kError: the bytes cannot be a reply (bad type byte, bad integer, bulk data not followed by
@@ -44,7 +46,7 @@ ParseResult scan_reply(std::string_view in, bool* is_error = nullptr);
 
 // The same, resuming from `state` (which it updates on kNeedMore and clears otherwise). Call it
 // again with the same bytes plus more, or with a cleared state for another reply.
-// `marks` (optional): for an array reply whose elements are no arrays (an MGET reply), the
+// `marks` (optional): for a '*' array reply whose elements are no aggregates (an MGET reply), the
 // offset just past each element, in order; left empty for any other reply (the elements are
 // then read with ArrayReader). Cleared when the scan starts a reply; a resumed scan appends, so
 // pass the same vector with the same state.
@@ -59,7 +61,9 @@ bool parse_int64(std::string_view s, int64_t& out);
 // The value of a complete integer reply ":<n>\r\n" (exactly that, nothing after it).
 bool parse_integer_reply(std::string_view reply, int64_t& out);
 
-// Iterates the elements of a complete array reply (as accepted by scan_reply).
+// Iterates the elements of a complete array reply (as accepted by scan_reply); RESP3's set and
+// push read the same, a map as its keys and values in turn (size() counts both), and "_" as a
+// null array.
 class ArrayReader {
  public:
   explicit ArrayReader(std::string_view reply);

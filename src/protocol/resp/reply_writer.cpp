@@ -1,4 +1,4 @@
-// RESP2 writers. See reply_writer.h for the contract.
+// RESP2 and RESP3 writers. See reply_writer.h for the contract.
 
 #include "protocol/resp/reply_writer.h"
 
@@ -75,6 +75,37 @@ void append_null_array(std::string& out) {
 
 void append_array_header(std::string& out, size_t n) {
   append_number_line(out, '*', n);
+}
+
+void append_null(std::string& out, bool resp3) {
+  out.append(resp3 ? std::string_view("_\r\n") : std::string_view("$-1\r\n"));
+}
+
+void append_map_header(std::string& out, size_t n, bool resp3) {
+  if (resp3) {
+    append_number_line(out, '%', n);
+  } else {
+    append_number_line(out, '*', 2 * n);
+  }
+}
+
+void append_set_header(std::string& out, size_t n, bool resp3) {
+  append_number_line(out, resp3 ? '~' : '*', n);
+}
+
+void append_push_header(std::string& out, size_t n, bool resp3) {
+  append_number_line(out, resp3 ? '>' : '*', n);
+}
+
+void append_verbatim_text(std::string& out, std::string_view text, bool resp3) {
+  if (!resp3) {
+    append_bulk(out, text);
+    return;
+  }
+  append_number_line(out, '=', text.size() + 4);
+  out.append("txt:");
+  out.append(text);
+  out.append(kCrlf);
 }
 
 void append_command(std::string& out, std::span<const std::string_view> args) {

@@ -1,5 +1,6 @@
 #pragma once
-// Appends RESP2 replies and commands to a std::string. No allocation beyond the string's growth.
+// Appends RESP2 and RESP3 replies and commands to a std::string. No allocation beyond the
+// string's growth.
 
 #include <cstddef>
 #include <cstdint>
@@ -29,6 +30,17 @@ void append_null_array(std::string& out);
 
 // "*<n>\r\n"; the caller appends the n elements.
 void append_array_header(std::string& out, size_t n);
+
+// RESP3 (a client that said HELLO 3) --------------------------------------------------------
+// The null of the client's protocol: "_\r\n" (RESP3), else "$-1\r\n".
+void append_null(std::string& out, bool resp3);
+// "%<n>\r\n" (a map of n pairs: the caller appends key, value, key, value ...), "~<n>\r\n" (a
+// set), ">" (a push); each with its RESP2 form when !resp3: "*<2n>\r\n" or "*<n>\r\n".
+void append_map_header(std::string& out, size_t n, bool resp3);
+void append_set_header(std::string& out, size_t n, bool resp3);
+void append_push_header(std::string& out, size_t n, bool resp3);
+// A verbatim string "=<len>\r\ntxt:<text>\r\n" (RESP3: INFO, CLIENT INFO), else a bulk string.
+void append_verbatim_text(std::string& out, std::string_view text, bool resp3);
 
 // The multibulk encoding of a command: "*<argc>\r\n" then one bulk per argument, args[0] being
 // the command name (e.g. re-encoding "MGET k1 k3" or "MSET k1 v1" for one backend). Byte for

@@ -242,3 +242,29 @@ TEST_CASE("resp merge kAnyOk (SCRIPT KILL): +OK from any server, else the first 
   CHECK(merged(Merge::kAnyOk, Replies({notbusy, "+OK\r\n", notbusy}, {1, 0, 1})) == "+OK\r\n");
   CHECK(merged(Merge::kAnyOk, Replies({notbusy, notbusy}, {1, 1})) == notbusy);
 }
+
+TEST_CASE("resp3 merges: fragments from RESP3 connections") {
+  // MGET: RESP3 nulls are "_", passed on as the elements they are.
+  for (const bool marked : {true, false}) {
+    CAPTURE(marked);
+    const Replies replies({"*2\r\n$1\r\n1\r\n_\r\n", "*1\r\n_\r\n"}, {}, marked);
+    CHECK(mget(replies, {0, 1, 0}) == "*3\r\n$1\r\n1\r\n_\r\n_\r\n");
+  }
+  // RANDOMKEY: "_" is nil; all nil answers RESP3's nil.
+  CHECK(merged(Merge::kAnyKey, Replies({"_\r\n", "$1\r\nk\r\n"}), {{}, 0, 0}) == "$1\r\nk\r\n");
+  CHECK(merged(Merge::kAnyKey, Replies({"_\r\n", "_\r\n", "_\r\n"}), {{}, 1, 0}) == "_\r\n");
+  // DEL / EXISTS / DBSIZE: integers are the same in RESP3.
+  CHECK(merged(Merge::kSum, Replies({":1\r\n", ":2\r\n"})) == ":3\r\n");
+  // KEYS: arrays, as RESP3 sends them.
+  CHECK(merged(Merge::kConcat, Replies({"*1\r\n$1\r\na\r\n", "*0\r\n"})) == "*1\r\n$1\r\na\r\n");
+  // A blob error from a server is the whole reply, as any failed fragment.
+  CHECK(merged(Merge::kSum, Replies({":1\r\n", "!5\r\nERR x\r\n"}, {0, 1})) == "!5\r\nERR x\r\n");
+  // merge_answered_keys: a miss is RESP3's null.
+  const std::string first = "*2\r\n$1\r\n1\r\n_\r\n";
+  const std::vector<std::string_view> replies{first};
+  const std::vector<uint16_t> attempt{0, resp::kNoAttempt};
+  const std::vector<size_t> spans{4, 11, 0, 0};
+  std::string dst;
+  resp::merge_answered_keys(replies, attempt, spans, dst, true);
+  CHECK(dst == "*2\r\n$1\r\n1\r\n_\r\n");
+}

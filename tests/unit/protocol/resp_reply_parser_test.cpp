@@ -1,4 +1,5 @@
-// Unit tests for the RESP2 reply scanner, parse_int64, parse_integer_reply and ArrayReader.
+// Unit tests for the RESP2 / RESP3 reply scanner, parse_int64, parse_integer_reply and
+// ArrayReader.
 
 #include <doctest/doctest.h>
 
@@ -263,9 +264,6 @@ TEST_CASE("resp reply: malformed") {
            "x\r\n"s,
            "\r\n"s,
            " +OK\r\n"s,
-           "%1\r\n"s,  // RESP3 map
-           "_\r\n"s,   // RESP3 null
-           "#t\r\n"s,  // RESP3 boolean
            "+OK\n"s,
            "+\n"s,
            "-ERR\n"s,
@@ -528,6 +526,131 @@ TEST_CASE("resp reply: marks are the element ends of a flat array") {
     CHECK(marks_of("*0\r\n", step).empty());
     CHECK(marks_of("*-1\r\n", step).empty());
   }
+}
+
+// --- RESP3 (backend connections that said HELLO 3) --------------------------------------------
+
+// Every two-way split of `reply` scanned with a resumed state gives the same result as the
+// whole, with the marks of a flat array (split invariance).
+void expect_split_invariant(std::string_view reply, bool is_error = false) {
+  INFO("reply: ", escape(reply));
+  std::vector<size_t> whole_marks;
+  ReplyScanState whole_state;
+  bool whole_error = !is_error;
+  const ParseResult whole = resp::scan_reply(reply, whole_state, &whole_error, &whole_marks);
+  REQUIRE(whole.status == ParseStatus::kOk);
+  CHECK(whole.consumed == reply.size());
+  CHECK(whole_error == is_error);
+  for (size_t cut = 0; cut < reply.size(); ++cut) {
+    INFO("cut ", cut);
+    ReplyScanState state;
+    std::vector<size_t> marks;
+    CHECK(resp::scan_reply(reply.substr(0, cut), state, nullptr, &marks).status ==
+          ParseStatus::kNeedMore);
+    bool e = !is_error;
+    const ParseResult r = resp::scan_reply(reply, state, &e, &marks);
+    CHECK(r.status == ParseStatus::kOk);
+    CHECK(r.consumed == reply.size());
+    CHECK(e == is_error);
+    CHECK(marks == whole_marks);
+  }
+}
+
+TEST_CASE("resp3 reply: scalar types") {
+  for (const char* r : {"_\r\n", "#t\r\n", "#f\r\n", ",3.14\r\n", ",-inf\r\n", ",nan\r\n",
+                        "(3492890328409238509324850943850943825024385\r\n", "(-1\r\n",
+                        "=15\r\ntxt:Some string\r\n", "=4\r\ntxt:\r\n"}) {
+    expect_reply(r);
+    expect_split_invariant(r);
+  }
+  expect_reply("!21\r\nSYNTAX invalid syntax\r\n", true);
+  expect_split_invariant("!21\r\nSYNTAX invalid syntax\r\n", true);
+  expect_reply("!0\r\n\r\n", true);
+  // A blob error's hint is its end, as a bulk string's.
+  CHECK(scan("!10\r\nab") == need_more(17));
+  CHECK(scan("=10\r\ntxt:") == need_more(17));
+}
+
+TEST_CASE("resp3 reply: aggregate types") {
+  const std::string hello =
+      "%7\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n$6\r\n7.0.15\r\n$5\r\nproto\r\n:3\r\n"
+      "$2\r\nid\r\n:3\r\n$4\r\nmode\r\n$10\r\nstandalone\r\n$4\r\nrole\r\n$6\r\nmaster\r\n"
+      "$7\r\nmodules\r\n*0\r\n";
+  for (const std::string& r : std::vector<std::string>{
+           "%0\r\n", "~0\r\n", ">0\r\n", "%1\r\n+a\r\n:1\r\n", hello,
+           "~3\r\n+readonly\r\n+fast\r\n_\r\n", ">3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$2\r\nhi\r\n",
+           // nested: COMMAND INFO's shapes, maps inside sets inside arrays
+           "*2\r\n~1\r\n%2\r\n$5\r\nflags\r\n~1\r\n+RO\r\n$4\r\nspec\r\n%0\r\n#t\r\n",
+           // an attribute: its pairs, then the value it describes, one reply
+           "|1\r\n+key-popularity\r\n%1\r\n$1\r\na\r\n,0.19\r\n*2\r\n:2\r\n:9\r\n",
+           "*2\r\n|1\r\n+ttl\r\n:3\r\n$1\r\nv\r\n_\r\n"}) {
+    expect_reply(r);
+    expect_split_invariant(r);
+  }
+  // An EXEC of RESP3 replies, with an error inside: not an error at the top level.
+  expect_reply("*3\r\n_\r\n!3\r\nERR\r\n%0\r\n", false);
+  // A map counts its keys and values.
+  CHECK(scan("%2\r\n+a\r\n:1\r\n+b\r\n") == need_more());
+  CHECK(scan("%2\r\n+a\r\n:1\r\n+b\r\n:2\r\n+next\r\n") == ok(20));
+}
+
+TEST_CASE("resp3 reply: malformed") {
+  for (std::string input : {"_x\r\n",         "_\rx",
+                            "#x\r\n",         "#tt\r\n",
+                            "#t\rx",          ",\r\n",
+                            "(\r\n",          "!-1\r\n",
+                            "=3\r\ntxt\r\n",  "=-1\r\n",
+                            "!3\r\nabcd\r\n", "~-1\r\n",
+                            "%-1\r\n",        ">-1\r\n",
+                            "|-1\r\n",        "%4294967296\r\n",
+                            "$?\r\n",         "*?\r\n",
+                            ";3\r\nabc\r\n",  ".\r\n",
+                            "~1\r\n_x\r\n",   "%1\r\n+a\r\n#q\r\n"}) {
+    expect_bad(input);
+  }
+}
+
+TEST_CASE("resp3 reply: marks of a flat array with RESP3 elements") {
+  // MGET from a RESP3 connection: nulls are "_".
+  const std::string mget = "*3\r\n$1\r\na\r\n_\r\n$1\r\nb\r\n";
+  ReplyScanState state;
+  std::vector<size_t> marks;
+  REQUIRE(resp::scan_reply(mget, state, nullptr, &marks).status == ParseStatus::kOk);
+  CHECK(marks == std::vector<size_t>{11, 14, mget.size()});
+  // An aggregate element: no marks.
+  marks.clear();
+  REQUIRE(resp::scan_reply("*2\r\n~0\r\n:1\r\n", state, nullptr, &marks).status ==
+          ParseStatus::kOk);
+  CHECK(marks.empty());
+  REQUIRE(resp::scan_reply("%1\r\n:1\r\n:2\r\n", state, nullptr, &marks).status ==
+          ParseStatus::kOk);
+  CHECK(marks.empty());
+}
+
+TEST_CASE("resp3 reply: ArrayReader reads sets, pushes, maps and null") {
+  std::string_view e;
+  ArrayReader set("~2\r\n$1\r\na\r\n_\r\n");
+  CHECK(set.ok());
+  CHECK(set.size() == 2);
+  CHECK(set.next(e));
+  CHECK(e == "$1\r\na\r\n");
+  CHECK(set.next(e));
+  CHECK(e == "_\r\n");
+  CHECK(!set.next(e));
+  ArrayReader map("%1\r\n$1\r\nk\r\n%1\r\n:1\r\n:2\r\n");
+  CHECK(map.size() == 2);
+  CHECK(map.next(e));
+  CHECK(e == "$1\r\nk\r\n");
+  CHECK(map.next(e));
+  CHECK(e == "%1\r\n:1\r\n:2\r\n");
+  ArrayReader push(">1\r\n+x\r\n");
+  CHECK(push.size() == 1);
+  ArrayReader null("_\r\n");
+  CHECK(null.ok());
+  CHECK(null.size() == -1);
+  CHECK(!null.next(e));
+  CHECK(!ArrayReader("~-1\r\n").ok());
+  CHECK(!ArrayReader("#t\r\n").ok());
 }
 
 }  // namespace
