@@ -141,6 +141,48 @@ class BlockingTest(harness.PoolsTestMixin, unittest.TestCase):
         self.assertEqual(c.read_reply(), b"job")
         self.assertEqual(other.call("LRANGE", key + "dst", "0", "-1"), [b"job"])
 
+    def test_xread_and_xreadgroup_with_block(self):
+        for pool in ("ketama", "cluster"):
+            with self.subTest(pool=pool):
+                s = "{" + self.prefix + pool + "}stream"
+                c, other = self.raw(pool), self.raw(pool)
+                # Woken by another client's XADD, on the stream's server.
+                c.send(resp_command("XREAD", "BLOCK", "5000", "STREAMS", s, "$"))
+                time.sleep(0.2)
+                entry = other.call("XADD", s, "*", "f", "v1")
+                got = c.read_reply()
+                self.assertEqual(got[0][0], s.encode(), got)
+                self.assertEqual(got[0][1], [[entry, [b"f", b"v1"]]])
+                # Its own timeout, not the pool's 300 ms: nil after 0.6 s.
+                start = time.monotonic()
+                self.assertIsNone(c.call("XREAD", "block", "600", "STREAMS", s, "$"))
+                self.assertGreaterEqual(time.monotonic() - start, 0.55)
+                # XREADGROUP: a consumer group member blocked, then fed.
+                self.assertEqual(other.call("XGROUP", "CREATE", s, "g", "$"), b"OK")
+                c.send(resp_command("XREADGROUP", "GROUP", "g", "c1", "COUNT", "1", "BLOCK", "0",
+                                    "STREAMS", s, ">"))
+                time.sleep(0.2)
+                entry = other.call("XADD", s, "*", "f", "v2")
+                self.assertEqual(c.read_reply(), [[s.encode(), [[entry, [b"f", b"v2"]]]]])
+                self.assertEqual(other.call("XPENDING", s, "g")[0], 1)
+                # Inside MULTI it is queued and does not block, as in Redis.
+                c.send(resp_command("MULTI") +
+                       resp_command("XREAD", "BLOCK", "0", "STREAMS", s, "$") +
+                       resp_command("EXEC"))
+                self.assertEqual([c.read_reply() for _ in range(3)], [b"OK", b"QUEUED", [None]])
+                # Streams on two servers (slots): CROSSSLOT; the connection goes on.
+                far = self.prefix + pool + "x0"
+                if pool == "ketama":
+                    for i in range(200):
+                        far = f"{self.prefix}x{i}"
+                        other.call("SET", far, "x")
+                        if self.server_of(far) != self.server_of(s):
+                            break
+                err = c.call("XREAD", "BLOCK", "0", "STREAMS", s, far, "$", "$")
+                self.assertIsInstance(err, RespError)
+                self.assertTrue(err.startswith(b"CROSSSLOT"), err)
+                self.assertEqual(c.call("PING"), b"PONG")
+
     def test_keys_on_two_servers_get_crossslot(self):
         c = self.raw("ketama")
         a = self.prefix + "a"

@@ -187,11 +187,8 @@ class RedisErrorsTest(RedisTestMixin, unittest.TestCase):
         cases = [
             # SUBSCRIBE, PUBLISH, PUBSUB ... run (test_redis_pubsub.py).
             (("WAIT", "0", "0"), rejected(b"WAIT", BLOCKING)),
-            (("XREAD", "BLOCK", "0", "STREAMS", s, "$"),
-             RespError(b"ERR dproxy: XREAD with BLOCK is not supported (" + BLOCKING + b")")),
-            (("XREADGROUP", "GROUP", "g", "c", "BLOCK", "10", "STREAMS", s, ">"),
-             RespError(b"ERR dproxy: XREADGROUP with BLOCK is not supported (" + BLOCKING +
-                       b")")),
+            # XREAD/XREADGROUP with BLOCK run on dedicated connections (test_redis_blocking.py);
+            # replicated and fanout pools refuse them (test_routes_redis.py).
             # MULTI (and what follows it) is checked in test_redis_refused_multi.py; without a
             # MULTI, EXEC and DISCARD get Redis's own errors.
             (("EXEC",), RespError(b"ERR EXEC without MULTI")),

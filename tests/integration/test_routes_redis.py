@@ -285,6 +285,20 @@ class ReplicatedTest(RoutesBase):
         self.assertEqual(self.call(self.port, "FCALL", "nosuchfunction", 1, key),
                          RespError(EVAL_ERROR.format("FCALL").encode()))
 
+    def test_blocking_commands_refused_with_the_reason(self):
+        # A pop must happen on one server; replicated and fanout pools write to several.
+        reason = (b"blocking commands would stall other clients' requests on the shared "
+                  b"backend connection")
+        for port in (self.port, self.fan_port):
+            c = self.raw(port)
+            for cmd in (("BLPOP", self.k("l"), "0"), ("WAIT", "0", "0")):
+                self.assertEqual(c.call(*cmd), RespError(
+                    b"ERR dproxy: " + cmd[0].encode() + b" is not supported (" + reason + b")"))
+            self.assertEqual(c.call("XREAD", "BLOCK", "0", "STREAMS", self.k("s"), "$"),
+                             RespError(b"ERR dproxy: XREAD with BLOCK is not supported (" +
+                                       reason + b")"))
+            self.assertEqual(c.call("PING"), b"PONG")
+
     def test_eval_ro_and_evalsha_ro_allowed(self):
         key = self.k("ro")
         c = self.raw(self.port)

@@ -143,7 +143,14 @@ void RedisFrontEnd::key_error(const resp::CommandInfo& cmd, const Request& req,
       // (each command words it differently), and runs nothing.
       s_.redis_forward_any(req);
       return;
-    case resp::KeyStatus::kRejectedOption: {
+    case resp::KeyStatus::kBlockOption: {
+      // XREAD/XREADGROUP ... BLOCK: a blocking command like BLPOP, on a dedicated connection
+      // of the client's own where there is one server to block on.
+      PoolRuntime& pool = s_.pool();
+      if (pool.cluster() != nullptr || pool.route_kind() == routing::Route::Kind::kShard) {
+        s_.dedicated_.blocking(cmd, req);
+        return;
+      }
       ReplySlot* slot = s_.ready_slot("-ERR dproxy: ");
       resp::append_upper_name(slot->data, cmd.name);
       slot->data.append(" with BLOCK is not supported (");
@@ -389,9 +396,11 @@ void RedisFrontEnd::transaction_command(const resp::CommandInfo& cmd, const Requ
     txn_.abort();
   } else {
     const resp::KeyStatus status = resp::find_keys(cmd, req.args, s_.key_idx_);
-    if (status == resp::KeyStatus::kOk || status == resp::KeyStatus::kBadNumkeys) {
-      // (a malformed numkeys is the command's own error at EXEC, as in Redis)
-      if (status != resp::KeyStatus::kOk) s_.key_idx_.clear();
+    if (status == resp::KeyStatus::kOk || status == resp::KeyStatus::kBadNumkeys ||
+        status == resp::KeyStatus::kBlockOption) {
+      // (a malformed numkeys is the command's own error at EXEC, as in Redis; XREAD ... BLOCK
+      // inside a transaction does not block, as in Redis)
+      if (status == resp::KeyStatus::kBadNumkeys) s_.key_idx_.clear();
       txn_.command(cmd, req);
     } else {
       key_error(cmd, req, status);

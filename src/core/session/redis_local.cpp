@@ -360,7 +360,8 @@ void RedisFrontEnd::command_reply(const Request& req) {
       return;
     }
     std::vector<uint32_t> idx;
-    if (resp::find_keys(*c, target, idx) != resp::KeyStatus::kOk) {
+    const resp::KeyStatus status = resp::find_keys(*c, target, idx);
+    if (status != resp::KeyStatus::kOk && status != resp::KeyStatus::kBlockOption) {
       s_.redis_error("ERR Invalid number of arguments specified for command");
       return;
     }

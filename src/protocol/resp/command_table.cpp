@@ -190,16 +190,19 @@ uint32_t spec_flags(const CommandInfo& cmd, std::size_t i) {
   return i < cmd.key_specs.size() ? cmd.key_specs[i].flags : 0;
 }
 
-// XREAD/XREADGROUP: BLOCK (an option before STREAMS) is rejected, then the key specs apply.
+// XREAD/XREADGROUP: the key specs apply; a well-formed one with BLOCK (an option before
+// STREAMS) is kBlockOption, its keys collected.
 KeyStatus stream_keys(const CommandInfo& cmd, std::span<const std::string_view> args,
                       KeyCollector& keys) {
   const std::size_t from =
       cmd.key_specs.empty() ? 1 : static_cast<std::size_t>(cmd.key_specs[0].startfrom);
+  bool block = false;
   for (std::size_t i = from; i < args.size(); ++i) {
     if (iequals(args[i], "streams")) break;
-    if (iequals(args[i], "block")) return KeyStatus::kRejectedOption;
+    if (iequals(args[i], "block")) block = true;
   }
-  return apply_specs(cmd, args, keys);
+  const KeyStatus status = apply_specs(cmd, args, keys);
+  return status == KeyStatus::kOk && block ? KeyStatus::kBlockOption : status;
 }
 
 // SORT key [BY pattern] [LIMIT offset count] [GET pattern ...] [ASC|DESC] [ALPHA] [STORE dest]

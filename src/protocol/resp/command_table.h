@@ -40,7 +40,7 @@
 //   | 2. ACL category @pubsub (SUBSCRIBE PUBLISH SPUBLISH..)| kRejected      | kPubSub         |
 //   | 3. ACL category @transaction (MULTI EXEC WATCH...)    | kRejected      | kTransaction    |
 //   |    flag "blocking" (BLPOP BZPOPMIN BLMPOP...), except | kRejected      | kBlocking       |
-//   |    XREAD/XREADGROUP: find_keys rejects them WITH BLOCK|                |                 |
+//   |    XREAD/XREADGROUP WITH BLOCK: find_keys kBlockOption|                |                 |
 //   |    flag "admin"                    (CLIENT KILL/LIST) | kRejected      | kAdmin          |
 //   |    a subcommand of a container named by rule 1 (the   | (container's)  | (container's)   |
 //   |    other CLIENT subcommands: kConnection)             |                |                 |
@@ -211,7 +211,7 @@ enum class Merge : uint8_t {
   kAnyOk,            // SCRIPT KILL, FUNCTION KILL: +OK when one server says +OK, else the first
 };
 
-// The reject reasons used by the table (and by find_keys' kRejectedOption: kBlocking).
+// The reject reasons used by the table (and for find_keys' kBlockOption: kBlocking).
 namespace reasons {
 inline constexpr std::string_view kPubSub = "pub/sub needs a connection to one server";
 inline constexpr std::string_view kBlocking =
@@ -289,13 +289,13 @@ bool key_value_pairs(const CommandInfo& cmd);
 
 enum class KeyStatus {
   kOk,
-  kWrongArity,      // reply "-ERR wrong number of arguments for '<name>' command" (name as in
-                    // CommandInfo::name, "object|encoding" for a subcommand, as Redis 7 does)
-  kBadNumkeys,      // the key arguments are malformed: a numkeys that is not a number, negative
-                    // or larger than the arguments after it; an XREAD STREAMS list missing or
-                    // unbalanced; no key at all for a command that needs one (LMPOP 0 ...)
-  kRejectedOption,  // an option dproxy cannot proxy: XREAD/XREADGROUP ... BLOCK (reason:
-                    // reasons::kBlocking)
+  kWrongArity,   // reply "-ERR wrong number of arguments for '<name>' command" (name as in
+                 // CommandInfo::name, "object|encoding" for a subcommand, as Redis 7 does)
+  kBadNumkeys,   // the key arguments are malformed: a numkeys that is not a number, negative
+                 // or larger than the arguments after it; an XREAD STREAMS list missing or
+                 // unbalanced; no key at all for a command that needs one (LMPOP 0 ...)
+  kBlockOption,  // well-formed, keys found, but an option makes it a blocking command:
+                 // XREAD/XREADGROUP ... BLOCK (a dedicated connection, or reasons::kBlocking)
 };
 
 // Finds the keys of one request. `args` is the whole request, args[0] being the command name;

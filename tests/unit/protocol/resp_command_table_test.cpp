@@ -309,12 +309,16 @@ TEST_CASE("find_keys: XREAD / XREADGROUP") {
   // A key named like an option, and a group named STREAMS: the search starts after them.
   CHECK(ok_keys({"xread", "STREAMS", "block", "streams", "0", "0"}) == Indices{2, 3});
   CHECK(ok_keys({"xreadgroup", "GROUP", "streams", "c", "STREAMS", "s", ">"}) == Indices{5});
-  // BLOCK is rejected (any case), before or after other options.
-  CHECK(keys_of({"xread", "BLOCK", "0", "STREAMS", "s", "$"}).status == KeyStatus::kRejectedOption);
+  // BLOCK makes it blocking (any case), before or after other options; keys still found.
+  CHECK(keys_of({"xread", "BLOCK", "0", "STREAMS", "s", "$"}).status == KeyStatus::kBlockOption);
   CHECK(keys_of({"xread", "count", "1", "block", "100", "streams", "s", "$"}).status ==
-        KeyStatus::kRejectedOption);
+        KeyStatus::kBlockOption);
   CHECK(keys_of({"xreadgroup", "GROUP", "g", "c", "BLOCK", "0", "STREAMS", "s", ">"}).status ==
-        KeyStatus::kRejectedOption);
+        KeyStatus::kBlockOption);
+  CHECK(keys_of({"xread", "BLOCK", "0", "STREAMS", "s1", "s2", "$", "$"}).indices == Indices{4, 5});
+  // A malformed one is malformed first, whatever its options (the server's own error).
+  CHECK(keys_of({"xread", "BLOCK", "0", "STREAMS", "s1", "s2", "$"}).status ==
+        KeyStatus::kBadNumkeys);
   // Unbalanced or missing STREAMS list.
   CHECK(keys_of({"xread", "STREAMS", "s1", "s2", "0"}).status == KeyStatus::kBadNumkeys);
   CHECK(keys_of({"xread", "COUNT", "1", "s1", "0"}).status == KeyStatus::kBadNumkeys);
