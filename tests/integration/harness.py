@@ -261,17 +261,20 @@ class Processes:
         p.port = port
         return p
 
+    def redis_cluster_node(self, port):
+        """A cluster-enabled redis-server on `port`; its nodes-<port>.conf survives a restart on
+        the same port, so a node killed and started again rejoins its cluster."""
+        conf = os.path.join(self.tmp.name, f"nodes-{port}.conf")
+        return self.redis(port, extra=[
+            "--cluster-enabled", "yes", "--cluster-config-file", conf,
+            "--cluster-node-timeout", "2000", "--cluster-require-full-coverage", "yes"])
+
     def redis_cluster(self, masters=3, replicas=1, timeout=60.0):
         """A Redis Cluster of `masters` * (1 + `replicas`) redis-servers on loopback, created
         with `redis-cli --cluster create`; returns once every node reports cluster_state:ok
         and agrees on the slot map. Returns a RedisCluster (its `nodes` are the processes)."""
-        nodes = []
-        for _ in range(masters * (1 + replicas)):
-            port = free_cluster_port()
-            conf = os.path.join(self.tmp.name, f"nodes-{port}.conf")
-            nodes.append(self.redis(port, extra=[
-                "--cluster-enabled", "yes", "--cluster-config-file", conf,
-                "--cluster-node-timeout", "2000", "--cluster-require-full-coverage", "yes"]))
+        nodes = [self.redis_cluster_node(free_cluster_port())
+                 for _ in range(masters * (1 + replicas))]
         addrs = [f"{HOST}:{n.port}" for n in nodes]
         out = subprocess.run(["redis-cli", "--cluster", "create", *addrs, "--cluster-replicas",
                               str(replicas), "--cluster-yes"], capture_output=True, text=True,
@@ -357,6 +360,13 @@ class RedisCluster:
 
     def node(self, port):
         return next(n for n in self.nodes if n.port == port)
+
+    def restart(self, port):
+        """Starts the node of `port` again (after it was killed); it rejoins the cluster (as a
+        replica when its slots failed over meanwhile)."""
+        i = next(i for i, n in enumerate(self.nodes) if n.port == port)
+        self.nodes[i] = self.procs.redis_cluster_node(port)
+        return self.nodes[i]
 
     def node_id(self, port):
         return _cluster_cmd(port, "CLUSTER", "MYID").decode()

@@ -19,7 +19,7 @@ class Verdict:
 
     COLUMNS = ("requests", "wrong values", "lost acked writes", "unanswered",
                "closed by dproxy", "pubsub lost/reordered", "jobs lost", "jobs duplicated",
-               "soak errors", "errors (allowed)", "misses (allowed)")
+               "soak errors", "errors (allowed)", "misses (allowed)", "stale (allowed)")
     MUST_BE_ZERO = ("wrong values", "lost acked writes", "unanswered", "closed by dproxy",
                     "pubsub lost/reordered", "jobs lost", "jobs duplicated", "soak errors")
 
