@@ -95,6 +95,11 @@ class ServerConnection {
   size_t buffer_bytes() const;
 
  private:
+  static constexpr size_t kReadChunk = 16 * 1024;
+  // A buffer that grew past this during a burst is given back once it is empty again, so a
+  // connection returns to its working size after a burst (issue 24: memory after faults).
+  static constexpr size_t kShrinkAbove = 256 * 1024;
+
   enum class State : uint8_t { kDisconnected, kConnecting, kConnected };
 
   void start_connect();

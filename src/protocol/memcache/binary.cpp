@@ -1,35 +1,21 @@
-// The memcached binary protocol: parsing, encoding, translation. See binary.h.
+// The memcached binary protocol: parsing and encoding. See binary.h; the translation to and
+// from meta/classic requests for the backends is in binary_translate.cpp.
 
 #include "protocol/memcache/binary.h"
 
-#include <charconv>
 #include <cstring>
-#include <limits>
+
+#include "protocol/memcache/binary_bytes.h"
 
 namespace dproxy::protocol::memcache::binary {
 namespace {
 
-uint16_t be16(const char* p) {
-  const auto* u = reinterpret_cast<const unsigned char*>(p);
-  return static_cast<uint16_t>((u[0] << 8) | u[1]);
-}
-uint32_t be32(const char* p) {
-  const auto* u = reinterpret_cast<const unsigned char*>(p);
-  return (uint32_t{u[0]} << 24) | (uint32_t{u[1]} << 16) | (uint32_t{u[2]} << 8) | u[3];
-}
-uint64_t be64(const char* p) {
-  return (uint64_t{be32(p)} << 32) | be32(p + 4);
-}
-void put_be16(char* p, uint16_t v) {
-  p[0] = static_cast<char>(v >> 8);
-  p[1] = static_cast<char>(v);
-}
-void put_be32(char* p, uint32_t v) {
-  for (int i = 3; i >= 0; --i, v >>= 8) p[i] = static_cast<char>(v);
-}
-void put_be64(char* p, uint64_t v) {
-  for (int i = 7; i >= 0; --i, v >>= 8) p[i] = static_cast<char>(v);
-}
+using detail::be16;
+using detail::be32;
+using detail::be64;
+using detail::put_be16;
+using detail::put_be32;
+using detail::put_be64;
 
 // Static texts of the parse errors (ParseResult::error); the response itself is built from
 // Request::error_status.
@@ -80,163 +66,6 @@ bool header_ok(const Request& r) {
       return true;
   }
   return false;
-}
-
-bool key_needs_base64(std::string_view key) {
-  for (char c : key) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u <= 0x20 || u == 0x7f) return true;
-  }
-  return false;
-}
-
-void append_base64(std::string& out, std::string_view in) {
-  static constexpr char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  size_t i = 0;
-  for (; i + 3 <= in.size(); i += 3) {
-    const uint32_t v = (uint32_t{static_cast<unsigned char>(in[i])} << 16) |
-                       (uint32_t{static_cast<unsigned char>(in[i + 1])} << 8) |
-                       static_cast<unsigned char>(in[i + 2]);
-    out.push_back(kAlphabet[(v >> 18) & 63]);
-    out.push_back(kAlphabet[(v >> 12) & 63]);
-    out.push_back(kAlphabet[(v >> 6) & 63]);
-    out.push_back(kAlphabet[v & 63]);
-  }
-  const size_t rest = in.size() - i;
-  if (rest == 0) return;
-  uint32_t v = uint32_t{static_cast<unsigned char>(in[i])} << 16;
-  if (rest == 2) v |= uint32_t{static_cast<unsigned char>(in[i + 1])} << 8;
-  out.push_back(kAlphabet[(v >> 18) & 63]);
-  out.push_back(kAlphabet[(v >> 12) & 63]);
-  out.push_back(rest == 2 ? kAlphabet[(v >> 6) & 63] : '=');
-  out.push_back('=');
-}
-
-void append_uint(std::string& out, uint64_t v) {
-  char buf[24];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), v);
-  (void)ec;
-  out.append(buf, static_cast<size_t>(end - buf));
-}
-
-// A binary expiration as a meta / classic token: memcached reads those as int32; a larger
-// (absolute, past 2038) time becomes the largest one.
-uint64_t exptime_token(uint32_t exptime) {
-  constexpr uint32_t kMax = static_cast<uint32_t>(std::numeric_limits<int32_t>::max());
-  return exptime > kMax ? kMax : exptime;
-}
-
-// "<cmd> <key>" or "<cmd> <base64 key> ... b": the command and its key, with the b flag.
-void append_command_key(std::string& out, std::string_view cmd, std::string_view key,
-                        bool& base64) {
-  out.append(cmd);
-  out.push_back(' ');
-  base64 = key_needs_base64(key);
-  if (base64) {
-    append_base64(out, key);
-  } else {
-    out.append(key);
-  }
-}
-
-// The first "\r\n"-terminated line of `reply` (without the terminator) and what follows it.
-std::string_view first_line(std::string_view reply, std::string_view& rest) {
-  const size_t nl = reply.find("\r\n");
-  if (nl == std::string_view::npos) {
-    rest = {};
-    return reply;
-  }
-  rest = reply.substr(nl + 2);
-  return reply.substr(0, nl);
-}
-
-bool parse_u64(std::string_view s, uint64_t& v) {
-  if (s.empty()) return false;
-  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  return ec == std::errc() && ptr == s.data() + s.size();
-}
-
-// The flags of a meta reply line after its code ("VA <size> f1 c2", "HD c2"): f and c, and the
-// size of a VA line.
-struct MetaLine {
-  std::string_view code;
-  uint64_t size = 0;
-  uint64_t flags = 0;
-  uint64_t cas = 0;
-};
-
-bool parse_meta_line(std::string_view line, MetaLine& m) {
-  size_t pos = 0;
-  bool first = true;
-  bool want_size = false;
-  while (pos < line.size()) {
-    size_t end = line.find(' ', pos);
-    if (end == std::string_view::npos) end = line.size();
-    const std::string_view tok = line.substr(pos, end - pos);
-    pos = end + 1;
-    if (tok.empty()) continue;
-    if (first) {
-      m.code = tok;
-      first = false;
-      want_size = tok == "VA";
-      continue;
-    }
-    if (want_size) {
-      if (!parse_u64(tok, m.size)) return false;
-      want_size = false;
-      continue;
-    }
-    if (tok[0] == 'f' && !parse_u64(tok.substr(1), m.flags)) return false;
-    if (tok[0] == 'c' && !parse_u64(tok.substr(1), m.cas)) return false;
-  }
-  return !first && !want_size;
-}
-
-void append_text_error(std::string& out, const Pending& p, uint16_t status, std::string_view text) {
-  append_response(out, p.opcode, status, p.opaque, 0, {}, {}, text);
-}
-
-// An error line (memcached's or dproxy's) as the binary error memcached would give for it.
-void append_error_line(std::string& out, const Pending& p, std::string_view line) {
-  if (line == "CLIENT_ERROR cannot increment or decrement non-numeric value") {
-    append_error(out, p.opcode, kNonNumeric, p.opaque);
-  } else if (line.starts_with("SERVER_ERROR object too large")) {
-    append_error(out, p.opcode, kValueTooLarge, p.opaque);
-  } else if (line.starts_with("SERVER_ERROR out of memory")) {
-    append_error(out, p.opcode, kOutOfMemory, p.opaque);
-  } else if (line.starts_with("SERVER_ERROR ")) {
-    append_text_error(out, p, kInternalError, line.substr(13));
-  } else if (line.starts_with("CLIENT_ERROR ")) {
-    append_text_error(out, p, kInvalidArguments, line.substr(13));
-  } else if (line == "ERROR") {
-    append_error(out, p.opcode, kUnknownCommand, p.opaque);
-  } else {
-    append_text_error(out, p, kInternalError, "bad reply from backend");
-  }
-}
-
-bool is_error_line(std::string_view line) {
-  return line == "ERROR" || line.starts_with("CLIENT_ERROR ") || line.starts_with("SERVER_ERROR ");
-}
-
-// stats: "STAT <name> <value>" lines (other lines skipped) up to END / RESET / OK, as one
-// packet each and an empty terminator.
-void append_stats(std::string& out, const Pending& p, std::string_view reply) {
-  std::string_view rest = reply;
-  while (!rest.empty()) {
-    std::string_view next;
-    const std::string_view line = first_line(rest, next);
-    rest = next;
-    if (!line.starts_with("STAT ")) continue;
-    const std::string_view body = line.substr(5);
-    const size_t sp = body.find(' ');
-    const std::string_view name = body.substr(0, sp);
-    const std::string_view value =
-        sp == std::string_view::npos ? std::string_view() : body.substr(sp + 1);
-    append_response(out, p.opcode, kNoError, p.opaque, 0, {}, name, value);
-  }
-  append_response(out, p.opcode, kNoError, p.opaque, 0, {}, {}, {});
 }
 
 }  // namespace
@@ -407,10 +236,6 @@ ParseResult parse_request(std::string_view in, size_t max_value_bytes, Request& 
   return ParseResult::Ok(total);
 }
 
-bool key_unsendable(std::string_view key) {
-  return key.size() > kMaxBase64KeyBytes && key_needs_base64(key);
-}
-
 bool parse_sasl_plain(std::string_view message, std::string_view& user,
                       std::string_view& password) {
   const size_t first = message.find('\0');
@@ -444,195 +269,6 @@ void append_response(std::string& out, uint8_t opcode, uint16_t status, uint32_t
 
 void append_error(std::string& out, uint8_t opcode, uint16_t status, uint32_t opaque) {
   append_response(out, opcode, status, opaque, 0, {}, {}, status_text(status));
-}
-
-void append_backend_request(std::string& out, const Request& req) {
-  bool base64 = false;
-  switch (req.op) {
-    case Op::kGet:
-    case Op::kGat:
-    case Op::kTouch:
-      append_command_key(out, "mg", req.key, base64);
-      out.append(req.op == Op::kTouch ? " f c" : " f c v");
-      if (req.op != Op::kGet) {
-        out.append(" T");
-        append_uint(out, exptime_token(req.exptime));
-      }
-      break;
-    case Op::kStore:
-    case Op::kConcat: {
-      append_command_key(out, "ms", req.key, base64);
-      out.push_back(' ');
-      append_uint(out, req.value.size());
-      out.append(" c");
-      char mode = 'S';
-      if (req.op == Op::kStore) {
-        out.append(" F");
-        append_uint(out, req.flags);
-        out.append(" T");
-        append_uint(out, exptime_token(req.exptime));
-        // A cas makes any of set / add / replace a compare-and-swap (memcached).
-        if (req.cas == 0 && (req.opcode == kAdd || req.opcode == kAddQ)) mode = 'E';
-        if (req.cas == 0 && (req.opcode == kReplace || req.opcode == kReplaceQ)) mode = 'R';
-      } else {
-        mode = (req.opcode == kAppend || req.opcode == kAppendQ) ? 'A' : 'P';
-      }
-      if (req.cas != 0) {
-        out.append(" C");
-        append_uint(out, req.cas);
-      }
-      out.append(" M");
-      out.push_back(mode);
-      if (base64) out.append(" b");
-      out.append("\r\n");
-      out.append(req.value);
-      out.append("\r\n");
-      return;
-    }
-    case Op::kDelete:
-      append_command_key(out, "md", req.key, base64);
-      if (req.cas != 0) {
-        out.append(" C");
-        append_uint(out, req.cas);
-      }
-      break;
-    case Op::kArith:
-      append_command_key(out, "ma", req.key, base64);
-      out.append(" v c D");
-      append_uint(out, req.delta);
-      // An expiration of 0xffffffff: no item is created for a missing key.
-      if (req.exptime != 0xffffffffu) {
-        out.append(" N");
-        append_uint(out, exptime_token(req.exptime));
-        out.append(" J");
-        append_uint(out, req.initial);
-      }
-      if (req.cas != 0) {
-        out.append(" C");
-        append_uint(out, req.cas);
-      }
-      if (req.opcode == kDecrement || req.opcode == kDecrementQ) out.append(" MD");
-      break;
-    case Op::kFlush:
-      out.append("flush_all");
-      if (req.has_exptime && req.exptime > 0) {
-        out.push_back(' ');
-        append_uint(out, exptime_token(req.exptime));
-      }
-      break;
-    default:
-      break;
-  }
-  if (base64) out.append(" b");
-  out.append("\r\n");
-}
-
-void append_translated_reply(std::string& out, const Pending& p, std::string_view key,
-                             std::string_view reply) {
-  const Op op = op_of(p.opcode);
-  const bool quiet = is_quiet(p.opcode);
-  if (op == Op::kStat) {
-    std::string_view rest;
-    const std::string_view line = first_line(reply, rest);
-    if (is_error_line(line)) {
-      append_error_line(out, p, line);
-    } else {
-      append_stats(out, p, reply);
-    }
-    return;
-  }
-  std::string_view rest;
-  const std::string_view line = first_line(reply, rest);
-  if (is_error_line(line)) {
-    append_error_line(out, p, line);
-    return;
-  }
-  if (op == Op::kFlush) {
-    if (line != "OK") {
-      append_error_line(out, p, line);
-    } else if (!quiet) {
-      append_response(out, p.opcode, kNoError, p.opaque, 0, {}, {}, {});
-    }
-    return;
-  }
-  MetaLine m;
-  if (!parse_meta_line(line, m) || (m.code == "VA" && rest.size() < m.size + 2)) {
-    append_error_line(out, p, line);
-    return;
-  }
-  const std::string_view data = m.code == "VA" ? rest.substr(0, m.size) : std::string_view();
-  char extras[8];
-  switch (op) {
-    case Op::kGet:
-    case Op::kGat:
-    case Op::kTouch:
-      if (m.code == "EN") {
-        if (quiet) return;
-        if (returns_key(p.opcode)) {
-          append_response(out, p.opcode, kKeyNotFound, p.opaque, 0, {}, key, {});
-        } else {
-          append_error(out, p.opcode, kKeyNotFound, p.opaque);
-        }
-        return;
-      }
-      if ((op == Op::kTouch && m.code != "HD") || (op != Op::kTouch && m.code != "VA")) break;
-      put_be32(extras, static_cast<uint32_t>(m.flags));
-      append_response(out, p.opcode, kNoError, p.opaque, m.cas, std::string_view(extras, 4),
-                      returns_key(p.opcode) ? key : std::string_view(), data);
-      return;
-    case Op::kStore:
-    case Op::kConcat:
-    case Op::kDelete:
-      if (m.code == "HD") {
-        if (!quiet) {
-          append_response(out, p.opcode, kNoError, p.opaque, op == Op::kDelete ? 0 : m.cas, {}, {},
-                          {});
-        }
-        return;
-      }
-      if (m.code == "NS") {
-        uint16_t status = kItemNotStored;
-        if (p.opcode == kAdd || p.opcode == kAddQ) status = kKeyExists;
-        if (p.opcode == kReplace || p.opcode == kReplaceQ) status = kKeyNotFound;
-        append_error(out, p.opcode, status, p.opaque);
-        return;
-      }
-      if (m.code == "EX") {
-        append_error(out, p.opcode, kKeyExists, p.opaque);
-        return;
-      }
-      if (m.code == "NF") {
-        append_error(out, p.opcode, kKeyNotFound, p.opaque);
-        return;
-      }
-      break;
-    case Op::kArith: {
-      uint64_t value = 0;
-      if (m.code == "VA" && parse_u64(data, value)) {
-        if (quiet) return;
-        put_be64(extras, value);
-        append_response(out, p.opcode, kNoError, p.opaque, m.cas, {}, {},
-                        std::string_view(extras, 8));
-        return;
-      }
-      if (m.code == "NF") {
-        append_error(out, p.opcode, kKeyNotFound, p.opaque);
-        return;
-      }
-      if (m.code == "EX") {
-        append_error(out, p.opcode, kKeyExists, p.opaque);
-        return;
-      }
-      if (m.code == "NS") {
-        append_error(out, p.opcode, kItemNotStored, p.opaque);
-        return;
-      }
-      break;
-    }
-    default:
-      break;
-  }
-  append_text_error(out, p, kInternalError, "bad reply from backend");
 }
 
 }  // namespace dproxy::protocol::memcache::binary
