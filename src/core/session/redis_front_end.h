@@ -76,6 +76,7 @@ class RedisFrontEnd final : public FrontEnd {
   // The version HELLO and INFO report: the pool's lowest backend version.
   std::string redis_version_text();
   void command_reply(const protocol::Request& req);
+  void command_getkeys_reply(std::span<const std::string_view> target);
   // RESET: the session back to a new connection's state ("+RESET").
   void reset();
   // CLIENT REPLY ON|OFF|SKIP: the replies of later commands dropped (or not).

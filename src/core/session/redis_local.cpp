@@ -351,32 +351,36 @@ void RedisFrontEnd::command_reply(const Request& req) {
       s_.redis_error("ERR wrong number of arguments for 'command|getkeys' command");
       return;
     }
-    std::span<const std::string_view> target(args.data() + 2, args.size() - 2);
-    const resp::CommandInfo* c = resp::find_command(target[0]);
-    if (c != nullptr && c->has_subcommands && target.size() > 1)
-      c = resp::find_subcommand(*c, target[1]);
-    if (c == nullptr) {
-      s_.redis_error("ERR Invalid command specified");
-      return;
-    }
-    std::vector<uint32_t> idx;
-    const resp::KeyStatus status = resp::find_keys(*c, target, idx);
-    if (status != resp::KeyStatus::kOk && status != resp::KeyStatus::kBlockOption) {
-      s_.redis_error("ERR Invalid number of arguments specified for command");
-      return;
-    }
-    if (idx.empty()) {
-      s_.redis_error("ERR The command has no key arguments");
-      return;
-    }
-    std::string& out = s_.ready_slot("")->data;
-    resp::append_array_header(out, idx.size());
-    for (uint32_t i : idx) resp::append_bulk(out, target[i]);
+    command_getkeys_reply(std::span<const std::string_view>(args.data() + 2, args.size() - 2));
   } else {
     ReplySlot* slot = s_.ready_slot("-ERR unknown subcommand '");
     append_one_line(slot->data, sub.substr(0, 128));
     slot->data.append("'. Try COMMAND HELP.\r\n");
   }
+}
+
+// COMMAND GETKEYS <command> <args...>: the keys find_keys sees, with Redis's errors.
+void RedisFrontEnd::command_getkeys_reply(std::span<const std::string_view> target) {
+  const resp::CommandInfo* c = resp::find_command(target[0]);
+  if (c != nullptr && c->has_subcommands && target.size() > 1)
+    c = resp::find_subcommand(*c, target[1]);
+  if (c == nullptr) {
+    s_.redis_error("ERR Invalid command specified");
+    return;
+  }
+  std::vector<uint32_t> idx;
+  const resp::KeyStatus status = resp::find_keys(*c, target, idx);
+  if (status != resp::KeyStatus::kOk && status != resp::KeyStatus::kBlockOption) {
+    s_.redis_error("ERR Invalid number of arguments specified for command");
+    return;
+  }
+  if (idx.empty()) {
+    s_.redis_error("ERR The command has no key arguments");
+    return;
+  }
+  std::string& out = s_.ready_slot("")->data;
+  resp::append_array_header(out, idx.size());
+  for (uint32_t i : idx) resp::append_bulk(out, target[i]);
 }
 
 void RedisFrontEnd::info_reply(const Request& req) {

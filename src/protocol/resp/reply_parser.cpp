@@ -51,6 +51,15 @@ inline bool add_elements(int64_t n, uint64_t& pending) {
   return true;
 }
 
+// A blob's content (a bulk string, blob error, verbatim string) of n bytes and its CRLF after the
+// header that ends at `next`: moves `next` past them; on kNeedMore, `next` is the byte count
+// the whole reply needs at least.
+inline LineStatus skip_blob(std::string_view in, int64_t n, size_t& next) {
+  next += static_cast<size_t>(n) + 2;
+  if (in.size() < next) return LineStatus::kNeedMore;
+  return in[next - 2] == '\r' && in[next - 1] == '\n' ? LineStatus::kOk : LineStatus::kBad;
+}
+
 // A '+' or '-' line at `pos`: its content, then "\r\n" within kMaxReplyLineBytes + 2 bytes;
 // `next` is the position after it.
 inline LineStatus read_simple_line(std::string_view in, size_t pos, size_t& next) {
@@ -97,12 +106,10 @@ inline LineStatus read_simple_line(std::string_view in, size_t pos, size_t& next
     case '=':  // verbatim string: "<3-byte format>:" then the text
       if (auto s = read_integer_line(in, pos + 1, n, next); s != LineStatus::kOk) return s;
       if (n < (in[pos] == '=' ? 4 : 0) || n > kMaxReplyBulkBytes) return LineStatus::kBad;
-      next += static_cast<size_t>(n) + 2;
-      if (in.size() < next) {
+      if (auto s = skip_blob(in, n, next); s != LineStatus::kOk) {
         hint = next;
-        return LineStatus::kNeedMore;
+        return s;
       }
-      if (in[next - 2] != '\r' || in[next - 1] != '\n') return LineStatus::kBad;
       --pending;
       return LineStatus::kOk;
     case '~':  // set
@@ -170,26 +177,21 @@ template <bool kMarks>
 ParseResult scan_impl(std::string_view in, ReplyScanState& state, bool* is_error,
                       std::vector<size_t>* marks) {
   if (is_error != nullptr) *is_error = false;
-  size_t pos = 0;
-  uint64_t pending = 1;
-  bool nested = false;
-  if (state.pending != 0 && state.pos <= in.size()) {
-    pos = state.pos;
-    pending = state.pending;
-    nested = state.nested;
-  } else if constexpr (kMarks) {
-    marks->clear();
-  }
+  // Resume where an earlier call stopped for more bytes, or start at the first byte.
+  const bool resume = state.pending != 0 && state.pos <= in.size();
+  size_t pos = resume ? state.pos : 0;
+  uint64_t pending = resume ? state.pending : 1;
+  bool nested = resume && state.nested;
+  if (kMarks && !resume) marks->clear();
   state = {};
   const auto need_more = [&](size_t hint) {
-    state.pos = pos;
-    state.pending = pending;
-    state.nested = nested;
+    state = {.pos = pos, .pending = pending, .nested = nested};
     return ParseResult::NeedMore(hint);
   };
-  // A header that could not be read: more bytes needed, or a malformed reply.
-  const auto stop = [&](LineStatus status) {
-    return status == LineStatus::kNeedMore ? need_more(0) : bad_reply(in);
+  // A value that could not be read: more bytes needed (`hint`: how many, 0 if unknown), or a
+  // malformed reply.
+  const auto stop = [&](LineStatus status, size_t hint = 0) {
+    return status == LineStatus::kNeedMore ? need_more(hint) : bad_reply(in);
   };
   const auto mark = [&] {
     if constexpr (kMarks) {
@@ -214,19 +216,16 @@ ParseResult scan_impl(std::string_view in, ReplyScanState& state, bool* is_error
         --pending;
         mark();
         break;
-      case '$': {
+      case '$':
         if (auto s = read_integer_line(in, pos + 1, n, next); s != LineStatus::kOk) return stop(s);
         if (n < -1 || n > kMaxReplyBulkBytes) return bad_reply(in);
         if (n != -1) {  // a null has no content
-          next += static_cast<size_t>(n) + 2;
-          if (in.size() < next) return need_more(next);
-          if (in[next - 2] != '\r' || in[next - 1] != '\n') return bad_reply(in);
+          if (auto s = skip_blob(in, n, next); s != LineStatus::kOk) return stop(s, next);
         }
         pos = next;
         --pending;
         mark();
         break;
-      }
       case '*':
         if (auto s = read_integer_line(in, pos + 1, n, next); s != LineStatus::kOk) return stop(s);
         if (!add_elements(n, --pending)) return bad_reply(in);
@@ -239,16 +238,11 @@ ParseResult scan_impl(std::string_view in, ReplyScanState& state, bool* is_error
         size_t hint = 0;
         if (auto s = scan_resp3_value(in, pos, pending, next, aggregate, hint);
             s != LineStatus::kOk) {
-          return s == LineStatus::kNeedMore ? need_more(hint) : bad_reply(in);
+          return stop(s, hint);
         }
-        if (aggregate) {
-          if (pos > 0) nested = true;
-        } else {
-          pos = next;
-          mark();
-          break;
-        }
+        if (aggregate && pos > 0) nested = true;
         pos = next;
+        if (!aggregate) mark();
         break;
       }
     }
