@@ -1,6 +1,6 @@
 """Real binary-protocol memcached clients from Debian through dproxy over three memcached
 servers (ketama): Ruby's Dalli 3.0 (ruby-dalli: binary only), pylibmc with binary=True, and
-libmemcached's `memccapable -b` (every binary test of it). A missing client fails under CI=true
+libmemcached's `memccapable -b` and `-a` (every binary and ASCII test of it). A missing client fails under CI=true
 (it is installed by scripts/install-deps.sh) and is skipped, loudly, elsewhere.
 """
 import os
@@ -220,14 +220,22 @@ class BinaryClientsTest(unittest.TestCase):
             missing("python3-pylibmc")
         self.assertIn("pylibmc ok", self.run_script([PYTHON], PYLIBMC, ".py"))
 
-    def test_memccapable_binary(self):
+    def memccapable(self, mode, first_test):
         if shutil.which("memccapable") is None:
             missing("memccapable (libmemcached-tools)")
-        r = subprocess.run(["memccapable", "-b", "-h", HOST, "-p", str(self.port)],
+        r = subprocess.run(["memccapable", mode, "-h", HOST, "-p", str(self.port)],
                            capture_output=True, text=True, timeout=120)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn(first_test, r.stdout)  # the tests ran (not skipped as unsupported)
         self.assertIn("All tests passed", r.stdout + r.stderr)
         self.assertNotIn("[FAIL]", r.stdout + r.stderr)
+
+    def test_memccapable_binary(self):
+        self.memccapable("-b", "binary noop")
+
+    def test_memccapable_ascii(self):
+        """memccapable -a: every ASCII test (noreply variants, cas, verbosity, stat ...)."""
+        self.memccapable("-a", "ascii set noreply")
 
 
 if __name__ == "__main__":
