@@ -1,7 +1,8 @@
 """Real binary-protocol memcached clients from Debian through dproxy over three memcached
 servers (ketama): Ruby's Dalli 3.0 (ruby-dalli: binary only), pylibmc with binary=True, and
-libmemcached's `memccapable -b` and `-a` (every binary and ASCII test of it). A missing client fails under CI=true
-(it is installed by scripts/install-deps.sh) and is skipped, loudly, elsewhere.
+libmemcached's `memccapable -b` and `-a` (every binary and every ASCII test of it). A missing
+client fails under CI=true (it is installed by scripts/install-deps.sh) and is skipped, loudly,
+elsewhere.
 """
 import os
 import shutil
