@@ -286,7 +286,7 @@ void ClientSession::on_backend_reply(ReplySlot* slot, uint16_t frag, std::string
     if (--slot->outstanding == 0) free_slots_.push_back(slot);
     return;
   }
-  if (slot->cluster && is_error && cluster_intercept(slot, frag, bytes)) return;
+  if (slot->cluster && is_error && cluster_.intercept(slot, frag, bytes)) return;
   // A quiet meta request's reply ends with the server's "MN" (dproxy's own errors do not).
   if (slot->quiet && bytes.ends_with("MN\r\n")) [[unlikely]]
     bytes.remove_suffix(4);

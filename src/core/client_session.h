@@ -12,6 +12,7 @@
 #include "core/reply_sink.h"
 #include "core/reply_slot.h"
 #include "core/ring_queue.h"
+#include "core/session/cluster_execution.h"
 #include "core/session/connection.h"
 #include "core/session/dedicated.h"
 #include "core/session/front_end.h"
@@ -82,6 +83,7 @@ class ClientSession final : public Connection, public ReplySink {
   friend class DedicatedConnections;
   friend class RedisPubSub;
   friend class McBinaryFrontEnd;
+  friend class ClusterExecution;
 
   // The pool's current runtime (config reload replaces it between requests).
   PoolRuntime& pool() const;
@@ -159,23 +161,7 @@ class ClientSession final : public Connection, public ReplySink {
   // Redis commands sent to every server (or walked server by server: SCAN).
   void redis_broadcast(const protocol::resp::CommandInfo& cmd, const protocol::Request& req);
 
-  // redis_cluster pools (client_session_cluster.cpp).
-  void dispatch_redis_cluster(const protocol::resp::CommandInfo& cmd, const protocol::Request& req);
-  // Splits MGET/MSET/DEL/... by hash slot (Redis Cluster refuses keys of several slots).
-  void cluster_split(const protocol::resp::CommandInfo& cmd, const protocol::Request& req,
-                     bool read);
-  // Marks `slot` as a cluster request of `n` fragments and sizes its per-fragment state.
-  void cluster_fragments(ReplySlot* slot, size_t n);
-  // Sends fragment `frag` of `slot` (its kept frame) to cluster node `node`, after ASKING when
-  // `asking`.
-  void cluster_send(ReplySlot* slot, uint16_t frag, uint32_t node, bool asking);
-  // An error reply for a fragment of a cluster request: follows MOVED / ASK, schedules a retry
-  // for TRYAGAIN / CLUSTERDOWN / a failed connect, sends a failed replica read to the master.
-  // True when the fragment was (or will be) re-sent; false when `bytes` is the final reply
-  // (`bytes` may then be replaced by an error of dproxy's).
-  bool cluster_intercept(ReplySlot* slot, uint16_t frag, std::string_view& bytes);
-  // The "# dproxy" INFO lines of a cluster pool.
-  void append_cluster_info(std::string& text);
+  // A shared connection to `server` for a broadcast (redis_cluster: node `server`).
   ServerConnection& broadcast_connection(uint32_t server);
 
   // Redis (client_session_redis.cpp).
@@ -216,6 +202,7 @@ class ClientSession final : public Connection, public ReplySink {
   const bool redis_;
   std::unique_ptr<FrontEnd> front_;         // the client protocol's side (session/*_front_end.*)
   DedicatedConnections dedicated_{*this};   // Redis: the client's own backend connections
+  ClusterExecution cluster_{*this};         // redis_cluster pools' execution
   bool front_chosen_ = false;               // the first byte has chosen the front end
   std::vector<uint32_t> key_idx_;           // scratch: key argument indices of a request
   std::vector<std::string_view> sub_args_;  // scratch: arguments of one split sub-command
@@ -237,8 +224,7 @@ class ClientSession final : public Connection, public ReplySink {
   bool resp3_ = false;           // Redis: the client said HELLO 3 (its backends speak RESP3)
   std::vector<std::string_view> args_scratch_;
   std::string inline_scratch_;
-  std::string cluster_error_;  // scratch: an error reply made by cluster_intercept
-  std::string meta_frame_;     // scratch: a quiet meta request and its "mn" (replicated pools)
+  std::string meta_frame_;  // scratch: a quiet meta request and its "mn" (replicated pools)
 };
 
 }  // namespace dproxy::core

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "core/backend/cluster_runtime.h"
 #include "core/backend/pool_runtime.h"
 #include "core/backend/server_connection.h"
 #include "core/client_session.h"
@@ -148,7 +149,7 @@ void ClientSession::execute_redis(const resp::CommandInfo& cmd, const Request& r
     return;
   }
   if (pool().cluster() != nullptr) {
-    dispatch_redis_cluster(cmd, req);  // client_session_cluster.cpp
+    cluster_.dispatch(cmd, req);  // session/cluster_execution.cpp
     return;
   }
   if (pool().route_kind() != routing::Route::Kind::kShard) {
@@ -192,7 +193,7 @@ void ClientSession::redis_forward_any(const Request& req) {
       return c;
     }();
     key_idx_.clear();
-    dispatch_redis_cluster(kAnyMaster, req);
+    cluster_.dispatch(kAnyMaster, req);
     return;
   }
   if (pool().route_kind() != routing::Route::Kind::kShard) {
@@ -357,6 +358,16 @@ void ClientSession::redis_broadcast(const resp::CommandInfo& cmd, const Request&
     append_request(conn.out(), req);
     conn.push(self, slot, static_cast<uint16_t>(f), protocol::memcache::ReplyKind::kLine);
   }
+}
+
+ServerConnection& ClientSession::broadcast_connection(uint32_t server) {
+  ClusterRuntime* cluster = pool().cluster();
+  return cluster != nullptr ? cluster->connection(server, id_, resp3_)
+                            : pool().connection(server, id_, db_, resp3_);
+}
+
+void ClientSession::cluster_retry(ReplySlot* slot, uint16_t frag) {
+  cluster_.retry(slot, frag);
 }
 
 }  // namespace dproxy::core

@@ -428,7 +428,7 @@ void RedisFrontEnd::info_reply(const Request& req) {
     text += "server" + std::to_string(i) + ":address=" + s.address() +
             ",weight=" + std::to_string(s.weight) + ",name=" + s.name + "\r\n";
   }
-  if (s_.pool().cluster() != nullptr) s_.append_cluster_info(text);
+  if (s_.pool().cluster() != nullptr) s_.cluster_.append_info(text);
   text += "redis_commands_table:" + std::string(resp::redis_version()) + "\r\n";
   // The traffic figures are summed over every worker thread: the reply waits for them.
   ReplySlot* slot = s_.new_slot(ReplySlot::Kind::kReady);

@@ -1,6 +1,6 @@
-// ClientSession: redis_cluster pools. Keys route by hash slot (CRC16 of the key or its {tag},
-// modulo 16384) to the slot's master, or to a replica for reads with read_from replica/any.
-// Every fragment keeps its command bytes until its reply is final:
+// ClusterExecution: requests of redis_cluster pools. Keys route by hash slot (CRC16 of the key or
+// its {tag}, modulo 16384) to the slot's master, or to a replica for reads with read_from
+// replica/any. Every fragment keeps its command bytes until its reply is final:
 //   -MOVED <slot> <addr>   the map is updated, the fragment re-sent there
 //   -ASK <slot> <addr>     ASKING + the fragment to <addr>, for this request only
 //                          (after kMaxRedirects hops in a row: a backoff retry, as TRYAGAIN)
@@ -10,6 +10,8 @@
 //   replica failure        a read goes back to the slot's master
 // Multi-key MGET/MSET/DEL/UNLINK/EXISTS/TOUCH are split by slot (a cluster node refuses keys of
 // several slots in one command) and merged as in sharded pools.
+
+#include "core/session/cluster_execution.h"
 
 #include "core/backend/cluster_runtime.h"
 #include "core/backend/pool_runtime.h"
@@ -49,9 +51,9 @@ void assign_request(std::string& out, const Request& req) {
 
 }  // namespace
 
-void ClientSession::dispatch_redis_cluster(const resp::CommandInfo& cmd, const Request& req) {
+void ClusterExecution::dispatch(const resp::CommandInfo& cmd, const Request& req) {
   const auto& args = req.args;
-  ClusterRuntime& cluster = *pool().cluster();
+  ClusterRuntime& cluster = *s_.pool().cluster();
   const bool read = (cmd.flags & resp::kCmdReadonly) != 0 && (cmd.flags & resp::kCmdWrite) == 0;
   uint16_t hslot = 0;
   bool keyed = true;
@@ -60,20 +62,20 @@ void ClientSession::dispatch_redis_cluster(const resp::CommandInfo& cmd, const R
       keyed = false;  // TIME, LOLWUT, ... HELP: any master answers
       break;
     case Routing::kSingleKey:
-      if (key_idx_.empty()) break;
-      hslot = routing::key_slot(args[key_idx_[0]]);
+      if (s_.key_idx_.empty()) break;
+      hslot = routing::key_slot(args[s_.key_idx_[0]]);
       break;
     case Routing::kMultiKeySplit:
-      if (key_idx_.empty()) break;
-      cluster_split(cmd, req, read);
+      if (s_.key_idx_.empty()) break;
+      split(cmd, req, read);
       return;
     case Routing::kSameServer:
-      if (key_idx_.empty()) break;
-      hslot = routing::key_slot(args[key_idx_[0]]);
-      for (size_t i = 1; i < key_idx_.size(); ++i) {
-        if (routing::key_slot(args[key_idx_[i]]) != hslot) {
+      if (s_.key_idx_.empty()) break;
+      hslot = routing::key_slot(args[s_.key_idx_[0]]);
+      for (size_t i = 1; i < s_.key_idx_.size(); ++i) {
+        if (routing::key_slot(args[s_.key_idx_[i]]) != hslot) {
           // Redis Cluster's own error.
-          redis_error("CROSSSLOT Keys in request don't hash to the same slot");
+          s_.redis_error("CROSSSLOT Keys in request don't hash to the same slot");
           return;
         }
       }
@@ -81,33 +83,33 @@ void ClientSession::dispatch_redis_cluster(const resp::CommandInfo& cmd, const R
     default:
       break;
   }
-  if (keyed && key_idx_.empty()) {
-    ReplySlot* slot = ready_slot("-ERR dproxy: ");
+  if (keyed && s_.key_idx_.empty()) {
+    ReplySlot* slot = s_.ready_slot("-ERR dproxy: ");
     resp::append_upper_name(slot->data, cmd.name);
     slot->data.append(
         " names no key, so there is no server to route it to (pass at least one key)\r\n");
     return;
   }
-  ReplySlot* slot = new_slot(ReplySlot::Kind::kForward);
+  ReplySlot* slot = s_.new_slot(ReplySlot::Kind::kForward);
   slot->outstanding = 1;
-  cluster_fragments(slot, 1);
+  fragments(slot, 1);
   slot->cluster_read = read;
   assign_request(slot->frag_frames[0], req);
   uint32_t node;
   if (keyed) {
     slot->frag_hslot[0] = hslot;
-    node = cluster.node_for(hslot, read, read_turn_++);
+    node = cluster.node_for(hslot, read, s_.read_turn_++);
   } else {
     const auto& masters = cluster.masters();
-    node = masters[read_turn_++ % masters.size()];
+    node = masters[s_.read_turn_++ % masters.size()];
   }
-  cluster_send(slot, 0, node, false);
+  send(slot, 0, node, false);
 }
 
-void ClientSession::cluster_fragments(ReplySlot* slot, size_t n) {
+void ClusterExecution::fragments(ReplySlot* slot, size_t n) {
   // NOTE: the slot keeps the runtime its fragments were sent with: after a config reload the
   // pool's new runtime serves new requests, the old one (kept while busy) finishes these.
-  slot->cluster = pool().cluster();
+  slot->cluster = s_.pool().cluster();
   if (slot->frag_frames.size() < n) slot->frag_frames.resize(n);
   for (size_t f = 0; f < n; ++f) slot->frag_frames[f].clear();
   slot->frag_hslot.assign(n, 0);
@@ -116,86 +118,88 @@ void ClientSession::cluster_fragments(ReplySlot* slot, size_t n) {
   slot->frag_retries.assign(n, 0);
 }
 
-void ClientSession::cluster_split(const resp::CommandInfo& cmd, const Request& req, bool read) {
+void ClusterExecution::split(const resp::CommandInfo& cmd, const Request& req, bool read) {
   const auto& args = req.args;
   const bool pairs = resp::key_value_pairs(cmd);  // MSET k v [k v ...]: a key's value follows it
-  ClusterRuntime& cluster = *pool().cluster();
+  ClusterRuntime& cluster = *s_.pool().cluster();
   std::vector<int32_t>& frag_of_slot = cluster.slot_scratch();
-  frag_servers_.clear();  // here: the hash slot of each fragment
-  ReplySlot* slot = new_slot(ReplySlot::Kind::kRespMerge);
-  for (uint32_t idx : key_idx_) {
+  s_.frag_servers_.clear();  // here: the hash slot of each fragment
+  ReplySlot* slot = s_.new_slot(ReplySlot::Kind::kRespMerge);
+  for (uint32_t idx : s_.key_idx_) {
     const uint16_t hslot = routing::key_slot(args[idx]);
     int32_t f = frag_of_slot[hslot];
     if (f < 0) {
-      f = static_cast<int32_t>(frag_servers_.size());
+      f = static_cast<int32_t>(s_.frag_servers_.size());
       frag_of_slot[hslot] = f;
-      frag_servers_.push_back(hslot);
+      s_.frag_servers_.push_back(hslot);
     }
     slot->key_frag.push_back(static_cast<uint16_t>(f));
   }
-  for (uint32_t hslot : frag_servers_) frag_of_slot[hslot] = -1;  // all -1 again
-  const size_t nfrags = frag_servers_.size();
+  for (uint32_t hslot : s_.frag_servers_) frag_of_slot[hslot] = -1;  // all -1 again
+  const size_t nfrags = s_.frag_servers_.size();
   slot->cluster_read = read;
   if (nfrags == 1) {
     slot->kind = ReplySlot::Kind::kForward;
     slot->outstanding = 1;
-    cluster_fragments(slot, 1);
+    fragments(slot, 1);
     assign_request(slot->frag_frames[0], req);
-    slot->frag_hslot[0] = static_cast<uint16_t>(frag_servers_[0]);
-    cluster_send(slot, 0, cluster.node_for(slot->frag_hslot[0], read, read_turn_++), false);
+    slot->frag_hslot[0] = static_cast<uint16_t>(s_.frag_servers_[0]);
+    send(slot, 0, cluster.node_for(slot->frag_hslot[0], read, s_.read_turn_++), false);
     return;
   }
-  expect_resp_fragments(slot, cmd.merge, nfrags);
-  cluster_fragments(slot, nfrags);
-  const uint64_t spread = read_turn_++;
+  s_.expect_resp_fragments(slot, cmd.merge, nfrags);
+  fragments(slot, nfrags);
+  const uint64_t spread = s_.read_turn_++;
   for (size_t f = 0; f < nfrags; ++f) {
-    append_split_part(slot->frag_frames[f], slot, req, f, pairs);
-    const auto hslot = static_cast<uint16_t>(frag_servers_[f]);
+    s_.append_split_part(slot->frag_frames[f], slot, req, f, pairs);
+    const auto hslot = static_cast<uint16_t>(s_.frag_servers_[f]);
     slot->frag_hslot[f] = hslot;
-    cluster_send(slot, static_cast<uint16_t>(f), cluster.node_for(hslot, read, spread), false);
+    send(slot, static_cast<uint16_t>(f), cluster.node_for(hslot, read, spread), false);
   }
 }
 
-void ClientSession::cluster_send(ReplySlot* slot, uint16_t frag, uint32_t node, bool asking) {
+void ClusterExecution::send(ReplySlot* slot, uint16_t frag, uint32_t node, bool asking) {
   ClusterRuntime* const cluster = slot->cluster;
-  ServerConnection* conn = &cluster->connection(node, id_, resp3_);
+  ServerConnection* conn = &cluster->connection(node, s_.id_, s_.resp3_);
   if (conn->failing()) {
     // The node failed moments ago. A read for a replica goes to the master; anything else
     // waits for a refreshed map (a failover?) rather than fail at once.
     cluster->request_refresh();
     const uint16_t hslot = slot->frag_hslot[frag];
     if (slot->cluster_read && !asking && !cluster->is_master_of(node, hslot)) {
-      const uint32_t master = cluster->master_for(hslot, id_);
+      const uint32_t master = cluster->master_for(hslot, s_.id_);
       if (master != node) {
         ClusterStats::bump(cluster->stats().replica_fallbacks);
         node = master;
-        conn = &cluster->connection(node, id_, resp3_);
+        conn = &cluster->connection(node, s_.id_, s_.resp3_);
       }
     }
     if (conn->failing() && slot->frag_retries[frag] < kMaxRetries) {
       slot->frag_node[frag] = node;
       ClusterStats::bump(cluster->stats().retries);
-      cluster->retry_later(shared_from_this(), slot, frag, retry_delay(slot->frag_retries[frag]++));
+      cluster->retry_later(s_.shared_from_this(), slot, frag,
+                           retry_delay(slot->frag_retries[frag]++));
       return;
     }
   }
   if (asking) {
     conn->out().append(kAsking);
-    conn->push(shared_from_this(), slot, kIgnoredFrag, protocol::memcache::ReplyKind::kLine);
+    conn->push(s_.shared_from_this(), slot, ClientSession::kIgnoredFrag,
+               protocol::memcache::ReplyKind::kLine);
   }
   slot->frag_node[frag] = node;
   conn->out().append(slot->frag_frames[frag]);
-  conn->push(shared_from_this(), slot, frag, protocol::memcache::ReplyKind::kLine);
+  conn->push(s_.shared_from_this(), slot, frag, protocol::memcache::ReplyKind::kLine);
 }
 
-void ClientSession::cluster_retry(ReplySlot* slot, uint16_t frag) {
+void ClusterExecution::retry(ReplySlot* slot, uint16_t frag) {
   ClusterRuntime* const cluster = slot->cluster;
   slot->frag_redirects[frag] = 0;
-  cluster_send(slot, frag,
-               cluster->node_for(slot->frag_hslot[frag], slot->cluster_read, read_turn_++), false);
+  send(slot, frag, cluster->node_for(slot->frag_hslot[frag], slot->cluster_read, s_.read_turn_++),
+       false);
 }
 
-bool ClientSession::cluster_intercept(ReplySlot* slot, uint16_t frag, std::string_view& bytes) {
+bool ClusterExecution::intercept(ReplySlot* slot, uint16_t frag, std::string_view& bytes) {
   ClusterRuntime* const cluster = slot->cluster;
   ClusterStats& stats = cluster->stats();
   const uint32_t from = slot->frag_node[frag];
@@ -206,17 +210,18 @@ bool ClientSession::cluster_intercept(ReplySlot* slot, uint16_t frag, std::strin
       return false;  // the client gets the last error
     }
     ClusterStats::bump(stats.retries);
-    cluster->retry_later(shared_from_this(), slot, frag, retry_delay(slot->frag_retries[frag]++));
+    cluster->retry_later(s_.shared_from_this(), slot, frag,
+                         retry_delay(slot->frag_retries[frag]++));
     return true;
   };
   auto to_master = [&]() {
     // A replica that fails (or is not ready) sends the read back to the slot's master.
     if (!slot->cluster_read || cluster->is_master_of(from, hslot)) return false;
     // (Bounded: the master never sends a read back here; its failures go through retry().)
-    const uint32_t master = cluster->master_for(hslot, id_);
+    const uint32_t master = cluster->master_for(hslot, s_.id_);
     if (master == from) return false;
     ClusterStats::bump(stats.replica_fallbacks);
-    cluster_send(slot, frag, master, false);
+    send(slot, frag, master, false);
     return true;
   };
   const routing::ClusterRedirect r = routing::parse_cluster_redirect(bytes);
@@ -232,19 +237,19 @@ bool ClientSession::cluster_intercept(ReplySlot* slot, uint16_t frag, std::strin
         // Nodes that disagree for a moment (a slot handed over while SETSLOT NODE has not
         // reached every node yet): wait, then start again from the map.
         if (retry()) return true;
-        cluster_error_.assign("-ERR dproxy: slot ");
-        cluster_error_.append(std::to_string(r.slot));
-        cluster_error_.append(" was redirected ");
-        cluster_error_.append(std::to_string(kMaxRedirects));
-        cluster_error_.append(" times in a row (last: ");
+        error_.assign("-ERR dproxy: slot ");
+        error_.append(std::to_string(r.slot));
+        error_.append(" was redirected ");
+        error_.append(std::to_string(kMaxRedirects));
+        error_.append(" times in a row (last: ");
         std::string_view line = bytes.substr(1);
         while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.remove_suffix(1);
-        cluster_error_.append(line);
-        cluster_error_.append("); the cluster's slot map keeps changing\r\n");
-        bytes = cluster_error_;
+        error_.append(line);
+        error_.append("); the cluster's slot map keeps changing\r\n");
+        bytes = error_;
         return false;
       }
-      cluster_send(slot, frag, node, ask);
+      send(slot, frag, node, ask);
       return true;
     }
     case ClusterReply::kClusterDown:
@@ -271,14 +276,8 @@ bool ClientSession::cluster_intercept(ReplySlot* slot, uint16_t frag, std::strin
   return false;
 }
 
-ServerConnection& ClientSession::broadcast_connection(uint32_t server) {
-  ClusterRuntime* cluster = pool().cluster();
-  return cluster != nullptr ? cluster->connection(server, id_, resp3_)
-                            : pool().connection(server, id_, db_, resp3_);
-}
-
-void ClientSession::append_cluster_info(std::string& text) {
-  ClusterRuntime* const cluster = pool().cluster();
+void ClusterExecution::append_info(std::string& text) {
+  ClusterRuntime* const cluster = s_.pool().cluster();
   const ClusterStats& s = cluster->stats();
   auto line = [&](const char* name, uint64_t value) {
     text += name;
@@ -286,7 +285,7 @@ void ClientSession::append_cluster_info(std::string& text) {
     text += std::to_string(value);
     text += "\r\n";
   };
-  const PoolConfig& config = pool().config();
+  const PoolConfig& config = s_.pool().config();
   text += "cluster_read_from:";
   text += config.read_from == ReadFrom::kMaster    ? "master"
           : config.read_from == ReadFrom::kReplica ? "replica"
