@@ -133,7 +133,7 @@ void ClientSession::execute_memcache(const Request& req) {
     return;
   }
   if (pool().route_kind() != routing::Route::Kind::kShard) {
-    dispatch_memcache_routed(req);
+    routed_.dispatch_memcache(req);
     return;
   }
   if (req.has(protocol::kFlagMultiKey) && req.keys.size() > 1) {
@@ -291,11 +291,11 @@ void ClientSession::on_backend_reply(ReplySlot* slot, uint16_t frag, std::string
   if (slot->quiet && bytes.ends_with("MN\r\n")) [[unlikely]]
     bytes.remove_suffix(4);
   if (slot->kind == ReplySlot::Kind::kAck) {
-    on_ack_reply(slot, frag, bytes, is_error);
+    routed_.on_ack_reply(slot, frag, bytes, is_error);
     return;
   }
   if (slot->kind == ReplySlot::Kind::kFailover) {
-    on_failover_reply(slot, bytes, is_error, marks);
+    routed_.on_failover_reply(slot, bytes, is_error, marks);
     return;
   }
   if (slot->kind == ReplySlot::Kind::kForward) {

@@ -16,6 +16,7 @@
 #include "core/session/connection.h"
 #include "core/session/dedicated.h"
 #include "core/session/front_end.h"
+#include "core/session/routed_execution.h"
 #include "protocol/memcache/reply_parser.h"
 #include "protocol/memcache/request_parser.h"
 #include "protocol/merge_scratch.h"
@@ -84,6 +85,7 @@ class ClientSession final : public Connection, public ReplySink {
   friend class RedisPubSub;
   friend class McBinaryFrontEnd;
   friend class ClusterExecution;
+  friend class RoutedExecution;
 
   // The pool's current runtime (config reload replaces it between requests).
   PoolRuntime& pool() const;
@@ -129,35 +131,6 @@ class ClientSession final : public Connection, public ReplySink {
   // Appends `frame` minus the noreply token (if any) to `out`.
   static void append_frame(std::string& out, const protocol::Request& req);
 
-  // Replicated and fanout pools (client_session_routes.cpp).
-  void dispatch_memcache_routed(const protocol::Request& req);
-  void dispatch_redis_routed(const protocol::resp::CommandInfo& cmd, const protocol::Request& req);
-  // True when, in every child, all `keys` map to one server (else queues an error reply).
-  bool keys_together_per_child(std::span<const std::string_view> keys);
-  // Sends `frame` to the key's server in every child; the reply follows `mode`.
-  void send_to_children(std::string_view frame, std::string_view noreply_cut, std::string_view key,
-                        routing::AckMode mode, bool noreply, uint8_t reply_kind);
-  // Sends `frame` to one child, failing over to the next ones. `keys`: every key of the request
-  // (the first routes it); with `per_key` (a multi-key get / MGET) and failover_on_miss, only
-  // the keys a child misses go to the next child, and the answers are merged in key order.
-  void send_with_failover(std::string_view frame, std::span<const std::string_view> keys,
-                          bool per_key, uint8_t reply_kind);
-  void failover_next(ReplySlot* slot);
-  // A per-key failover read: the request for the keys still missing, as sent to a child.
-  void append_missing_keys(std::string& out, const ReplySlot* slot) const;
-  void on_ack_reply(ReplySlot* slot, uint16_t frag, std::string_view bytes, bool is_error);
-  void on_failover_reply(ReplySlot* slot, std::string_view bytes, bool is_error,
-                         std::span<const size_t> marks);
-  // A per-key failover read's reply from one child: notes the keys it answered. 1: every key
-  // is answered; 0: some are missing; -1: the reply is not of the expected shape (slot->data
-  // then holds the error that is the final reply).
-  int note_per_key_reply(ReplySlot* slot, std::string_view bytes, std::span<const size_t> marks);
-  // The merged reply of a per-key failover read, into slot->data.
-  void finish_per_key(ReplySlot* slot);
-  // A replicated read's reply is final: it goes to the client, and once no read of this session
-  // can fail over any more, held input is processed again.
-  void failover_final(ReplySlot* slot);
-  uint8_t reply_rank(std::string_view bytes, bool is_error) const;
   // Redis commands sent to every server (or walked server by server: SCAN).
   void redis_broadcast(const protocol::resp::CommandInfo& cmd, const protocol::Request& req);
 
@@ -203,6 +176,7 @@ class ClientSession final : public Connection, public ReplySink {
   std::unique_ptr<FrontEnd> front_;         // the client protocol's side (session/*_front_end.*)
   DedicatedConnections dedicated_{*this};   // Redis: the client's own backend connections
   ClusterExecution cluster_{*this};         // redis_cluster pools' execution
+  RoutedExecution routed_{*this};           // replicated and fanout pools' execution
   bool front_chosen_ = false;               // the first byte has chosen the front end
   std::vector<uint32_t> key_idx_;           // scratch: key argument indices of a request
   std::vector<std::string_view> sub_args_;  // scratch: arguments of one split sub-command
@@ -224,7 +198,6 @@ class ClientSession final : public Connection, public ReplySink {
   bool resp3_ = false;           // Redis: the client said HELLO 3 (its backends speak RESP3)
   std::vector<std::string_view> args_scratch_;
   std::string inline_scratch_;
-  std::string meta_frame_;  // scratch: a quiet meta request and its "mn" (replicated pools)
 };
 
 }  // namespace dproxy::core

@@ -157,7 +157,7 @@ void ClientSession::execute_redis(const resp::CommandInfo& cmd, const Request& r
       redis_no_key_error(cmd);
       return;
     }
-    dispatch_redis_routed(cmd, req);  // client_session_routes.cpp
+    routed_.dispatch_redis(cmd, req);  // session/routed_execution.cpp
     return;
   }
   dispatch_redis_sharded(cmd, req);

@@ -71,10 +71,14 @@ class PoolLosses:
 
 
 class Key:
-    __slots__ = ("name", "acked", "acked_at", "uncertain", "history")
+    __slots__ = ("name", "value_name", "acked", "acked_at", "uncertain", "history")
 
-    def __init__(self, name):
+    def __init__(self, name, value_name=None):
         self.name = name
+        # The key name its values start with: its own, or (the second key of a MULTI/EXEC
+        # pair, which gets the first key's values) another key's.
+        # (None: its own name, even after a rename.)
+        self.value_name = value_name
         self.acked = None  # None: absent (never written, or deleted)
         self.acked_at = 0.0
         self.uncertain = []  # [(value or None, issued at)]

@@ -90,7 +90,7 @@ class Client:
     def judge(self, key, got, what):
         self.verdict.count(self.name, "requests")
         verdict = key.check(got, self.may_lose)
-        if verdict == "wrong" and got.startswith(key.name.encode() + b"|"):
+        if verdict == "wrong" and got.startswith((key.value_name or key.name).encode() + b"|"):
             if self.stale_ok:
                 verdict = "ok"
             elif self.stale_after_loss and self.may_lose(key.acked_at):
@@ -327,7 +327,8 @@ class RedisKV(Client):
             for i, k in enumerate(self.keys):
                 k.name = "{%s:%d}%s" % (k.name.rsplit(":", 1)[0], i // 8, k.name)
         self.pairs = [(Key(f"{{{self.keys[0].name}:pair{i}}}a"),
-                       Key(f"{{{self.keys[0].name}:pair{i}}}b")) for i in range(10)]
+                       Key(f"{{{self.keys[0].name}:pair{i}}}b",
+                           value_name=f"{{{self.keys[0].name}:pair{i}}}a")) for i in range(10)]
 
     def connect(self):
         if self.resp3:
