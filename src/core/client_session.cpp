@@ -90,7 +90,7 @@ void ClientSession::process() {
     if (reads_pending_ > 0 && (r.status == ParseStatus::kOk || front_->refusal_waits_for_reads()) &&
         !front_->is_read(req_)) {
       // A replicated read of this session may still fail over: this request (and all after it)
-      // stays in the buffer until that read is final (client_session_routes.cpp). A refused
+      // stays in the buffer until that read is final (session/routed_execution.cpp). A refused
       // request waits too when its answer may write (memcached).
       input_held_ = true;
       break;

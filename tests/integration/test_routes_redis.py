@@ -256,7 +256,7 @@ class ReplicatedTest(RoutesBase):
 
     # EVAL / EVALSHA / FCALL are rejected: their writes would reach one replica only.
 
-    # Regression (fixed): dispatch_redis_routed (src/core/client_session_routes.cpp) rejects a non-write command
+    # Regression (fixed): RoutedExecution::dispatch_redis (src/core/session/routed_execution.cpp) rejects a non-write command
     # only when the command table sets kCmdMayReplicate, but redis-server 7.0.15's COMMAND INFO
     # does not report may_replicate, so scripts/gen_redis_commands.py never sets it (0 uses in
     # command_table_data.inc): EVAL is treated as a read and runs on the first replica only
