@@ -10,7 +10,6 @@ a redis_cluster pool (channels and shard channels).
 """
 import os
 import socket
-import time
 import unittest
 
 import harness
@@ -148,8 +147,10 @@ class PubSubTest(harness.PoolsTestMixin, unittest.TestCase):
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         ch = self.prefix + "flood"
         s.sendall(resp_command("SUBSCRIBE", ch))
-        time.sleep(0.3)
         pub = self.raw("ketama")
+        # Subscribed before the flood starts (a fixed sleep was too short on a loaded machine).
+        self.assertTrue(harness.wait_for(
+            lambda: pub.call("PUBSUB", "NUMSUB", ch) == [ch.encode(), 1], 10, interval=0.05))
         big = "x" * (1 << 20)
         delivered = []
         for _ in range(64):  # 64 MiB in all, twice the output limit
