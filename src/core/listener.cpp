@@ -20,6 +20,12 @@ Listener::Listener(asio::io_context& io, size_t pool_id, std::shared_ptr<const P
 void Listener::set_config(std::shared_ptr<const PoolConfig> pool) {
   pool_ = std::move(pool);
   const PoolConfig& p = *pool_;
+  // A TLS listener's client expects a handshake: a plaintext error would only be a bad record to
+  // it, so such a connection is closed without one.
+  if (p.tls.enabled) {
+    too_many_.clear();
+    return;
+  }
   too_many_ = p.protocol == Protocol::kRedis
                   ? "-ERR max number of clients reached (dproxy pool " + p.name +
                         " client_connections=" + std::to_string(p.client_connections) + ")\r\n"
@@ -99,12 +105,14 @@ void Listener::accept_next() {
           LOG_WARN("pool %s: accept failed: %s", pool_->name.c_str(), ec.message().c_str());
         } else if (pool_->client_connections != 0 &&
                    clients_.count.load() >= pool_->client_connections) {
-          // Over the limit: tell the client why, then close (never blocks: one small write).
-          LOG_WARN("pool %s: refusing a client connection: client_connections=%u reached",
-                   pool_->name.c_str(), pool_->client_connections);
+          // Over the limit: tell the client why, then close (never blocks: one small write; a
+          // TLS listener closes without a word).
+          LOG_WARN("pool %s: refusing a client connection: client_connections=%u reached%s",
+                   pool_->name.c_str(), pool_->client_connections,
+                   too_many_.empty() ? " (TLS listener: closed without a reply)" : "");
           asio::error_code ignored;
           socket.non_blocking(true, ignored);
-          socket.write_some(asio::buffer(too_many_), ignored);
+          if (!too_many_.empty()) socket.write_some(asio::buffer(too_many_), ignored);
           socket.shutdown(asio::socket_base::shutdown_both, ignored);
           socket.close(ignored);
         } else {

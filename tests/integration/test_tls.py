@@ -242,6 +242,30 @@ class ClientSideTest(unittest.TestCase):
         self.assertGreaterEqual(len(lines), 2, self.proxy.log_text()[-2000:])
         print("\n" + lines[0])
 
+    def test_connection_limit_closes_without_plaintext(self):
+        """Over client_connections, a TLS listener closes the connection: no plaintext error
+        that a TLS client would read as a bad record (a plain listener sends one)."""
+        port = free_port()
+        tls = {"cert": self.proxy_cert[0], "key": self.proxy_cert[1]}
+        proxy = Dproxy(self.procs, ARGS.dproxy, {
+            "one": {"protocol": "redis", "listen": f"{HOST}:{port}", "client_connections": 1,
+                    "servers": [f"{HOST}:{self.redis.port}:1"], "tls": tls}})
+        first = tls_socket(port, client_context(self.certs))
+        first.sendall(b"PING\r\n")
+        self.assertEqual(first.recv(100), b"+PONG\r\n")
+        s = socket.create_connection((HOST, port), timeout=5)
+        try:
+            data = s.recv(100)
+        except ConnectionResetError:
+            data = b""
+        s.close()
+        self.assertEqual(data, b"")
+        with self.assertRaises((ssl.SSLError, OSError)):
+            tls_socket(port, client_context(self.certs)).recv(100)
+        self.assertIn("TLS listener: closed without a reply", proxy.log_text())
+        first.close()
+        self.assertEqual(proxy.stop(), 0)
+
     def test_client_certificate_verification(self):
         # Accepted: a certificate of the trusted CA.
         s = tls_socket(self.verify_port, client_context(self.certs, *self.client_cert))
