@@ -7,12 +7,14 @@
 
 #include "protocol/memcache/binary.h"
 #include "protocol/memcache/binary_bytes.h"
+#include "protocol/memcache/meta.h"
 
 namespace dproxy::protocol::memcache::binary {
 namespace {
 
 using detail::put_be32;
 using detail::put_be64;
+using meta::append_base64;
 
 bool key_needs_base64(std::string_view key) {
   for (char c : key) {
@@ -20,29 +22,6 @@ bool key_needs_base64(std::string_view key) {
     if (u <= 0x20 || u == 0x7f) return true;
   }
   return false;
-}
-
-void append_base64(std::string& out, std::string_view in) {
-  static constexpr char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  size_t i = 0;
-  for (; i + 3 <= in.size(); i += 3) {
-    const uint32_t v = (uint32_t{static_cast<unsigned char>(in[i])} << 16) |
-                       (uint32_t{static_cast<unsigned char>(in[i + 1])} << 8) |
-                       static_cast<unsigned char>(in[i + 2]);
-    out.push_back(kAlphabet[(v >> 18) & 63]);
-    out.push_back(kAlphabet[(v >> 12) & 63]);
-    out.push_back(kAlphabet[(v >> 6) & 63]);
-    out.push_back(kAlphabet[v & 63]);
-  }
-  const size_t rest = in.size() - i;
-  if (rest == 0) return;
-  uint32_t v = uint32_t{static_cast<unsigned char>(in[i])} << 16;
-  if (rest == 2) v |= uint32_t{static_cast<unsigned char>(in[i + 1])} << 8;
-  out.push_back(kAlphabet[(v >> 18) & 63]);
-  out.push_back(kAlphabet[(v >> 12) & 63]);
-  out.push_back(rest == 2 ? kAlphabet[(v >> 6) & 63] : '=');
-  out.push_back('=');
 }
 
 void append_uint(std::string& out, uint64_t v) {
