@@ -96,11 +96,13 @@ class PubSubTest(harness.PoolsTestMixin, unittest.TestCase):
         self.assertEqual(publisher.publish(self.prefix + "pat-x", "via-pattern"), 1)
         self.assertEqual(publisher.publish(self.prefix + "nobody", "lost"), 0)
         got = [p.get_message(timeout=5) for _ in range(13)]
-        self.assertEqual([(m["type"], m["channel"], m["data"]) for m in got[:12]],
-                         [("message", ch.encode(), f"m{i}".encode())
-                          for i, ch in enumerate(channels)])
-        self.assertEqual((got[12]["type"], got[12]["pattern"], got[12]["data"]),
-                         ("pmessage", (self.prefix + "pat*").encode(), b"via-pattern"))
+        # Each message once. Their order across channels is the order the servers' subscriber
+        # connections were read, not the publish order: the channels live on three servers
+        # (order is kept per channel: test_many_messages_in_order_without_loss).
+        self.assertEqual(sorted((m["channel"], m["data"]) for m in got if m["type"] == "message"),
+                         sorted((ch.encode(), f"m{i}".encode()) for i, ch in enumerate(channels)))
+        self.assertEqual([(m["pattern"], m["data"]) for m in got if m["type"] == "pmessage"],
+                         [((self.prefix + "pat*").encode(), b"via-pattern")])
         p.unsubscribe()
         p.punsubscribe()
         left = [p.get_message(timeout=5) for _ in range(13)]

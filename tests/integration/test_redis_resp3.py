@@ -326,7 +326,17 @@ class Resp3Test(harness.PoolsTestMixin, unittest.TestCase):
 
     def test_merged_replies_match_one_server(self):
         proxied, direct = self.raw3("ketama"), self.direct3()
-        keys = [self.k(i) for i in range(12)]
+        # Keys chosen so that the MSET's first three sit on three different servers (ketama
+        # over random ports puts any 8 given keys on two servers only about one run in nine).
+        cands = [self.k(i) for i in range(40)]
+        self.assertEqual(proxied.call("MSET", *[x for key in cands for x in (key, "p")]), b"OK")
+        placed = harness.redis_key_on(self.ports, cands)
+        self.assertEqual(proxied.call("DEL", *cands), len(cands))
+        first = {}
+        for key in cands:
+            first.setdefault(placed[key][0], key)
+        self.assertEqual(len(first), 3, placed)
+        keys = list(first.values()) + [key for key in cands if key not in first.values()][:9]
         script = [("MSET", *[x for key in keys[:8] for x in (key, "v" + key[-1])]),
                   ("MGET", *keys), ("EXISTS", *keys), ("TOUCH", *keys), ("MGET", keys[11]),
                   ("DEL", *keys[:4]), ("MGET", *keys), ("UNLINK", *keys),

@@ -129,6 +129,9 @@ class ServerConnection {
   // A RESP3 push on any other connection (none is expected: dproxy subscribes on subscriber
   // connections only): read and dropped, so it cannot shift the replies.
   Step skip_push();
+  // One whole RESP frame at the read position, taken off the buffer: kNext with `frame` set,
+  // kMore, or kStop (malformed: the connection failed).
+  Step take_frame(std::string_view& frame);
   void arm_timer();
   void on_timer();
   // Fails every pending request with "SERVER_ERROR backend <addr> <why>" and closes the socket.

@@ -104,8 +104,7 @@ ServerConnection::Step ServerConnection::fail_setup(std::string_view reply) {
   return Step::kStop;
 }
 
-ServerConnection::Step ServerConnection::read_push() {
-  // Subscriber mode: every frame goes to the session as it is.
+ServerConnection::Step ServerConnection::take_frame(std::string_view& frame) {
   std::string_view view(in_.data() + in_start_, in_end_ - in_start_);
   protocol::ParseResult r = protocol::resp::scan_reply(view, scan_state_, nullptr, nullptr);
   if (r.status == protocol::ParseStatus::kNeedMore) return Step::kMore;
@@ -115,24 +114,24 @@ ServerConnection::Step ServerConnection::read_push() {
   }
   in_start_ += r.consumed;
   scan_state_ = {};
+  frame = view.substr(0, r.consumed);
+  return Step::kNext;
+}
+
+ServerConnection::Step ServerConnection::read_push() {
+  // Subscriber mode: every frame goes to the session as it is.
+  std::string_view frame;
+  if (const Step step = take_frame(frame); step != Step::kNext) return step;
   ++counters_.responses;
-  counters_.response_bytes += r.consumed;
-  push_sink_->on_push(push_id_, view.substr(0, r.consumed));
+  counters_.response_bytes += frame.size();
+  push_sink_->on_push(push_id_, frame);
   // The session may have let this connection go (closed the client).
   return push_sink_ == nullptr ? Step::kStop : Step::kNext;
 }
 
 ServerConnection::Step ServerConnection::skip_push() {
-  std::string_view view(in_.data() + in_start_, in_end_ - in_start_);
-  protocol::ParseResult r = protocol::resp::scan_reply(view, scan_state_, nullptr, nullptr);
-  if (r.status == protocol::ParseStatus::kNeedMore) return Step::kMore;
-  if (r.status == protocol::ParseStatus::kError) {
-    fail_all("sent a malformed reply");
-    return Step::kStop;
-  }
-  in_start_ += r.consumed;
-  scan_state_ = {};
-  return Step::kNext;
+  std::string_view frame;
+  return take_frame(frame);
 }
 
 void ServerConnection::on_read(size_t n) {
