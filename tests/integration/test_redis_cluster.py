@@ -102,6 +102,7 @@ class RedisClusterTest(RedisTestMixin, unittest.TestCase):
         proxy = harness.Dproxy(self.procs, ARGS.dproxy, {"m": cluster_pool(port, self.ports[:2])},
                                threads=1)
         self.addCleanup(proxy.stop)
+        harness.wait_port(proxy.stats_port, proxy.proc)  # may open after the pool's (ASan)
         before = proxy.stats()["memory_backend_buffer_bytes"]
         c = RespClient(port)
         self.addCleanup(c.close)
