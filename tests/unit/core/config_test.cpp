@@ -644,7 +644,7 @@ TEST_CASE("config: each pool keeps its JSON text (reload compares it)") {
 }
 
 TEST_CASE("config: tls and server_tls") {
-  const PoolConfig& p = only_pool(parse_ok(pool_doc(
+  const PoolConfig p = only_pool(parse_ok(pool_doc(
       R"("tls": {"cert": "/c.pem", "key": "/k.pem", "ca": "/ca.pem", "verify_client": true,
                   "min_version": "1.3", "ciphers": "HIGH", "ciphersuites": "TLS_AES_128_GCM_SHA256"},
          "server_tls": {"ca": "/ca.pem", "server_name": "cache.internal"}, )")));
@@ -658,7 +658,7 @@ TEST_CASE("config: tls and server_tls") {
   CHECK(p.server_tls.enabled);
   CHECK(p.server_tls.verify);  // on unless "verify": false
   CHECK(p.server_tls.server_name == "cache.internal");
-  const PoolConfig& none = only_pool(parse_ok(pool_doc("")));
+  const PoolConfig none = only_pool(parse_ok(pool_doc("")));
   CHECK(!none.tls.enabled);
   CHECK(!none.server_tls.enabled);
   CHECK(!only_pool(parse_ok(pool_doc(R"("tls": {"cert": "/c", "key": "/k"}, )"))).tls.verify);
