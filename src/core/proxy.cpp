@@ -83,12 +83,15 @@ void Proxy::update_prober() {
   prober_->set_targets(std::move(targets));
 }
 
-bool Proxy::open_stats(std::string& error) {
+bool Proxy::open_stats(std::string& error, bool log) {
   if (!config_.stats_enabled) return true;
   stats_ = std::make_unique<StatsServer>(io_, [this](asio::any_io_executor ex, StatsCallback done) {
     collect_stats(std::move(ex), std::move(done));
   });
-  if (stats_->open(config_.stats_listen, error)) return true;
+  if (stats_->open(config_.stats_listen, error)) {
+    if (log) stats_->log_listening();
+    return true;
+  }
   stats_.reset();
   if (config_.stats_configured) return false;
   // The default address is taken (another dproxy or nutcracker on this host): serve anyway.
@@ -124,11 +127,23 @@ bool Proxy::start(std::string& error) {
     for (const auto& p : pools_) worker->install_pool(p.id, p.config, p.health, p.endpoints, p.tls);
     workers_.push_back(std::move(worker));
   }
+  // The stats listener first: once a pool's port accepts connections, /stats and /healthz
+  // answer too (a supervisor or test that waits for the pool's port may ask them at once).
+  // Unless a pool listens on the default stats port at another address: the pool wins, and the
+  // default stats listener stays off with a warning, as before.
+  bool stats_first = true;
+  for (const auto& p : pools_) {
+    if (!config_.stats_configured && !p.config->listen.is_unix &&
+        p.config->listen.port == config_.stats_listen.port)
+      stats_first = false;
+  }
+  if (stats_first && !open_stats(error, false)) return false;
   for (auto& p : pools_) {
     p.listener = std::make_unique<Listener>(io_, p.id, p.config, *clients_[p.id], workers_);
     if (!p.listener->open(error)) return false;
   }
-  if (!open_stats(error)) return false;
+  if (!stats_first && !open_stats(error)) return false;
+  if (stats_first && stats_) stats_->log_listening();  // dproxy starts: its place in the log
   for (auto& w : workers_) w->start();
   for (auto& p : pools_) p.listener->start();
   prober_->start();

@@ -85,7 +85,7 @@ class Proxy {
   void resolve_next(std::shared_ptr<ResolveRound> round);
   void finish_resolve(const ResolveRound& round);
   ActivePool* active_pool(const std::shared_ptr<const PoolConfig>& config);
-  bool open_stats(std::string& error);
+  bool open_stats(std::string& error, bool log = true);
 
   Config config_;  // top-level settings (pools live in pools_)
   unsigned threads_;

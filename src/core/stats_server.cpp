@@ -190,10 +190,13 @@ bool StatsServer::open(const ListenAddress& address, std::string& error) {
     acceptor_.close(ignored);
     return false;
   }
-  LOG_INFO("stats: listening on %s (twemproxy JSON; HTTP GET /metrics, /stats, /healthz, /readyz)",
-           address.to_string().c_str());
   accept_next();
   return true;
+}
+
+void StatsServer::log_listening() const {
+  LOG_INFO("stats: listening on %s (twemproxy JSON; HTTP GET /metrics, /stats, /healthz, /readyz)",
+           address_.to_string().c_str());
 }
 
 void StatsServer::close() {

@@ -17,6 +17,8 @@ class StatsServer {
   ~StatsServer();
   // Binds and listens on `address`. On failure returns false with an error naming it.
   bool open(const ListenAddress& address, std::string& error);
+  // The log line saying where it listens (after open; at start, once every listener opened).
+  void log_listening() const;
   void close();
   bool is_open() const { return acceptor_.is_open(); }
   const ListenAddress& address() const { return address_; }
