@@ -114,118 +114,16 @@ void ClientSession::process() {
   drain();
 }
 
-void ClientSession::append_frame(std::string& out, const Request& req) {
-  if (req.noreply_token.empty()) {
-    out.append(req.frame);
-    return;
-  }
-  // Forward without "noreply" so the backend always answers and replies stay matched.
-  size_t cut = static_cast<size_t>(req.noreply_token.data() - req.frame.data());
-  out.append(req.frame.substr(0, cut));
-  out.append(req.frame.substr(cut + req.noreply_token.size()));
-}
-
 void ClientSession::execute_memcache(const Request& req) {
-  namespace mc = protocol::memcache;
-  auto cmd = static_cast<mc::Command>(req.command);
   if (req.has(protocol::kFlagBroadcast)) {  // flush_all, stats <group> / reset / detail
-    forward_memcache_broadcast(req);
+    sharded_.memcache_broadcast(req);
     return;
   }
   if (pool().route_kind() != routing::Route::Kind::kShard) {
-    routed_.dispatch_memcache(req);
+    routed_.dispatch_memcache(req);  // session/routed_execution.cpp
     return;
   }
-  if (req.has(protocol::kFlagMultiKey) && req.keys.size() > 1) {
-    forward_memcache_multiget(req);
-    return;
-  }
-  uint32_t server = pool().server_for(req.keys[0]);
-  if (pool().is_down(server)) {
-    ready_slot(pool().down_error(server))->noreply = req.has(protocol::kFlagNoreply);
-    return;
-  }
-  ServerConnection& conn = pool().connection(server, id_, db_);
-  ReplySlot* slot = new_slot(ReplySlot::Kind::kForward);
-  slot->outstanding = 1;
-  slot->noreply = req.has(protocol::kFlagNoreply);
-  append_frame(conn.out(), req);
-  mc::ReplyKind kind = mc::reply_kind(cmd);
-  if (req.flags & (protocol::kFlagMeta | protocol::kFlagQuiet)) [[unlikely]]
-    kind = meta_reply_kind(req, conn.out(), slot);
-  conn.push(shared_from_this(), slot, 0, kind);
-}
-
-protocol::memcache::ReplyKind ClientSession::meta_reply_kind(const Request& req, std::string& out,
-                                                             ReplySlot* slot) {
-  if (!req.has(protocol::kFlagQuiet)) return protocol::memcache::ReplyKind::kMeta;
-  // A quiet meta request: the server answers only what q does not leave out, so an "mn" after
-  // it makes every request answer ("MN", dropped by on_backend_reply): replies stay matched.
-  out.append("mn\r\n");
-  slot->quiet = true;
-  return protocol::memcache::ReplyKind::kMetaQuiet;
-}
-
-void ClientSession::forward_memcache_multiget(const Request& req) {
-  namespace mc = protocol::memcache;
-  PoolRuntime& pool_rt = pool();
-  frag_of_server_.assign(pool_rt.server_count(), -1);
-  frag_servers_.clear();
-  ReplySlot* slot = new_slot(ReplySlot::Kind::kMultiGet);
-  const size_t nkeys = req.keys.size();
-  // The keys are kept as one copy of the line from the first key to the end of the last (keys
-  // separated by spaces) plus each key's length: merge_multiget walks them in order.
-  const std::string_view first = req.keys.front();
-  const std::string_view last = req.keys.back();
-  slot->keys.assign(first.data(), static_cast<size_t>(last.data() + last.size() - first.data()));
-  slot->key_len.resize(nkeys);
-  slot->key_frag.resize(nkeys);
-  frag_counts_.clear();  // bytes of the keys (each with a space) per fragment
-  for (size_t i = 0; i < nkeys; ++i) {
-    const std::string_view key = req.keys[i];
-    slot->key_len[i] = static_cast<uint32_t>(key.size());
-    const uint16_t frag = fragment_of(pool_rt.server_for(key));
-    frag_counts_[frag] += static_cast<uint32_t>(key.size() + 1);
-    slot->key_frag[i] = frag;
-  }
-  size_t nfrags = frag_servers_.size();
-  if (split_hits_down_server(slot)) return;
-  if (nfrags == 1) {
-    // Every key on one server: forward the frame untouched.
-    slot->kind = ReplySlot::Kind::kForward;
-    slot->outstanding = 1;
-    ServerConnection& conn = pool_rt.connection(frag_servers_[0], id_, db_);
-    conn.out().append(req.frame);
-    conn.push(shared_from_this(), slot, 0, mc::ReplyKind::kRetrieval);
-    return;
-  }
-  expect_fragments(slot, nfrags);
-  // "get" or "gat <exptime>": everything before the space that precedes the first key. Each
-  // key is then copied with the space before it (the line has one there), into room made
-  // once per fragment.
-  std::string_view prefix(req.frame.data(), static_cast<size_t>(first.data() - req.frame.data()));
-  prefix.remove_suffix(1);
-  frag_write_.resize(nfrags);
-  for (size_t f = 0; f < nfrags; ++f) {
-    std::string& out = pool_rt.connection(frag_servers_[f], id_, db_).out();
-    const size_t at = out.size();
-    out.resize(at + prefix.size() + frag_counts_[f] + 2);
-    char* w = out.data() + at;
-    std::memcpy(w, prefix.data(), prefix.size());
-    frag_write_[f] = w + prefix.size();
-  }
-  for (size_t i = 0; i < nkeys; ++i) {
-    const std::string_view key = req.keys[i];
-    char*& w = frag_write_[slot->key_frag[i]];
-    std::memcpy(w, key.data() - 1, key.size() + 1);
-    w += key.size() + 1;
-  }
-  auto self = shared_from_this();
-  for (size_t f = 0; f < nfrags; ++f) {
-    std::memcpy(frag_write_[f], "\r\n", 2);
-    pool_rt.connection(frag_servers_[f], id_, db_)
-        .push(self, slot, static_cast<uint16_t>(f), mc::ReplyKind::kRetrieval);
-  }
+  sharded_.dispatch_memcache(req);  // session/sharded_execution.cpp
 }
 
 void ClientSession::expect_fragments(ReplySlot* slot, size_t nfrags) {
@@ -240,43 +138,6 @@ void ClientSession::expect_resp_fragments(ReplySlot* slot, protocol::resp::Merge
   slot->kind = ReplySlot::Kind::kRespMerge;
   slot->merge = merge;
   expect_fragments(slot, nfrags);
-}
-
-bool ClientSession::split_hits_down_server(ReplySlot* slot) {
-  for (uint32_t server : frag_servers_) {
-    if (pool().is_down(server)) {
-      // As when a shard fails: the whole reply is that server's error.
-      slot->kind = ReplySlot::Kind::kReady;
-      slot->data.assign(pool().down_error(server));
-      slot->done = true;
-      return true;
-    }
-  }
-  return false;
-}
-
-void ClientSession::forward_memcache_broadcast(const Request& req) {
-  size_t n = pool().server_count();
-  for (uint32_t s = 0; s < n; ++s) {
-    if (pool().is_down(s)) {
-      ready_slot(pool().down_error(s))->noreply = req.has(protocol::kFlagNoreply);
-      return;
-    }
-  }
-  ReplySlot* slot = new_slot(ReplySlot::Kind::kBroadcast);
-  slot->noreply = req.has(protocol::kFlagNoreply);
-  slot_.counters.fragments += n;
-  slot->outstanding = static_cast<uint32_t>(n);
-  if (slot->frags.size() < n) slot->frags.resize(n);
-  slot->frag_error.assign(n, 0);
-  auto self = shared_from_this();
-  for (uint32_t s = 0; s < n; ++s) {
-    ServerConnection& conn = pool().connection(s, id_, db_);
-    append_frame(conn.out(), req);
-    conn.push(
-        self, slot, static_cast<uint16_t>(s),
-        protocol::memcache::reply_kind(static_cast<protocol::memcache::Command>(req.command)));
-  }
 }
 
 void ClientSession::on_backend_reply(ReplySlot* slot, uint16_t frag, std::string_view bytes,

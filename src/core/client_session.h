@@ -17,6 +17,7 @@
 #include "core/session/dedicated.h"
 #include "core/session/front_end.h"
 #include "core/session/routed_execution.h"
+#include "core/session/sharded_execution.h"
 #include "protocol/memcache/reply_parser.h"
 #include "protocol/memcache/request_parser.h"
 #include "protocol/merge_scratch.h"
@@ -86,6 +87,7 @@ class ClientSession final : public Connection, public ReplySink {
   friend class McBinaryFrontEnd;
   friend class ClusterExecution;
   friend class RoutedExecution;
+  friend class ShardedExecution;
 
   // The pool's current runtime (config reload replaces it between requests).
   PoolRuntime& pool() const;
@@ -97,58 +99,21 @@ class ClientSession final : public Connection, public ReplySink {
   // memcached: the connection's first byte chooses its protocol for life (0x80: binary).
   void choose_front_end();
   std::string_view request_too_large_reply() const override;
-  // The execution of a request a front end handed over: memcached (flush_all broadcast,
-  // replicated/fanout routes, multi-get split, single key) and Redis (broadcast, redis_cluster,
+  // The execution of a request a front end handed over, chosen by the pool's kind: memcached
+  // (broadcast, replicated/fanout routes, sharded) and Redis (broadcast, redis_cluster,
   // replicated/fanout routes, sharded).
   void execute_memcache(const protocol::Request& req);
   void execute_redis(const protocol::resp::CommandInfo& cmd, const protocol::Request& req);
-  void forward_memcache_multiget(const protocol::Request& req);
-  // A meta request's reply kind; a quiet one (flag q) is followed by "mn" in `out` and its slot
-  // marked quiet.
-  protocol::memcache::ReplyKind meta_reply_kind(const protocol::Request& req, std::string& out,
-                                                ReplySlot* slot);
-  void forward_memcache_broadcast(const protocol::Request& req);
-  // Split bookkeeping (frag_of_server_ must be reset, frag_servers_ and frag_counts_ cleared
-  // first): the fragment, one per distinct server, that a server's keys go to; a new fragment
-  // starts with a count of 0. Inline: it runs once per key of a multi-key request.
-  uint16_t fragment_of(uint32_t server) {
-    int32_t frag = frag_of_server_[server];
-    if (frag < 0) {
-      frag = static_cast<int32_t>(frag_servers_.size());
-      frag_of_server_[server] = frag;
-      frag_servers_.push_back(server);
-      frag_counts_.push_back(0);
-    }
-    return static_cast<uint16_t>(frag);
-  }
   // A request split into nfrags parts: one reply expected per part, each stored until merged.
   void expect_fragments(ReplySlot* slot, size_t nfrags);
   // The same for a Redis multi-key split (sharded or redis_cluster): the replies are merged by
   // `merge` (the command's column in the command table).
   void expect_resp_fragments(ReplySlot* slot, protocol::resp::Merge merge, size_t nfrags);
-  // A split touching a down server gets that server's error as its whole reply: true then.
-  bool split_hits_down_server(ReplySlot* slot);
-  // Appends `frame` minus the noreply token (if any) to `out`.
-  static void append_frame(std::string& out, const protocol::Request& req);
-
-  // Redis commands sent to every server (or walked server by server: SCAN).
-  void redis_broadcast(const protocol::resp::CommandInfo& cmd, const protocol::Request& req);
-
-  // A shared connection to `server` for a broadcast (redis_cluster: node `server`).
-  ServerConnection& broadcast_connection(uint32_t server);
 
   // Redis (client_session_redis.cpp).
-  // Routes `cmd` in a sharded pool (ketama / modula / random), or answers it locally.
-  void dispatch_redis_sharded(const protocol::resp::CommandInfo& cmd, const protocol::Request& req);
   void redis_no_key_error(const protocol::resp::CommandInfo& cmd);
   // A same-server command whose keys map to several servers (sharded pools).
   [[gnu::cold]] void crossslot_error(const protocol::resp::CommandInfo& cmd);
-  void redis_split(const protocol::resp::CommandInfo& cmd, const protocol::Request& req);
-  // Appends, RESP-encoded, the part of a split MGET/MSET/DEL/... that fragment `frag` of `slot`
-  // gets: the command name, then its keys (and, with `pairs`, each key's value) in request order.
-  void append_split_part(std::string& out, const ReplySlot* slot, const protocol::Request& req,
-                         size_t frag, bool pairs);
-  void redis_forward(const protocol::Request& req, uint32_t server);
   // To any one server (redis_cluster: any master): its answer is the reply.
   void redis_forward_any(const protocol::Request& req);
   void redis_error(std::string_view message);  // "-<message>\r\n" as the next reply
@@ -173,19 +138,15 @@ class ClientSession final : public Connection, public ReplySink {
   size_t pool_id_;
   PoolClients& clients_;  // outlives the worker threads (and so every session)
   const bool redis_;
-  std::unique_ptr<FrontEnd> front_;         // the client protocol's side (session/*_front_end.*)
-  DedicatedConnections dedicated_{*this};   // Redis: the client's own backend connections
-  ClusterExecution cluster_{*this};         // redis_cluster pools' execution
-  RoutedExecution routed_{*this};           // replicated and fanout pools' execution
-  bool front_chosen_ = false;               // the first byte has chosen the front end
-  std::vector<uint32_t> key_idx_;           // scratch: key argument indices of a request
-  std::vector<std::string_view> sub_args_;  // scratch: arguments of one split sub-command
+  std::unique_ptr<FrontEnd> front_;        // the client protocol's side (session/*_front_end.*)
+  DedicatedConnections dedicated_{*this};  // Redis: the client's own backend connections
+  ClusterExecution cluster_{*this};        // redis_cluster pools' execution
+  RoutedExecution routed_{*this};          // replicated and fanout pools' execution
+  ShardedExecution sharded_{*this};        // sharded pools' execution, broadcasts
+  bool front_chosen_ = false;              // the first byte has chosen the front end
+  std::vector<uint32_t> key_idx_;          // scratch: key argument indices of a request
   protocol::Request req_;
-  std::vector<int32_t> frag_of_server_;       // scratch for splitting, -1 = unused
-  std::vector<uint32_t> frag_servers_;        // scratch: fragment -> server index
-  std::vector<uint32_t> frag_counts_;         // scratch: fragment -> keys (or key bytes) sent to it
-  std::vector<size_t> frag_bytes_;            // scratch: fragment -> bytes of its arguments
-  std::vector<char*> frag_write_;             // scratch: fragment -> where its next bytes go
+  std::vector<uint32_t> frag_servers_;        // scratch: fragment -> server (or hash slot)
   std::vector<std::string_view> frag_views_;  // scratch: the fragments being merged
   std::vector<std::span<const size_t>> frag_mark_views_;  // scratch: and their scan marks
   protocol::MergeScratch merge_scratch_;                  // scratch of the merge units

@@ -19,13 +19,6 @@ namespace resp = protocol::resp;
 using protocol::Request;
 using resp::Routing;
 
-namespace {
-
-// SCAN cursors: a backend cursor (up to 64 bits) times the server count plus the position.
-__extension__ typedef unsigned __int128 U128;
-
-}  // namespace
-
 void ClientSession::redis_error(std::string_view message) {
   ReplySlot* slot = ready_slot("-");
   slot->data.append(message);
@@ -103,49 +96,9 @@ void ClientSession::redis_no_key_error(const resp::CommandInfo& cmd) {
       " names no key, so there is no server to route it to (pass at least one key)\r\n");
 }
 
-__attribute__((always_inline)) inline void ClientSession::dispatch_redis_sharded(
-    const resp::CommandInfo& cmd, const Request& req) {
-  const auto& args = req.args;
-  switch (cmd.routing) {
-    case Routing::kBroadcast:
-    case Routing::kLocal:
-    case Routing::kRejected:
-      return;  // handled by execute_redis / the front end
-    case Routing::kNoKeyForward:
-      // Any server gives the right answer.
-      redis_forward(req, static_cast<uint32_t>(id_ % pool().server_count()));
-      return;
-    case Routing::kSingleKey:
-      if (key_idx_.empty()) break;
-      redis_forward(req, pool().server_for(args[key_idx_[0]]));
-      return;
-    case Routing::kMultiKeySplit:
-      if (key_idx_.empty()) break;
-      redis_split(cmd, req);
-      return;
-    case Routing::kSameServer: {
-      if (key_idx_.empty()) break;
-      uint32_t server = pool().server_for(args[key_idx_[0]]);
-      for (size_t i = 1; i < key_idx_.size(); ++i) {
-        if (pool().server_for(args[key_idx_[i]]) != server) {
-          crossslot_error(cmd);
-          return;
-        }
-      }
-      redis_forward(req, server);
-      return;
-    }
-  }
-  if (pool().server_count() == 1) {
-    redis_forward(req, 0);  // one server: a command without keys still has its server
-    return;
-  }
-  redis_no_key_error(cmd);
-}
-
 void ClientSession::execute_redis(const resp::CommandInfo& cmd, const Request& req) {
   if (cmd.routing == Routing::kBroadcast) {
-    redis_broadcast(cmd, req);
+    sharded_.redis_broadcast(cmd, req);  // every pool kind
     return;
   }
   if (pool().cluster() != nullptr) {
@@ -160,29 +113,7 @@ void ClientSession::execute_redis(const resp::CommandInfo& cmd, const Request& r
     routed_.dispatch_redis(cmd, req);  // session/routed_execution.cpp
     return;
   }
-  dispatch_redis_sharded(cmd, req);
-}
-
-// Multibulk frames are forwarded byte for byte; an inline command (typed by hand) is re-encoded
-// as multibulk so the backend sees exactly the arguments dproxy routed on.
-static void append_request(std::string& out, const Request& req) {
-  if (!req.frame.empty() && req.frame[0] == '*') {
-    out.append(req.frame);
-  } else {
-    resp::append_command(out, req.args);
-  }
-}
-
-void ClientSession::redis_forward(const Request& req, uint32_t server) {
-  if (pool().is_down(server)) {
-    ready_slot(pool().down_error(server));
-    return;
-  }
-  ServerConnection& conn = pool().connection(server, id_, db_, resp3_);
-  ReplySlot* slot = new_slot(ReplySlot::Kind::kForward);
-  slot->outstanding = 1;
-  append_request(conn.out(), req);
-  conn.push(shared_from_this(), slot, 0, protocol::memcache::ReplyKind::kLine);
+  sharded_.dispatch_redis(cmd, req);  // session/sharded_execution.cpp
 }
 
 void ClientSession::redis_forward_any(const Request& req) {
@@ -197,173 +128,11 @@ void ClientSession::redis_forward_any(const Request& req) {
     return;
   }
   if (pool().route_kind() != routing::Route::Kind::kShard) {
-    redis_forward(req, pool().first_child_servers()[id_ % pool().first_child_servers().size()]);
+    sharded_.redis_forward(req,
+                           pool().first_child_servers()[id_ % pool().first_child_servers().size()]);
     return;
   }
-  redis_forward(req, static_cast<uint32_t>(id_ % pool().server_count()));
-}
-
-void ClientSession::append_split_part(std::string& out, const ReplySlot* slot, const Request& req,
-                                      size_t frag, bool pairs) {
-  const auto& args = req.args;
-  sub_args_.clear();
-  sub_args_.push_back(args[0]);
-  for (size_t i = 0; i < key_idx_.size(); ++i) {
-    if (slot->key_frag[i] != frag) continue;
-    sub_args_.push_back(args[key_idx_[i]]);
-    if (pairs) sub_args_.push_back(args[key_idx_[i] + 1]);
-  }
-  resp::append_command(out, sub_args_);
-}
-
-void ClientSession::redis_split(const resp::CommandInfo& cmd, const Request& req) {
-  const auto& args = req.args;
-  const bool pairs = resp::key_value_pairs(cmd);  // MSET k v [k v ...]: a key's value follows it
-  PoolRuntime& pool_rt = pool();
-  frag_of_server_.assign(pool_rt.server_count(), -1);
-  frag_servers_.clear();
-  frag_counts_.clear();
-  ReplySlot* slot = new_slot(ReplySlot::Kind::kRespMerge);
-  const size_t nkeys = key_idx_.size();
-  slot->key_frag.resize(nkeys);
-  for (size_t i = 0; i < nkeys; ++i) {
-    const uint16_t frag = fragment_of(pool_rt.server_for(args[key_idx_[i]]));
-    ++frag_counts_[frag];
-    slot->key_frag[i] = frag;
-  }
-  const size_t nfrags = frag_servers_.size();
-  if (split_hits_down_server(slot)) return;
-  if (nfrags == 1) {
-    slot->kind = ReplySlot::Kind::kForward;
-    slot->outstanding = 1;
-    ServerConnection& conn = pool_rt.connection(frag_servers_[0], id_, db_, resp3_);
-    append_request(conn.out(), req);
-    conn.push(shared_from_this(), slot, 0, protocol::memcache::ReplyKind::kLine);
-    return;
-  }
-  expect_resp_fragments(slot, cmd.merge, nfrags);
-  auto self = shared_from_this();
-  if (req.frame.empty() || req.frame[0] != '*') {
-    // An inline command: each part is encoded from the arguments.
-    for (size_t f = 0; f < nfrags; ++f) {
-      ServerConnection& conn = pool_rt.connection(frag_servers_[f], id_, db_, resp3_);
-      append_split_part(conn.out(), slot, req, f, pairs);
-      conn.push(self, slot, static_cast<uint16_t>(f), protocol::memcache::ReplyKind::kLine);
-    }
-    return;
-  }
-  // A multibulk frame: every argument is "$<len>\r\n<bytes>\r\n", one after the other, so a
-  // part is a new count line, then the command name's and its keys' (and values') encodings
-  // copied byte for byte from the frame.
-  // NOTE: relies on args being views into the contiguous frame, in order (RequestParser).
-  const auto bulk_end = [&](size_t idx) { return args[idx].data() + args[idx].size() + 2; };
-  const char* name_start =
-      static_cast<const char*>(std::memchr(req.frame.data(), '\n', req.frame.size())) + 1;
-  const std::string_view name_bulk(name_start, static_cast<size_t>(bulk_end(0) - name_start));
-  // The bytes of each part's arguments, to make room once per part and copy into it.
-  frag_bytes_.assign(nfrags, 0);
-  for (size_t i = 0; i < nkeys; ++i) {
-    const uint32_t idx = key_idx_[i];
-    frag_bytes_[slot->key_frag[i]] +=
-        static_cast<size_t>(bulk_end(pairs ? idx + 1 : idx) - bulk_end(idx - 1));
-  }
-  frag_write_.resize(nfrags);
-  for (size_t f = 0; f < nfrags; ++f) {
-    std::string& out = pool_rt.connection(frag_servers_[f], id_, db_, resp3_).out();
-    resp::append_array_header(out, 1 + frag_counts_[f] * (pairs ? 2 : 1));
-    const size_t at = out.size();
-    out.resize(at + name_bulk.size() + frag_bytes_[f]);
-    char* w = out.data() + at;
-    std::memcpy(w, name_bulk.data(), name_bulk.size());
-    frag_write_[f] = w + name_bulk.size();
-  }
-  for (size_t i = 0; i < nkeys; ++i) {
-    const uint32_t idx = key_idx_[i];
-    const char* start = bulk_end(idx - 1);
-    const auto n = static_cast<size_t>(bulk_end(pairs ? idx + 1 : idx) - start);
-    char*& w = frag_write_[slot->key_frag[i]];
-    std::memcpy(w, start, n);
-    w += n;
-  }
-  for (size_t f = 0; f < nfrags; ++f) {
-    pool_rt.connection(frag_servers_[f], id_, db_, resp3_)
-        .push(self, slot, static_cast<uint16_t>(f), protocol::memcache::ReplyKind::kLine);
-  }
-}
-
-void ClientSession::redis_broadcast(const resp::CommandInfo& cmd, const Request& req) {
-  const std::string_view name = cmd.name;
-  // (SCRIPT LOAD / FLUSH / KILL carry no write flag, but change or stop every server's scripts.)
-  const bool write = cmd.has(resp::kCmdWrite) || name == "script|load" || name == "script|flush" ||
-                     name == "script|kill" || name == "function|kill";
-  // Writes reach every server; reads ask one copy of the data: every server of a sharded pool,
-  // the first child's servers of a replicated or fanout pool.
-  frag_servers_.clear();
-  if (pool().cluster() != nullptr) {
-    frag_servers_ = pool().cluster()->masters();  // redis_cluster: every master
-  } else if (write || pool().route_kind() == routing::Route::Kind::kShard) {
-    for (uint32_t i = 0; i < pool().server_count(); ++i) frag_servers_.push_back(i);
-  } else {
-    frag_servers_ = pool().first_child_servers();
-  }
-  for (uint32_t server : frag_servers_) {
-    if (pool().cluster() == nullptr && pool().is_down(server)) {
-      ready_slot(pool().down_error(server));
-      return;
-    }
-  }
-  const auto n = static_cast<uint32_t>(frag_servers_.size());
-
-  if (cmd.merge == resp::Merge::kScanCursor) {
-    // The client's cursor = backend cursor * n + server position (see README); 0 starts at the
-    // first server and a reply of 0 means every server was walked.
-    U128 cursor = 0;
-    for (char c : req.args[1]) {
-      if (c < '0' || c > '9' || cursor > (~static_cast<U128>(0)) / 10 - 10) {
-        redis_error("ERR invalid cursor");
-        return;
-      }
-      cursor = cursor * 10 + static_cast<unsigned>(c - '0');
-    }
-    const auto position = static_cast<uint32_t>(cursor % n);
-    const U128 backend = cursor / n;
-    if (req.args[1].empty() || backend > UINT64_MAX) {
-      redis_error("ERR invalid cursor");
-      return;
-    }
-    std::string backend_cursor = std::to_string(static_cast<uint64_t>(backend));
-    args_scratch_.assign(req.args.begin(), req.args.end());
-    args_scratch_[1] = backend_cursor;
-    ReplySlot* slot = new_slot(ReplySlot::Kind::kRespMerge);
-    slot->merge = cmd.merge;
-    slot->child = position;
-    slot->tried = n;
-    slot->outstanding = 1;
-    if (slot->frags.empty()) slot->frags.resize(1);
-    slot->frag_error.assign(1, 0);
-    ServerConnection& conn = broadcast_connection(frag_servers_[position]);
-    resp::append_command(conn.out(), args_scratch_);
-    conn.push(shared_from_this(), slot, 0, protocol::memcache::ReplyKind::kLine);
-    return;
-  }
-  ReplySlot* slot = new_slot(ReplySlot::Kind::kRespMerge);
-  slot->merge = cmd.merge;
-  slot->child = static_cast<uint32_t>(read_turn_++ % n);  // RANDOMKEY: where to start looking
-  slot->outstanding = n;
-  if (slot->frags.size() < n) slot->frags.resize(n);
-  slot->frag_error.assign(n, 0);
-  auto self = shared_from_this();
-  for (uint32_t f = 0; f < n; ++f) {
-    ServerConnection& conn = broadcast_connection(frag_servers_[f]);
-    append_request(conn.out(), req);
-    conn.push(self, slot, static_cast<uint16_t>(f), protocol::memcache::ReplyKind::kLine);
-  }
-}
-
-ServerConnection& ClientSession::broadcast_connection(uint32_t server) {
-  ClusterRuntime* cluster = pool().cluster();
-  return cluster != nullptr ? cluster->connection(server, id_, resp3_)
-                            : pool().connection(server, id_, db_, resp3_);
+  sharded_.redis_forward(req, static_cast<uint32_t>(id_ % pool().server_count()));
 }
 
 void ClientSession::cluster_retry(ReplySlot* slot, uint16_t frag) {

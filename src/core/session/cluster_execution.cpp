@@ -151,7 +151,7 @@ void ClusterExecution::split(const resp::CommandInfo& cmd, const Request& req, b
   fragments(slot, nfrags);
   const uint64_t spread = s_.read_turn_++;
   for (size_t f = 0; f < nfrags; ++f) {
-    s_.append_split_part(slot->frag_frames[f], slot, req, f, pairs);
+    s_.sharded_.append_split_part(slot->frag_frames[f], slot, req, f, pairs);
     const auto hslot = static_cast<uint16_t>(s_.frag_servers_[f]);
     slot->frag_hslot[f] = hslot;
     send(slot, static_cast<uint16_t>(f), cluster.node_for(hslot, read, spread), false);

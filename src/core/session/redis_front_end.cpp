@@ -208,7 +208,7 @@ void RedisFrontEnd::reject(const resp::CommandInfo& cmd, const Request& req) {
       pool.cluster() == nullptr && pool.route_kind() == routing::Route::Kind::kShard;
   if (sharded && pool.server_count() == 1 && transparent(cmd)) {
     // A pool of one server: no placement can be wrong, so it answers as itself.
-    s_.redis_forward(req, 0);
+    s_.sharded_.redis_forward(req, 0);
     return;
   }
   // Sharded and redis_cluster pools run what needs one server.

@@ -405,7 +405,8 @@ void RoutedExecution::dispatch_memcache(const Request& req) {
   std::string_view frame = req.frame;
   const bool quiet = req.has(protocol::kFlagQuiet);
   if (quiet) {
-    // As in execute_memcache: an "mn" after the request, its "MN" dropped from every reply.
+    // As in ShardedExecution::dispatch_memcache: an "mn" after the request, its "MN" dropped from
+    // every reply.
     frame_.assign(frame);
     frame_.append("mn\r\n");
     frame = frame_;
