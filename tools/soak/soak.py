@@ -15,6 +15,7 @@ import os
 import random
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -77,7 +78,15 @@ class Soak:
         self.spare = [p.memcached() for _ in range(2)]  # the reloaded pool's servers
         self.cluster = p.redis_cluster(masters=3, replicas=1)
         self.ports = {name: free_port() for name in
-                      ("mc", "redis", "repl", "cluster", "jobs", "reload")}
+                      ("mc", "redis", "repl", "cluster", "jobs", "reload", "tls")}
+        # The TLS pool's certificate: self-signed for 127.0.0.1, made with the openssl CLI.
+        self.cert = os.path.join(p.tmp.name, "soak-cert.pem")
+        self.key = os.path.join(p.tmp.name, "soak-key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                        "-subj", "/CN=dproxy-soak", "-addext", f"subjectAltName=IP:{HOST}",
+                        "-keyout", self.key, "-out", self.cert],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.tls_client = ssl.create_default_context(cafile=self.cert)
         self.losses = {"mc": PoolLosses(), "redis": PoolLosses(), "repl": PoolLosses(2),
                        "cluster": PoolLosses()}
         self.pools = self.config(reload_servers=1)
@@ -103,6 +112,11 @@ class Soak:
             "cluster": {"protocol": "redis", "listen": listen("cluster"),
                         "policy": "redis_cluster", "timeout_ms": 1000,
                         "servers": [f"{HOST}:{n.port}" for n in self.cluster.nodes[:3]]},
+            # The Redis pool's servers again, behind a TLS listener (reloads load its
+            # certificate again).
+            "tls": {"protocol": "redis", "listen": listen("tls"), "policy": "modula",
+                    "hash_tag": "{}", **common, "tls": {"cert": self.cert, "key": self.key},
+                    "servers": [f"{HOST}:{s.port}:1" for s in self.rd]},
             "jobs": {"protocol": "redis", "listen": listen("jobs"), "timeout_ms": 1000,
                      "servers": [f"{HOST}:{self.jobs_server.port}"]},
             "reload": {"protocol": "memcached", "listen": listen("reload"), "policy": "ketama",
@@ -306,6 +320,8 @@ class Soak:
                      lambda t: True),
             w.RedisKV(self.verdict, self.ports["redis"], seeds.random(), deadline, "r3kv",
                       lost["redis"], resp3=True),
+            w.RedisKV(self.verdict, self.ports["tls"], seeds.random(), deadline, "tkv",
+                      lost["redis"], tls=self.tls_client),
         ]
         clients[2].name = "mc-replicated"
         clients[4].name = "redis-cluster"
@@ -313,6 +329,7 @@ class Soak:
         clients[5].stale_ok = True
         clients[4].stale_after_loss = True
         clients[7].name = "redis-resp3"
+        clients[8].name = "redis-tls"
         ps = w.PubSub(self.verdict, self.ports["redis"], seeds.random(), deadline, "soak-chan")
         jobs = w.Jobs(self.verdict, self.ports["jobs"], seeds.random(), deadline, "soak-jobs")
         threads = [threading.Thread(target=c.run, name=c.name) for c in clients]

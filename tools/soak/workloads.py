@@ -8,6 +8,7 @@ libraries resubscribe).
 """
 import random
 import socket
+import ssl
 import struct
 import time
 
@@ -59,7 +60,7 @@ class Client:
             except socket.timeout:
                 self.verdict.fail(self.name, "unanswered", f"no reply within {REPLY_LIMIT} s")
                 self.drop()
-            except (EOFError, ConnectionResetError, BrokenPipeError) as e:
+            except (EOFError, ConnectionResetError, BrokenPipeError, ssl.SSLError) as e:
                 if fresh:  # a new connection over client_connections (a burst): closed at once
                     self.verdict.count(self.name, "errors (allowed)")
                     time.sleep(0.2)
@@ -319,10 +320,11 @@ class RedisKV(Client):
 
     name = "redis"
 
-    def __init__(self, *args, tagged=False, resp3=False, **kw):
+    def __init__(self, *args, tagged=False, resp3=False, tls=None, **kw):
         super().__init__(*args, **kw)
         self.tagged = tagged
         self.resp3 = resp3
+        self.tls = tls  # an ssl.SSLContext: the pool's listener speaks TLS
         if tagged:  # a cluster: multi-key commands need one slot
             for i, k in enumerate(self.keys):
                 k.name = "{%s:%d}%s" % (k.name.rsplit(":", 1)[0], i // 8, k.name)
@@ -333,7 +335,10 @@ class RedisKV(Client):
     def connect(self):
         if self.resp3:
             return Resp3Client(self.port, timeout=REPLY_LIMIT)
-        return RespClient(self.port, timeout=REPLY_LIMIT)
+        c = RespClient(self.port, timeout=REPLY_LIMIT)
+        if self.tls is not None:  # the handshake, within the socket's timeout
+            c.sock = self.tls.wrap_socket(c.sock, server_hostname=HOST)
+        return c
 
     def group(self):
         if not self.tagged:
