@@ -22,6 +22,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "core/proxy.h"
+#include "core/tls_memory.h"
 
 namespace {
 
@@ -415,6 +416,8 @@ int serve(Options& o, dproxy::core::Config config) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // First, before anything can make OpenSSL allocate: its heap is counted for the stats.
+  dproxy::core::install_tls_memory_accounting();
   Options o;
   if (int rc = parse_command_line(argc, argv, o); rc != kContinue) return rc;
   if (!o.print_config.empty()) return print_config_file(o.print_config);

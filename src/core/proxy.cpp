@@ -15,6 +15,7 @@
 #include "core/stats.h"
 #include "core/stats_server.h"
 #include "core/tls_context.h"
+#include "core/tls_memory.h"
 
 namespace dproxy::core {
 
@@ -185,6 +186,7 @@ void Proxy::collect_stats(asio::any_io_executor executor, StatsCallback done) {
   g->info.heap_used_bytes = heap.uordblks;
   g->info.heap_free_bytes = heap.fordblks;
   g->info.memory_trims = memory_trims_.load();
+  g->info.tls_bytes = tls_memory_bytes();
   for (size_t i = 0; i < workers_.size(); ++i) {
     Worker* worker = workers_[i].get();
     asio::post(worker->io(), [g, worker, i] {

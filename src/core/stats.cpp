@@ -130,6 +130,7 @@ std::string format_stats_json(const StatsSnapshot& s, const ProcessInfo& p) {
   doc["memory_reply_slots"] = s.memory.reply_slots;
   doc["memory_reply_slot_bytes"] = s.memory.reply_slot_bytes;
   doc["memory_backend_buffer_bytes"] = s.memory.backend_buffer_bytes;
+  doc["memory_tls_bytes"] = p.tls_bytes;
   for (const PoolStats& pool : s.pools) {
     nlohmann::ordered_json j;
     j["client_eof"] = pool.client_eof;
@@ -303,7 +304,7 @@ void write_process_metrics(PromWriter& w, const StatsSnapshot& s, const ProcessI
   w.line("dproxy_config_reload_failures_total", "", p.reload_failures);
   w.header("dproxy_memory_bytes", "gauge",
            "Memory by component: rss, heap_used, heap_free (held by the allocator), buffer_pool, "
-           "client_buffers, reply_slots, backend_buffers.");
+           "client_buffers, reply_slots, backend_buffers, tls (OpenSSL's heap).");
   w.line("dproxy_memory_bytes", "component=\"rss\"", p.rss_bytes);
   w.line("dproxy_memory_bytes", "component=\"heap_used\"", p.heap_used_bytes);
   w.line("dproxy_memory_bytes", "component=\"heap_free\"", p.heap_free_bytes);
@@ -311,6 +312,7 @@ void write_process_metrics(PromWriter& w, const StatsSnapshot& s, const ProcessI
   w.line("dproxy_memory_bytes", "component=\"client_buffers\"", s.memory.client_buffer_bytes);
   w.line("dproxy_memory_bytes", "component=\"reply_slots\"", s.memory.reply_slot_bytes);
   w.line("dproxy_memory_bytes", "component=\"backend_buffers\"", s.memory.backend_buffer_bytes);
+  w.line("dproxy_memory_bytes", "component=\"tls\"", p.tls_bytes);
   w.header("dproxy_reply_slots", "gauge", "Reply slots allocated by client connections.");
   w.line("dproxy_reply_slots", "", s.memory.reply_slots);
   w.header("dproxy_memory_trims_total", "counter",

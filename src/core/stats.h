@@ -182,6 +182,7 @@ struct ProcessInfo {
   uint64_t heap_used_bytes = 0;  // memory allocated and not freed (glibc's malloc)
   uint64_t heap_free_bytes = 0;  // freed memory the allocator still holds
   uint64_t memory_trims = 0;     // times the allocator was asked to give memory back
+  uint64_t tls_bytes = 0;        // heap OpenSSL holds (core/tls_memory.h)
 };
 
 // twemproxy's stats document (one JSON object; see the README).
