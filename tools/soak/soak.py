@@ -435,6 +435,13 @@ def main():
     if args.seed is None:
         args.seed = random.SystemRandom().randrange(1 << 31)
     print(f"soak: {args.minutes} minutes, seed {args.seed}, {args.dproxy}", flush=True)
+
+    # SIGTERM and SIGINT (even when the shell started the soak in the background, with SIGINT
+    # ignored) end the run through the `finally` below, so every process it started is killed.
+    def interrupted(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGINT, interrupted)
     soak = Soak(args)
     try:
         ok = soak.run()
