@@ -114,6 +114,11 @@ void Worker::snapshot(StatsSnapshot& out) const {
     p.server_tls_handshakes = c.server_tls_handshakes;
     p.server_tls_handshake_failures = c.server_tls_handshake_failures;
     p.server_tls_connections = c.server_tls_connections;
+    if (index_ == 0) {
+      // The pool's probes and slot map queries, counted once for the process (shared health).
+      p.server_tls_handshakes += rt.health().oneshot_handshakes();
+      p.server_tls_handshake_failures += rt.health().oneshot_handshake_failures();
+    }
     p.server_ejects = rt.health_ejects();
     if (config.route.policy == "redis_cluster") {
       const ClusterStats& cs = slot.runtime->health().cluster;

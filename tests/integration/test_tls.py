@@ -552,6 +552,33 @@ class BothSidesAndProbesTest(unittest.TestCase):
         finally:
             procs.close()
 
+    def test_probe_handshakes_counted(self):
+        # A backend whose certificate dproxy does not trust: the data connection's handshake
+        # fails, the server is marked down, and from then on only the health probes handshake
+        # (every 200 ms): their failures are counted too, with no client request.
+        procs = Processes()
+        try:
+            certs = Certs(procs.tmp.name)
+            mc = memcached_tls(procs, *certs.make("memcached", ca="evil"))
+            port = free_port()
+            proxy = Dproxy(procs, ARGS.dproxy, {
+                "mc": {"protocol": "memcached", "listen": f"{HOST}:{port}",
+                       "server_failure_limit": 1, "server_retry_timeout_ms": 200,
+                       "auto_eject_hosts": True, "servers": [f"{HOST}:{mc.port}:1"],
+                       "server_tls": {"ca": certs.path("ca.pem")}},
+            })
+            c = harness.RawClient(port)
+            c.send(b"get k\r\n")
+            self.assertIn(b"SERVER_ERROR", c.read_line())
+            c.close()
+            failures = lambda: proxy.stats()["mc"]["server_tls_handshake_failures"]  # noqa: E731
+            first = failures()
+            self.assertGreaterEqual(first, 1)
+            self.assertTrue(wait_for(lambda: failures() >= first + 3, 10), (first, failures()))
+            self.assertEqual(proxy.stats()["mc"]["server_tls_handshakes"], 0)
+        finally:
+            procs.close()
+
     @staticmethod
     def _get_error(client):
         try:
@@ -610,7 +637,7 @@ class ClusterTest(unittest.TestCase):
             # One seed only: the other two masters are found through CLUSTER SLOTS.
             proxy = Dproxy(procs, ARGS.dproxy, {
                 "cl": {"protocol": "redis", "listen": f"{HOST}:{port}", "policy": "redis_cluster",
-                       "servers": [f"{HOST}:{nodes[0].port}:1"],
+                       "servers": [f"{HOST}:{nodes[0].port}:1"], "cluster_refresh_ms": 100,
                        "server_tls": {"ca": ca}},
             })
             import redis
@@ -628,6 +655,10 @@ class ClusterTest(unittest.TestCase):
             stats = proxy.stats()["cl"]
             self.assertGreaterEqual(stats["server_tls_handshakes"], 3)
             self.assertEqual(stats["server_tls_handshake_failures"], 0)
+            # The slot map queries (every 100 ms here) handshake too, and are counted.
+            before = stats["server_tls_handshakes"]
+            self.assertTrue(wait_for(
+                lambda: proxy.stats()["cl"]["server_tls_handshakes"] >= before + 3, 10))
         finally:
             procs.close()
 

@@ -233,7 +233,12 @@ void ClusterRuntime::query(size_t i) {
   std::make_shared<OneshotExchange>(
       worker_.io(), nodes_[node]->endpoint, query_, query_replies_, Protocol::kRedis, limit,
       kMaxQueryReplyBytes,
-      OneshotExchange::Tls{config_.server_tls.enabled, slot_.tls, nodes_[node]->host},
+      OneshotExchange::Tls{config_.server_tls.enabled, slot_.tls, nodes_[node]->host,
+                           [this, alive = alive_](bool ok) {
+                             if (!*alive) return;
+                             ++(ok ? slot_.counters.server_tls_handshakes
+                                   : slot_.counters.server_tls_handshake_failures);
+                           }},
       [this, alive = alive_, node, i](OneshotExchange::Outcome outcome, std::string_view reply) {
         if (!*alive) return;
         if (outcome != OneshotExchange::Outcome::kReply) {

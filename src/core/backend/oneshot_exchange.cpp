@@ -39,6 +39,7 @@ void OneshotExchange::run() {
     prepare_backend_ssl(self->stream_->native_handle(), *contexts, self->tls_.host);
     self->stream_->async_handshake(
         asio::ssl::stream_base::client, [self](const asio::error_code& err) {
+          if (self->tls_.on_handshake) self->tls_.on_handshake(!err);
           if (err)
             return self->finish(
                 Outcome::kFailed,

@@ -39,6 +39,8 @@ class OneshotExchange : public std::enable_shared_from_this<OneshotExchange> {
     bool wanted = false;
     std::shared_ptr<const PoolTls> contexts;
     std::string host;
+    // Told whether the handshake succeeded (the stats count it); may be empty.
+    std::function<void(bool ok)> on_handshake;
   };
 
   OneshotExchange(asio::io_context& io, asio::generic::stream_protocol::endpoint endpoint,

@@ -31,6 +31,7 @@ class PoolRuntime {
 
   const PoolConfig& config() const { return config_; }
   PoolHealth& health() { return health_; }
+  const PoolHealth& health() const { return health_; }
   uint64_t health_ejects() const { return health_.ejects(); }
   // Appends one entry per server (this worker's connections only).
   void server_stats(std::vector<ServerStats>& out) const;

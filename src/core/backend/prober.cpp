@@ -28,10 +28,13 @@ void probe(asio::io_context& io, std::shared_ptr<PoolHealth> health, size_t inde
   auto limit = std::chrono::milliseconds(
       config.connect_timeout_ms +
       (config.timeout_ms != 0 ? config.timeout_ms : config.connect_timeout_ms));
+  // A copy of `health` of its own (the done callback below takes `health` itself).
+  auto count_handshake = [counted = health](bool ok) { counted->count_oneshot_handshake(ok); };
   // No size limit: the time limit bounds what a probe reads.
   std::make_shared<OneshotExchange>(
       io, endpoint, std::move(request), replies, config.protocol, limit, SIZE_MAX,
-      OneshotExchange::Tls{config.server_tls.enabled, std::move(tls), config.servers[index].host},
+      OneshotExchange::Tls{config.server_tls.enabled, std::move(tls), config.servers[index].host,
+                           std::move(count_handshake)},
       [health = std::move(health), index, redis](OneshotExchange::Outcome outcome,
                                                  std::string_view text) {
         using Outcome = OneshotExchange::Outcome;

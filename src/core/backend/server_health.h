@@ -70,6 +70,19 @@ class PoolHealth {
   }
   // Times a server of this pool was marked down (stats: server_ejects).
   uint64_t ejects() const { return ejects_.load(std::memory_order_relaxed); }
+  // TLS handshakes of the pool's short-lived connections (health probes on the main thread,
+  // redis_cluster slot map queries on the workers): counted in server_tls_handshakes /
+  // server_tls_handshake_failures.
+  void count_oneshot_handshake(bool ok) {
+    (ok ? oneshot_handshakes_ : oneshot_handshake_failures_)
+        .fetch_add(1, std::memory_order_relaxed);
+  }
+  uint64_t oneshot_handshakes() const {
+    return oneshot_handshakes_.load(std::memory_order_relaxed);
+  }
+  uint64_t oneshot_handshake_failures() const {
+    return oneshot_handshake_failures_.load(std::memory_order_relaxed);
+  }
   // redis_cluster pools: the cluster figures (INFO; see cluster_stats.h).
   ClusterStats cluster;
 
@@ -83,6 +96,8 @@ class PoolHealth {
   std::shared_ptr<const PoolConfig> config_;
   std::unique_ptr<ServerHealth[]> servers_;
   std::atomic<uint64_t> ejects_{0};
+  std::atomic<uint64_t> oneshot_handshakes_{0};
+  std::atomic<uint64_t> oneshot_handshake_failures_{0};
   std::atomic<uint64_t> generation_{0};
 };
 
