@@ -199,6 +199,9 @@ void ClientSession::on_backend_reply(ReplySlot* slot, uint16_t frag, std::string
 }
 
 void ClientSession::on_dedicated_reply(ReplySlot* slot, std::string_view bytes) {
+  if (!slot->frame.empty() && !bytes.empty() && bytes[0] == '-' &&
+      dedicated_.follow_redirect(slot, bytes))
+    return;
   const uint32_t server = slot->child;
   slot->outstanding = 0;
   hold_buffer(slot->data, bytes.size()).assign(bytes);

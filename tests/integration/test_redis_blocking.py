@@ -141,6 +141,39 @@ class BlockingTest(harness.PoolsTestMixin, unittest.TestCase):
         self.assertEqual(c.read_reply(), b"job")
         self.assertEqual(other.call("LRANGE", key + "dst", "0", "-1"), [b"job"])
 
+    def test_cluster_slot_moved_under_a_block(self):
+        # A BLPOP waits in a cluster pool while its key's slot moves to another master: the old
+        # master unblocks it with -MOVED, and dproxy sends it again to the new master (the client
+        # never sees the redirection), where the next push wakes it.
+        from harness import _cluster_cmd
+        key = "{" + self.prefix + "moving}q"
+        slot = _cluster_cmd(self.cluster.nodes[0].port, "CLUSTER", "KEYSLOT", key)
+        src, _ = self.cluster.master_of(slot)
+        dst = next(m for m in self.cluster.masters() if m != src)
+        c = self.raw("cluster")
+        c.send(resp_command("BLPOP", key, "20"))
+        self.assertTrue(wait_for(lambda: int(info_clients(src)["blocked_clients"]) >= 1, 10))
+        src_id, dst_id = self.cluster.node_id(src), self.cluster.node_id(dst)
+        try:
+            self.assertEqual(_cluster_cmd(dst, "CLUSTER", "SETSLOT", slot, "IMPORTING", src_id),
+                             b"OK")
+            self.assertEqual(_cluster_cmd(src, "CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id),
+                             b"OK")
+            for n in self.cluster.nodes:
+                self.assertEqual(_cluster_cmd(n.port, "CLUSTER", "SETSLOT", slot, "NODE", dst_id),
+                                 b"OK")
+            # Re-sent to the new master: blocked there now.
+            self.assertTrue(wait_for(
+                lambda: int(info_clients(dst)["blocked_clients"]) >= 1, 10))
+            other = self.raw("cluster")
+            self.assertEqual(other.call("RPUSH", key, "job"), 1)
+            self.assertEqual(c.read_reply(), [key.encode(), b"job"])
+            self.assertGreaterEqual(self.proxy.stats()["cluster"]["cluster_moved"], 1)
+        finally:
+            # The slot goes home, so the other tests see the map they started with.
+            for n in self.cluster.nodes:
+                _cluster_cmd(n.port, "CLUSTER", "SETSLOT", slot, "NODE", src_id)
+
     def test_xread_and_xreadgroup_with_block(self):
         for pool in ("ketama", "cluster"):
             with self.subTest(pool=pool):

@@ -40,7 +40,7 @@ void DedicatedConnections::close_later(ClientSession& s, std::unique_ptr<ServerC
   s.worker_.drop_later(std::move(conn));
 }
 
-DedicatedConnections::Lease* DedicatedConnections::get(uint32_t server) {
+DedicatedConnections::Lease* DedicatedConnections::get(uint32_t server, bool answer_limit) {
   const int32_t db = s_.pool().cluster() != nullptr ? -1 : s_.db_;
   const bool resp3 = s_.resp3_;
   for (auto& lease : leases_) {
@@ -48,6 +48,7 @@ DedicatedConnections::Lease* DedicatedConnections::get(uint32_t server) {
   }
   const PoolConfig& config = s_.pool().config();
   if (s_.clients_.dedicated.load() >= config.max_dedicated_connections) {
+    if (!answer_limit) return nullptr;
     ReplySlot* slot = s_.ready_slot(
         "-ERR dproxy: too many dedicated backend connections (the pool's "
         "max_dedicated_connections, ");
@@ -198,10 +199,15 @@ void DedicatedConnections::send(Lease& lease, const Request& req, bool blocking)
   slot->dedicated = true;
   slot->child = lease.server;
   std::string& out = lease.conn->out();
+  const size_t start = out.size();
   if (!req.frame.empty() && req.frame[0] == '*') {
     out.append(req.frame);
   } else {
     resp::append_command(out, req.args);
+  }
+  if (blocking && s_.pool().cluster() != nullptr) {
+    // Kept until the reply, in case the slot moves while the command waits.
+    slot->frame.assign(out, start);
   }
   lease.conn->push(s_.shared_from_this(), slot, 0, protocol::memcache::ReplyKind::kLine, blocking);
 }
@@ -213,6 +219,39 @@ void DedicatedConnections::blocking(const resp::CommandInfo& cmd, const Request&
   Lease* lease = get(static_cast<uint32_t>(server));
   if (lease == nullptr) return;
   send(*lease, req, true);
+}
+
+bool DedicatedConnections::follow_redirect(ReplySlot* slot, std::string_view reply) {
+  constexpr uint32_t kMaxRedirects = 5;
+  ClusterRuntime* const cluster = s_.pool().cluster();
+  // (A reload may have replaced the runtime since: its node numbers then mean nothing here.)
+  if (cluster == nullptr || slot->frame.empty() || slot->child >= cluster->node_count())
+    return false;
+  const routing::ClusterRedirect r = routing::parse_cluster_redirect(reply);
+  const bool ask = r.kind == routing::ClusterReply::kAsk;
+  if ((r.kind != routing::ClusterReply::kMoved && !ask) || slot->tried >= kMaxRedirects)
+    return false;  // the client gets the reply as it is
+  const uint32_t from = slot->child;
+  const uint32_t node = cluster->node_at(r.address, from);
+  if (node == ClusterRuntime::kNoNode) return false;
+  ClusterStats::bump(ask ? cluster->stats().ask : cluster->stats().moved);
+  if (!ask) cluster->moved(r.slot, node);
+  Lease* lease = get(node, false);
+  if (lease == nullptr) return false;  // no dedicated connection left: the redirection it is
+  ++slot->tried;
+  slot->child = node;
+  std::string& out = lease->conn->out();
+  auto self = s_.shared_from_this();
+  if (ask) {
+    static constexpr std::string_view kAsking = "*1\r\n$6\r\nASKING\r\n";
+    out.append(kAsking);
+    lease->conn->push(self, &ignored_slot_, ClientSession::kIgnoredFrag,
+                      protocol::memcache::ReplyKind::kLine);
+  }
+  out.append(slot->frame);
+  lease->conn->push(self, slot, 0, protocol::memcache::ReplyKind::kLine, true);
+  on_reply(from);  // the old node's connection goes back once idle
+  return true;
 }
 
 void DedicatedConnections::watch(const resp::CommandInfo& cmd, const Request& req) {

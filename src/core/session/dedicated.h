@@ -54,6 +54,10 @@ class DedicatedConnections {
   // A reply arrived on the dedicated connection of `server`: given back when nothing of this
   // client is in flight there and no WATCH pins it.
   void on_reply(uint32_t server);
+  // redis_cluster pools: a blocking command answered -MOVED / -ASK (its slot moved while it
+  // waited, or before the map knew) is sent again, on a dedicated connection to the node named
+  // (ASK: after ASKING), at most 5 times in a row. True when it was; the reply is then dropped.
+  bool follow_redirect(ReplySlot* slot, std::string_view reply);
   // The client went away: every connection held is closed, or given back when idle.
   void release_all();
   size_t held() const { return leases_.size(); }
@@ -73,7 +77,7 @@ class DedicatedConnections {
   Lease* watched();
   // The client's connection to `server` (cluster: node) in its database: held, idle or new;
   // null when the pool's max_dedicated_connections is reached (the error reply is queued).
-  Lease* get(uint32_t server);
+  Lease* get(uint32_t server, bool answer_limit = true);
   // Where the keys of the request go (server index or cluster node), after the same-server
   // check (CROSSSLOT answered: -1); `place` receives the server index or the hash slot.
   int64_t keys_server(const protocol::resp::CommandInfo& cmd, const protocol::Request& req,
