@@ -29,7 +29,9 @@
 #               (dpbench --tls; handshakes happen while connecting, before the counters are zeroed)
 #               and the table gives user-space instructions per request of each and their ratio.
 #               A second pass does the same with perf stat (user+kernel instructions and task-clock
-#               per request) on dproxy --threads 1 without valgrind
+#               per request) on dproxy --threads 1 without valgrind. A third variant, "stls", sends
+#               plaintext clients to pools with server_tls in front of 4 TLS-only memcached (-Z)
+#               and redis-servers (tls-port), prefilled like the plaintext ones: backend-side TLS
 #   memory      VmRSS growth of a fresh proxy per client connection, 10,000 connections that are
 #               idle (never sent anything) or touched (one GET each, then idle)
 #   malloc      heap allocations per request in steady state, counted by tools' LD_PRELOAD shim
@@ -471,24 +473,45 @@ if has tls; then
   log "tls: plaintext vs TLS listeners of one dproxy (1 thread), $PREQ requests after $PWARM warm-up"
   openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=dproxy-bench \
     -addext "subjectAltName=IP:127.0.0.1" -keyout "$OUT/tls.key" -out "$OUT/tls.pem" 2>/dev/null
+  # Backends that serve TLS only, as many as the plaintext ones, for the backend-side variant
+  # (plaintext clients, server_tls to the backends).
+  TMC_PORTS=() TRD_PORTS=()
+  for i in 0 1 2 3; do
+    next_port; TMC_PORTS+=("$NEXT_PORT"); next_port; TRD_PORTS+=("$NEXT_PORT")
+    memcached -u "$(id -un)" -l 127.0.0.1 -p "${TMC_PORTS[$i]}" -U 0 -t 1 -m 256 -c 20000 -Z \
+      -o "ssl_chain_cert=$OUT/tls.pem,ssl_key=$OUT/tls.key" >"$OUT/memcached_tls$i.log" 2>&1 &
+    PIDS+=($!)
+    wait_port "${TMC_PORTS[$i]}" 30 "$!"
+    redis-server --bind 127.0.0.1 --port 0 --tls-port "${TRD_PORTS[$i]}" \
+      --tls-cert-file "$OUT/tls.pem" --tls-key-file "$OUT/tls.key" \
+      --tls-ca-cert-file "$OUT/tls.pem" --tls-auth-clients no --save '' --appendonly no \
+      --loglevel warning --maxclients 20000 >"$OUT/redis_tls$i.log" 2>&1 &
+    PIDS+=($!)
+    wait_port "${TRD_PORTS[$i]}" 30 "$!"
+  done
   for mode in callgrind perf; do
     next_port; T_MC=$NEXT_PORT; next_port; T_RD=$NEXT_PORT
     next_port; T_MCS=$NEXT_PORT; next_port; T_RDS=$NEXT_PORT
-    python3 - "$OUT/dproxy_tls.json" "$T_MC" "$T_RD" "$T_MCS" "$T_RDS" "$OUT" \
-      "${MC_PORTS[*]}" "${RD_PORTS[*]}" <<'PY'
+    next_port; T_MCB=$NEXT_PORT; next_port; T_RDB=$NEXT_PORT
+    python3 - "$OUT/dproxy_tls.json" "$T_MC" "$T_RD" "$T_MCS" "$T_RDS" "$T_MCB" "$T_RDB" "$OUT" \
+      "${MC_PORTS[*]}" "${RD_PORTS[*]}" "${TMC_PORTS[*]}" "${TRD_PORTS[*]}" <<'PY'
 import json, sys
-path, mc, rd, mcs, rds, out, mcb, rdb = sys.argv[1:]
+path, mc, rd, mcs, rds, mcb, rdb, out, mcp, rdp, mct, rdt = sys.argv[1:]
 tls = {"cert": out + "/tls.pem", "key": out + "/tls.key"}
-def pool(proto, port, backends, names, with_tls):
+def pool(proto, port, backends, names, with_tls, server_tls=False):
     p = {"protocol": proto, "listen": f"127.0.0.1:{port}", "policy": "ketama", "hash": "fnv1a_64",
          "servers": [f"127.0.0.1:{b}:1 {names}{i}" for i, b in enumerate(backends.split())]}
     if with_tls:
         p["tls"] = tls
+    if server_tls:
+        p["server_tls"] = {"ca": out + "/tls.pem"}
     return p
-json.dump({"pools": {"mc": pool("memcached", mc, mcb, "mc", False),
-                     "rd": pool("redis", rd, rdb, "rd", False),
-                     "mc_tls": pool("memcached", mcs, mcb, "mc", True),
-                     "rd_tls": pool("redis", rds, rdb, "rd", True)},
+json.dump({"pools": {"mc": pool("memcached", mc, mcp, "mc", False),
+                     "rd": pool("redis", rd, rdp, "rd", False),
+                     "mc_tls": pool("memcached", mcs, mcp, "mc", True),
+                     "rd_tls": pool("redis", rds, rdp, "rd", True),
+                     "mc_stls": pool("memcached", mcb, mct, "mc", False, True),
+                     "rd_stls": pool("redis", rdb, rdt, "rd", False, True)},
            "stats": {"enabled": False}}, open(path, "w"))
 PY
     wrap=()
@@ -497,16 +520,23 @@ PY
       >"$OUT/dproxy_tls_$mode.log" 2>&1 &
     pid=$!
     PIDS+=("$pid")
-    for p in $T_MC $T_RD $T_MCS $T_RDS; do wait_port "$p" 60 "$pid"; done
+    for p in $T_MC $T_RD $T_MCS $T_RDS $T_MCB $T_RDB; do wait_port "$p" 60 "$pid"; done
+    if [ $mode = callgrind ]; then
+      # The TLS backends hold every key too, so that the gets hit as on the plaintext ones.
+      bench "$T_MCB" memcached prefill --prefill --pipeline 64 >/dev/null
+      bench "$T_RDB" redis prefill --prefill --pipeline 64 >/dev/null
+    fi
     part=0
     for wl in "${PROFILE_WLS[@]}"; do
       IFS='|' read -r name proto args <<<"$wl"
-      for variant in plain tls; do
+      for variant in plain tls stls; do
         port=$T_MC; [ "$proto" = redis ] && port=$T_RD
         tls_arg=()
         if [ $variant = tls ]; then
           port=$T_MCS; [ "$proto" = redis ] && port=$T_RDS
           tls_arg=(--tls)
+        elif [ $variant = stls ]; then  # plaintext client, TLS to the backends
+          port=$T_MCB; [ "$proto" = redis ] && port=$T_RDB
         fi
         if [ $mode = callgrind ]; then
           # shellcheck disable=SC2086
@@ -898,6 +928,17 @@ if os.path.exists(tls_path):
         if (wl, "plain") in cgt or (wl, "plain") in pf:
             print(row)
     print("  (instr/req: user space, callgrind; all instr/req: user+kernel, perf stat; CPU: task-clock)")
+    print("TLS vs plaintext, backend side (plaintext clients, server_tls to TLS-only backends):")
+    print(f"  {'workload':<19}{'instr/req plain':>16}{'tls':>9}{'x':>6}{'  CPU us/req plain':>19}{'tls':>8}{'x':>6}")
+    for wl in WL:
+        if (wl, "plain") not in cgt or (wl, "stls") not in cgt:
+            continue
+        a, b = cgt[(wl, "plain")], cgt[(wl, "stls")]
+        row = f"  {wl:<19}{a:>16.0f}{b:>9.0f}{b / a:>6.2f}"
+        if (wl, "plain") in pf and (wl, "stls") in pf:
+            ca, cb = pf[(wl, "plain")][1], pf[(wl, "stls")][1]
+            row += f"{ca:>19.2f}{cb:>8.2f}{cb / ca:>6.2f}"
+        print(row)
     print()
 
 if checks:
