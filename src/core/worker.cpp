@@ -28,6 +28,7 @@ void Worker::install_pool(size_t id, std::shared_ptr<const PoolConfig> config,
   auto runtime =
       std::make_unique<PoolRuntime>(*this, std::move(config), std::move(health), endpoints, slot);
   if (slot.runtime) {
+    slot.dedicated_idle.renew();
     retired_.push_back(std::move(slot.runtime));
     schedule_collect();
   }

@@ -208,6 +208,24 @@ class ReloadTest(unittest.TestCase):
         self.assertIn("dproxy_config_reload_failures_total 2\n", metrics)
         self.assertIsNone(self.proc.poll())
 
+    def test_reload_drops_idle_dedicated_connections(self):
+        # A BLPOP leaves its dedicated connection idle for reuse (made in the pool's db 0). A
+        # reload that changes the pool's db must not hand that connection to the next blocking
+        # command: its BLPOP would wait in database 0 while the pushes land in database 1.
+        c = RespClient(self.b_port)
+        self.addCleanup(c.close)
+        self.assertIsNone(c.call("BLPOP", "reload:q", "0.1"))
+        self.assertGreaterEqual(self.stats()["b"]["dedicated_idle"], 1)
+        self.pools["b"]["db"] = 1
+        self.write_config()
+        self.reload("reload: applied")
+        self.assertEqual(c.call("RPUSH", "reload:q", "job"), 1)
+        self.assertEqual(c.call("BLPOP", "reload:q", "2"), [b"reload:q", b"job"])
+        direct = RespClient(self.rd[0].port)
+        self.addCleanup(direct.close)
+        self.assertEqual(direct.call("SELECT", "1"), b"OK")
+        self.assertEqual(direct.call("EXISTS", "reload:q"), 0)
+
     def test_log_file_reopen_and_levels(self):
         self.assertTrue(wait_for(lambda: "started:" in self.log(), 10))
         # Never one line per request at the default level.

@@ -2,6 +2,7 @@
 // Idle dedicated backend connections of one pool on one worker thread, kept for reuse (a worker
 // looping on BLPOP takes the same connection back instead of connecting per call).
 
+#include <cstdint>
 #include <memory>
 #include <string_view>
 #include <vector>
@@ -27,9 +28,10 @@ class DedicatedIdle {
     }
     return nullptr;
   }
-  // Keeps `c` (no request in flight) for reuse; false when full (the caller closes it).
-  bool put(std::unique_ptr<ServerConnection>& c, int32_t db, bool resp3 = false) {
-    if (idle_.size() >= kMaxIdle || c->busy()) return false;
+  // Keeps `c` (no request in flight) for reuse; false when full, or when `c` was taken or made
+  // under an older configuration of the pool (`generation`), and the caller closes it.
+  bool put(std::unique_ptr<ServerConnection>& c, int32_t db, bool resp3, uint64_t generation) {
+    if (idle_.size() >= kMaxIdle || c->busy() || generation != generation_) return false;
     idle_.push_back(Entry{db, resp3, std::move(c)});
     return true;
   }
@@ -40,6 +42,13 @@ class DedicatedIdle {
     return n;
   }
   void clear() { idle_.clear(); }
+  // A reload replaced the pool's configuration: the idle connections were made with the old
+  // one (its db, server_password, server_tls), so they go, and so do held ones when given back.
+  void renew() {
+    idle_.clear();
+    ++generation_;
+  }
+  uint64_t generation() const { return generation_; }
 
  private:
   struct Entry {
@@ -48,6 +57,7 @@ class DedicatedIdle {
     std::unique_ptr<ServerConnection> conn;
   };
   std::vector<Entry> idle_;
+  uint64_t generation_ = 0;
 };
 
 }  // namespace dproxy::core

@@ -43,8 +43,11 @@ void DedicatedConnections::close_later(ClientSession& s, std::unique_ptr<ServerC
 DedicatedConnections::Lease* DedicatedConnections::get(uint32_t server, bool answer_limit) {
   const int32_t db = s_.pool().cluster() != nullptr ? -1 : s_.db_;
   const bool resp3 = s_.resp3_;
+  const uint64_t generation = s_.slot_.dedicated_idle.generation();
   for (auto& lease : leases_) {
-    if (lease.server == server && lease.db == db && lease.resp3 == resp3) return &lease;
+    if (lease.server == server && lease.db == db && lease.resp3 == resp3 &&
+        lease.generation == generation)
+      return &lease;
   }
   const PoolConfig& config = s_.pool().config();
   if (s_.clients_.dedicated.load() >= config.max_dedicated_connections) {
@@ -67,7 +70,7 @@ DedicatedConnections::Lease* DedicatedConnections::get(uint32_t server, bool ans
     ++s_.slot_.counters.dedicated_opened;
   }
   s_.dedicated_taken();
-  leases_.push_back(Lease{server, db, resp3, false, std::move(conn)});
+  leases_.push_back(Lease{server, db, resp3, false, generation, std::move(conn)});
   return &leases_.back();
 }
 
@@ -75,7 +78,8 @@ void DedicatedConnections::give_back(size_t i) {
   Lease& lease = leases_[i];
   s_.dedicated_returned();
   // put() takes the connection only when it keeps it.
-  if (s_.closed_ || !s_.slot_.dedicated_idle.put(lease.conn, lease.db, lease.resp3))
+  if (s_.closed_ ||
+      !s_.slot_.dedicated_idle.put(lease.conn, lease.db, lease.resp3, lease.generation))
     close_later(s_, std::move(lease.conn));
   leases_.erase(leases_.begin() + static_cast<std::ptrdiff_t>(i));
 }

@@ -68,10 +68,11 @@ class DedicatedConnections {
 
  private:
   struct Lease {
-    uint32_t server;  // server index; redis_cluster: node index
-    int32_t db;       // the session's database when taken (-1: the pool's)
-    bool resp3;       // it said HELLO 3 (the session's protocol when taken)
-    bool pinned;      // a WATCH is in force on it
+    uint32_t server;      // server index; redis_cluster: node index
+    int32_t db;           // the session's database when taken (-1: the pool's)
+    bool resp3;           // it said HELLO 3 (the session's protocol when taken)
+    bool pinned;          // a WATCH is in force on it
+    uint64_t generation;  // the pool configuration it was made under (DedicatedIdle)
     std::unique_ptr<ServerConnection> conn;
   };
   Lease* watched();
