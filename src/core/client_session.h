@@ -54,6 +54,11 @@ class ClientSession final : public Connection, public ReplySink {
   void dedicated_returned();
   // Shutdown: closes the socket and releases what the session holds (worker stopped).
   void close_now() { close(); }
+  // Redis pub/sub: false once the client has no subscriber connection left, or when the pool's
+  // placement of channels moved under its subscriptions (a reload changed the servers, or a
+  // server was ejected or came back): the client is then closed, so that its library
+  // reconnects and subscribes again where the channels now live. See Worker::watch_subscriber.
+  bool check_subscriptions() { return front_ && front_->check_subscriptions(); }
   std::shared_ptr<ClientSession> shared_from_this() {
     return std::static_pointer_cast<ClientSession>(Connection::shared_from_this());
   }

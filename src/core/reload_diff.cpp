@@ -60,4 +60,31 @@ std::string describe_server_changes(const PoolConfig& before, const PoolConfig& 
   return out;
 }
 
+namespace {
+
+bool same_route(const routing::RouteSpec& a, const routing::RouteSpec& b) {
+  if (a.policy != b.policy || a.hash != b.hash || a.hash_tag != b.hash_tag ||
+      a.servers != b.servers || a.children.size() != b.children.size())
+    return false;
+  for (size_t i = 0; i < a.children.size(); ++i)
+    if (!same_route(a.children[i], b.children[i])) return false;
+  return true;
+}
+
+}  // namespace
+
+bool same_placement(const PoolConfig& before, const PoolConfig& after) {
+  if (before.servers.size() != after.servers.size() || before.hash != after.hash ||
+      before.hash_tag != after.hash_tag || before.auto_eject_hosts != after.auto_eject_hosts ||
+      !same_route(before.route, after.route))
+    return false;
+  for (size_t i = 0; i < before.servers.size(); ++i) {
+    const routing::ServerSpec& a = before.servers[i];
+    const routing::ServerSpec& b = after.servers[i];
+    if (a.host != b.host || a.port != b.port || a.weight != b.weight || a.name != b.name)
+      return false;
+  }
+  return true;
+}
+
 }  // namespace dproxy::core

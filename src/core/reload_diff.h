@@ -15,4 +15,8 @@ namespace dproxy::core {
 //    address changed mc2 10.0.0.2:11211 -> 10.0.0.9:11211"
 std::string describe_server_changes(const PoolConfig& before, const PoolConfig& after);
 
+// True when `before` and `after` put every key (and Redis channel) on the same server: the same
+// servers (address, weight, name), policy, hash, hash tag and auto_eject_hosts.
+bool same_placement(const PoolConfig& before, const PoolConfig& after);
+
 }  // namespace dproxy::core

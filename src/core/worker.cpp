@@ -47,6 +47,27 @@ void Worker::remove_pool(size_t id) {
   schedule_collect();
 }
 
+void Worker::watch_subscriber(std::weak_ptr<ClientSession> session) {
+  subscribers_.push_back(std::move(session));
+  if (subscriber_timer_running_) return;
+  subscriber_timer_running_ = true;
+  subscriber_timer_.expires_after(std::chrono::milliseconds(500));
+  subscriber_timer_.async_wait([this](const asio::error_code& ec) {
+    subscriber_timer_running_ = false;
+    if (!ec) check_subscribers();
+  });
+}
+
+void Worker::check_subscribers() {
+  std::vector<std::weak_ptr<ClientSession>> list;
+  list.swap(subscribers_);
+  for (auto& weak : list) {
+    std::shared_ptr<ClientSession> s = weak.lock();
+    // Still listening where its channels live: checked again (which restarts the timer).
+    if (s && s->check_subscriptions()) watch_subscriber(std::move(weak));
+  }
+}
+
 void Worker::schedule_collect() {
   if (collect_scheduled_) return;
   collect_scheduled_ = true;

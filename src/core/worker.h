@@ -109,6 +109,9 @@ class Worker {
     std::replace(flushing_.begin(), flushing_.end(), c, static_cast<ServerConnection*>(nullptr));
   }
 
+  // Sessions with Redis subscriber connections (worker thread only) are checked every 500 ms
+  // (ClientSession::check_subscriptions) until they have none.
+  void watch_subscriber(std::weak_ptr<ClientSession> session);
   // Sessions register while their socket is open (worker thread only).
   void add_session(uint64_t id, std::weak_ptr<ClientSession> session, size_t pool);
   void remove_session(uint64_t id) { sessions_.erase(id); }
@@ -130,6 +133,7 @@ class Worker {
     size_t pool;
   };
   void schedule_collect();
+  void check_subscribers();
 
   unsigned index_;
   // NOTE: declared before io_ so that it outlives it: sessions still referenced by handlers
@@ -143,6 +147,9 @@ class Worker {
   std::vector<std::unique_ptr<PoolRuntime>> retired_;
   asio::steady_timer collect_timer_{io_};
   bool collect_scheduled_ = false;
+  std::vector<std::weak_ptr<ClientSession>> subscribers_;  // see watch_subscriber()
+  asio::steady_timer subscriber_timer_{io_};
+  bool subscriber_timer_running_ = false;
   StatsCollector collector_;
   std::chrono::steady_clock::time_point now_ = std::chrono::steady_clock::now();
   std::vector<ServerConnection*> dirty_;

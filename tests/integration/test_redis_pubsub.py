@@ -171,6 +171,44 @@ class PubSubTest(harness.PoolsTestMixin, unittest.TestCase):
         self.assertTrue(c.is_closed(timeout=5))
         self.assertEqual(proxy.stop(), 0)
 
+    def test_ejected_server_back_closes_subscribers(self):
+        # auto_eject_hosts: while a server is down its channels live on the other one; when it
+        # is back they return to it, so a client that subscribed meanwhile is closed (its
+        # library subscribes again) instead of listening where no PUBLISH arrives any more.
+        procs = Processes()
+        self.addCleanup(procs.close)
+        a, b = procs.redis(), procs.redis()
+        port = free_port()
+        proxy = Dproxy(procs, ARGS.dproxy, {
+            "ej": {"protocol": "redis", "listen": f"{HOST}:{port}", "auto_eject_hosts": True,
+                   "server_failure_limit": 1, "server_retry_timeout_ms": 200,
+                   "servers": [f"{HOST}:{a.port}", f"{HOST}:{b.port}"]}})
+        c = RespClient(port)
+        self.addCleanup(c.close)
+        b_port = b.port
+        procs.kill(b)
+        for i in range(50):  # some key lives on b: its request fails and b is marked down
+            c.call("GET", f"eject:k{i}")
+            if "marked DOWN" in proxy.log_text():
+                break
+        self.assertIn("marked DOWN", proxy.log_text())
+        channels = [f"eject:ch{i}" for i in range(20)]
+        sub = RespClient(port)
+        self.addCleanup(sub.close)
+        sub.send(resp_command("SUBSCRIBE", *channels))
+        for i, ch in enumerate(channels):
+            self.assertEqual(sub.read_reply(), [b"subscribe", ch.encode(), i + 1])
+        procs.redis(port=b_port)  # back: the next probe marks it up
+        self.assertTrue(sub.is_closed(timeout=10), proxy.log_text()[-2000:])
+        again = RespClient(port)
+        self.addCleanup(again.close)
+        again.send(resp_command("SUBSCRIBE", *channels))
+        for i, ch in enumerate(channels):
+            self.assertEqual(again.read_reply(), [b"subscribe", ch.encode(), i + 1])
+        for ch in channels:
+            self.assertEqual(c.call("PUBLISH", ch, "back"), 1, ch)
+            self.assertEqual(again.read_reply(), [b"message", ch.encode(), b"back"])
+
     def test_publish_routes_like_a_key(self):
         c = self.raw("ketama")
         ch = self.prefix + "where"

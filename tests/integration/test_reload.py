@@ -8,7 +8,8 @@ import time
 import unittest
 
 import harness
-from harness import HOST, Processes, RawClient, RespClient, free_port, wait_for, wait_port
+from harness import (HOST, Processes, RawClient, RespClient, free_port, resp_command, wait_for,
+                     wait_port)
 
 ARGS = None
 
@@ -225,6 +226,43 @@ class ReloadTest(unittest.TestCase):
         self.addCleanup(direct.close)
         self.assertEqual(direct.call("SELECT", "1"), b"OK")
         self.assertEqual(direct.call("EXISTS", "reload:q"), 0)
+
+    def test_reload_moving_channels_closes_subscribers(self):
+        # A subscriber's channels live on the servers their names hash to. A reload that only
+        # changes a timeout keeps the subscription; one that adds a server may move channels, so
+        # dproxy closes the subscribed client (its library reconnects and subscribes again where
+        # the channels now live) instead of leaving it on a server no PUBLISH reaches any more.
+        channels = [f"reload:ch{i}" for i in range(20)]
+        sub = RespClient(self.b_port)
+        self.addCleanup(sub.close)
+        sub.send(resp_command("SUBSCRIBE", *channels))
+        for i, ch in enumerate(channels):
+            self.assertEqual(sub.read_reply(), [b"subscribe", ch.encode(), i + 1])
+        pub = RespClient(self.b_port)
+        self.addCleanup(pub.close)
+        self.pools["b"]["timeout_ms"] = 1500
+        self.write_config()
+        self.reload("reload: applied")
+        time.sleep(1.2)  # two placement checks (every 500 ms)
+        self.assertEqual(pub.call("PUBLISH", channels[0], "kept"), 1)
+        self.assertEqual(sub.read_reply(), [b"message", channels[0].encode(), b"kept"])
+
+        self.pools["b"]["servers"].append(f"{HOST}:{self.rd[1].port}")
+        self.write_config()
+        self.reload("reload: applied")
+        sub.sock.settimeout(5)
+        with self.assertRaises(EOFError):
+            sub.read_reply()
+        self.assertIn("closing the subscribed client", self.log())
+        # Subscribing again (as a client library does) reaches every channel where it now lives.
+        again = RespClient(self.b_port)
+        self.addCleanup(again.close)
+        again.send(resp_command("SUBSCRIBE", *channels))
+        for i, ch in enumerate(channels):
+            self.assertEqual(again.read_reply(), [b"subscribe", ch.encode(), i + 1])
+        for ch in channels:
+            self.assertEqual(pub.call("PUBLISH", ch, "moved"), 1, ch)
+            self.assertEqual(again.read_reply(), [b"message", ch.encode(), b"moved"])
 
     def test_log_file_reopen_and_levels(self):
         self.assertTrue(wait_for(lambda: "started:" in self.log(), 10))

@@ -30,6 +30,12 @@ class PoolRuntime {
               PoolSlot& slot);
 
   const PoolConfig& config() const { return config_; }
+  const std::shared_ptr<const PoolConfig>& config_ptr() const { return config_ptr_; }
+  // Changes whenever the servers keys and channels map to change without a reload (a server
+  // ejected or back, with auto_eject_hosts).
+  uint64_t placement_generation() const {
+    return config_.auto_eject_hosts ? health_.generation() : 0;
+  }
   PoolHealth& health() { return health_; }
   const PoolHealth& health() const { return health_; }
   uint64_t health_ejects() const { return health_.ejects(); }

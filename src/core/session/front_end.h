@@ -33,6 +33,8 @@ class FrontEnd {
   virtual std::string_view request_too_large_reply() const = 0;
   // The client's socket closed: release what the client held.
   virtual void on_closed() {}
+  // See ClientSession::check_subscriptions.
+  virtual bool check_subscriptions() { return false; }
   // Buffer memory of backend connections the front end holds (Redis subscriber connections).
   virtual size_t backend_buffer_bytes() const { return 0; }
 };

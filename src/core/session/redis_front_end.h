@@ -32,6 +32,7 @@ class RedisFrontEnd final : public FrontEnd {
   }
   std::string_view request_too_large_reply() const override;
   void on_closed() override { pubsub_.release(); }
+  bool check_subscriptions() override { return pubsub_.check_placement(); }
   size_t backend_buffer_bytes() const override { return pubsub_.buffer_bytes(); }
 
  private:

@@ -7,6 +7,7 @@
 #include "core/backend/server_connection.h"
 #include "core/client_session.h"
 #include "core/log.h"
+#include "core/reload_diff.h"
 #include "core/worker.h"
 #include "protocol/resp/reply_writer.h"
 #include "routing/cluster_slots.h"
@@ -99,6 +100,14 @@ RedisPubSub::Sub* RedisPubSub::sub(uint32_t where) {
     if (sub.where == where) return &sub;
   }
   PoolRuntime& pool = s_.pool();
+  if (subs_.empty() && pool.cluster() == nullptr) {
+    placed_config_ = pool.config_ptr();
+    placed_generation_ = pool.placement_generation();
+    if (!watched_) {
+      watched_ = true;
+      s_.worker_.watch_subscriber(s_.shared_from_this());
+    }
+  }
   std::unique_ptr<ServerConnection> conn = pool.cluster() != nullptr
                                                ? pool.cluster()->make_dedicated(where)
                                                : pool.make_dedicated(where, -1);
@@ -238,6 +247,35 @@ void RedisPubSub::on_push_lost(uint32_t id, std::string_view why) {
   LOG_INFO("client %llu: subscriber connection %u lost (%.*s); closing the client",
            static_cast<unsigned long long>(s_.id_), id, static_cast<int>(why.size()), why.data());
   s_.close();
+}
+
+bool RedisPubSub::check_placement() {
+  watched_ = placed_check();
+  return watched_;
+}
+
+bool RedisPubSub::placed_check() {
+  if (subs_.empty() || !placed_config_) return false;
+  PoolRuntime& pool = s_.pool();
+  const char* why = nullptr;
+  if (placed_config_ != pool.config_ptr()) {
+    if (pool.cluster() != nullptr || !same_placement(*placed_config_, pool.config())) {
+      why = "a reload changed the pool's servers";
+    } else {
+      placed_config_ = pool.config_ptr();  // other settings changed: channels stay put
+    }
+  }
+  if (why == nullptr && placed_generation_ != pool.placement_generation())
+    why = "a server of the pool was ejected or came back";
+  if (why == nullptr) return true;
+  if (!subscribed()) {
+    release();  // nothing listens on them any more
+    return false;
+  }
+  LOG_INFO("client %llu: its channels may live elsewhere now (%s); closing the subscribed client",
+           static_cast<unsigned long long>(s_.id_), why);
+  s_.close();
+  return false;
 }
 
 size_t RedisPubSub::buffer_bytes() const {

@@ -27,6 +27,7 @@ namespace dproxy::core {
 
 class ClientSession;
 class ServerConnection;
+struct PoolConfig;
 struct ReplySlot;
 
 class RedisPubSub final : public PushSink {
@@ -63,6 +64,12 @@ class RedisPubSub final : public PushSink {
   void reset();
   size_t channel_count() const { return channels_.size() + shard_channels_.size(); }
   size_t pattern_count() const { return patterns_.size(); }
+  // Called every 500 ms while there are subscriber connections (Worker::watch_subscriber):
+  // false once there are none, or when the channels' placement moved under them (a reload that
+  // changed the servers, a server ejected or back with auto_eject_hosts; not in redis_cluster
+  // pools, whose nodes carry every PUBLISH): a subscribed client is then closed (its library
+  // reconnects and subscribes again, where the channels now live).
+  bool check_placement();
   // Buffer memory of the subscriber connections (memory stats).
   size_t buffer_bytes() const;
 
@@ -92,6 +99,11 @@ class RedisPubSub final : public PushSink {
 
   ClientSession& s_;
   std::vector<Sub> subs_;
+  // The placement the subscriber connections were made under (see check_placement).
+  std::shared_ptr<const PoolConfig> placed_config_;
+  uint64_t placed_generation_ = 0;
+  bool watched_ = false;  // in the worker's list of subscribers to check
+  bool placed_check();
   std::set<std::string, std::less<>> channels_;
   std::set<std::string, std::less<>> patterns_;
   std::set<std::string, std::less<>> shard_channels_;
