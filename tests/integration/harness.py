@@ -614,6 +614,21 @@ def resp_command(*args):
     return b"".join(out)
 
 
+def subscribed_everywhere(test, port, publisher, channels, payload):
+    """A new RESP2 client on `port` subscribes to `channels` (each confirmation checked); then
+    `publisher` (a RespClient) publishes `payload` to each, which must reach exactly that one
+    subscriber. Returns the subscriber (closed at the test's cleanup)."""
+    sub = RespClient(port)
+    test.addCleanup(sub.close)
+    sub.send(resp_command("SUBSCRIBE", *channels))
+    for i, ch in enumerate(channels):
+        test.assertEqual(sub.read_reply(), [b"subscribe", ch.encode(), i + 1])
+    for ch in channels:
+        test.assertEqual(publisher.call("PUBLISH", ch, payload), 1, ch)
+        test.assertEqual(sub.read_reply(), [b"message", ch.encode(), payload.encode()])
+    return sub
+
+
 class RespClient(RawClient):
     """A raw RESP2 socket client: exact bytes in, parsed (or exact) replies out.
 

@@ -200,14 +200,7 @@ class PubSubTest(harness.PoolsTestMixin, unittest.TestCase):
             self.assertEqual(sub.read_reply(), [b"subscribe", ch.encode(), i + 1])
         procs.redis(port=b_port)  # back: the next probe marks it up
         self.assertTrue(sub.is_closed(timeout=10), proxy.log_text()[-2000:])
-        again = RespClient(port)
-        self.addCleanup(again.close)
-        again.send(resp_command("SUBSCRIBE", *channels))
-        for i, ch in enumerate(channels):
-            self.assertEqual(again.read_reply(), [b"subscribe", ch.encode(), i + 1])
-        for ch in channels:
-            self.assertEqual(c.call("PUBLISH", ch, "back"), 1, ch)
-            self.assertEqual(again.read_reply(), [b"message", ch.encode(), b"back"])
+        harness.subscribed_everywhere(self, port, c, channels, "back")
 
     def test_publish_routes_like_a_key(self):
         c = self.raw("ketama")

@@ -255,14 +255,7 @@ class ReloadTest(unittest.TestCase):
             sub.read_reply()
         self.assertIn("closing the subscribed client", self.log())
         # Subscribing again (as a client library does) reaches every channel where it now lives.
-        again = RespClient(self.b_port)
-        self.addCleanup(again.close)
-        again.send(resp_command("SUBSCRIBE", *channels))
-        for i, ch in enumerate(channels):
-            self.assertEqual(again.read_reply(), [b"subscribe", ch.encode(), i + 1])
-        for ch in channels:
-            self.assertEqual(pub.call("PUBLISH", ch, "moved"), 1, ch)
-            self.assertEqual(again.read_reply(), [b"message", ch.encode(), b"moved"])
+        harness.subscribed_everywhere(self, self.b_port, pub, channels, "moved")
 
     def test_log_file_reopen_and_levels(self):
         self.assertTrue(wait_for(lambda: "started:" in self.log(), 10))
