@@ -118,15 +118,21 @@ RedisPubSub::Sub* RedisPubSub::sub(uint32_t where) {
   return &subs_.back();
 }
 
-void RedisPubSub::send(uint32_t where, std::string_view verb_name,
-                       std::span<const std::string_view> names, ReplySlot* slot) {
+void RedisPubSub::send(uint32_t where, Kind kind, std::span<const std::string_view> names,
+                       ReplySlot* slot, uint8_t redirects, bool asking) {
   Sub* s = sub(where);
+  if (asking) {
+    static constexpr std::string_view kAsking = "*1\r\n$6\r\nASKING\r\n";
+    s->conn->out().append(kAsking);
+  }
   scratch_.clear();
-  scratch_.push_back(verb_name);
+  scratch_.push_back(verb(kind));
   scratch_.insert(scratch_.end(), names.begin(), names.end());
   resp::append_command(s->conn->out(), scratch_);
   s->conn->send_unmatched();
-  s->expects.push_back(Expect{slot, static_cast<uint32_t>(names.size())});
+  Expect e{slot, static_cast<uint32_t>(names.size()), kind, {}, redirects, asking};
+  if (s_.pool().cluster() != nullptr) e.names.assign(names.begin(), names.end());
+  s->expects.push_back(std::move(e));
   ++slot->outstanding;
 }
 
@@ -135,6 +141,16 @@ void RedisPubSub::command(Kind kind, std::span<const std::string_view> names) {
               : kind == Kind::kSsubscribe || kind == Kind::kSunsubscribe ? shard_channels_
                                                                          : channels_;
   const bool unsubscribe = is_unsubscribe(kind);
+  if (s_.pool().cluster() != nullptr && &set == &shard_channels_ && names.size() > 1) {
+    // As Redis Cluster: a command's shard channels share one hash slot.
+    const uint16_t first = routing::key_slot(names[0]);
+    for (std::string_view name : names) {
+      if (routing::key_slot(name) != first) {
+        s_.redis_error("CROSSSLOT Keys in request don't hash to the same slot");
+        return;
+      }
+    }
+  }
   // UNSUBSCRIBE with no name: every one of that kind (Redis then confirms each).
   names_scratch_.clear();
   if (names.empty() && unsubscribe) {
@@ -200,18 +216,70 @@ void RedisPubSub::command(Kind kind, std::span<const std::string_view> names) {
     const uint32_t where = changes[i].first;
     group.clear();
     for (; i < changes.size() && changes[i].first == where; ++i) group.push_back(changes[i].second);
-    send(where, verb(kind), group, slot);
+    send(where, kind, group, slot);
   }
   if (slot->outstanding == 0) slot->done = true;
 }
 
+void RedisPubSub::on_error(uint32_t id, std::string_view frame) {
+  Sub* s = nullptr;
+  for (auto& sub : subs_)
+    if (sub.where == id) s = &sub;
+  if (s == nullptr || s->expects.empty()) return;
+  Expect e = std::move(s->expects.front());
+  s->expects.pop_front();
+  ClusterRuntime* cluster = s_.pool().cluster();
+  const routing::ClusterRedirect r = routing::parse_cluster_redirect(frame);
+  const bool ask = r.kind == routing::ClusterReply::kAsk;
+  if (cluster != nullptr && (ask || r.kind == routing::ClusterReply::kMoved) && e.redirects < 5 &&
+      !e.names.empty()) {
+    const uint32_t node = cluster->node_at(r.address, id);
+    if (node != ClusterRuntime::kNoNode) {
+      if (!ask) cluster->moved(r.slot, node);
+      std::vector<std::string_view> names(e.names.begin(), e.names.end());
+      --e.slot->outstanding;
+      send(node, e.kind, names, e.slot, static_cast<uint8_t>(e.redirects + 1), ask);
+      return;
+    }
+  }
+  // The command failed: its reply is the server's error, and what it would have changed did
+  // not happen.
+  auto& set = e.kind == Kind::kSsubscribe || e.kind == Kind::kSunsubscribe   ? shard_channels_
+              : e.kind == Kind::kPsubscribe || e.kind == Kind::kPunsubscribe ? patterns_
+                                                                             : channels_;
+  for (const std::string& name : e.names) {
+    if (is_unsubscribe(e.kind)) {
+      set.insert(name);
+    } else {
+      set.erase(name);
+    }
+  }
+  e.slot->data.assign(frame);
+  if (--e.slot->outstanding == 0) {
+    e.slot->done = true;
+    s_.drain();
+  }
+}
+
 void RedisPubSub::on_push(uint32_t id, std::string_view frame) {
+  if (!frame.empty() && (frame[0] == '-' || frame[0] == '+')) {
+    if (frame[0] == '-') return on_error(id, frame);
+    // +OK: the answer to an ASKING sent before a redirected command.
+    for (auto& sub : subs_)
+      if (sub.where == id && !sub.expects.empty()) sub.expects.front().asking = false;
+    return;
+  }
   const std::string_view type = push_type(frame);
   Kind kind;
   if (kind_of(type, kind)) {
     // A confirmation: counts toward the oldest command sent on this connection.
     for (auto& sub : subs_) {
-      if (sub.where != id || sub.expects.empty()) continue;
+      if (sub.where != id) continue;
+      if (sub.expects.empty() || sub.expects.front().kind != kind) {
+        // Not asked for: Redis Cluster dropped shard channels whose slot left this node.
+        if (kind == Kind::kSunsubscribe) shard_channels_moved();
+        return;
+      }
       Expect& e = sub.expects.front();
       if (--e.frames > 0) return;
       ReplySlot* slot = e.slot;
@@ -239,6 +307,17 @@ void RedisPubSub::on_push(uint32_t id, std::string_view frame) {
         static_cast<unsigned long long>(s_.id_), s_.queued_reply_bytes(), kOutputLimit);
     s_.close();
   }
+}
+
+void RedisPubSub::shard_channels_moved() {
+  if (s_.closed_) return;
+  // The client still believes it is subscribed: closing it makes its library subscribe again,
+  // and dproxy then places the channel on the slot's new master.
+  LOG_INFO(
+      "client %llu: a shard channel's slot moved to another node (the server dropped the "
+      "subscription); closing the subscribed client",
+      static_cast<unsigned long long>(s_.id_));
+  s_.close();
 }
 
 void RedisPubSub::on_push_lost(uint32_t id, std::string_view why) {

@@ -80,6 +80,12 @@ class RedisPubSub final : public PushSink {
   struct Expect {
     ReplySlot* slot;
     uint32_t frames;  // confirmations still to come for it from this connection
+    Kind kind;        // of the command sent: its confirmations are of this kind
+    // redis_cluster pools: the names sent (re-sent after a MOVED / ASK), how often this
+    // command was redirected, and whether an ASKING's +OK comes first.
+    std::vector<std::string> names;
+    uint8_t redirects = 0;
+    bool asking = false;
   };
   struct Sub {
     uint32_t where;  // server index; redis_cluster: node index
@@ -93,9 +99,15 @@ class RedisPubSub final : public PushSink {
   uint32_t channel_place(std::string_view channel);
   // Sends "<kind> names..." on `where`'s subscriber connection; `slot` completes once its
   // confirmations are in.
-  void send(uint32_t where, std::string_view verb, std::span<const std::string_view> names,
-            ReplySlot* slot);
+  void send(uint32_t where, Kind kind, std::span<const std::string_view> names, ReplySlot* slot,
+            uint8_t redirects = 0, bool asking = false);
+  // An error frame on subscriber connection `id`: the answer to its oldest command. A MOVED /
+  // ASK (redis_cluster: SSUBSCRIBE to a node whose slot moved) sends it again where it points;
+  // another error, or too many redirections, becomes the command's reply.
+  void on_error(uint32_t id, std::string_view frame);
   size_t count(Kind kind) const;
+  // An sunsubscribe no command asked for arrived: the client is closed (see the .cpp).
+  void shard_channels_moved();
 
   ClientSession& s_;
   std::vector<Sub> subs_;
