@@ -174,6 +174,40 @@ class BlockingTest(harness.PoolsTestMixin, unittest.TestCase):
             for n in self.cluster.nodes:
                 _cluster_cmd(n.port, "CLUSTER", "SETSLOT", slot, "NODE", src_id)
 
+    def test_cluster_watch_after_the_slot_moved(self):
+        # The slot moved before dproxy's map knew: WATCH (on a dedicated connection to the old
+        # master) is answered -MOVED; dproxy follows it, the WATCH and the transaction run on
+        # the new master, and a change by another client still aborts the EXEC.
+        from harness import _cluster_cmd
+        key = "{" + self.prefix + "watched}k"
+        slot = _cluster_cmd(self.cluster.nodes[0].port, "CLUSTER", "KEYSLOT", key)
+        src, _ = self.cluster.master_of(slot)
+        dst = next(m for m in self.cluster.masters() if m != src)
+        src_id, dst_id = self.cluster.node_id(src), self.cluster.node_id(dst)
+        try:
+            for port, state, node in ((dst, "IMPORTING", src_id), (src, "MIGRATING", dst_id)):
+                self.assertEqual(_cluster_cmd(port, "CLUSTER", "SETSLOT", slot, state, node),
+                                 b"OK")
+            for n in self.cluster.nodes:
+                self.assertEqual(_cluster_cmd(n.port, "CLUSTER", "SETSLOT", slot, "NODE", dst_id),
+                                 b"OK")
+            c = self.raw("cluster")
+            self.assertEqual(c.call("WATCH", key), b"OK")
+            self.assertEqual(c.call("MULTI"), b"OK")
+            self.assertEqual(c.call("SET", key, "1"), b"QUEUED")
+            self.assertEqual(c.call("EXEC"), [b"OK"])
+            self.assertEqual(_cluster_cmd(dst, "GET", key), b"1")
+            self.assertEqual(c.call("WATCH", key), b"OK")
+            self.assertEqual(self.raw("cluster").call("SET", key, "2"), b"OK")
+            self.assertEqual(c.call("MULTI"), b"OK")
+            self.assertEqual(c.call("SET", key, "3"), b"QUEUED")
+            self.assertIsNone(c.call("EXEC"))  # the other client's change aborts it
+            self.assertEqual(_cluster_cmd(dst, "GET", key), b"2")
+        finally:
+            _cluster_cmd(dst, "DEL", key)
+            for n in self.cluster.nodes:
+                _cluster_cmd(n.port, "CLUSTER", "SETSLOT", slot, "NODE", src_id)
+
     def test_xread_and_xreadgroup_with_block(self):
         for pool in ("ketama", "cluster"):
             with self.subTest(pool=pool):

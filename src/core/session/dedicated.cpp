@@ -197,7 +197,8 @@ int64_t DedicatedConnections::keys_server(const resp::CommandInfo& cmd, const Re
   return place;
 }
 
-void DedicatedConnections::send(Lease& lease, const Request& req, bool blocking) {
+void DedicatedConnections::send(Lease& lease, const Request& req, bool blocking,
+                                bool redirectable) {
   ReplySlot* slot = s_.new_slot(ReplySlot::Kind::kForward);
   slot->outstanding = 1;
   slot->dedicated = true;
@@ -209,7 +210,7 @@ void DedicatedConnections::send(Lease& lease, const Request& req, bool blocking)
   } else {
     resp::append_command(out, req.args);
   }
-  if (blocking && s_.pool().cluster() != nullptr) {
+  if (redirectable && s_.pool().cluster() != nullptr) {
     // Kept until the reply, in case the slot moves while the command waits.
     slot->frame.assign(out, start);
   }
@@ -222,7 +223,7 @@ void DedicatedConnections::blocking(const resp::CommandInfo& cmd, const Request&
   if (server < 0) return;
   Lease* lease = get(static_cast<uint32_t>(server));
   if (lease == nullptr) return;
-  send(*lease, req, true);
+  send(*lease, req, true, true);
 }
 
 bool DedicatedConnections::follow_redirect(ReplySlot* slot, std::string_view reply) {
@@ -236,12 +237,20 @@ bool DedicatedConnections::follow_redirect(ReplySlot* slot, std::string_view rep
   if ((r.kind != routing::ClusterReply::kMoved && !ask) || slot->tried >= kMaxRedirects)
     return false;  // the client gets the reply as it is
   const uint32_t from = slot->child;
+  // A WATCH: its pin moves with it (an ASK would hold for one command, not for the
+  // transaction that follows: the client gets it).
+  const bool watch = watched() != nullptr && watched()->server == from;
+  if (watch && ask) return false;
   const uint32_t node = cluster->node_at(r.address, from);
   if (node == ClusterRuntime::kNoNode) return false;
   ClusterStats::bump(ask ? cluster->stats().ask : cluster->stats().moved);
   if (!ask) cluster->moved(r.slot, node);
   Lease* lease = get(node, false);
   if (lease == nullptr) return false;  // no dedicated connection left: the redirection it is
+  if (watch) {
+    watched()->pinned = false;  // (get() may have moved the leases: looked up again)
+    lease->pinned = true;
+  }
   ++slot->tried;
   slot->child = node;
   std::string& out = lease->conn->out();
@@ -253,7 +262,7 @@ bool DedicatedConnections::follow_redirect(ReplySlot* slot, std::string_view rep
                       protocol::memcache::ReplyKind::kLine);
   }
   out.append(slot->frame);
-  lease->conn->push(self, slot, 0, protocol::memcache::ReplyKind::kLine, true);
+  lease->conn->push(self, slot, 0, protocol::memcache::ReplyKind::kLine, !watch);
   on_reply(from);  // the old node's connection goes back once idle
   return true;
 }
@@ -278,14 +287,14 @@ void DedicatedConnections::watch(const resp::CommandInfo& cmd, const Request& re
   if (lease == nullptr) return;
   lease->pinned = true;
   watched_place_ = place;
-  send(*lease, req, false);
+  send(*lease, req, false, true);
 }
 
 void DedicatedConnections::unwatch(const Request& req) {
   Lease* lease = watched();
   lease->pinned = false;  // given back once UNWATCH's reply is in
   watched_place_ = -1;
-  send(*lease, req, false);
+  send(*lease, req, false, false);
 }
 
 size_t DedicatedConnections::buffer_bytes() const {

@@ -56,7 +56,8 @@ class DedicatedConnections {
   void on_reply(uint32_t server);
   // redis_cluster pools: a blocking command answered -MOVED / -ASK (its slot moved while it
   // waited, or before the map knew) is sent again, on a dedicated connection to the node named
-  // (ASK: after ASKING), at most 5 times in a row. True when it was; the reply is then dropped.
+  // (ASK: after ASKING), at most 5 times in a row; a WATCH answered -MOVED moves, with its pin,
+  // to the node named. True when it was; the reply is then dropped.
   bool follow_redirect(ReplySlot* slot, std::string_view reply);
   // The client went away: every connection held is closed, or given back when idle.
   void release_all();
@@ -84,7 +85,8 @@ class DedicatedConnections {
   int64_t keys_server(const protocol::resp::CommandInfo& cmd, const protocol::Request& req,
                       int64_t& place);
   // Sends `req` on `lease` as the next reply's request.
-  void send(Lease& lease, const protocol::Request& req, bool blocking);
+  // `redirectable`: redis_cluster pools keep the frame, to follow a MOVED (follow_redirect).
+  void send(Lease& lease, const protocol::Request& req, bool blocking, bool redirectable);
   void give_back(size_t i);
   static void close_later(ClientSession& s, std::unique_ptr<ServerConnection> conn);
 
