@@ -142,7 +142,11 @@ void ClientSession::expect_resp_fragments(ReplySlot* slot, protocol::resp::Merge
 
 void ClientSession::on_backend_reply(ReplySlot* slot, uint16_t frag, std::string_view bytes,
                                      bool is_error, std::span<const size_t> marks) {
-  if (frag == kIgnoredFrag) return;  // the reply to an ASKING (redis_cluster)
+  if (frag >= kExecFrag) [[unlikely]] {
+    if (frag == kIgnoredFrag) return;  // the reply to an ASKING (redis_cluster), ...
+    if (cluster_transaction_reply(slot, frag, bytes)) return;
+    frag = 0;  // EXEC's reply: the transaction's
+  }
   if (slot->orphaned) {
     if (--slot->outstanding == 0) free_slots_.push_back(slot);
     return;

@@ -74,6 +74,11 @@ class ClientSession final : public Connection, public ReplySink {
   // The fragment number of a pending record whose reply is dropped (the ASKING before an ASK
   // re-send).
   static constexpr uint16_t kIgnoredFrag = UINT16_MAX;
+  // redis_cluster pools, a transaction without WATCH (RedisTransaction::send_block): the
+  // replies to MULTI and the queued commands (a MOVED among them is noted), and EXEC's reply
+  // (EXECABORT after a noted MOVED: the transaction is sent again to the node it named).
+  static constexpr uint16_t kQueuedFrag = UINT16_MAX - 1;
+  static constexpr uint16_t kExecFrag = UINT16_MAX - 2;
 
   // Connection's memory, plus the buffers of the backend connections this client holds
   // (dedicated and subscriber connections).
@@ -122,6 +127,12 @@ class ClientSession final : public Connection, public ReplySink {
   // To any one server (redis_cluster: any master): its answer is the reply.
   void redis_forward_any(const protocol::Request& req);
   void redis_error(std::string_view message);  // "-<message>\r\n" as the next reply
+  // A reply with frag kQueuedFrag or kExecFrag (see there): true when it was consumed (noted,
+  // or the transaction sent again); false for EXEC's final reply.
+  bool cluster_transaction_reply(ReplySlot* slot, uint16_t frag, std::string_view bytes);
+  // Appends the transaction block kept in slot->frame to `conn`, with its reply records.
+  static void send_transaction(const std::shared_ptr<ClientSession>& self, ServerConnection& conn,
+                               ReplySlot* slot);
   // SELECT n (n is not the pool's database): a server checks n (SELECT n, then the pool's
   // database again, on a shared connection); input waits for its answer, then the session's
   // requests go to the connections of database n.

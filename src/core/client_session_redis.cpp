@@ -12,6 +12,7 @@
 #include "core/worker.h"
 #include "protocol/resp/reply_parser.h"
 #include "protocol/resp/reply_writer.h"
+#include "routing/cluster_slots.h"
 
 namespace dproxy::core {
 
@@ -133,6 +134,44 @@ void ClientSession::redis_forward_any(const Request& req) {
     return;
   }
   sharded_.redis_forward(req, static_cast<uint32_t>(id_ % pool().server_count()));
+}
+
+void ClientSession::send_transaction(const std::shared_ptr<ClientSession>& self,
+                                     ServerConnection& conn, ReplySlot* slot) {
+  constexpr auto kLine = protocol::memcache::ReplyKind::kLine;
+  conn.out().append(slot->frame);
+  conn.push(self, slot, kQueuedFrag, kLine);  // MULTI's +OK
+  for (uint32_t i = 0; i < slot->acks_needed; ++i) conn.push(self, slot, kQueuedFrag, kLine);
+  conn.push(self, slot, kExecFrag, kLine);
+}
+
+bool ClientSession::cluster_transaction_reply(ReplySlot* slot, uint16_t frag,
+                                              std::string_view bytes) {
+  constexpr uint32_t kMaxRedirects = 5;
+  ClusterRuntime* cluster = pool().cluster();
+  if (frag == kQueuedFrag) {
+    if (cluster != nullptr && slot->acks == 0 && bytes.starts_with("-MOVED ")) {
+      const routing::ClusterRedirect r = routing::parse_cluster_redirect(bytes);
+      const uint32_t node = r.kind == routing::ClusterReply::kMoved
+                                ? cluster->node_at(r.address, slot->child)
+                                : ClusterRuntime::kNoNode;
+      if (node != ClusterRuntime::kNoNode) {
+        ClusterStats::bump(cluster->stats().moved);
+        cluster->moved(r.slot, node);
+        slot->acks = node + 1;
+      }
+    }
+    return true;
+  }
+  // EXEC's reply.
+  if (cluster == nullptr || slot->acks == 0 || slot->tried >= kMaxRedirects ||
+      !bytes.starts_with("-EXECABORT"))
+    return false;
+  slot->child = slot->acks - 1;
+  slot->acks = 0;
+  ++slot->tried;
+  send_transaction(shared_from_this(), cluster->connection(slot->child, id_, resp3_), slot);
+  return true;
 }
 
 void ClientSession::cluster_retry(ReplySlot* slot, uint16_t frag) {

@@ -71,6 +71,8 @@ struct ReplySlot {
   // kAck: what each child answered (rank: 0 success, 1 negative, 2 error, 3 backend failure),
   // the acknowledgements needed, and the tallies so far.
   std::vector<uint8_t> frag_rank;
+  // (A redis_cluster transaction without WATCH: acks_needed is its command count, and acks is
+  // 1 + the node a queued command's MOVED named, 0 when none; see kQueuedFrag.)
   uint32_t acks_needed = 0;
   uint32_t acks = 0;
   uint32_t fails = 0;

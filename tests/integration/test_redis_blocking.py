@@ -208,6 +208,34 @@ class BlockingTest(harness.PoolsTestMixin, unittest.TestCase):
             for n in self.cluster.nodes:
                 _cluster_cmd(n.port, "CLUSTER", "SETSLOT", slot, "NODE", src_id)
 
+    def test_cluster_transaction_after_the_slot_moved(self):
+        # MULTI ... EXEC without WATCH after a slot move dproxy has not seen: the node refuses
+        # the queued commands with MOVED; dproxy sends the transaction again to the node named,
+        # so the client gets its results, not EXECABORT.
+        from harness import _cluster_cmd
+        key = "{" + self.prefix + "tx}k"
+        slot = _cluster_cmd(self.cluster.nodes[0].port, "CLUSTER", "KEYSLOT", key)
+        src, _ = self.cluster.master_of(slot)
+        dst = next(m for m in self.cluster.masters() if m != src)
+        src_id, dst_id = self.cluster.node_id(src), self.cluster.node_id(dst)
+        try:
+            for port, state, node in ((dst, "IMPORTING", src_id), (src, "MIGRATING", dst_id)):
+                self.assertEqual(_cluster_cmd(port, "CLUSTER", "SETSLOT", slot, state, node),
+                                 b"OK")
+            for n in self.cluster.nodes:
+                self.assertEqual(_cluster_cmd(n.port, "CLUSTER", "SETSLOT", slot, "NODE", dst_id),
+                                 b"OK")
+            c = self.raw("cluster")
+            self.assertEqual(c.call("MULTI"), b"OK")
+            self.assertEqual(c.call("SET", key, "1"), b"QUEUED")
+            self.assertEqual(c.call("INCR", key), b"QUEUED")
+            self.assertEqual(c.call("EXEC"), [b"OK", 2])
+            self.assertEqual(_cluster_cmd(dst, "GET", key), b"2")
+        finally:
+            _cluster_cmd(dst, "DEL", key)
+            for n in self.cluster.nodes:
+                _cluster_cmd(n.port, "CLUSTER", "SETSLOT", slot, "NODE", src_id)
+
     def test_xread_and_xreadgroup_with_block(self):
         for pool in ("ketama", "cluster"):
             with self.subTest(pool=pool):

@@ -135,10 +135,19 @@ void RedisTransaction::exec_watched() {
   reset();
 }
 
-void RedisTransaction::send_block(ServerConnection& conn, ReplySlot* slot) {
+void RedisTransaction::send_block(ServerConnection& conn, ReplySlot* slot, bool follow_moved) {
   // MULTI, the commands and EXEC are appended at once: nothing of another client can come
   // between them on the connection. Only EXEC's reply (the results, or EXECABORT when the
   // server refused a queued command) reaches the client, which had +QUEUED from dproxy.
+  if (follow_moved) {
+    slot->frame.assign(kMulti);
+    slot->frame.append(block_);
+    slot->frame.append(kExec);
+    slot->acks_needed = count_;
+    slot->acks = 0;
+    ClientSession::send_transaction(s_.shared_from_this(), conn, slot);
+    return;
+  }
   auto self = s_.shared_from_this();
   constexpr auto kLine = protocol::memcache::ReplyKind::kLine;
   conn.out().append(kMulti);
@@ -167,14 +176,17 @@ void RedisTransaction::exec() {
   }
   PoolRuntime& pool = s_.pool();
   ServerConnection* conn;
+  uint32_t sent_to = 0;  // redis_cluster: the node
   if (ClusterRuntime* cluster = pool.cluster()) {
     // The master of the transaction's slot (a keyless transaction: any master). A slot that
-    // moved meanwhile makes the server refuse the queued commands with MOVED: EXEC then
-    // answers EXECABORT, and the client retries (the map is refreshed by then).
+    // moved meanwhile makes the server refuse the queued commands with MOVED and EXEC answer
+    // EXECABORT: the transaction is then sent again to the node the MOVED named (nothing of
+    // it ran), up to 5 times (ClientSession::cluster_transaction_reply).
     const auto& masters = cluster->masters();
     const uint32_t node = place_ >= 0 ? cluster->master_for(static_cast<uint16_t>(place_), s_.id_)
                                       : masters[s_.id_ % masters.size()];
     conn = &cluster->connection(node, s_.id_, s_.resp3_);
+    sent_to = node;
   } else {
     const auto n = static_cast<uint32_t>(pool.server_count());
     const uint32_t server =
@@ -188,7 +200,8 @@ void RedisTransaction::exec() {
   }
   ReplySlot* slot = s_.new_slot(ReplySlot::Kind::kForward);
   slot->outstanding = 1;
-  send_block(*conn, slot);
+  slot->child = sent_to;
+  send_block(*conn, slot, pool.cluster() != nullptr);
   reset();
 }
 

@@ -56,7 +56,9 @@ class RedisTransaction {
   // EXEC after a WATCH: on the WATCH's dedicated connection.
   void exec_watched();
   // Appends MULTI, the queued commands and EXEC to `conn`; `slot` gets EXEC's reply.
-  void send_block(ServerConnection& conn, ReplySlot* slot);
+  // `follow_moved` (redis_cluster, no WATCH): the block is kept in the slot, to be sent again
+  // where a MOVED points (ClientSession::cluster_transaction_reply).
+  void send_block(ServerConnection& conn, ReplySlot* slot, bool follow_moved = false);
 
   ClientSession& s_;
   State state_ = State::kNone;
