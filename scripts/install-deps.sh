@@ -7,6 +7,7 @@ PACKAGES=(
   libasio-dev libhiredis-dev nlohmann-json3-dev libyaml-cpp-dev doctest-dev
   memcached redis-server redis-tools nutcracker libmemcached-tools
   python3 python3-pymemcache python3-redis python3-pylibmc ruby ruby-dalli php-cli php-memcached
+  ruby-redis node-redis php-redis
   clang-format curl iproute2 mount
   clang libclang-rt-14-dev
   netcat-openbsd

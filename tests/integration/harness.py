@@ -377,6 +377,27 @@ class RedisCluster:
                 return master, replicas
         return None, []
 
+    def key_slot_and_masters(self, key):
+        """(the hash slot of `key`, the port of its master, the port of another master)."""
+        slot = _cluster_cmd(self.nodes[0].port, "CLUSTER", "KEYSLOT", key)
+        src, _ = self.master_of(slot)
+        return slot, src, next(m for m in self.masters() if m != src)
+
+    def move_slot(self, slot, to):
+        """Hands hash slot `slot` (which must hold no key) to the master on port `to` as a
+        reshard does: IMPORTING on it, MIGRATING on the current master, then NODE on every node.
+        A proxy in front learns of it only from the nodes' MOVED replies."""
+        frm, _ = self.master_of(slot)
+        if frm == to:
+            return
+        frm_id, to_id = self.node_id(frm), self.node_id(to)
+        steps = [(to, "IMPORTING", frm_id), (frm, "MIGRATING", to_id)]
+        steps += [(n.port, "NODE", to_id) for n in self.alive()]
+        for port, state, node in steps:
+            reply = _cluster_cmd(port, "CLUSTER", "SETSLOT", slot, state, node)
+            if reply != b"OK":
+                raise AssertionError(f"SETSLOT {slot} {state} on {port}: {reply!r}")
+
     def describe(self):
         return "; ".join(f"{n.port}: {self.info(n.port).get('cluster_state')}"
                          for n in self.alive())
@@ -612,6 +633,15 @@ def resp_command(*args):
             a = str(a).encode()
         out.append(b"$%d\r\n%s\r\n" % (len(a), a))
     return b"".join(out)
+
+
+def missing(what):
+    """A client library or tool that is not installed: a failure in CI (scripts/install-deps.sh
+    installs it), a skip elsewhere."""
+    import unittest
+    if os.environ.get("CI") == "true":
+        raise AssertionError(f"{what} is not installed (scripts/install-deps.sh installs it)")
+    raise unittest.SkipTest(f"{what} is not installed")
 
 
 def subscribed_everywhere(test, port, publisher, channels, payload):

@@ -57,10 +57,7 @@ def exchange(port, data, settle=0.3):
         s.close()
 
 
-def missing(what):
-    if os.environ.get("CI") == "true":
-        raise AssertionError(f"{what} is not installed (scripts/install-deps.sh installs it)")
-    raise unittest.SkipTest(f"{what} is not installed")
+missing = harness.missing
 
 
 class ClientAsciiAuthTest(unittest.TestCase):

@@ -14,7 +14,8 @@ import time
 import unittest
 
 import harness
-from harness import HOST, Dproxy, Processes, RespClient, RespError, free_port, resp_command
+from harness import (HOST, Dproxy, Processes, RespClient, RespError, _cluster_cmd, free_port,
+                     resp_command)
 
 ARGS = None
 
@@ -145,23 +146,13 @@ class BlockingTest(harness.PoolsTestMixin, unittest.TestCase):
         # A BLPOP waits in a cluster pool while its key's slot moves to another master: the old
         # master unblocks it with -MOVED, and dproxy sends it again to the new master (the client
         # never sees the redirection), where the next push wakes it.
-        from harness import _cluster_cmd
         key = "{" + self.prefix + "moving}q"
-        slot = _cluster_cmd(self.cluster.nodes[0].port, "CLUSTER", "KEYSLOT", key)
-        src, _ = self.cluster.master_of(slot)
-        dst = next(m for m in self.cluster.masters() if m != src)
+        slot, src, dst = self.cluster.key_slot_and_masters(key)
         c = self.raw("cluster")
         c.send(resp_command("BLPOP", key, "20"))
         self.assertTrue(wait_for(lambda: int(info_clients(src)["blocked_clients"]) >= 1, 10))
-        src_id, dst_id = self.cluster.node_id(src), self.cluster.node_id(dst)
         try:
-            self.assertEqual(_cluster_cmd(dst, "CLUSTER", "SETSLOT", slot, "IMPORTING", src_id),
-                             b"OK")
-            self.assertEqual(_cluster_cmd(src, "CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id),
-                             b"OK")
-            for n in self.cluster.nodes:
-                self.assertEqual(_cluster_cmd(n.port, "CLUSTER", "SETSLOT", slot, "NODE", dst_id),
-                                 b"OK")
+            self.cluster.move_slot(slot, dst)
             # Re-sent to the new master: blocked there now.
             self.assertTrue(wait_for(
                 lambda: int(info_clients(dst)["blocked_clients"]) >= 1, 10))
@@ -171,26 +162,16 @@ class BlockingTest(harness.PoolsTestMixin, unittest.TestCase):
             self.assertGreaterEqual(self.proxy.stats()["cluster"]["cluster_moved"], 1)
         finally:
             # The slot goes home, so the other tests see the map they started with.
-            for n in self.cluster.nodes:
-                _cluster_cmd(n.port, "CLUSTER", "SETSLOT", slot, "NODE", src_id)
+            self.cluster.move_slot(slot, src)
 
     def test_cluster_watch_after_the_slot_moved(self):
         # The slot moved before dproxy's map knew: WATCH (on a dedicated connection to the old
         # master) is answered -MOVED; dproxy follows it, the WATCH and the transaction run on
         # the new master, and a change by another client still aborts the EXEC.
-        from harness import _cluster_cmd
         key = "{" + self.prefix + "watched}k"
-        slot = _cluster_cmd(self.cluster.nodes[0].port, "CLUSTER", "KEYSLOT", key)
-        src, _ = self.cluster.master_of(slot)
-        dst = next(m for m in self.cluster.masters() if m != src)
-        src_id, dst_id = self.cluster.node_id(src), self.cluster.node_id(dst)
+        slot, src, dst = self.cluster.key_slot_and_masters(key)
         try:
-            for port, state, node in ((dst, "IMPORTING", src_id), (src, "MIGRATING", dst_id)):
-                self.assertEqual(_cluster_cmd(port, "CLUSTER", "SETSLOT", slot, state, node),
-                                 b"OK")
-            for n in self.cluster.nodes:
-                self.assertEqual(_cluster_cmd(n.port, "CLUSTER", "SETSLOT", slot, "NODE", dst_id),
-                                 b"OK")
+            self.cluster.move_slot(slot, dst)
             c = self.raw("cluster")
             self.assertEqual(c.call("WATCH", key), b"OK")
             self.assertEqual(c.call("MULTI"), b"OK")
@@ -205,26 +186,16 @@ class BlockingTest(harness.PoolsTestMixin, unittest.TestCase):
             self.assertEqual(_cluster_cmd(dst, "GET", key), b"2")
         finally:
             _cluster_cmd(dst, "DEL", key)
-            for n in self.cluster.nodes:
-                _cluster_cmd(n.port, "CLUSTER", "SETSLOT", slot, "NODE", src_id)
+            self.cluster.move_slot(slot, src)
 
     def test_cluster_transaction_after_the_slot_moved(self):
         # MULTI ... EXEC without WATCH after a slot move dproxy has not seen: the node refuses
         # the queued commands with MOVED; dproxy sends the transaction again to the node named,
         # so the client gets its results, not EXECABORT.
-        from harness import _cluster_cmd
         key = "{" + self.prefix + "tx}k"
-        slot = _cluster_cmd(self.cluster.nodes[0].port, "CLUSTER", "KEYSLOT", key)
-        src, _ = self.cluster.master_of(slot)
-        dst = next(m for m in self.cluster.masters() if m != src)
-        src_id, dst_id = self.cluster.node_id(src), self.cluster.node_id(dst)
+        slot, src, dst = self.cluster.key_slot_and_masters(key)
         try:
-            for port, state, node in ((dst, "IMPORTING", src_id), (src, "MIGRATING", dst_id)):
-                self.assertEqual(_cluster_cmd(port, "CLUSTER", "SETSLOT", slot, state, node),
-                                 b"OK")
-            for n in self.cluster.nodes:
-                self.assertEqual(_cluster_cmd(n.port, "CLUSTER", "SETSLOT", slot, "NODE", dst_id),
-                                 b"OK")
+            self.cluster.move_slot(slot, dst)
             c = self.raw("cluster")
             self.assertEqual(c.call("MULTI"), b"OK")
             self.assertEqual(c.call("SET", key, "1"), b"QUEUED")
@@ -233,8 +204,7 @@ class BlockingTest(harness.PoolsTestMixin, unittest.TestCase):
             self.assertEqual(_cluster_cmd(dst, "GET", key), b"2")
         finally:
             _cluster_cmd(dst, "DEL", key)
-            for n in self.cluster.nodes:
-                _cluster_cmd(n.port, "CLUSTER", "SETSLOT", slot, "NODE", src_id)
+            self.cluster.move_slot(slot, src)
 
     def test_xread_and_xreadgroup_with_block(self):
         for pool in ("ketama", "cluster"):

@@ -159,21 +159,12 @@ class PubSubTest(harness.PoolsTestMixin, unittest.TestCase):
         # (an unsolicited sunsubscribe on dproxy's subscriber connection). dproxy closes the
         # client, so that its library subscribes again (on the new master); a client left
         # believing it is subscribed would never get another smessage.
-        from harness import _cluster_cmd
         ch = "{" + self.prefix + "moving}s"
-        slot = _cluster_cmd(self.cluster.nodes[0].port, "CLUSTER", "KEYSLOT", ch)
-        src, _ = self.cluster.master_of(slot)
-        dst = next(m for m in self.cluster.masters() if m != src)
-        src_id, dst_id = self.cluster.node_id(src), self.cluster.node_id(dst)
+        slot, src, dst = self.cluster.key_slot_and_masters(ch)
         sub = self.raw("cluster")
         self.assertEqual(sub.call("SSUBSCRIBE", ch), [b"ssubscribe", ch.encode(), 1])
         try:
-            for port, state, node in ((dst, "IMPORTING", src_id), (src, "MIGRATING", dst_id)):
-                self.assertEqual(_cluster_cmd(port, "CLUSTER", "SETSLOT", slot, state, node),
-                                 b"OK")
-            for n in self.cluster.nodes:
-                self.assertEqual(_cluster_cmd(n.port, "CLUSTER", "SETSLOT", slot, "NODE", dst_id),
-                                 b"OK")
+            self.cluster.move_slot(slot, dst)
             self.assertTrue(sub.is_closed(timeout=5))
             again = self.raw("cluster")
             self.assertEqual(again.call("SSUBSCRIBE", ch), [b"ssubscribe", ch.encode(), 1])
@@ -181,8 +172,7 @@ class PubSubTest(harness.PoolsTestMixin, unittest.TestCase):
             self.assertEqual(pub.call("SPUBLISH", ch, "moved"), 1)
             self.assertEqual(again.read_reply(), [b"smessage", ch.encode(), b"moved"])
         finally:
-            for n in self.cluster.nodes:
-                _cluster_cmd(n.port, "CLUSTER", "SETSLOT", slot, "NODE", src_id)
+            self.cluster.move_slot(slot, src)
 
     def test_subscriber_that_does_not_read_is_disconnected(self):
         s = socket.create_connection((HOST, self.port("ketama")))
