@@ -163,8 +163,8 @@ bool ClientSession::cluster_transaction_reply(ReplySlot* slot, uint16_t frag,
     }
     return true;
   }
-  // EXEC's reply.
-  if (cluster == nullptr || slot->acks == 0 || slot->tried >= kMaxRedirects ||
+  // EXEC's reply. (A client gone meanwhile: nothing of its transaction ran, nor will.)
+  if (cluster == nullptr || closed_ || slot->acks == 0 || slot->tried >= kMaxRedirects ||
       !bytes.starts_with("-EXECABORT"))
     return false;
   slot->child = slot->acks - 1;
