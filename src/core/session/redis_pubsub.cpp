@@ -44,6 +44,12 @@ std::string_view push_type(std::string_view frame) {
   return rest.substr(0, static_cast<size_t>(len));
 }
 
+bool one_slot(std::span<const std::string_view> names) {
+  for (std::string_view name : names)
+    if (routing::key_slot(name) != routing::key_slot(names[0])) return false;
+  return true;
+}
+
 }  // namespace
 
 RedisPubSub::~RedisPubSub() {
@@ -141,15 +147,10 @@ void RedisPubSub::command(Kind kind, std::span<const std::string_view> names) {
               : kind == Kind::kSsubscribe || kind == Kind::kSunsubscribe ? shard_channels_
                                                                          : channels_;
   const bool unsubscribe = is_unsubscribe(kind);
-  if (s_.pool().cluster() != nullptr && &set == &shard_channels_ && names.size() > 1) {
+  if (s_.pool().cluster() != nullptr && &set == &shard_channels_ && !one_slot(names)) {
     // As Redis Cluster: a command's shard channels share one hash slot.
-    const uint16_t first = routing::key_slot(names[0]);
-    for (std::string_view name : names) {
-      if (routing::key_slot(name) != first) {
-        s_.redis_error("CROSSSLOT Keys in request don't hash to the same slot");
-        return;
-      }
-    }
+    s_.redis_error("CROSSSLOT Keys in request don't hash to the same slot");
+    return;
   }
   // UNSUBSCRIBE with no name: every one of that kind (Redis then confirms each).
   names_scratch_.clear();
