@@ -147,7 +147,6 @@ void ClientSession::send_transaction(const std::shared_ptr<ClientSession>& self,
 
 bool ClientSession::cluster_transaction_reply(ReplySlot* slot, uint16_t frag,
                                               std::string_view bytes) {
-  constexpr uint32_t kMaxRedirects = 5;
   ClusterRuntime* cluster = pool().cluster();
   if (frag == kQueuedFrag) {
     if (cluster != nullptr && slot->acks == 0 && bytes.starts_with("-MOVED ")) {
@@ -164,8 +163,8 @@ bool ClientSession::cluster_transaction_reply(ReplySlot* slot, uint16_t frag,
     return true;
   }
   // EXEC's reply. (A client gone meanwhile: nothing of its transaction ran, nor will.)
-  if (cluster == nullptr || closed_ || slot->acks == 0 || slot->tried >= kMaxRedirects ||
-      !bytes.starts_with("-EXECABORT"))
+  if (cluster == nullptr || closed_ || slot->acks == 0 ||
+      slot->tried >= ClusterExecution::kMaxRedirects || !bytes.starts_with("-EXECABORT"))
     return false;
   slot->child = slot->acks - 1;
   slot->acks = 0;

@@ -31,9 +31,7 @@ using routing::ClusterReply;
 
 namespace {
 
-constexpr uint8_t kMaxRedirects = 5;  // MOVED / ASK hops in a row, then a backoff retry
-constexpr uint8_t kMaxRetries = 10;   // backoff 10, 20, 40 ... 500 ms: about 2.6 s in total
-constexpr std::string_view kAsking = "*1\r\n$6\r\nASKING\r\n";
+constexpr uint8_t kMaxRetries = 10;  // backoff 10, 20, 40 ... 500 ms: about 2.6 s in total
 
 std::chrono::milliseconds retry_delay(uint8_t attempt) {
   return std::chrono::milliseconds(std::min<uint32_t>(10u << std::min<uint8_t>(attempt, 8), 500));

@@ -17,6 +17,11 @@ class ClientSession;
 
 class ClusterExecution {
  public:
+  // MOVED / ASK hops in a row a request follows (then: a backoff retry here; elsewhere, the
+  // client gets the redirection), and the command an ASK's target needs first.
+  static constexpr uint8_t kMaxRedirects = 5;
+  static constexpr std::string_view kAsking = "*1\r\n$6\r\nASKING\r\n";
+
   explicit ClusterExecution(ClientSession& s) : s_(s) {}
 
   // Routes `cmd` (its keys found by the session) to the master (or, for a read with

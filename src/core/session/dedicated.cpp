@@ -227,14 +227,14 @@ void DedicatedConnections::blocking(const resp::CommandInfo& cmd, const Request&
 }
 
 bool DedicatedConnections::follow_redirect(ReplySlot* slot, std::string_view reply) {
-  constexpr uint32_t kMaxRedirects = 5;
   ClusterRuntime* const cluster = s_.pool().cluster();
   // (A reload may have replaced the runtime since: its node numbers then mean nothing here.)
   if (cluster == nullptr || slot->frame.empty() || slot->child >= cluster->node_count())
     return false;
   const routing::ClusterRedirect r = routing::parse_cluster_redirect(reply);
   const bool ask = r.kind == routing::ClusterReply::kAsk;
-  if ((r.kind != routing::ClusterReply::kMoved && !ask) || slot->tried >= kMaxRedirects)
+  if ((r.kind != routing::ClusterReply::kMoved && !ask) ||
+      slot->tried >= ClusterExecution::kMaxRedirects)
     return false;  // the client gets the reply as it is
   const uint32_t from = slot->child;
   // A WATCH: its pin moves with it (an ASK would hold for one command, not for the
@@ -256,8 +256,7 @@ bool DedicatedConnections::follow_redirect(ReplySlot* slot, std::string_view rep
   std::string& out = lease->conn->out();
   auto self = s_.shared_from_this();
   if (ask) {
-    static constexpr std::string_view kAsking = "*1\r\n$6\r\nASKING\r\n";
-    out.append(kAsking);
+    out.append(ClusterExecution::kAsking);
     lease->conn->push(self, &ignored_slot_, ClientSession::kIgnoredFrag,
                       protocol::memcache::ReplyKind::kLine);
   }

@@ -128,8 +128,7 @@ void RedisPubSub::send(uint32_t where, Kind kind, std::span<const std::string_vi
                        ReplySlot* slot, uint8_t redirects, bool asking) {
   Sub* s = sub(where);
   if (asking) {
-    static constexpr std::string_view kAsking = "*1\r\n$6\r\nASKING\r\n";
-    s->conn->out().append(kAsking);
+    s->conn->out().append(ClusterExecution::kAsking);
   }
   scratch_.clear();
   scratch_.push_back(verb(kind));
@@ -232,8 +231,8 @@ void RedisPubSub::on_error(uint32_t id, std::string_view frame) {
   ClusterRuntime* cluster = s_.pool().cluster();
   const routing::ClusterRedirect r = routing::parse_cluster_redirect(frame);
   const bool ask = r.kind == routing::ClusterReply::kAsk;
-  if (cluster != nullptr && (ask || r.kind == routing::ClusterReply::kMoved) && e.redirects < 5 &&
-      !e.names.empty()) {
+  if (cluster != nullptr && (ask || r.kind == routing::ClusterReply::kMoved) &&
+      e.redirects < ClusterExecution::kMaxRedirects && !e.names.empty()) {
     const uint32_t node = cluster->node_at(r.address, id);
     if (node != ClusterRuntime::kNoNode) {
       if (!ask) cluster->moved(r.slot, node);
